@@ -1,0 +1,102 @@
+// Training-step benchmark of a plain token sequence through ClimaX transformer blocks:
+// D=256, 4 heads, 4 blocks, batch 1, N tokens (defaults; all flags below). The model is the
+// real ClimaX with V=1, patch 1 and a one-layer head, so the sequence is N = H*W tokens and the
+// embedding/head add well under 1% of the FLOPs. Reported GFLOP/s use the block-only count
+// FLOPs = 3 * L * (24 N D^2 + 4 N^2 D) per step (the same count the PyTorch peer uses).
+// One configuration per process, so peak RSS (getrusage) is per configuration.
+//   bench_block_step --n 8192 [--bf16] [--steps 3] [--dim 256 --heads 4 --depth 4]
+#include <fmt/core.h>
+#include <omp.h>
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/rng.h"
+#include "train/trainer.h"
+
+using namespace seqvit;
+
+int main(int argc, char** argv) {
+  int64_t n = 8192, dim = 256, heads = 4, depth = 4, steps = 3;
+  bool bf16 = false, json = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> int64_t {
+      if (i + 1 >= argc) {
+        fmt::print(stderr, "missing value after {}\n", a);
+        std::exit(2);
+      }
+      return std::atoll(argv[++i]);
+    };
+    if (a == "--n") n = next();
+    else if (a == "--dim") dim = next();
+    else if (a == "--heads") heads = next();
+    else if (a == "--depth") depth = next();
+    else if (a == "--steps") steps = next();
+    else if (a == "--bf16") bf16 = true;
+    else if (a == "--json") json = true;
+    else {
+      fmt::print(stderr, "unknown flag {} (flags: --n --dim --heads --depth --steps --bf16 --json)\n", a);
+      return 2;
+    }
+  }
+  if (n % 128 != 0 && n > 128) {
+    fmt::print(stderr, "--n must be a multiple of 128 (tokens laid out as (n/128) x 128)\n");
+    return 2;
+  }
+  model::ModelConfig mc;
+  mc.img_w = std::min<int64_t>(n, 128);
+  mc.img_h = n / mc.img_w;
+  mc.patch_size = 1;
+  mc.embed_dim = dim;
+  mc.num_heads = heads;
+  mc.depth = depth;
+  mc.decoder_depth = 0;
+  mc.variables = {"x"};
+  mc.out_variables = {"x"};
+  mc.tokenization = model::Tokenization::PerVariable;
+  train::OptimConfig oc;
+  oc.lr = 1e-4;
+  oc.total_steps = steps + 1;
+  train::Trainer tr(mc, oc, 1, bf16 ? model::Precision::BF16 : model::Precision::F32, 0);
+  const int64_t HW = mc.img_h * mc.img_w;
+  std::vector<float> x(HW), y(HW), lat(mc.img_h);
+  Rng rng(1);
+  for (auto& v : x) v = static_cast<float>(rng.normal());
+  for (auto& v : y) v = static_cast<float>(rng.normal());
+  for (int64_t i = 0; i < mc.img_h; ++i) lat[i] = 80.f - 160.f * i / std::max<int64_t>(1, mc.img_h - 1);
+  float lt = 6.f;
+  model::BatchView b{1, x.data(), y.data(), &lt, lat.data()};
+  // warm-up step (also validates: the loss must be finite)
+  auto r = tr.step(b);
+  if (!std::isfinite(r.loss)) {
+    fmt::print(stderr, "non-finite loss in warm-up\n");
+    return 1;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t s = 0; s < steps; ++s) tr.step(b);
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
+  const double N = static_cast<double>(n), D = static_cast<double>(dim);
+  const double flops = 3.0 * depth * (24 * N * D * D + 4 * N * N * D);
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  const double rss_gib = ru.ru_maxrss * 1024.0 / (1024.0 * 1024 * 1024);
+  if (json)
+    fmt::print("{{\"impl\": \"seqvit\", \"n\": {}, \"dtype\": \"{}\", \"step_s\": {:.4f}, "
+               "\"tokens_per_s\": {:.1f}, \"gflops\": {:.2f}, \"peak_rss_gib\": {:.3f}, "
+               "\"planned_gib\": {:.3f}, \"threads\": {}}}\n",
+               n, bf16 ? "bf16" : "fp32", secs, N / secs, flops / secs / 1e9, rss_gib,
+               tr.total_bytes() / (1024.0 * 1024 * 1024), omp_get_max_threads());
+  else
+    fmt::print("seqvit step N={} D={} heads={} depth={} {}: {:.3f} s/step, {:.0f} tokens/s, "
+               "{:.1f} GFLOP/s, peak RSS {:.2f} GiB (planned {:.2f} GiB), {} threads\n",
+               n, dim, heads, depth, bf16 ? "bf16" : "fp32", secs, N / secs, flops / secs / 1e9,
+               rss_gib, tr.total_bytes() / (1024.0 * 1024 * 1024), omp_get_max_threads());
+  return 0;
+}

@@ -1,0 +1,51 @@
+// Non-causal scaled-dot-product attention: flash (tiled, online softmax, O(N) memory) and a
+// naive O(N^2) oracle with the same interface. See DESIGN §3 and docs/flash_attention.md.
+//
+// Layout: each of Q, K, V, O, dO is addressed as [batch][token][head][dim] with dim contiguous
+// and explicit element strides for batch, token and head, so the kernels read heads straight
+// out of a packed qkv[B, N, 3, Hh, d] buffer without copies.
+// LSE is [batch, heads, nq] contiguous: lse = max_j s_ij + log sum_j exp(s_ij - max), with
+// s = scale * q.k. It lets partial results over different key ranges be merged exactly.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace seqvit::kernels {
+
+struct StridedTensor {  // one of Q, K, V, O, dO, dQ, dK, dV
+  float* data = nullptr;
+  int64_t sb = 0;  // batch stride (elements)
+  int64_t sn = 0;  // token stride
+  int64_t sh = 0;  // head stride
+};
+
+struct AttentionArgs {
+  int64_t batch = 0, heads = 0, nq = 0, nk = 0, head_dim = 0;
+  float scale = 0.f;  // usually 1/sqrt(head_dim)
+  bool bf16 = false;  // mixed precision: matrix inputs (Q, K, V, P, dO, dS) rounded to bf16,
+                      // fp32 accumulation and fp32 outputs
+  StridedTensor q, k, v, o;  // forward: reads q, k, v; writes o
+  float* lse = nullptr;      // [batch, heads, nq]: written by forward, read by backward
+  // backward only:
+  StridedTensor dout;      // reads dO
+  StridedTensor dq, dk, dv;  // written (or accumulated into, see accumulate)
+  bool accumulate = false;   // backward: dq/dk/dv += instead of =
+  // Scratch memory provided by the caller (planned before the step loop; kernels never
+  // allocate). Size from attention_workspace_bytes(); may be null if that returns 0.
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
+};
+
+// Bytes of scratch the flash kernels need for this shape with `threads` OpenMP threads.
+// (covers forward and backward; depends on heads/nq/head_dim/batch, not on data.)
+size_t flash_attention_workspace_bytes(const AttentionArgs& a, int threads);
+void flash_attention_forward(const AttentionArgs& a);
+void flash_attention_backward(const AttentionArgs& a);
+
+// The oracle: materialises the score matrix per (batch, head). Same semantics, same outputs
+// (including lse), allocates freely; for tests and small problems only.
+void naive_attention_forward(const AttentionArgs& a);
+void naive_attention_backward(const AttentionArgs& a);
+
+}  // namespace seqvit::kernels

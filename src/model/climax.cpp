@@ -1,0 +1,727 @@
+// ClimaX forward and backward on one process (see climax.h for the shape glossary).
+//
+// Memory: plan() allocates every buffer once. Saved per block: the block input x [T,D], LN
+// statistics [T] x 2, qkv [T,3D], attention output [T,D] and its LSE [B,Hh,N], the mid-block
+// residual [T,D] and the fc1 pre-activation [T,F]; LayerNorm outputs and GELU outputs are
+// recomputed in backward (memory-bound, cheap) so a block keeps ~(6 + F/D) T*D floats.
+#include "model/climax.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/check.h"
+#include "core/rng.h"
+#include "kernels/attention.h"
+#include "kernels/ops.h"
+
+namespace seqvit::model {
+
+using kernels::Op;
+
+namespace {
+
+constexpr float kLnEps = 1e-5f;
+
+// y[T,out] = x[T,in] W[out,in]^T (+ b[out]). With Wb (bf16 weights) the product runs in mixed
+// precision: x is staged to bf16 in `stage`.
+void linear_forward(const float* x, const float* W, const bf16* Wb, const float* b, float* y,
+                    int64_t T, int64_t in, int64_t out, bf16* stage) {
+  float beta = 0.f;
+  if (b) {
+    kernels::broadcast_rows(y, b, T, out);
+    beta = 1.f;
+  }
+  if (Wb) {
+    convert_to_bf16(x, stage, T * in);
+    kernels::gemm_bf16(Op::N, Op::T, T, out, in, 1.f, stage, in, Wb, in, beta, y, out);
+  } else {
+    kernels::gemm_f32(Op::N, Op::T, T, out, in, 1.f, x, in, W, in, beta, y, out);
+  }
+}
+
+// dx[T,in] = dy W (or += when acc_dx; skipped when dx is null); dW[out,in] += dy^T x;
+// db[out] += column sums of dy (skipped when null).
+void linear_backward(const float* dy, const float* x, const float* W, const bf16* Wb, float* dx,
+                     float* dW, float* db, int64_t T, int64_t in, int64_t out, bool acc_dx,
+                     bf16* stage_a, bf16* stage_b) {
+  if (Wb) {
+    convert_to_bf16(dy, stage_a, T * out);
+    if (dx)
+      kernels::gemm_bf16(Op::N, Op::N, T, in, out, 1.f, stage_a, out, Wb, in, acc_dx ? 1.f : 0.f,
+                         dx, in);
+    convert_to_bf16(x, stage_b, T * in);
+    kernels::gemm_bf16(Op::T, Op::N, out, in, T, 1.f, stage_a, out, stage_b, in, 1.f, dW, in);
+  } else {
+    if (dx)
+      kernels::gemm_f32(Op::N, Op::N, T, in, out, 1.f, dy, out, W, in, acc_dx ? 1.f : 0.f, dx,
+                        in);
+    kernels::gemm_f32(Op::T, Op::N, out, in, T, 1.f, dy, out, x, in, 1.f, dW, in);
+  }
+  if (db) kernels::bias_backward(dy, db, T, out);
+}
+
+// 1-D sin-cos embedding (MAE/ClimaX): out[E] = [sin(pos * w_k), cos(pos * w_k)], k < E/2,
+// w_k = 1 / 10000^(k / (E/2)).
+void sincos_1d(int64_t E, double pos, float* out) {
+  const int64_t half = E / 2;
+  for (int64_t k = 0; k < half; ++k) {
+    double w = 1.0 / std::pow(10000.0, static_cast<double>(k) / static_cast<double>(half));
+    out[k] = static_cast<float>(std::sin(pos * w));
+    out[half + k] = static_cast<float>(std::cos(pos * w));
+  }
+  for (int64_t k = 2 * half; k < E; ++k) out[k] = 0.f;
+}
+
+}  // namespace
+
+std::vector<float> latitude_weights(const float* lat_deg, int64_t H) {
+  std::vector<double> c(H);
+  double mean = 0;
+  for (int64_t i = 0; i < H; ++i) {
+    c[i] = std::cos(static_cast<double>(lat_deg[i]) * M_PI / 180.0);
+    mean += c[i];
+  }
+  mean /= static_cast<double>(H);
+  SEQVIT_CHECK(mean > 0, "latitudes give a non-positive mean cos(lat) = {}", mean);
+  std::vector<float> w(H);
+  for (int64_t i = 0; i < H; ++i) w[i] = static_cast<float>(c[i] / mean);
+  return w;
+}
+
+// ------------------------------------------------------------------------ planned buffers
+struct ClimaX::Act {
+  // embedding
+  Buffer<float> patches;  // [B,V,Lp,pp]
+  Buffer<float> tok;      // [B,V,Lp,D] per-variable embeddings (aggregate)
+  Buffer<float> kv;       // [B*V*Lp, 2D] aggregation keys | values (aggregate)
+  Buffer<float> qagg;     // [D] projected variable query (aggregate)
+  Buffer<float> agg_o;    // [B*Lp, D] aggregation attention output (aggregate)
+  Buffer<float> agg_lse;  // [B, Lp, Hh]
+  Buffer<float> tscaled;  // [B] lead time / 100
+  Buffer<float> embias;   // [V, D] conv bias + var_embed, per variable
+  // blocks (index i), xs has depth+1 entries: xs[i] is the input of block i
+  std::vector<Buffer<float>> xs, ln1_mean, ln1_rstd, qkv, attn_o, lse, x_mid, ln2_mean,
+      ln2_rstd, fc1_pre;
+  // final norm and head
+  Buffer<float> lnf_out, lnf_mean, lnf_rstd;  // [T,D], [T], [T]
+  std::vector<Buffer<float>> head_pre, head_act;  // decoder_depth x [T,D]
+  Buffer<float> head_out;                         // [T, outw]
+  Buffer<float> img;                              // [B,V,H,W]
+  Buffer<float> dpred;                            // [B,Vo,H,W]
+  Buffer<float> wlat;                             // [H]
+  // backward / forward scratch
+  Buffer<float> lnbuf;             // [T,D] LayerNorm outputs (recomputed)
+  Buffer<float> dx, dln, d_o;      // [T,D]
+  Buffer<float> dqkv;              // [T,3D]
+  Buffer<float> hbuf, dh;          // [T,F]
+  Buffer<float> dhead;             // [T,outw]
+  Buffer<float> dimg;              // [B,V,H,W]
+  Buffer<float> dtok, dkv, dq_agg, dagg_o;  // aggregate: [BVLp,D], [BVLp,2D], [BLp,D], [BLp,D]
+  // mixed precision
+  Buffer<bf16> wb;                 // bf16 copy of all parameters (table layout)
+  Buffer<bf16> stage_a, stage_b;   // bf16 staging of matrix inputs
+  // attention scratch
+  Buffer<unsigned char> attn_ws;
+
+  size_t saved_bytes = 0, scratch_bytes = 0;
+};
+
+ClimaX::~ClimaX() { delete act_; }
+
+ClimaX::ClimaX(const ModelConfig& cfg) : cfg_(cfg) {
+  cfg_.validate();
+  const int64_t D = cfg_.embed_dim, V = cfg_.V(), p = cfg_.patch_size, F = cfg_.hidden();
+  for (int64_t v = 0; v < V; ++v) {
+    tok_w_.push_back(table_.add(fmt::format("token_embeds.{}.proj.weight", v), {D, 1, p, p}));
+    tok_b_.push_back(table_.add(fmt::format("token_embeds.{}.proj.bias", v), {D}));
+  }
+  var_embed_ = table_.add("var_embed", {1, V, D});
+  if (cfg_.tokenization == Tokenization::Aggregate) {
+    var_query_ = table_.add("var_query", {1, 1, D});
+    agg_in_w_ = table_.add("var_agg.in_proj_weight", {3 * D, D});
+    agg_in_b_ = table_.add("var_agg.in_proj_bias", {3 * D});
+    agg_out_w_ = table_.add("var_agg.out_proj.weight", {D, D});
+    agg_out_b_ = table_.add("var_agg.out_proj.bias", {D});
+  }
+  pos_embed_ = table_.add("pos_embed", {1, cfg_.Lp(), D});
+  lt_w_ = table_.add("lead_time_embed.weight", {D, 1});
+  lt_b_ = table_.add("lead_time_embed.bias", {D});
+  for (int64_t i = 0; i < cfg_.depth; ++i) {
+    auto n = [&](const char* s) { return fmt::format("blocks.{}.{}", i, s); };
+    BlockParams bp{};
+    bp.norm1_w = table_.add(n("norm1.weight"), {D});
+    bp.norm1_b = table_.add(n("norm1.bias"), {D});
+    bp.qkv_w = table_.add(n("attn.qkv.weight"), {3 * D, D});
+    bp.qkv_b = table_.add(n("attn.qkv.bias"), {3 * D});
+    bp.proj_w = table_.add(n("attn.proj.weight"), {D, D});
+    bp.proj_b = table_.add(n("attn.proj.bias"), {D});
+    bp.norm2_w = table_.add(n("norm2.weight"), {D});
+    bp.norm2_b = table_.add(n("norm2.bias"), {D});
+    bp.fc1_w = table_.add(n("mlp.fc1.weight"), {F, D});
+    bp.fc1_b = table_.add(n("mlp.fc1.bias"), {F});
+    bp.fc2_w = table_.add(n("mlp.fc2.weight"), {D, F});
+    bp.fc2_b = table_.add(n("mlp.fc2.bias"), {D});
+    blocks_.push_back(bp);
+  }
+  norm_w_ = table_.add("norm.weight", {D});
+  norm_b_ = table_.add("norm.bias", {D});
+  const int64_t outw = cfg_.tokenization == Tokenization::Aggregate ? V * cfg_.pp() : cfg_.pp();
+  for (int64_t k = 0; k <= cfg_.decoder_depth; ++k) {
+    const int64_t out = k < cfg_.decoder_depth ? D : outw;
+    head_w_.push_back(table_.add(fmt::format("head.{}.weight", 2 * k), {out, D}));
+    head_b_.push_back(table_.add(fmt::format("head.{}.bias", 2 * k), {out}));
+  }
+}
+
+void ClimaX::init(float* P, uint64_t seed) const {
+  Rng rng(seed);
+  std::memset(P, 0, sizeof(float) * table_.total());
+  const int64_t D = cfg_.embed_dim;
+  auto fill_tn = [&](int idx) {
+    const auto& e = table_[idx];
+    for (int64_t i = 0; i < e.numel; ++i) P[e.offset + i] = static_cast<float>(rng.trunc_normal(0.02));
+  };
+  auto fill_const = [&](int idx, float v) {
+    const auto& e = table_[idx];
+    for (int64_t i = 0; i < e.numel; ++i) P[e.offset + i] = v;
+  };
+  for (int w : tok_w_) fill_tn(w);
+  for (int64_t v = 0; v < cfg_.V(); ++v)
+    sincos_1d(D, static_cast<double>(v), P + table_[var_embed_].offset + v * D);
+  if (agg_in_w_ >= 0) {
+    fill_tn(agg_in_w_);
+    fill_tn(agg_out_w_);
+  }
+  // 2-D sin-cos: first half encodes the patch column, second half the patch row (as ClimaX).
+  for (int64_t r = 0; r < cfg_.grid_h(); ++r)
+    for (int64_t c = 0; c < cfg_.grid_w(); ++c) {
+      float* dst = P + table_[pos_embed_].offset + (r * cfg_.grid_w() + c) * D;
+      sincos_1d(D / 2, static_cast<double>(c), dst);
+      sincos_1d(D - D / 2, static_cast<double>(r), dst + D / 2);
+    }
+  fill_tn(lt_w_);
+  for (const auto& b : blocks_) {
+    fill_const(b.norm1_w, 1.f);
+    fill_const(b.norm2_w, 1.f);
+    fill_tn(b.qkv_w);
+    fill_tn(b.proj_w);
+    fill_tn(b.fc1_w);
+    fill_tn(b.fc2_w);
+  }
+  fill_const(norm_w_, 1.f);
+  for (int w : head_w_) fill_tn(w);
+}
+
+void ClimaX::plan(int64_t max_batch, Precision precision) {
+  SEQVIT_CHECK(max_batch >= 1, "batch size must be >= 1, got {}", max_batch);
+  delete act_;
+  act_ = new Act();
+  Act& a = *act_;
+  max_batch_ = max_batch;
+  precision_ = precision;
+  const bool agg = cfg_.tokenization == Tokenization::Aggregate;
+  const int64_t B = max_batch, V = cfg_.V(), Vo = cfg_.Vo(), Lp = cfg_.Lp(), N = cfg_.N(),
+                D = cfg_.embed_dim, F = cfg_.hidden(), Hh = cfg_.num_heads, pp = cfg_.pp(),
+                H = cfg_.img_h, W = cfg_.img_w, T = B * N, L = cfg_.depth;
+  const int64_t outw = agg ? V * pp : pp;
+  size_t saved = 0, scratch = 0;
+  auto S = [&](Buffer<float>& buf, int64_t n) {
+    buf.resize(n);
+    saved += buf.bytes();
+  };
+  auto X = [&](Buffer<float>& buf, int64_t n) {
+    buf.resize(n);
+    scratch += buf.bytes();
+  };
+  S(a.patches, B * V * Lp * pp);
+  if (agg) {
+    S(a.tok, B * V * Lp * D);
+    S(a.kv, B * V * Lp * 2 * D);
+    S(a.qagg, D);
+    S(a.agg_o, B * Lp * D);
+    S(a.agg_lse, B * Lp * Hh);
+    X(a.dtok, B * V * Lp * D);
+    X(a.dkv, B * V * Lp * 2 * D);
+    X(a.dq_agg, B * Lp * D);
+    X(a.dagg_o, B * Lp * D);
+  }
+  S(a.tscaled, B);
+  X(a.embias, V * D);
+  a.xs.resize(L + 1);
+  for (auto* v : {&a.ln1_mean, &a.ln1_rstd, &a.qkv, &a.attn_o, &a.lse, &a.x_mid, &a.ln2_mean,
+                  &a.ln2_rstd, &a.fc1_pre})
+    v->resize(L);
+  for (int64_t i = 0; i <= L; ++i) S(a.xs[i], T * D);
+  for (int64_t i = 0; i < L; ++i) {
+    S(a.ln1_mean[i], T);
+    S(a.ln1_rstd[i], T);
+    S(a.qkv[i], T * 3 * D);
+    S(a.attn_o[i], T * D);
+    S(a.lse[i], B * Hh * N);
+    S(a.x_mid[i], T * D);
+    S(a.ln2_mean[i], T);
+    S(a.ln2_rstd[i], T);
+    S(a.fc1_pre[i], T * F);
+  }
+  S(a.lnf_out, T * D);
+  S(a.lnf_mean, T);
+  S(a.lnf_rstd, T);
+  a.head_pre.resize(cfg_.decoder_depth);
+  a.head_act.resize(cfg_.decoder_depth);
+  for (int64_t k = 0; k < cfg_.decoder_depth; ++k) {
+    S(a.head_pre[k], T * D);
+    S(a.head_act[k], T * D);
+  }
+  S(a.head_out, T * outw);
+  S(a.img, B * V * H * W);
+  S(a.dpred, B * Vo * H * W);
+  S(a.wlat, H);
+  X(a.lnbuf, T * D);
+  X(a.dx, T * D);
+  X(a.dln, T * D);
+  X(a.d_o, T * D);
+  X(a.dqkv, T * 3 * D);
+  X(a.hbuf, T * F);
+  X(a.dh, T * F);
+  X(a.dhead, T * outw);
+  X(a.dimg, B * V * H * W);
+  if (precision == Precision::BF16) {
+    a.wb.resize(table_.total());
+    // the largest matrix input staged: rows x width over every linear layer
+    int64_t stage = std::max({T * 3 * D, T * F, T * outw});
+    if (agg) stage = std::max(stage, B * V * Lp * 2 * D);
+    a.stage_a.resize(stage);
+    a.stage_b.resize(stage);
+    scratch += a.wb.bytes() + a.stage_a.bytes() + a.stage_b.bytes();
+  }
+  // attention scratch: the larger of the block attention and the aggregation attention
+  kernels::AttentionArgs blk;
+  blk.batch = B;
+  blk.heads = Hh;
+  blk.nq = blk.nk = N;
+  blk.head_dim = cfg_.head_dim();
+  blk.bf16 = precision == Precision::BF16;
+  size_t ws = kernels::flash_attention_workspace_bytes(blk, omp_get_max_threads());
+  if (agg) {
+    kernels::AttentionArgs ag = blk;
+    ag.batch = Lp;
+    ag.nq = 1;
+    ag.nk = V;
+    ws = std::max(ws, kernels::flash_attention_workspace_bytes(ag, omp_get_max_threads()));
+  }
+  a.attn_ws.resize(static_cast<int64_t>(ws));
+  scratch += ws;
+  a.saved_bytes = saved;
+  a.scratch_bytes = scratch;
+}
+
+size_t ClimaX::activation_bytes() const { return act_ ? act_->saved_bytes : 0; }
+size_t ClimaX::workspace_bytes() const { return act_ ? act_->scratch_bytes : 0; }
+
+void ClimaX::sync_weights(const float* P) {
+  SEQVIT_CHECK(act_, "ClimaX::sync_weights before plan()");
+  if (precision_ == Precision::BF16) convert_to_bf16(P, act_->wb.data(), table_.total());
+}
+
+double ClimaX::forward_flops(int64_t B) const {
+  const double V = cfg_.V(), Lp = cfg_.Lp(), N = cfg_.N(), D = cfg_.embed_dim,
+               F = cfg_.hidden(), pp = cfg_.pp();
+  const bool agg = cfg_.tokenization == Tokenization::Aggregate;
+  double f = 2 * V * Lp * pp * D;                            // patch embedding
+  if (agg) f += 2 * V * Lp * D * 2 * D + 4 * V * D * Lp + 2 * Lp * D * D;  // aggregation
+  f += cfg_.depth * (2 * N * (4 * D * D + 2 * D * F) + 4 * N * N * D);    // blocks
+  f += 2 * N * D * D * cfg_.decoder_depth + 2 * N * D * (agg ? V * pp : pp);  // head
+  return f * static_cast<double>(B);
+}
+
+// ------------------------------------------------------------------------ forward
+double ClimaX::forward(const float* P, const BatchView& b, float* pred) {
+  SEQVIT_CHECK(act_, "ClimaX::forward before plan()");
+  SEQVIT_CHECK(b.B >= 1 && b.B <= max_batch_, "batch of {} samples, but memory was planned for "
+               "at most {}", b.B, max_batch_);
+  Act& a = *act_;
+  B_ = b.B;
+  embed_forward(P, b);
+  for (int i = 0; i < static_cast<int>(cfg_.depth); ++i) block_forward(P, i);
+  head_forward(P);
+
+  // pred and the latitude-weighted MSE, with its gradient dpred for backward
+  const int64_t H = cfg_.img_h, W = cfg_.img_w, V = cfg_.V(), Vo = cfg_.Vo(), HW = H * W;
+  const auto w = latitude_weights(b.lat, H);
+  std::copy(w.begin(), w.end(), a.wlat.data());
+  const auto oi = cfg_.out_index();
+  const double count = static_cast<double>(B_ * Vo * HW);
+  double loss = 0;
+  for (int64_t s = 0; s < B_; ++s)
+    for (int64_t o = 0; o < Vo; ++o) {
+      const float* src = a.img.data() + (s * V + oi[o]) * HW;
+      const float* y = b.y + (s * Vo + o) * HW;
+      float* dp = a.dpred.data() + (s * Vo + o) * HW;
+      if (pred) std::memcpy(pred + (s * Vo + o) * HW, src, sizeof(float) * HW);
+      double acc = 0;
+      for (int64_t i = 0; i < H; ++i) {
+        double row = 0;
+        for (int64_t j = 0; j < W; ++j) {
+          const double e = static_cast<double>(src[i * W + j]) - y[i * W + j];
+          row += e * e;
+          dp[i * W + j] = static_cast<float>(2.0 * w[i] * e / count);
+        }
+        acc += w[i] * row;
+      }
+      loss += acc;
+    }
+  return loss / count;
+}
+
+void ClimaX::embed_forward(const float* P, const BatchView& b) {
+  Act& a = *act_;
+  const bool agg = cfg_.tokenization == Tokenization::Aggregate;
+  const int64_t B = B_, V = cfg_.V(), Lp = cfg_.Lp(), D = cfg_.embed_dim, pp = cfg_.pp(),
+                Hh = cfg_.num_heads, d = cfg_.head_dim(), N = cfg_.N();
+  const bf16* wb = precision_ == Precision::BF16 ? a.wb.data() : nullptr;
+  for (int64_t s = 0; s < B; ++s) a.tscaled[s] = b.lead_times[s] / 100.f;
+  kernels::patchify(b.x, a.patches.data(), B, V, cfg_.img_h, cfg_.img_w, cfg_.patch_size);
+  // per-variable constant rows: conv bias + var_embed
+  for (int64_t v = 0; v < V; ++v)
+    kernels::add(P + table_[tok_b_[v]].offset, P + table_[var_embed_].offset + v * D,
+                 a.embias.data() + v * D, D);
+  // per-variable patch embedding (a p x p stride-p conv 1 -> D is a [pp] -> [D] linear map);
+  // K = pp is tiny, so it stays in fp32
+  float* dst_base = agg ? a.tok.data() : a.xs[0].data();  // both [B, V, Lp, D]
+  for (int64_t s = 0; s < B; ++s)
+    for (int64_t v = 0; v < V; ++v)
+      linear_forward(a.patches.data() + (s * V + v) * Lp * pp, P + table_[tok_w_[v]].offset,
+                     nullptr, a.embias.data() + v * D, dst_base + (s * V + v) * Lp * D, Lp, pp, D,
+                     nullptr);
+  const float* pos = P + table_[pos_embed_].offset;
+  const float* ltw = P + table_[lt_w_].offset;
+  const float* ltb = P + table_[lt_b_].offset;
+  auto add_pos_time = [&](float* x, int64_t s, int64_t l) {
+    const float t = a.tscaled[s];
+    for (int64_t k = 0; k < D; ++k) x[k] += pos[l * D + k] + (ltw[k] * t + ltb[k]);
+  };
+  if (!agg) {
+    float* x0 = a.xs[0].data();
+#pragma omp parallel for collapse(2)
+    for (int64_t s = 0; s < B; ++s)
+      for (int64_t n = 0; n < N; ++n) add_pos_time(x0 + (s * N + n) * D, s, n % Lp);
+    return;
+  }
+  // variable aggregation: one attention per patch, query = var_query, keys/values = V tokens
+  const int64_t rows = B * V * Lp;
+  const float* inw = P + table_[agg_in_w_].offset;
+  const float* inb = P + table_[agg_in_b_].offset;
+  linear_forward(a.tok.data(), inw + D * D, wb ? wb + table_[agg_in_w_].offset + D * D : nullptr,
+                 inb + D, a.kv.data(), rows, D, 2 * D, a.stage_a.data());
+  const float* vq = P + table_[var_query_].offset;
+  for (int64_t j = 0; j < D; ++j) {
+    double acc = inb[j];
+    for (int64_t k = 0; k < D; ++k) acc += static_cast<double>(inw[j * D + k]) * vq[k];
+    a.qagg[j] = static_cast<float>(acc);
+  }
+  for (int64_t s = 0; s < B; ++s) {
+    kernels::AttentionArgs at;
+    at.batch = Lp;
+    at.heads = Hh;
+    at.nq = 1;
+    at.nk = V;
+    at.head_dim = d;
+    at.scale = 1.f / std::sqrt(static_cast<float>(d));
+    at.bf16 = wb != nullptr;
+    float* kvb = a.kv.data() + s * V * Lp * 2 * D;
+    at.q = {a.qagg.data(), 0, 0, d};
+    at.k = {kvb, 2 * D, Lp * 2 * D, d};
+    at.v = {kvb + D, 2 * D, Lp * 2 * D, d};
+    at.o = {a.agg_o.data() + s * Lp * D, D, D, d};
+    at.lse = a.agg_lse.data() + s * Lp * Hh;
+    at.workspace = a.attn_ws.data();
+    at.workspace_bytes = a.attn_ws.bytes();
+    kernels::flash_attention_forward(at);
+  }
+  linear_forward(a.agg_o.data(), P + table_[agg_out_w_].offset,
+                 wb ? wb + table_[agg_out_w_].offset : nullptr, P + table_[agg_out_b_].offset,
+                 a.xs[0].data(), B * Lp, D, D, a.stage_a.data());
+  float* x0 = a.xs[0].data();
+#pragma omp parallel for collapse(2)
+  for (int64_t s = 0; s < B; ++s)
+    for (int64_t l = 0; l < Lp; ++l) add_pos_time(x0 + (s * Lp + l) * D, s, l);
+}
+
+void ClimaX::block_forward(const float* P, int i) {
+  Act& a = *act_;
+  const BlockParams& bp = blocks_[i];
+  const int64_t N = cfg_.N(), D = cfg_.embed_dim, F = cfg_.hidden(), T = B_ * N,
+                Hh = cfg_.num_heads, d = cfg_.head_dim();
+  const bf16* wb = precision_ == Precision::BF16 ? a.wb.data() : nullptr;
+  auto WB = [&](int idx) { return wb ? wb + table_[idx].offset : nullptr; };
+  auto p = [&](int idx) { return P + table_[idx].offset; };
+  bf16* st = a.stage_a.data();
+  const float* x = a.xs[i].data();
+  kernels::layernorm_forward(x, p(bp.norm1_w), p(bp.norm1_b), a.lnbuf.data(),
+                             a.ln1_mean[i].data(), a.ln1_rstd[i].data(), T, D, kLnEps);
+  linear_forward(a.lnbuf.data(), p(bp.qkv_w), WB(bp.qkv_w), p(bp.qkv_b), a.qkv[i].data(), T, D,
+                 3 * D, st);
+  kernels::AttentionArgs at;
+  at.batch = B_;
+  at.heads = Hh;
+  at.nq = at.nk = N;
+  at.head_dim = d;
+  at.scale = 1.f / std::sqrt(static_cast<float>(d));
+  at.bf16 = wb != nullptr;
+  float* qkv = a.qkv[i].data();
+  at.q = {qkv, N * 3 * D, 3 * D, d};
+  at.k = {qkv + D, N * 3 * D, 3 * D, d};
+  at.v = {qkv + 2 * D, N * 3 * D, 3 * D, d};
+  at.o = {a.attn_o[i].data(), N * D, D, d};
+  at.lse = a.lse[i].data();
+  at.workspace = a.attn_ws.data();
+  at.workspace_bytes = a.attn_ws.bytes();
+  kernels::flash_attention_forward(at);
+  linear_forward(a.attn_o[i].data(), p(bp.proj_w), WB(bp.proj_w), p(bp.proj_b),
+                 a.x_mid[i].data(), T, D, D, st);
+  kernels::add_inplace(a.x_mid[i].data(), x, T * D);
+  kernels::layernorm_forward(a.x_mid[i].data(), p(bp.norm2_w), p(bp.norm2_b), a.lnbuf.data(),
+                             a.ln2_mean[i].data(), a.ln2_rstd[i].data(), T, D, kLnEps);
+  linear_forward(a.lnbuf.data(), p(bp.fc1_w), WB(bp.fc1_w), p(bp.fc1_b), a.fc1_pre[i].data(), T,
+                 D, F, st);
+  kernels::gelu_forward(a.fc1_pre[i].data(), a.hbuf.data(), T * F);
+  linear_forward(a.hbuf.data(), p(bp.fc2_w), WB(bp.fc2_w), p(bp.fc2_b), a.xs[i + 1].data(), T, F,
+                 D, st);
+  kernels::add_inplace(a.xs[i + 1].data(), a.x_mid[i].data(), T * D);
+}
+
+void ClimaX::head_forward(const float* P) {
+  Act& a = *act_;
+  const bool agg = cfg_.tokenization == Tokenization::Aggregate;
+  const int64_t T = B_ * cfg_.N(), D = cfg_.embed_dim, V = cfg_.V(), pp = cfg_.pp();
+  const int64_t outw = agg ? V * pp : pp;
+  const bf16* wb = precision_ == Precision::BF16 ? a.wb.data() : nullptr;
+  auto WB = [&](int idx) { return wb ? wb + table_[idx].offset : nullptr; };
+  auto p = [&](int idx) { return P + table_[idx].offset; };
+  kernels::layernorm_forward(a.xs[cfg_.depth].data(), p(norm_w_), p(norm_b_), a.lnf_out.data(),
+                             a.lnf_mean.data(), a.lnf_rstd.data(), T, D, kLnEps);
+  const float* cur = a.lnf_out.data();
+  for (int64_t k = 0; k < cfg_.decoder_depth; ++k) {
+    linear_forward(cur, p(head_w_[k]), WB(head_w_[k]), p(head_b_[k]), a.head_pre[k].data(), T, D,
+                   D, a.stage_a.data());
+    kernels::gelu_forward(a.head_pre[k].data(), a.head_act[k].data(), T * D);
+    cur = a.head_act[k].data();
+  }
+  const int kl = static_cast<int>(cfg_.decoder_depth);
+  linear_forward(cur, p(head_w_[kl]), WB(head_w_[kl]), p(head_b_[kl]), a.head_out.data(), T, D,
+                 outw, a.stage_a.data());
+  if (agg)
+    kernels::unpatchify_channels_last(a.head_out.data(), a.img.data(), B_, V, cfg_.img_h,
+                                      cfg_.img_w, cfg_.patch_size);
+  else
+    kernels::unpatchify_vmajor(a.head_out.data(), a.img.data(), B_, V, cfg_.img_h, cfg_.img_w,
+                               cfg_.patch_size);
+}
+
+// ------------------------------------------------------------------------ backward
+void ClimaX::backward(const float* P, float* G) {
+  SEQVIT_CHECK(act_ && B_ > 0, "ClimaX::backward without a forward");
+  head_backward(P, G);  // leaves dL/dxs[depth] in act_->dx
+  for (int i = static_cast<int>(cfg_.depth) - 1; i >= 0; --i) block_backward(P, G, i);
+  embed_backward(P, G, act_->dx.data());
+}
+
+void ClimaX::head_backward(const float* P, float* G) {
+  Act& a = *act_;
+  const bool agg = cfg_.tokenization == Tokenization::Aggregate;
+  const int64_t T = B_ * cfg_.N(), D = cfg_.embed_dim, V = cfg_.V(), Vo = cfg_.Vo(),
+                pp = cfg_.pp(), HW = cfg_.img_h * cfg_.img_w;
+  const int64_t outw = agg ? V * pp : pp;
+  const bf16* wb = precision_ == Precision::BF16 ? a.wb.data() : nullptr;
+  auto WB = [&](int idx) { return wb ? wb + table_[idx].offset : nullptr; };
+  auto p = [&](int idx) { return P + table_[idx].offset; };
+  auto g = [&](int idx) { return G + table_[idx].offset; };
+  // scatter dpred into the full-variable image gradient (variables not output get zero)
+  std::fill(a.dimg.data(), a.dimg.data() + B_ * V * HW, 0.f);
+  const auto oi = cfg_.out_index();
+  for (int64_t s = 0; s < B_; ++s)
+    for (int64_t o = 0; o < Vo; ++o)
+      kernels::add_inplace(a.dimg.data() + (s * V + oi[o]) * HW,
+                           a.dpred.data() + (s * Vo + o) * HW, HW);
+  if (agg)
+    kernels::patchify_channels_last(a.dimg.data(), a.dhead.data(), B_, V, cfg_.img_h, cfg_.img_w,
+                                    cfg_.patch_size);
+  else
+    kernels::patchify(a.dimg.data(), a.dhead.data(), B_, V, cfg_.img_h, cfg_.img_w,
+                      cfg_.patch_size);
+  const int kl = static_cast<int>(cfg_.decoder_depth);
+  float* dcur = a.dln.data();  // ping-pong between dln and d_o
+  float* dnext = a.d_o.data();
+  const float* in = kl > 0 ? a.head_act[kl - 1].data() : a.lnf_out.data();
+  linear_backward(a.dhead.data(), in, p(head_w_[kl]), WB(head_w_[kl]), dcur, g(head_w_[kl]),
+                  g(head_b_[kl]), T, D, outw, false, a.stage_a.data(), a.stage_b.data());
+  for (int k = kl - 1; k >= 0; --k) {
+    kernels::gelu_backward(a.head_pre[k].data(), dcur, dcur, T * D);
+    in = k > 0 ? a.head_act[k - 1].data() : a.lnf_out.data();
+    linear_backward(dcur, in, p(head_w_[k]), WB(head_w_[k]), dnext, g(head_w_[k]), g(head_b_[k]),
+                    T, D, D, false, a.stage_a.data(), a.stage_b.data());
+    std::swap(dcur, dnext);
+  }
+  kernels::layernorm_backward(dcur, a.xs[cfg_.depth].data(), p(norm_w_), a.lnf_mean.data(),
+                              a.lnf_rstd.data(), a.dx.data(), g(norm_w_), g(norm_b_), T, D,
+                              false);
+}
+
+void ClimaX::block_backward(const float* P, float* G, int i) {
+  Act& a = *act_;
+  const BlockParams& bp = blocks_[i];
+  const int64_t N = cfg_.N(), D = cfg_.embed_dim, F = cfg_.hidden(), T = B_ * N,
+                Hh = cfg_.num_heads, d = cfg_.head_dim();
+  const bf16* wb = precision_ == Precision::BF16 ? a.wb.data() : nullptr;
+  auto WB = [&](int idx) { return wb ? wb + table_[idx].offset : nullptr; };
+  auto p = [&](int idx) { return P + table_[idx].offset; };
+  auto g = [&](int idx) { return G + table_[idx].offset; };
+  bf16* sa = a.stage_a.data();
+  bf16* sb = a.stage_b.data();
+  float* dx = a.dx.data();  // in: dL/d xs[i+1]; out: dL/d xs[i]
+  // MLP: xs[i+1] = x_mid + fc2(gelu(fc1(LN2(x_mid))))
+  kernels::gelu_forward(a.fc1_pre[i].data(), a.hbuf.data(), T * F);
+  linear_backward(dx, a.hbuf.data(), p(bp.fc2_w), WB(bp.fc2_w), a.dh.data(), g(bp.fc2_w),
+                  g(bp.fc2_b), T, F, D, false, sa, sb);
+  kernels::gelu_backward(a.fc1_pre[i].data(), a.dh.data(), a.dh.data(), T * F);
+  kernels::layernorm_forward(a.x_mid[i].data(), p(bp.norm2_w), p(bp.norm2_b), a.lnbuf.data(),
+                             a.ln2_mean[i].data(), a.ln2_rstd[i].data(), T, D, kLnEps);
+  linear_backward(a.dh.data(), a.lnbuf.data(), p(bp.fc1_w), WB(bp.fc1_w), a.dln.data(),
+                  g(bp.fc1_w), g(bp.fc1_b), T, D, F, false, sa, sb);
+  kernels::layernorm_backward(a.dln.data(), a.x_mid[i].data(), p(bp.norm2_w),
+                              a.ln2_mean[i].data(), a.ln2_rstd[i].data(), dx, g(bp.norm2_w),
+                              g(bp.norm2_b), T, D, true);
+  // attention: x_mid = x + proj(attn(LN1(x)))
+  linear_backward(dx, a.attn_o[i].data(), p(bp.proj_w), WB(bp.proj_w), a.d_o.data(),
+                  g(bp.proj_w), g(bp.proj_b), T, D, D, false, sa, sb);
+  kernels::AttentionArgs at;
+  at.batch = B_;
+  at.heads = Hh;
+  at.nq = at.nk = N;
+  at.head_dim = d;
+  at.scale = 1.f / std::sqrt(static_cast<float>(d));
+  at.bf16 = wb != nullptr;
+  float* qkv = a.qkv[i].data();
+  float* dqkv = a.dqkv.data();
+  at.q = {qkv, N * 3 * D, 3 * D, d};
+  at.k = {qkv + D, N * 3 * D, 3 * D, d};
+  at.v = {qkv + 2 * D, N * 3 * D, 3 * D, d};
+  at.o = {a.attn_o[i].data(), N * D, D, d};
+  at.lse = a.lse[i].data();
+  at.dout = {a.d_o.data(), N * D, D, d};
+  at.dq = {dqkv, N * 3 * D, 3 * D, d};
+  at.dk = {dqkv + D, N * 3 * D, 3 * D, d};
+  at.dv = {dqkv + 2 * D, N * 3 * D, 3 * D, d};
+  at.workspace = a.attn_ws.data();
+  at.workspace_bytes = a.attn_ws.bytes();
+  kernels::flash_attention_backward(at);
+  kernels::layernorm_forward(a.xs[i].data(), p(bp.norm1_w), p(bp.norm1_b), a.lnbuf.data(),
+                             a.ln1_mean[i].data(), a.ln1_rstd[i].data(), T, D, kLnEps);
+  linear_backward(dqkv, a.lnbuf.data(), p(bp.qkv_w), WB(bp.qkv_w), a.dln.data(), g(bp.qkv_w),
+                  g(bp.qkv_b), T, D, 3 * D, false, sa, sb);
+  kernels::layernorm_backward(a.dln.data(), a.xs[i].data(), p(bp.norm1_w), a.ln1_mean[i].data(),
+                              a.ln1_rstd[i].data(), dx, g(bp.norm1_w), g(bp.norm1_b), T, D, true);
+}
+
+void ClimaX::embed_backward(const float* P, float* G, const float* dx0) {
+  Act& a = *act_;
+  const bool agg = cfg_.tokenization == Tokenization::Aggregate;
+  const int64_t B = B_, V = cfg_.V(), Lp = cfg_.Lp(), D = cfg_.embed_dim, pp = cfg_.pp(),
+                Hh = cfg_.num_heads, d = cfg_.head_dim(), N = cfg_.N();
+  const bf16* wb = precision_ == Precision::BF16 ? a.wb.data() : nullptr;
+  auto p = [&](int idx) { return P + table_[idx].offset; };
+  auto g = [&](int idx) { return G + table_[idx].offset; };
+  // pos_embed, lead-time embedding: sums over the rows they were added to
+  {
+    float* dpos = g(pos_embed_);
+    float* dltw = g(lt_w_);
+    float* dltb = g(lt_b_);
+#pragma omp parallel for
+    for (int64_t k = 0; k < D; ++k) {
+      double tw = 0, tb = 0;
+      for (int64_t s = 0; s < B; ++s) {
+        double rs = 0;
+        for (int64_t n = 0; n < N; ++n) rs += dx0[(s * N + n) * D + k];
+        tw += rs * a.tscaled[s];
+        tb += rs;
+      }
+      for (int64_t l = 0; l < Lp; ++l) {
+        double acc = 0;
+        for (int64_t s = 0; s < B; ++s)
+          for (int64_t n = l; n < N; n += Lp) acc += dx0[(s * N + n) * D + k];
+        dpos[l * D + k] += static_cast<float>(acc);
+      }
+      dltw[k] += static_cast<float>(tw);
+      dltb[k] += static_cast<float>(tb);
+    }
+  }
+  const float* dtok = dx0;  // per_variable: the tokens' gradient is dx0 itself, [B,V,Lp,D]
+  if (agg) {
+    linear_backward(dx0, a.agg_o.data(), p(agg_out_w_), wb ? wb + table_[agg_out_w_].offset : nullptr,
+                    a.dagg_o.data(), g(agg_out_w_), g(agg_out_b_), B * Lp, D, D, false,
+                    a.stage_a.data(), a.stage_b.data());
+    for (int64_t s = 0; s < B; ++s) {
+      kernels::AttentionArgs at;
+      at.batch = Lp;
+      at.heads = Hh;
+      at.nq = 1;
+      at.nk = V;
+      at.head_dim = d;
+      at.scale = 1.f / std::sqrt(static_cast<float>(d));
+      at.bf16 = wb != nullptr;
+      float* kvb = a.kv.data() + s * V * Lp * 2 * D;
+      float* dkvb = a.dkv.data() + s * V * Lp * 2 * D;
+      at.q = {a.qagg.data(), 0, 0, d};
+      at.k = {kvb, 2 * D, Lp * 2 * D, d};
+      at.v = {kvb + D, 2 * D, Lp * 2 * D, d};
+      at.o = {a.agg_o.data() + s * Lp * D, D, D, d};
+      at.lse = a.agg_lse.data() + s * Lp * Hh;
+      at.dout = {a.dagg_o.data() + s * Lp * D, D, D, d};
+      at.dq = {a.dq_agg.data() + s * Lp * D, D, D, d};
+      at.dk = {dkvb, 2 * D, Lp * 2 * D, d};
+      at.dv = {dkvb + D, 2 * D, Lp * 2 * D, d};
+      at.workspace = a.attn_ws.data();
+      at.workspace_bytes = a.attn_ws.bytes();
+      kernels::flash_attention_backward(at);
+    }
+    // q = Wq var_query + bq is shared by every patch: sum its gradient over patches
+    std::vector<double> dq(D, 0.0);
+    for (int64_t r = 0; r < B * Lp; ++r)
+      for (int64_t j = 0; j < D; ++j) dq[j] += a.dq_agg[r * D + j];
+    const float* inw = p(agg_in_w_);
+    const float* vq = p(var_query_);
+    float* dinw = g(agg_in_w_);
+    float* dinb = g(agg_in_b_);
+    float* dvq = g(var_query_);
+    for (int64_t j = 0; j < D; ++j) {
+      dinb[j] += static_cast<float>(dq[j]);
+      for (int64_t k = 0; k < D; ++k) dinw[j * D + k] += static_cast<float>(dq[j] * vq[k]);
+    }
+    for (int64_t k = 0; k < D; ++k) {
+      double acc = 0;
+      for (int64_t j = 0; j < D; ++j) acc += inw[j * D + k] * dq[j];
+      dvq[k] += static_cast<float>(acc);
+    }
+    linear_backward(a.dkv.data(), a.tok.data(), inw + D * D,
+                    wb ? wb + table_[agg_in_w_].offset + D * D : nullptr, a.dtok.data(),
+                    dinw + D * D, dinb + D, B * V * Lp, D, 2 * D, false, a.stage_a.data(),
+                    a.stage_b.data());
+    dtok = a.dtok.data();
+  }
+  // per-variable patch embeddings, conv biases and var_embed
+  float* dve = g(var_embed_);
+  for (int64_t v = 0; v < V; ++v) {
+    for (int64_t s = 0; s < B; ++s) {
+      const float* dt = dtok + (s * V + v) * Lp * D;
+      kernels::gemm_f32(Op::T, Op::N, D, pp, Lp, 1.f, dt, D,
+                        a.patches.data() + (s * V + v) * Lp * pp, pp, 1.f, g(tok_w_[v]), pp);
+      kernels::bias_backward(dt, g(tok_b_[v]), Lp, D);
+      kernels::bias_backward(dt, dve + v * D, Lp, D);
+    }
+  }
+}
+
+}  // namespace seqvit::model

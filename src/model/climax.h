@@ -1,0 +1,98 @@
+// The ClimaX Vision Transformer (DESIGN §1) on one process: parameter table, initialisation,
+// memory plan, forward of the latitude-weighted MSE loss and its hand-written backward.
+//
+// Shape glossary: B batch, V input variables, Vo output variables, H x W grid, p patch,
+// pp = p*p, Lp patches, N tokens (Lp for aggregate, V*Lp for per_variable), T = B*N rows,
+// D embedding, Hh heads, d = D/Hh, F = MLP hidden width.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/bf16.h"
+#include "core/tensor_table.h"
+#include "model/config.h"
+
+namespace seqvit::model {
+
+enum class Precision { F32, BF16 };
+
+// One batch, borrowed. Shapes: x[B,V,H,W], y[B,Vo,H,W], lead_times[B] (hours), lat[H] (deg).
+struct BatchView {
+  int64_t B = 0;
+  const float* x = nullptr;
+  const float* y = nullptr;
+  const float* lead_times = nullptr;
+  const float* lat = nullptr;
+};
+
+struct BlockParams {
+  int norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b, fc1_w, fc1_b, fc2_w,
+      fc2_b;
+};
+
+class ClimaX {
+ public:
+  explicit ClimaX(const ModelConfig& cfg);  // validates cfg, builds the parameter table
+
+  const ModelConfig& config() const { return cfg_; }
+  const TensorTable& params() const { return table_; }
+
+  // ClimaX initialisation into a flat parameter buffer of params().total() floats:
+  // truncated normal(0.02) for Linear/conv weights, zero biases, LayerNorm (1, 0), 2-D sin-cos
+  // pos_embed, 1-D sin-cos var_embed, zero var_query.
+  void init(float* params, uint64_t seed) const;
+
+  // Plans (allocates) every activation and workspace buffer for batches of up to max_batch.
+  // Nothing is allocated by forward/backward afterwards.
+  void plan(int64_t max_batch, Precision precision);
+  int64_t max_batch() const { return max_batch_; }
+  Precision precision() const { return precision_; }
+  size_t activation_bytes() const;  // saved activations for backward
+  size_t workspace_bytes() const;   // backward scratch, bf16 staging, attention scratch
+
+  // bf16 mode: refresh the bf16 copy of the weights (after loading or an optimizer step).
+  void sync_weights(const float* params);
+
+  // Forward of the loss; saves what backward needs. pred (optional) receives [B,Vo,H,W].
+  double forward(const float* params, const BatchView& batch, float* pred = nullptr);
+  // Backward of the last forward; ACCUMULATES into grads (same table as params).
+  void backward(const float* params, float* grads);
+
+  // FLOPs of one forward pass for a batch of B (matrix products and attention only).
+  double forward_flops(int64_t B) const;
+
+ private:
+  struct Act;  // planned buffers, defined in climax.cpp
+  void embed_forward(const float* P, const BatchView& b);
+  void embed_backward(const float* P, float* G, const float* dx0);
+  void block_forward(const float* P, int i);
+  void block_backward(const float* P, float* G, int i);
+  void head_forward(const float* P);
+  void head_backward(const float* P, float* G);
+
+  ModelConfig cfg_;
+  TensorTable table_;
+  // parameter indices
+  std::vector<int> tok_w_, tok_b_;
+  int var_embed_ = -1, var_query_ = -1, agg_in_w_ = -1, agg_in_b_ = -1, agg_out_w_ = -1,
+      agg_out_b_ = -1, pos_embed_ = -1, lt_w_ = -1, lt_b_ = -1, norm_w_ = -1, norm_b_ = -1;
+  std::vector<BlockParams> blocks_;
+  std::vector<int> head_w_, head_b_;
+
+  int64_t max_batch_ = 0;
+  int64_t B_ = 0;  // batch of the last forward
+  Precision precision_ = Precision::F32;
+  Act* act_ = nullptr;
+
+ public:
+  ~ClimaX();
+  ClimaX(const ClimaX&) = delete;
+  ClimaX& operator=(const ClimaX&) = delete;
+};
+
+// Latitude weights w_i = cos(lat_i) / mean_i cos(lat_i), lat in degrees.
+std::vector<float> latitude_weights(const float* lat_deg, int64_t H);
+
+}  // namespace seqvit::model

@@ -1,0 +1,80 @@
+// Checkpoint files (see checkpoint.h).
+#include "train/checkpoint.h"
+
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "core/check.h"
+#include "io/safetensors.h"
+
+namespace seqvit::train {
+
+model::ModelConfig read_model_config(const std::string& path) {
+  io::SafetensorsReader r(path);
+  auto it = r.metadata().find("seqvit.config");
+  if (it == r.metadata().end())
+    fail("{}: no model configuration (__metadata__ key 'seqvit.config') in this file", path);
+  return model::ModelConfig::from_json(it->second, path);
+}
+
+void load_parameters(const std::string& path, const TensorTable& table, float* params) {
+  io::SafetensorsReader r(path);
+  std::set<std::string> expected;
+  for (const auto& e : table.entries()) {
+    expected.insert(e.name);
+    if (!r.has(e.name))
+      fail("{}: missing tensor '{}' (shape {}) required by the model configuration", path,
+           e.name, shape_str(e.shape));
+  }
+  for (const auto& n : r.names())
+    if (!expected.count(n))
+      fail("{}: unexpected tensor '{}' that the model configuration does not use", path, n);
+  for (const auto& e : table.entries()) r.read_f32(e.name, e.shape, params + e.offset);
+}
+
+void save_model(const std::string& path, const model::ModelConfig& cfg, const TensorTable& table,
+                const float* params, const std::string& extra_metadata_json) {
+  io::SafetensorsWriter w;
+  w.set_metadata("seqvit.config", cfg.to_json());
+  w.set_metadata("format", "pt");
+  if (!extra_metadata_json.empty()) w.set_metadata("seqvit.train", extra_metadata_json);
+  for (const auto& e : table.entries()) w.add_f32(e.name, e.shape, params + e.offset);
+  w.write(path);
+}
+
+std::string optimizer_path(const std::string& model_path) {
+  const std::string ext = ".safetensors";
+  std::string stem = model_path;
+  if (stem.size() > ext.size() && stem.compare(stem.size() - ext.size(), ext.size(), ext) == 0)
+    stem.resize(stem.size() - ext.size());
+  return stem + ".optim.safetensors";
+}
+
+void save_optimizer(const std::string& path, const TensorTable& table, AdamW& opt) {
+  io::SafetensorsWriter w;
+  nlohmann::json meta{{"step", opt.steps_done()},
+                      {"config", nlohmann::json::parse(opt.config().to_json())}};
+  w.set_metadata("seqvit.optim", meta.dump());
+  for (const auto& e : table.entries()) {
+    w.add_f32("adam.m." + e.name, e.shape, opt.m() + e.offset);
+    w.add_f32("adam.v." + e.name, e.shape, opt.v() + e.offset);
+  }
+  w.write(path);
+}
+
+void load_optimizer(const std::string& path, const TensorTable& table, AdamW& opt) {
+  io::SafetensorsReader r(path);
+  auto it = r.metadata().find("seqvit.optim");
+  if (it == r.metadata().end()) fail("{}: not an optimizer state file (no 'seqvit.optim')", path);
+  try {
+    opt.set_steps_done(nlohmann::json::parse(it->second).at("step").get<int64_t>());
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: bad 'seqvit.optim' metadata: {}", path, e.what());
+  }
+  for (const auto& e : table.entries()) {
+    r.read_f32("adam.m." + e.name, e.shape, opt.m() + e.offset);
+    r.read_f32("adam.v." + e.name, e.shape, opt.v() + e.offset);
+  }
+}
+
+}  // namespace seqvit::train

@@ -1,0 +1,31 @@
+// Model and optimizer checkpoints in safetensors (docs/checkpoints.md). A model file holds every
+// parameter under its ClimaX name plus the configuration JSON in __metadata__["seqvit.config"];
+// the optimizer state lives beside it in "<stem>.optim.safetensors".
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/tensor_table.h"
+#include "model/config.h"
+#include "train/optimizer.h"
+
+namespace seqvit::train {
+
+// Reads only the configuration of a model file.
+model::ModelConfig read_model_config(const std::string& path);
+
+// Loads every parameter of `table` from `path` into params (table layout). Throws naming the
+// file and tensor on a missing tensor, an extra tensor, or a shape mismatch.
+void load_parameters(const std::string& path, const TensorTable& table, float* params);
+
+// Writes the model file atomically.
+void save_model(const std::string& path, const model::ModelConfig& cfg, const TensorTable& table,
+                const float* params, const std::string& extra_metadata_json = "");
+
+// Optimizer state: adam.m.<name>, adam.v.<name>, metadata seqvit.optim (step + hyper-params).
+std::string optimizer_path(const std::string& model_path);
+void save_optimizer(const std::string& path, const TensorTable& table, AdamW& opt);
+void load_optimizer(const std::string& path, const TensorTable& table, AdamW& opt);
+
+}  // namespace seqvit::train

@@ -1,0 +1,393 @@
+// Flash attention vs the naive oracle vs a double-precision reference in this file.
+// Tolerances are relative to the error of a same-precision reference: both fp32 (or bf16)
+// flash and fp32 (or bf16) naive are compared with the exact double answer, and flash may be
+// at most a few times worse than naive. Awkward sizes (1, 113, 1023), nq != nk (the ClimaX
+// variable aggregation: nq = 1, nk = 92), packed qkv strides, accumulate, bf16, and the LSE
+// merge that ring attention relies on.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "core/bf16.h"
+#include "core/check.h"
+#include "kernels/attention.h"
+
+namespace seqvit::kernels {
+namespace {
+
+// ---------------------------------------------------------------- double reference
+// Dense rows x[n][d] per (b, h) in double, the exact answer (no bf16 rounding).
+struct Ref {
+  std::vector<double> o, lse, dq, dk, dv;  // o/dq: [B][Hh][nq][d], dk/dv: [B][Hh][nk][d]
+};
+
+// q: [B][Hh][nq][d], k, v: [B][Hh][nk][d], dout: [B][Hh][nq][d] (dout may be empty).
+Ref reference(const std::vector<double>& q, const std::vector<double>& k,
+              const std::vector<double>& v, const std::vector<double>& dout, int64_t BH,
+              int64_t nq, int64_t nk, int64_t d, double scale) {
+  Ref r;
+  r.o.assign(BH * nq * d, 0.0);
+  r.lse.assign(BH * nq, 0.0);
+  const bool bwd = !dout.empty();
+  if (bwd) {
+    r.dq.assign(BH * nq * d, 0.0);
+    r.dk.assign(BH * nk * d, 0.0);
+    r.dv.assign(BH * nk * d, 0.0);
+  }
+  std::vector<double> p(nk), dp(nk);
+  for (int64_t bh = 0; bh < BH; ++bh) {
+    const double* Q = &q[bh * nq * d];
+    const double* K = &k[bh * nk * d];
+    const double* V = &v[bh * nk * d];
+    for (int64_t i = 0; i < nq; ++i) {
+      double m = -INFINITY;
+      for (int64_t j = 0; j < nk; ++j) {
+        double s = 0;
+        for (int64_t c = 0; c < d; ++c) s += Q[i * d + c] * K[j * d + c];
+        p[j] = s * scale;
+        m = std::max(m, p[j]);
+      }
+      double l = 0;
+      for (int64_t j = 0; j < nk; ++j) l += (p[j] = std::exp(p[j] - m));
+      for (int64_t j = 0; j < nk; ++j) p[j] /= l;
+      double* O = &r.o[(bh * nq + i) * d];
+      for (int64_t j = 0; j < nk; ++j)
+        for (int64_t c = 0; c < d; ++c) O[c] += p[j] * V[j * d + c];
+      r.lse[bh * nq + i] = m + std::log(l);
+      if (!bwd) continue;
+      const double* dO = &dout[(bh * nq + i) * d];
+      double Dv = 0;
+      for (int64_t c = 0; c < d; ++c) Dv += dO[c] * O[c];
+      for (int64_t j = 0; j < nk; ++j) {
+        double s = 0;
+        for (int64_t c = 0; c < d; ++c) s += dO[c] * V[j * d + c];
+        const double ds = p[j] * (s - Dv);
+        for (int64_t c = 0; c < d; ++c) {
+          r.dq[(bh * nq + i) * d + c] += scale * ds * K[j * d + c];
+          r.dk[(bh * nk + j) * d + c] += scale * ds * Q[i * d + c];
+          r.dv[(bh * nk + j) * d + c] += p[j] * dO[c];
+        }
+      }
+    }
+  }
+  return r;
+}
+
+// ---------------------------------------------------------------- strided test problem
+struct Shape {
+  int64_t B, Hh, nq, nk, d;
+  bool packed;  // q, k, v in one qkv[B, N, 3, Hh, d] buffer (needs nq == nk), grads likewise
+};
+
+struct Problem {
+  Shape s;
+  std::vector<float> qkv, dqkv;        // packed storage, or q|k|v concatenated
+  std::vector<float> o, dout, lse;     // o, dout: [B][nq][Hh][d]
+  AttentionArgs a;
+
+  explicit Problem(Shape sh, bool bf16, uint32_t seed, float qk_gain = 1.f) : s(sh) {
+    const int64_t B = s.B, Hh = s.Hh, nq = s.nq, nk = s.nk, d = s.d;
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    auto fill = [&](std::vector<float>& x, float g) {
+      for (auto& e : x) {
+        e = g * nd(rng);
+        if (e == 0.f) e = 0.25f;  // never zeros
+      }
+    };
+    a.batch = B;
+    a.heads = Hh;
+    a.nq = nq;
+    a.nk = nk;
+    a.head_dim = d;
+    a.scale = 1.f / std::sqrt(static_cast<float>(d));
+    a.bf16 = bf16;
+    if (s.packed) {
+      const int64_t N = nq, sn = 3 * Hh * d;
+      qkv.resize(B * N * sn);
+      dqkv.resize(B * N * sn);
+      fill(qkv, qk_gain);
+      auto t = [&](float* base, int which) {
+        return StridedTensor{base + which * Hh * d, N * sn, sn, d};
+      };
+      a.q = t(qkv.data(), 0);
+      a.k = t(qkv.data(), 1);
+      a.v = t(qkv.data(), 2);
+      a.dq = t(dqkv.data(), 0);
+      a.dk = t(dqkv.data(), 1);
+      a.dv = t(dqkv.data(), 2);
+    } else {
+      qkv.resize((nq + 2 * nk) * B * Hh * d);
+      dqkv.resize(qkv.size());
+      fill(qkv, qk_gain);
+      auto t = [&](float* base, int64_t off, int64_t n) {
+        return StridedTensor{base + off, n * Hh * d, Hh * d, d};
+      };
+      const int64_t qs = B * nq * Hh * d, ks = B * nk * Hh * d;
+      a.q = t(qkv.data(), 0, nq);
+      a.k = t(qkv.data(), qs, nk);
+      a.v = t(qkv.data(), qs + ks, nk);
+      a.dq = t(dqkv.data(), 0, nq);
+      a.dk = t(dqkv.data(), qs, nk);
+      a.dv = t(dqkv.data(), qs + ks, nk);
+    }
+    // V and dO at unit scale (only Q, K carry the gain that sharpens the softmax).
+    if (qk_gain != 1.f)
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t j = 0; j < nk; ++j)
+          for (int64_t h = 0; h < Hh; ++h)
+            for (int64_t c = 0; c < d; ++c)
+              a.v.data[b * a.v.sb + j * a.v.sn + h * a.v.sh + c] /= qk_gain;
+    o.assign(B * nq * Hh * d, 0.f);
+    dout.resize(B * nq * Hh * d);
+    fill(dout, 1.f);
+    lse.assign(B * Hh * nq, 0.f);
+    a.o = StridedTensor{o.data(), nq * Hh * d, Hh * d, d};
+    a.dout = StridedTensor{dout.data(), nq * Hh * d, Hh * d, d};
+    a.lse = lse.data();
+  }
+
+  // [B][Hh][n][d] double copy of a strided tensor.
+  std::vector<double> dense(const StridedTensor& t, int64_t n) const {
+    std::vector<double> x(s.B * s.Hh * n * s.d);
+    for (int64_t b = 0; b < s.B; ++b)
+      for (int64_t h = 0; h < s.Hh; ++h)
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t c = 0; c < s.d; ++c)
+            x[((b * s.Hh + h) * n + i) * s.d + c] = t.data[b * t.sb + i * t.sn + h * t.sh + c];
+    return x;
+  }
+  std::vector<double> dense_lse() const { return {lse.begin(), lse.end()}; }
+};
+
+// ||x - ref|| / ||ref||; the norm is floored at 1e-3 * sqrt(n) so that a reference that is
+// exactly zero (dQ, dK with a single key) is compared in absolute terms.
+double rel_err(const std::vector<double>& x, const std::vector<double>& ref) {
+  double num = 0, den = 1e-6 * static_cast<double>(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    num += (x[i] - ref[i]) * (x[i] - ref[i]);
+    den += ref[i] * ref[i];
+  }
+  return std::sqrt(num / den);
+}
+
+struct Outputs {
+  std::vector<double> o, lse, dq, dk, dv;
+};
+
+// Runs forward (+ backward) with the flash or the naive kernels; grads start at `init`.
+Outputs run(Problem& p, bool flash, bool backward, float init = 0.f) {
+  std::vector<char> ws;
+  if (flash) {
+    ws.resize(flash_attention_workspace_bytes(p.a, omp_get_max_threads()));
+    p.a.workspace = ws.data();
+    p.a.workspace_bytes = ws.size();
+  }
+  std::fill(p.o.begin(), p.o.end(), -7.f);
+  flash ? flash_attention_forward(p.a) : naive_attention_forward(p.a);
+  Outputs r{p.dense(p.a.o, p.s.nq), p.dense_lse(), {}, {}, {}};
+  if (backward) {
+    std::fill(p.dqkv.begin(), p.dqkv.end(), init);
+    flash ? flash_attention_backward(p.a) : naive_attention_backward(p.a);
+    r.dq = p.dense(p.a.dq, p.s.nq);
+    r.dk = p.dense(p.a.dk, p.s.nk);
+    r.dv = p.dense(p.a.dv, p.s.nk);
+  }
+  p.a.workspace = nullptr;
+  p.a.workspace_bytes = 0;
+  return r;
+}
+
+// flash error <= factor * naive error + floor, for every output, against the double answer.
+void compare(const Shape& s, bool bf16, bool backward, double factor, double floor,
+             float qk_gain = 1.f) {
+  Problem p(s, bf16, 1234u + static_cast<uint32_t>(s.nq * 7 + s.nk * 3 + s.d), qk_gain);
+  const Outputs f = run(p, true, backward);
+  const Outputs n = run(p, false, backward);
+  const Ref r = reference(p.dense(p.a.q, s.nq), p.dense(p.a.k, s.nk), p.dense(p.a.v, s.nk),
+                          backward ? p.dense(p.a.dout, s.nq) : std::vector<double>{},
+                          s.B * s.Hh, s.nq, s.nk, s.d, p.a.scale);
+  auto check = [&](const char* what, const std::vector<double>& fx,
+                   const std::vector<double>& nx, const std::vector<double>& rx) {
+    const double ef = rel_err(fx, rx), en = rel_err(nx, rx);
+    EXPECT_LE(ef, factor * en + floor)
+        << what << ": flash rel err " << ef << " vs naive " << en << " (B=" << s.B
+        << " Hh=" << s.Hh << " nq=" << s.nq << " nk=" << s.nk << " d=" << s.d
+        << " bf16=" << bf16 << ")";
+  };
+  check("O", f.o, n.o, r.o);
+  check("LSE", f.lse, n.lse, r.lse);
+  if (backward) {
+    check("dQ", f.dq, n.dq, r.dq);
+    check("dK", f.dk, n.dk, r.dk);
+    check("dV", f.dv, n.dv, r.dv);
+  }
+}
+
+// fp32: flash within 3x of naive's fp32 error, or 2e-6 relative.
+constexpr double kF32Factor = 3.0, kF32Floor = 2e-6;
+// bf16: the error is dominated by rounding the inputs (~2^-9 relative), which both share.
+constexpr double kBf16Factor = 1.5, kBf16Floor = 1e-3;
+
+TEST(FlashAttention, SingleToken) {
+  // One key: the exact dQ and dK are zero and naive gets exactly zero (exp(0) = 1); flash's
+  // polynomial exp leaves ~1e-7-sized residues, so the floor is absolute (rms 1e-7).
+  compare({2, 1, 1, 1, 32, false}, false, true, kF32Factor, 1e-4);
+}
+TEST(FlashAttention, Packed113ThreeHeads) { compare({2, 3, 113, 113, 64, true}, false, true, kF32Factor, kF32Floor); }
+TEST(FlashAttention, Packed1023KeySplit) {
+  // batch*heads = 3 on 2 threads: the backward splits key tiles over threads (private dQ).
+  compare({1, 3, 1023, 1023, 64, true}, false, true, kF32Factor, kF32Floor);
+}
+TEST(FlashAttention, Batch2Heads1N1023Dim32) { compare({2, 1, 1023, 1023, 32, false}, false, true, kF32Factor, kF32Floor); }
+TEST(FlashAttention, Dim128) { compare({2, 3, 113, 113, 128, true}, false, true, kF32Factor, kF32Floor); }
+TEST(FlashAttention, Dim48Generic) { compare({1, 2, 70, 70, 48, false}, false, true, kF32Factor, kF32Floor); }
+TEST(FlashAttention, SharpSoftmax) {
+  // Large logits: the running max changes across key tiles, exercising the rescaling.
+  compare({2, 1, 200, 300, 64, false}, false, true, kF32Factor, kF32Floor, 4.f);
+}
+TEST(FlashAttention, FewQueriesManyKeys) { compare({2, 3, 113, 1023, 128, false}, false, true, kF32Factor, kF32Floor); }
+TEST(FlashAttention, ManyQueriesFewKeys) { compare({2, 3, 1023, 113, 64, false}, false, true, kF32Factor, kF32Floor); }
+TEST(FlashAttention, VariableAggregation) {
+  // ClimaX: one learned query per patch over V = 92 variable tokens; batch = B * Lp.
+  compare({64, 3, 1, 92, 32, false}, false, true, kF32Factor, kF32Floor);
+  compare({16, 2, 1, 3, 64, false}, false, true, kF32Factor, kF32Floor);
+}
+TEST(FlashAttention, Bf16) {
+  compare({2, 3, 113, 113, 64, true}, true, true, kBf16Factor, kBf16Floor);
+  compare({1, 3, 1023, 1023, 32, true}, true, true, kBf16Factor, kBf16Floor);
+  compare({2, 1, 113, 1023, 128, false}, true, true, kBf16Factor, kBf16Floor);
+  compare({32, 3, 1, 92, 64, false}, true, true, kBf16Factor, kBf16Floor);
+  compare({2, 1, 1, 1, 32, false}, true, true, kBf16Factor, kBf16Floor);
+  compare({2, 1, 200, 301, 64, false}, true, true, kBf16Factor, kBf16Floor, 4.f);
+}
+
+TEST(FlashAttention, Bf16MatchesBf16Oracle) {
+  // Same rounding points: flash bf16 and naive bf16 agree far better than either does with the
+  // exact answer (only P's rounding in the forward depends on the running max).
+  Problem p({2, 3, 113, 97, 64, false}, true, 99u);
+  const Outputs f = run(p, true, true), n = run(p, false, true);
+  EXPECT_LT(rel_err(f.o, n.o), 4e-3);
+  EXPECT_LT(rel_err(f.lse, n.lse), 1e-5);
+  EXPECT_LT(rel_err(f.dq, n.dq), 1e-2);
+  EXPECT_LT(rel_err(f.dk, n.dk), 1e-2);
+  EXPECT_LT(rel_err(f.dv, n.dv), 4e-3);
+}
+
+TEST(FlashAttention, Accumulate) {
+  for (const bool flash : {true, false}) {
+    Problem p({2, 3, 113, 113, 64, true}, false, 5u);
+    const Outputs fresh = run(p, flash, true, 0.f);
+    p.a.accumulate = true;
+    const Outputs acc = run(p, flash, true, 0.5f);
+    for (size_t i = 0; i < fresh.dq.size(); ++i) ASSERT_NEAR(acc.dq[i], fresh.dq[i] + 0.5, 1e-5);
+    for (size_t i = 0; i < fresh.dk.size(); ++i) ASSERT_NEAR(acc.dk[i], fresh.dk[i] + 0.5, 1e-5);
+    for (size_t i = 0; i < fresh.dv.size(); ++i) ASSERT_NEAR(acc.dv[i], fresh.dv[i] + 0.5, 1e-5);
+  }
+  // key-split backward path (batch*heads = 3)
+  Problem p({1, 3, 300, 300, 32, false}, false, 6u);
+  const Outputs fresh = run(p, true, true, 0.f);
+  p.a.accumulate = true;
+  const Outputs acc = run(p, true, true, -1.f);
+  for (size_t i = 0; i < fresh.dq.size(); ++i) ASSERT_NEAR(acc.dq[i], fresh.dq[i] - 1.0, 1e-5);
+}
+
+TEST(FlashAttention, LseMergeOfKeyRanges) {
+  // Attention over keys [0, a) and [a, nk) merged with their LSEs equals attention over all keys:
+  // lse = log(e^l1 + e^l2), O = e^(l1 - lse) O1 + e^(l2 - lse) O2. Ring attention relies on it.
+  for (const bool bf16 : {false, true}) {
+    const Shape s{2, 3, 150, 200, 64, false};
+    Problem full(s, bf16, 77u);
+    const Outputs all = run(full, true, false);
+    const int64_t split = 77;
+    Problem part = full;  // same data; re-point k, v at the two key ranges
+    auto rebase = [&](Problem& p) {
+      const int64_t qs = s.B * s.nq * s.Hh * s.d, ks = s.B * s.nk * s.Hh * s.d;
+      p.a.q.data = p.qkv.data();
+      p.a.k.data = p.qkv.data() + qs;
+      p.a.v.data = p.qkv.data() + qs + ks;
+      p.a.o.data = p.o.data();
+      p.a.dout.data = p.dout.data();
+      p.a.lse = p.lse.data();
+    };
+    rebase(part);
+    part.a.nk = split;
+    const Outputs o1 = run(part, true, false);
+    rebase(part);
+    part.a.k.data += split * part.a.k.sn;
+    part.a.v.data += split * part.a.v.sn;
+    part.a.nk = s.nk - split;
+    const Outputs o2 = run(part, true, false);
+    std::vector<double> o(all.o.size()), lse(all.lse.size());
+    for (int64_t bh = 0; bh < s.B * s.Hh; ++bh)
+      for (int64_t i = 0; i < s.nq; ++i) {
+        const int64_t r = bh * s.nq + i;
+        const double l1 = o1.lse[r], l2 = o2.lse[r], m = std::max(l1, l2);
+        lse[r] = m + std::log(std::exp(l1 - m) + std::exp(l2 - m));
+        for (int64_t c = 0; c < s.d; ++c)
+          o[r * s.d + c] =
+              std::exp(l1 - lse[r]) * o1.o[r * s.d + c] + std::exp(l2 - lse[r]) * o2.o[r * s.d + c];
+      }
+    EXPECT_LT(rel_err(lse, all.lse), 1e-6);
+    EXPECT_LT(rel_err(o, all.o), bf16 ? 4e-3 : 1e-5) << "bf16=" << bf16;
+  }
+}
+
+TEST(FlashAttention, NaiveBackwardMatchesFiniteDifferences) {
+  // The double reference's gradients against central differences of its loss
+  // L = sum(dO * O); then the fp32 naive kernels against the double reference.
+  const int64_t nq = 3, nk = 4, d = 16, BH = 1;
+  std::mt19937 rng(3);
+  std::normal_distribution<double> nd(0, 1);
+  std::vector<double> q(nq * d), k(nk * d), v(nk * d), dout(nq * d);
+  for (auto* x : {&q, &k, &v, &dout})
+    for (auto& e : *x) e = nd(rng);
+  const double scale = 0.4;
+  const Ref r = reference(q, k, v, dout, BH, nq, nk, d, scale);
+  auto loss = [&]() {
+    const Ref f = reference(q, k, v, {}, BH, nq, nk, d, scale);
+    double L = 0;
+    for (size_t i = 0; i < f.o.size(); ++i) L += dout[i] * f.o[i];
+    return L;
+  };
+  const double h = 1e-6;
+  for (auto [x, g] : {std::pair{&q, &r.dq}, std::pair{&k, &r.dk}, std::pair{&v, &r.dv}})
+    for (size_t i = 0; i < x->size(); ++i) {
+      const double x0 = (*x)[i];
+      (*x)[i] = x0 + h;
+      const double lp = loss();
+      (*x)[i] = x0 - h;
+      const double lm = loss();
+      (*x)[i] = x0;
+      EXPECT_NEAR((*g)[i], (lp - lm) / (2 * h), 1e-7 * (1 + std::abs((*g)[i])));
+    }
+  Problem p({2, 3, 31, 45, 32, false}, false, 11u);
+  const Outputs n = run(p, false, true);
+  const Ref rr = reference(p.dense(p.a.q, 31), p.dense(p.a.k, 45), p.dense(p.a.v, 45),
+                           p.dense(p.a.dout, 31), 6, 31, 45, 32, p.a.scale);
+  EXPECT_LT(rel_err(n.o, rr.o), 1e-6);
+  EXPECT_LT(rel_err(n.lse, rr.lse), 1e-6);
+  EXPECT_LT(rel_err(n.dq, rr.dq), 1e-5);
+  EXPECT_LT(rel_err(n.dk, rr.dk), 1e-5);
+  EXPECT_LT(rel_err(n.dv, rr.dv), 1e-5);
+}
+
+TEST(FlashAttention, RejectsBadArguments) {
+  Problem p({1, 1, 8, 8, 64, false}, false, 1u);
+  std::vector<char> ws(16);
+  p.a.workspace = ws.data();
+  p.a.workspace_bytes = ws.size();
+  EXPECT_THROW(flash_attention_forward(p.a), Error);  // workspace too small
+  ws.resize(flash_attention_workspace_bytes(p.a, 1));
+  p.a.workspace = ws.data();
+  p.a.workspace_bytes = ws.size();
+  EXPECT_NO_THROW(flash_attention_forward(p.a));  // enough for one thread: runs on one
+  p.a.head_dim = 40;
+  EXPECT_THROW(flash_attention_forward(p.a), Error);
+}
+
+}  // namespace
+}  // namespace seqvit::kernels
