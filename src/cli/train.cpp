@@ -118,6 +118,22 @@ void run_train(TrainOptions o) {
     }
     return acc / 4;
   };
+  // the persistence forecast (y_hat = x) on the same held-out samples: the baseline to beat
+  auto persistence = [&]() {
+    const auto w = model::latitude_weights(fields.lat().data(), h);
+    const auto oi = mc.out_index();
+    double acc = 0;
+    for (int k = 0; k < 4; ++k) {
+      fill(held_out + k * B);
+      for (int64_t s = 0; s < B; ++s)
+        for (int64_t o = 0; o < Vo; ++o)
+          for (int64_t i = 0; i < HW; ++i) {
+            const double e = xb[(s * V + oi[o]) * HW + i] - yb[(s * Vo + o) * HW + i];
+            acc += w[i / w] * e * e;
+          }
+    }
+    return acc / (4.0 * B * Vo * HW);
+  };
   const double eval0 = eval();
   const bool tty = isatty(fileno(stderr));
   const double flops_step = 3.0 * tr.model().forward_flops(B);
@@ -148,8 +164,8 @@ void run_train(TrainOptions o) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double eval1 = eval();
   fmt::print("trained {} steps in {:.1f} s; training loss {:.4f} -> {:.4f}; held-out loss "
-             "{:.4f} -> {:.4f}\n",
-             o.steps, secs, first_loss, ema, eval0, eval1);
+             "{:.4f} -> {:.4f} (persistence forecast: {:.4f})\n",
+             o.steps, secs, first_loss, ema, eval0, eval1, persistence());
   train::save_model(o.out, mc, tr.model().params(), tr.params());
   train::save_optimizer(train::optimizer_path(o.out), tr.model().params(), tr.optimizer());
   fmt::print("wrote {} and {}\n", o.out, train::optimizer_path(o.out));

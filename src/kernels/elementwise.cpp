@@ -66,7 +66,7 @@ void bias_backward(const float* dy, float* db, int64_t T, int64_t F) {
   SEQVIT_CHECK(T >= 0 && F >= 0, "bias_backward: bad shape T={} F={}", T, F);
   if (T == 0 || F == 0) return;
   const auto acc_row = pick(acc_row_avx512, acc_row_portable);
-  const Chunking ch = chunk_rows(T);
+  const Chunking ch = chunk_rows(T, F);
   thread_local std::vector<double> buf;
   double* partial = scratch(buf, ch.n_chunks * F);
   auto do_chunk = [&](int64_t c) {
@@ -76,11 +76,8 @@ void bias_backward(const float* dy, float* db, int64_t T, int64_t F) {
     for (int64_t t = c * ch.rows_per_chunk; t < t1; ++t) acc_row(acc, dy + t * F, F);
   };
   parallel_rows(ch.n_chunks, ch.rows_per_chunk * F, do_chunk);
-  for (int64_t f = 0; f < F; ++f) {
-    double s = 0.0;
-    for (int64_t c = 0; c < ch.n_chunks; ++c) s += partial[c * F + f];
-    db[f] += static_cast<float>(s);
-  }
+  sum_chunk_partials(partial, ch.n_chunks, F, F);
+  for (int64_t f = 0; f < F; ++f) db[f] += static_cast<float>(partial[f]);
 }
 
 void add_inplace(float* y, const float* x, int64_t n) {

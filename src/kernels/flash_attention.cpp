@@ -1,33 +1,43 @@
 // Flash attention on the CPU (DESIGN §3, docs/flash_attention.md): non-causal, tiled, online
 // softmax, O(N) memory, returns LSE. fp32, and bf16 mixed precision on AVX512_BF16.
 //
-// Design (numbers on the 2-core Zen 4 dev box, head_dim 64, fwd+bwd counted as 14 N^2 d per
-// head; see the doc for the full table):
+// Design (numbers from the 2-core Zen 4 dev box, head_dim 64, per core, CPU time, so that
+// other jobs on the box do not distort them; fwd+bwd counted as 14 N^2 d per head):
 //  - All five matrix products of a tile go through one register-blocked micro-kernel per
 //    precision: C[6 x 64] += A B with A broadcast from memory under any (row, k) strides and
 //    B read as 16-wide row vectors; fp32 uses vfmadd231ps, bf16 uses vdpbf16ps on K-pair
-//    interleaved ("VNNI") B. Calling dnnl_sgemm per 64x64 tile from inside an omp region was
-//    measured at ~60% of our own kernel's speed at these sizes (per-call packing and dispatch
-//    dominate 64x64x64 products), so the kernels are our own.
+//    interleaved ("VNNI") B. On the three tile shapes used (96x128x64, 96x64x128, 64x128x96)
+//    ours runs 112-115 GFLOP/s fp32 and 216-224 bf16; dnnl_sgemm / dnnl_gemm_bf16bf16f32
+//    called per tile inside an omp region (single-threaded) 104-112 and 181-201, and would
+//    still need the same bf16 conversions of P and dS. oneDNN 2048^3: 108 fp32, 218 bf16.
+//  - Whole kernel at N = 8192: fp32 97 GFLOP/s fwd+bwd (90% of the fp32 GEMM), bf16 170 (78%
+//    of the bf16 GEMM); the rest goes to exp, the softmax bookkeeping, packing and the C tile
+//    loads/stores of short (64..128) K loops.
 //  - Scores live "query-rows x key-lanes": S[i][j] with 16 keys per vector. K^T (and, in
 //    backward, V^T) are packed once per (batch, head) into the workspace, so no tile loop
 //    transposes anything; Q, O, dO, dQ are read and written in place through their strides
 //    (fp32) or from once-packed bf16 copies (bf16).
 //  - exp is exp2 of a pre-scaled argument: range reduction to [-1/2, 1/2] + degree-6
-//    polynomial + vscalefps, max relative error ~2.5e-7 (about 2 ulp), one FMA folds
-//    scale * log2(e) and the row max in.
+//    polynomial + vscalefps, max relative error 2.2e-7 measured on [-100, 0.5] (~2 ulp);
+//    one FMA folds scale * log2(e) and the row max (or LSE) in.
 //  - Forward: parallel over (batch, head, query tile), dynamic schedule.
 //    Backward: outer loop over key tiles so dK, dV of a tile accumulate in thread-private
 //    registers/scratch and are written once, inner loop over query tiles. dQ is the only
 //    cross-tile sum: if there are enough (batch, head) pairs to keep every thread busy, each
 //    thread owns whole heads and accumulates dQ straight into the output (no races, no extra
 //    memory); otherwise the key tiles of one head are split over threads, each accumulates
-//    dQ into a private [nq, d] buffer and the buffers are summed (O(threads * nq * d) extra,
-//    a few % of the time at small N, none at large N). Two passes (dK/dV then dQ) would
+//    dQ into a private [nq, d] buffer and the buffers are summed (O(threads * nq * d) extra
+//    work and memory against O(nq * nk * d) math). Two passes (dK/dV then dQ) would
 //    recompute QK^T and dO V^T: 40% more FLOPs.
+//  - nq <= 8 (ClimaX variable aggregation: nq = 1, nk = V): no tiles, no packing; one query
+//    row at a time with vectors along head_dim, whole heads per thread (see "few queries").
 //  - Without AVX-512 (or SEQVIT_NO_AVX512=1) the same tile algorithm runs with scalar
 //    micro-kernels; without AVX512_BF16 the bf16 path emulates vdpbf16ps in scalar code (same
 //    rounding points: inputs rounded to nearest even, fp32 accumulation).
+// GCC 12 warns inside its own AVX-512 headers (_mm512_undefined_* in the reduce helpers,
+// GCC bug 105593): a false positive, silenced for this file only.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #include <omp.h>
 

@@ -101,7 +101,7 @@ void layernorm_backward(const float* dy, const float* x, const float* gamma, con
   SEQVIT_CHECK(T >= 0 && D > 0, "layernorm_backward: bad shape T={} D={}", T, D);
   if (T == 0) return;
   const auto row = cpu_has_avx512() ? ln_bwd_row_avx512 : ln_bwd_row_portable;
-  const Chunking ch = chunk_rows(T);
+  const Chunking ch = chunk_rows(T, D);
   thread_local std::vector<double> buf;
   double* partial = scratch(buf, ch.n_chunks * 2 * D);  // partial[chunk, {dgamma, dbeta}, D]
   parallel_rows(ch.n_chunks, ch.rows_per_chunk * D, [&](int64_t c) {
@@ -112,14 +112,10 @@ void layernorm_backward(const float* dy, const float* x, const float* gamma, con
     for (int64_t t = c * ch.rows_per_chunk; t < t1; ++t)
       row(dy + t * D, x + t * D, gamma, mean[t], rstd[t], dx + t * D, dg, db, D, accumulate_dx);
   });
+  sum_chunk_partials(partial, ch.n_chunks, 2 * D, 2 * D);
   for (int64_t i = 0; i < D; ++i) {
-    double sg = 0.0, sb = 0.0;
-    for (int64_t c = 0; c < ch.n_chunks; ++c) {
-      sg += partial[c * 2 * D + i];
-      sb += partial[c * 2 * D + D + i];
-    }
-    dgamma[i] += static_cast<float>(sg);
-    dbeta[i] += static_cast<float>(sb);
+    dgamma[i] += static_cast<float>(partial[i]);
+    dbeta[i] += static_cast<float>(partial[D + i]);
   }
 }
 

@@ -62,11 +62,22 @@ SEQVIT_AVX512 SEQVIT_INLINE __m512 exp_sum(__m512 a, __m512 b) {
 }
 SEQVIT_AVX512 SEQVIT_INLINE __m512 exp_ps(__m512 a) { return exp_sum(a, _mm512_setzero_ps()); }
 
-// Scalar twin of exp_sum (no FMA on baseline x86-64: plain multiply-add).
+// 2^k as a float for k in [-126, 127].
+inline float pow2i(int k) {
+  const uint32_t bits = static_cast<uint32_t>(k + 127) << 23;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// Scalar twin of exp_sum (no FMA on baseline x86-64: plain multiply-add). Written without
+// libm calls so the compiler can vectorise loops over it.
 inline float exp_sum_scalar(float a, float b) {
   a = std::clamp(a, kExpMin, kExpMax);
   const float s = a + b;
-  const float n = std::nearbyint(s * kLog2e);
+  if (s != s) return s;  // NaN
+  // Round to nearest even via the 1.5 * 2^23 trick (valid for |x| < 2^22; here |x| < 160).
+  const float n = (s * kLog2e + 12582912.0f) - 12582912.0f;
   float r = a - n * kLn2Hi;
   r = r - n * kLn2Lo;
   r = r + b;
@@ -77,20 +88,37 @@ inline float exp_sum_scalar(float a, float b) {
   p = p * r + kExpP4;
   p = p * r + kExpP5;
   p = p * (r * r) + (r + 1.0f);
-  return std::ldexp(p, static_cast<int>(n));
+  // p * 2^n with one rounding (gradual underflow like vscalefps): split n into two halves that
+  // are each a normal power of two.
+  const int ni = static_cast<int>(n);
+  const int n1 = ni / 2;
+  return p * pow2i(n1) * pow2i(ni - n1);
 }
 inline float exp_scalar(float a) { return exp_sum_scalar(a, 0.0f); }
 
-// Deterministic reductions over rows: the rows are cut into a FIXED number of chunks (not one
-// per thread), each chunk reduced in order, then the chunk partials summed in chunk order.
-// The result is therefore bit-identical for any thread count.
+// Deterministic reductions over rows: the rows are cut into chunks whose size depends only on
+// the shape (never on the thread count); each chunk is reduced in order, then the chunk
+// partials are summed in chunk order. The result is therefore bit-identical for any thread
+// count. At most kReduceChunks chunks, each of at least kMinChunkElems elements so that
+// zeroing and summing the partials stays small next to the row work.
 inline constexpr int64_t kReduceChunks = 64;
+inline constexpr int64_t kMinChunkElems = 1 << 14;
 struct Chunking {
   int64_t n_chunks, rows_per_chunk;
 };
-inline Chunking chunk_rows(int64_t T) {
-  const int64_t per = std::max<int64_t>(1, (T + kReduceChunks - 1) / kReduceChunks);
+inline Chunking chunk_rows(int64_t T, int64_t row_elems = 1) {
+  const int64_t min_rows = (kMinChunkElems + row_elems - 1) / std::max<int64_t>(1, row_elems);
+  const int64_t per =
+      std::max<int64_t>({1, (T + kReduceChunks - 1) / kReduceChunks, min_rows});
   return {(T + per - 1) / per, per};
+}
+
+// Sum partial[c, 0:n] over chunks c (in order) into partial[0, 0:n]; rows are `stride` apart.
+inline void sum_chunk_partials(double* partial, int64_t n_chunks, int64_t n, int64_t stride) {
+  for (int64_t c = 1; c < n_chunks; ++c) {
+    const double* pc = partial + c * stride;
+    for (int64_t i = 0; i < n; ++i) partial[i] += pc[i];
+  }
 }
 
 // Per-calling-thread scratch that only grows: no allocation once warmed up.

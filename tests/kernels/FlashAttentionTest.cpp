@@ -287,12 +287,16 @@ TEST(FlashAttention, Accumulate) {
     for (size_t i = 0; i < fresh.dk.size(); ++i) ASSERT_NEAR(acc.dk[i], fresh.dk[i] + 0.5, 1e-5);
     for (size_t i = 0; i < fresh.dv.size(); ++i) ASSERT_NEAR(acc.dv[i], fresh.dv[i] + 0.5, 1e-5);
   }
-  // key-split backward path (batch*heads = 3)
-  Problem p({1, 3, 300, 300, 32, false}, false, 6u);
-  const Outputs fresh = run(p, true, true, 0.f);
-  p.a.accumulate = true;
-  const Outputs acc = run(p, true, true, -1.f);
-  for (size_t i = 0; i < fresh.dq.size(); ++i) ASSERT_NEAR(acc.dq[i], fresh.dq[i] - 1.0, 1e-5);
+  // key-split backward (batch*heads = 3 on 2 threads) and the few-query path (nq = 1)
+  for (const Shape s : {Shape{1, 3, 300, 300, 32, false}, Shape{5, 2, 1, 92, 64, false}}) {
+    Problem p(s, false, 6u);
+    const Outputs fresh = run(p, true, true, 0.f);
+    p.a.accumulate = true;
+    const Outputs acc = run(p, true, true, -1.f);
+    for (size_t i = 0; i < fresh.dq.size(); ++i) ASSERT_NEAR(acc.dq[i], fresh.dq[i] - 1.0, 1e-5);
+    for (size_t i = 0; i < fresh.dk.size(); ++i) ASSERT_NEAR(acc.dk[i], fresh.dk[i] - 1.0, 1e-5);
+    for (size_t i = 0; i < fresh.dv.size(); ++i) ASSERT_NEAR(acc.dv[i], fresh.dv[i] - 1.0, 1e-5);
+  }
 }
 
 TEST(FlashAttention, LseMergeOfKeyRanges) {

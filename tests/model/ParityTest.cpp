@@ -54,22 +54,26 @@ Loaded load_batch(const std::string& d) {
 }
 
 // Compares pred, loss and every gradient; returns the worst relative error.
+// tol applies to pred and loss, grad_tol to the gradients.
 double compare(const std::string& d, const float* pred, double loss, const model::ClimaX& m,
-               const float* grads, double tol) {
+               const float* grads, double tol, double grad_tol) {
   io::SafetensorsReader ref(d + "/reference.safetensors");
-  double worst = rel_err(pred, ref.read_f32("pred"));
-  EXPECT_LE(worst, tol) << "pred";
+  const double perr = rel_err(pred, ref.read_f32("pred"));
+  EXPECT_LE(perr, tol) << "pred";
   const double lref = ref.read_f32("loss")[0];
-  EXPECT_LE(std::fabs(loss - lref) / std::fabs(lref), tol) << "loss " << loss << " vs " << lref;
+  const double lerr = std::fabs(loss - lref) / std::fabs(lref);
+  EXPECT_LE(lerr, tol) << "loss " << loss << " vs " << lref;
+  std::printf("  pred %.3e, loss %.3e\n", perr, lerr);
+  double worst = 0;
   for (const auto& e : m.params().entries()) {
     const double err = rel_err(grads + e.offset, ref.read_f32("grad." + e.name));
-    EXPECT_LE(err, tol) << "grad." << e.name;
+    EXPECT_LE(err, grad_tol) << "grad." << e.name;
     worst = std::max(worst, err);
   }
   return worst;
 }
 
-void grad_parity(const std::string& tok, model::Precision prec, double tol) {
+void grad_parity(const std::string& tok, model::Precision prec, double tol, double grad_tol) {
   const std::string d = dir(tok);
   Loaded L = load_batch(d);
   model::ClimaX m(L.cfg);
@@ -80,10 +84,10 @@ void grad_parity(const std::string& tok, model::Precision prec, double tol) {
   std::vector<float> pred(L.B * L.cfg.Vo() * L.cfg.img_h * L.cfg.img_w);
   const double loss = m.forward(P.data(), L.view(), pred.data());
   m.backward(P.data(), G.data());
-  const double worst = compare(d, pred.data(), loss, m, G.data(), tol);
-  std::printf("%s %s: worst relative error over pred, loss and %zu gradients = %.3e (tol %.0e)\n",
-              tok.c_str(), prec == model::Precision::BF16 ? "bf16" : "fp32", m.params().entries().size(),
-              worst, tol);
+  const double worst = compare(d, pred.data(), loss, m, G.data(), tol, grad_tol);
+  std::printf("%s %s: worst relative error over %zu gradients = %.3e (tol %.0e)\n", tok.c_str(),
+              prec == model::Precision::BF16 ? "bf16" : "fp32", m.params().entries().size(), worst,
+              grad_tol);
 }
 
 void cli_parity(const std::string& tok) {
@@ -99,7 +103,7 @@ void cli_parity(const std::string& tok) {
   std::vector<float> G(m.params().total(), 0.f);
   for (const auto& e : m.params().entries()) r.read_f32("grad." + e.name, e.shape, G.data() + e.offset);
   EXPECT_EQ(r.names().size(), m.params().entries().size() + 2);  // + pred, loss
-  compare(d, r.read_f32("pred").data(), r.read_f32("loss")[0], m, G.data(), 1e-4);
+  compare(d, r.read_f32("pred").data(), r.read_f32("loss")[0], m, G.data(), 1e-4, 1e-4);
 }
 
 void train_parity(const std::string& tok) {
@@ -143,11 +147,16 @@ void train_parity(const std::string& tok) {
 
 }  // namespace
 
-TEST(Parity, AggregateGradFp32) { grad_parity("aggregate", model::Precision::F32, 1e-4); }
-TEST(Parity, PerVariableGradFp32) { grad_parity("per_variable", model::Precision::F32, 1e-4); }
-// bf16 mixed precision against the float64 reference: documented tolerance in docs/model.md
-TEST(Parity, AggregateGradBf16) { grad_parity("aggregate", model::Precision::BF16, 3e-2); }
-TEST(Parity, PerVariableGradBf16) { grad_parity("per_variable", model::Precision::BF16, 3e-2); }
+TEST(Parity, AggregateGradFp32) { grad_parity("aggregate", model::Precision::F32, 1e-4, 1e-4); }
+TEST(Parity, PerVariableGradFp32) {
+  grad_parity("per_variable", model::Precision::F32, 1e-4, 1e-4);
+}
+// bf16 mixed precision against the float64 reference, the tolerance documented in
+// docs/model.md: pred and loss within 1e-2, every gradient within 5e-2 (norm-wise).
+TEST(Parity, AggregateGradBf16) { grad_parity("aggregate", model::Precision::BF16, 1e-2, 5e-2); }
+TEST(Parity, PerVariableGradBf16) {
+  grad_parity("per_variable", model::Precision::BF16, 1e-2, 5e-2);
+}
 TEST(Parity, AggregateCliGrad) { cli_parity("aggregate"); }
 TEST(Parity, PerVariableCliGrad) { cli_parity("per_variable"); }
 TEST(Parity, AggregateTenAdamWSteps) { train_parity("aggregate"); }
