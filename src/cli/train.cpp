@@ -120,7 +120,7 @@ void run_train(TrainOptions o) {
   };
   // the persistence forecast (y_hat = x) on the same held-out samples: the baseline to beat
   auto persistence = [&]() {
-    const auto w = model::latitude_weights(fields.lat().data(), h);
+    const auto wl = model::latitude_weights(fields.lat().data(), h);
     const auto oi = mc.out_index();
     double acc = 0;
     for (int k = 0; k < 4; ++k) {
@@ -129,7 +129,7 @@ void run_train(TrainOptions o) {
         for (int64_t o = 0; o < Vo; ++o)
           for (int64_t i = 0; i < HW; ++i) {
             const double e = xb[(s * V + oi[o]) * HW + i] - yb[(s * Vo + o) * HW + i];
-            acc += w[i / w] * e * e;
+            acc += wl[i / w] * e * e;
           }
     }
     return acc / (4.0 * B * Vo * HW);
