@@ -234,14 +234,14 @@ def main():
         print()
         print(f"torch {torch.__version__}  attention={a.attention}  dtype={a.dtype}  "
               f"threads={a.threads}  D={a.dim} heads={a.heads} L={a.layers} B=1")
-        print(f"{'N':>7} {'s/step':>9} {'tokens/s':>10} {'GFLOP/s':>8} {'peak RSS GiB':>12}  status")
+        print(f"{'N':>7} {'s/step':>9} {'min s':>9} {'tokens/s':>10} {'GFLOP/s':>8} {'peak RSS GiB':>12}  status")
         for r in rows:
             if r.get("status") == "ok":
-                print(f"{r['N']:>7} {r['sec_per_step']:>9.3f} {r['tokens_per_s']:>10.0f} "
+                print(f"{r['N']:>7} {r['sec_per_step']:>9.3f} {r['min_sec_per_step']:>9.3f} {r['tokens_per_s']:>10.0f} "
                       f"{r['gflops']:>8.1f} {r['peak_rss_gib']:>12.2f}  ok ({r['steps_timed']} steps)")
             else:
                 rss = r.get("peak_rss_gib")
-                print(f"{r['N']:>7} {'-':>9} {'-':>10} {'-':>8} "
+                print(f"{r['N']:>7} {'-':>9} {'-':>9} {'-':>10} {'-':>8} "
                       f"{(f'{rss:.2f}' if rss is not None else '-'):>12}  {r.get('status')}: "
                       f"{r.get('error', '')[:80]}")
     return 0
