@@ -75,6 +75,68 @@ void sincos_1d(int64_t E, double pos, float* out) {
   for (int64_t k = 2 * half; k < E; ++k) out[k] = 0.f;
 }
 
+
+// Self-attention of one block, reading Q, K, V in place from the packed qkv[B, N, 3, Hh, d]
+// (token stride 3D) and writing o[B, N, Hh, d]; backward adds dO and dqkv in the same layout.
+kernels::AttentionArgs block_attention(int64_t B, int64_t N, int64_t Hh, int64_t d, bool bf16,
+                                       float* qkv, float* o, float* lse, float* dout, float* dqkv,
+                                       void* ws, size_t ws_bytes) {
+  const int64_t D = Hh * d;
+  kernels::AttentionArgs at;
+  at.batch = B;
+  at.heads = Hh;
+  at.nq = at.nk = N;
+  at.head_dim = d;
+  at.scale = 1.f / std::sqrt(static_cast<float>(d));
+  at.bf16 = bf16;
+  at.q = {qkv, N * 3 * D, 3 * D, d};
+  at.k = {qkv + D, N * 3 * D, 3 * D, d};
+  at.v = {qkv + 2 * D, N * 3 * D, 3 * D, d};
+  at.o = {o, N * D, D, d};
+  at.lse = lse;
+  if (dqkv) {
+    at.dout = {dout, N * D, D, d};
+    at.dq = {dqkv, N * 3 * D, 3 * D, d};
+    at.dk = {dqkv + D, N * 3 * D, 3 * D, d};
+    at.dv = {dqkv + 2 * D, N * 3 * D, 3 * D, d};
+  }
+  at.workspace = ws;
+  at.workspace_bytes = ws_bytes;
+  return at;
+}
+
+// Variable aggregation of one sample: Lp independent problems (one per patch), each with the
+// shared query q[D] (batch stride 0) over the V keys/values of that patch, read from
+// kv[V, Lp, 2D]; output o[Lp, D]. Backward: dO [Lp, D], dq per patch [Lp, D], dkv like kv.
+kernels::AttentionArgs aggregation_attention(int64_t V, int64_t Lp, int64_t Hh, int64_t d,
+                                             bool bf16, float* q, float* kv, float* o,
+                                             float* lse, float* dout, float* dq, float* dkv,
+                                             void* ws, size_t ws_bytes) {
+  const int64_t D = Hh * d;
+  kernels::AttentionArgs at;
+  at.batch = Lp;
+  at.heads = Hh;
+  at.nq = 1;
+  at.nk = V;
+  at.head_dim = d;
+  at.scale = 1.f / std::sqrt(static_cast<float>(d));
+  at.bf16 = bf16;
+  at.q = {q, 0, 0, d};
+  at.k = {kv, 2 * D, Lp * 2 * D, d};
+  at.v = {kv + D, 2 * D, Lp * 2 * D, d};
+  at.o = {o, D, D, d};
+  at.lse = lse;
+  if (dkv) {
+    at.dout = {dout, D, D, d};
+    at.dq = {dq, D, D, d};
+    at.dk = {dkv, 2 * D, Lp * 2 * D, d};
+    at.dv = {dkv + D, 2 * D, Lp * 2 * D, d};
+  }
+  at.workspace = ws;
+  at.workspace_bytes = ws_bytes;
+  return at;
+}
+
 }  // namespace
 
 std::vector<float> latitude_weights(const float* lat_deg, int64_t H) {
@@ -422,25 +484,11 @@ void ClimaX::embed_forward(const float* P, const BatchView& b) {
     for (int64_t k = 0; k < D; ++k) acc += static_cast<double>(inw[j * D + k]) * vq[k];
     a.qagg[j] = static_cast<float>(acc);
   }
-  for (int64_t s = 0; s < B; ++s) {
-    kernels::AttentionArgs at;
-    at.batch = Lp;
-    at.heads = Hh;
-    at.nq = 1;
-    at.nk = V;
-    at.head_dim = d;
-    at.scale = 1.f / std::sqrt(static_cast<float>(d));
-    at.bf16 = wb != nullptr;
-    float* kvb = a.kv.data() + s * V * Lp * 2 * D;
-    at.q = {a.qagg.data(), 0, 0, d};
-    at.k = {kvb, 2 * D, Lp * 2 * D, d};
-    at.v = {kvb + D, 2 * D, Lp * 2 * D, d};
-    at.o = {a.agg_o.data() + s * Lp * D, D, D, d};
-    at.lse = a.agg_lse.data() + s * Lp * Hh;
-    at.workspace = a.attn_ws.data();
-    at.workspace_bytes = a.attn_ws.bytes();
-    kernels::flash_attention_forward(at);
-  }
+  for (int64_t s = 0; s < B; ++s)
+    kernels::flash_attention_forward(aggregation_attention(
+        V, Lp, Hh, d, wb != nullptr, a.qagg.data(), a.kv.data() + s * V * Lp * 2 * D,
+        a.agg_o.data() + s * Lp * D, a.agg_lse.data() + s * Lp * Hh, nullptr, nullptr, nullptr,
+        a.attn_ws.data(), a.attn_ws.bytes()));
   linear_forward(a.agg_o.data(), P + table_[agg_out_w_].offset,
                  wb ? wb + table_[agg_out_w_].offset : nullptr, P + table_[agg_out_b_].offset,
                  a.xs[0].data(), B * Lp, D, D, a.stage_a.data());
@@ -464,22 +512,9 @@ void ClimaX::block_forward(const float* P, int i) {
                              a.ln1_mean[i].data(), a.ln1_rstd[i].data(), T, D, kLnEps);
   linear_forward(a.lnbuf.data(), p(bp.qkv_w), WB(bp.qkv_w), p(bp.qkv_b), a.qkv[i].data(), T, D,
                  3 * D, st);
-  kernels::AttentionArgs at;
-  at.batch = B_;
-  at.heads = Hh;
-  at.nq = at.nk = N;
-  at.head_dim = d;
-  at.scale = 1.f / std::sqrt(static_cast<float>(d));
-  at.bf16 = wb != nullptr;
-  float* qkv = a.qkv[i].data();
-  at.q = {qkv, N * 3 * D, 3 * D, d};
-  at.k = {qkv + D, N * 3 * D, 3 * D, d};
-  at.v = {qkv + 2 * D, N * 3 * D, 3 * D, d};
-  at.o = {a.attn_o[i].data(), N * D, D, d};
-  at.lse = a.lse[i].data();
-  at.workspace = a.attn_ws.data();
-  at.workspace_bytes = a.attn_ws.bytes();
-  kernels::flash_attention_forward(at);
+  kernels::flash_attention_forward(block_attention(
+      B_, N, Hh, d, wb != nullptr, a.qkv[i].data(), a.attn_o[i].data(), a.lse[i].data(), nullptr,
+      nullptr, a.attn_ws.data(), a.attn_ws.bytes()));
   linear_forward(a.attn_o[i].data(), p(bp.proj_w), WB(bp.proj_w), p(bp.proj_b),
                  a.x_mid[i].data(), T, D, D, st);
   kernels::add_inplace(a.x_mid[i].data(), x, T * D);
@@ -597,27 +632,10 @@ void ClimaX::block_backward(const float* P, float* G, int i) {
   // attention: x_mid = x + proj(attn(LN1(x)))
   linear_backward(dx, a.attn_o[i].data(), p(bp.proj_w), WB(bp.proj_w), a.d_o.data(),
                   g(bp.proj_w), g(bp.proj_b), T, D, D, false, sa, sb);
-  kernels::AttentionArgs at;
-  at.batch = B_;
-  at.heads = Hh;
-  at.nq = at.nk = N;
-  at.head_dim = d;
-  at.scale = 1.f / std::sqrt(static_cast<float>(d));
-  at.bf16 = wb != nullptr;
-  float* qkv = a.qkv[i].data();
   float* dqkv = a.dqkv.data();
-  at.q = {qkv, N * 3 * D, 3 * D, d};
-  at.k = {qkv + D, N * 3 * D, 3 * D, d};
-  at.v = {qkv + 2 * D, N * 3 * D, 3 * D, d};
-  at.o = {a.attn_o[i].data(), N * D, D, d};
-  at.lse = a.lse[i].data();
-  at.dout = {a.d_o.data(), N * D, D, d};
-  at.dq = {dqkv, N * 3 * D, 3 * D, d};
-  at.dk = {dqkv + D, N * 3 * D, 3 * D, d};
-  at.dv = {dqkv + 2 * D, N * 3 * D, 3 * D, d};
-  at.workspace = a.attn_ws.data();
-  at.workspace_bytes = a.attn_ws.bytes();
-  kernels::flash_attention_backward(at);
+  kernels::flash_attention_backward(block_attention(
+      B_, N, Hh, d, wb != nullptr, a.qkv[i].data(), a.attn_o[i].data(), a.lse[i].data(),
+      a.d_o.data(), dqkv, a.attn_ws.data(), a.attn_ws.bytes()));
   kernels::layernorm_forward(a.xs[i].data(), p(bp.norm1_w), p(bp.norm1_b), a.lnbuf.data(),
                              a.ln1_mean[i].data(), a.ln1_rstd[i].data(), T, D, kLnEps);
   linear_backward(dqkv, a.lnbuf.data(), p(bp.qkv_w), WB(bp.qkv_w), a.dln.data(), g(bp.qkv_w),
@@ -663,30 +681,12 @@ void ClimaX::embed_backward(const float* P, float* G, const float* dx0) {
     linear_backward(dx0, a.agg_o.data(), p(agg_out_w_), wb ? wb + table_[agg_out_w_].offset : nullptr,
                     a.dagg_o.data(), g(agg_out_w_), g(agg_out_b_), B * Lp, D, D, false,
                     a.stage_a.data(), a.stage_b.data());
-    for (int64_t s = 0; s < B; ++s) {
-      kernels::AttentionArgs at;
-      at.batch = Lp;
-      at.heads = Hh;
-      at.nq = 1;
-      at.nk = V;
-      at.head_dim = d;
-      at.scale = 1.f / std::sqrt(static_cast<float>(d));
-      at.bf16 = wb != nullptr;
-      float* kvb = a.kv.data() + s * V * Lp * 2 * D;
-      float* dkvb = a.dkv.data() + s * V * Lp * 2 * D;
-      at.q = {a.qagg.data(), 0, 0, d};
-      at.k = {kvb, 2 * D, Lp * 2 * D, d};
-      at.v = {kvb + D, 2 * D, Lp * 2 * D, d};
-      at.o = {a.agg_o.data() + s * Lp * D, D, D, d};
-      at.lse = a.agg_lse.data() + s * Lp * Hh;
-      at.dout = {a.dagg_o.data() + s * Lp * D, D, D, d};
-      at.dq = {a.dq_agg.data() + s * Lp * D, D, D, d};
-      at.dk = {dkvb, 2 * D, Lp * 2 * D, d};
-      at.dv = {dkvb + D, 2 * D, Lp * 2 * D, d};
-      at.workspace = a.attn_ws.data();
-      at.workspace_bytes = a.attn_ws.bytes();
-      kernels::flash_attention_backward(at);
-    }
+    for (int64_t s = 0; s < B; ++s)
+      kernels::flash_attention_backward(aggregation_attention(
+          V, Lp, Hh, d, wb != nullptr, a.qagg.data(), a.kv.data() + s * V * Lp * 2 * D,
+          a.agg_o.data() + s * Lp * D, a.agg_lse.data() + s * Lp * Hh,
+          a.dagg_o.data() + s * Lp * D, a.dq_agg.data() + s * Lp * D,
+          a.dkv.data() + s * V * Lp * 2 * D, a.attn_ws.data(), a.attn_ws.bytes()));
     // q = Wq var_query + bq is shared by every patch: sum its gradient over patches
     std::vector<double> dq(D, 0.0);
     for (int64_t r = 0; r < B * Lp; ++r)
