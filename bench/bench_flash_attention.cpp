@@ -2,13 +2,19 @@
 // the same machine measured in the same run (the napkin-math limit: attention is four/five
 // GEMM-shaped products plus an exp per score). Validates against the naive oracle first.
 //
-//   bench_flash_attention [--max-n 65536] [--min-n 1024] [--heads 4] [--dim 64]
+//   bench_flash_attention [--max-n 65536] [--min-n 1024] [--heads 4] [--dim 64] [--cpu-time 1]
+//
+// --dim takes any head_dim >= 1 (multiples of 16 are the fast path). --cpu-time 1 times with
+// the process CPU clock instead of the wall clock: with OMP_NUM_THREADS=1 that gives per-core
+// rates that other jobs on a shared machine barely move (use it for before/after comparisons).
 //
 // FLOPs: forward 4 N^2 d per (batch, head) (QK^T and PV), backward 10 N^2 d (QK^T recompute,
 // dO V^T, P^T dO, dS K, dS^T Q); fwd+bwd = 14 N^2 d: the standard FlashAttention count. exp
 // and the softmax bookkeeping are not counted.
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
+
+#include <time.h>
 
 #include <chrono>
 #include <cmath>
@@ -35,7 +41,14 @@ using namespace seqvit::kernels;
 
 namespace {
 
+bool g_cpu_time = false;  // --cpu-time: process CPU time (all threads) instead of wall time
+
 double now() {
+  if (g_cpu_time) {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+  }
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
@@ -129,9 +142,10 @@ double rel_err(const std::vector<float>& x, const std::vector<float>& y) {
   return std::sqrt(num / den);
 }
 
-// flash vs naive (same precision) on a small problem; exits on a mismatch.
-void validate(bool use_bf16) {
-  Buffers f(300, 3, 64, use_bf16), n(300, 3, 64, use_bf16);
+// flash vs naive (same precision) on a small problem with the benchmarked head_dim; exits on a
+// mismatch.
+void validate(int64_t d, bool use_bf16) {
+  Buffers f(300, 3, d, use_bf16), n(300, 3, d, use_bf16);
   f.a.workspace = f.ws.data();
   flash_attention_forward(f.a);
   flash_attention_backward(f.a);
@@ -142,9 +156,10 @@ void validate(bool use_bf16) {
   for (auto [x, y] : {std::pair{&f.o, &n.o}, std::pair{&f.lse, &n.lse}, std::pair{&f.dq, &n.dq},
                       std::pair{&f.dk, &n.dk}, std::pair{&f.dv, &n.dv}})
     worst = std::max(worst, rel_err(*x, *y));
-  std::printf("validate %s: N=300 Hh=3 d=64, max rel err flash vs naive over O, LSE, dQ, dK, "
+  std::printf("validate %s: N=300 Hh=3 d=%lld, max rel err flash vs naive over O, LSE, dQ, dK, "
               "dV = %.2e (limit %.0e) %s\n",
-              use_bf16 ? "bf16" : "fp32", worst, tol, worst <= tol ? "ok" : "FAILED");
+              use_bf16 ? "bf16" : "fp32", static_cast<long long>(d), worst, tol,
+              worst <= tol ? "ok" : "FAILED");
   if (!(worst <= tol)) std::exit(1);
 }
 
@@ -159,18 +174,25 @@ int main(int argc, char** argv) {
     else if (k == "--min-n") min_n = v;
     else if (k == "--heads") heads = v;
     else if (k == "--dim") d = v;
+    else if (k == "--cpu-time") g_cpu_time = v != 0;
     else {
-      std::fprintf(stderr, "usage: %s [--max-n N] [--min-n N] [--heads H] [--dim d]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--max-n N] [--min-n N] [--heads H] [--dim d] [--cpu-time 0|1]\n",
+                   argv[0]);
       return 2;
     }
   }
   const int T = omp_get_max_threads();
-  std::printf("flash attention bench: %d OpenMP threads, batch 1, head_dim %lld\n", T,
-              static_cast<long long>(d));
+  if (d < 1 || heads < 1 || min_n < 1) {
+    std::fprintf(stderr, "need --dim, --heads, --min-n >= 1\n");
+    return 2;
+  }
+  std::printf("flash attention bench: %d OpenMP threads, batch 1, head_dim %lld, %s time\n", T,
+              static_cast<long long>(d), g_cpu_time ? "process CPU" : "wall-clock");
   std::printf("FLOP count: fwd 4 N^2 d, bwd 10 N^2 d, fwd+bwd 14 N^2 d per head "
               "(standard FlashAttention count; exp not counted)\n");
-  validate(false);
-  validate(true);
+  validate(d, false);
+  validate(d, true);
   // The same-precision GEMM rate is measured next to every row, so a busy machine lowers
   // both sides of the ratio alike.
   std::printf("GEMM = oneDNN 2048^3 (dnnl_sgemm / dnnl_gemm_bf16bf16f32), measured right after "

@@ -21,7 +21,8 @@ struct StridedTensor {  // one of Q, K, V, O, dO, dQ, dK, dV
 };
 
 struct AttentionArgs {
-  int64_t batch = 0, heads = 0, nq = 0, nk = 0, head_dim = 0;
+  int64_t batch = 0, heads = 0, nq = 0, nk = 0, head_dim = 0;  // all >= 1; any head_dim
+                                                                // (multiples of 16 fastest)
   float scale = 0.f;  // usually 1/sqrt(head_dim)
   bool bf16 = false;  // mixed precision: matrix inputs (Q, K, V, P, dO, dS) rounded to bf16,
                       // fp32 accumulation and fp32 outputs

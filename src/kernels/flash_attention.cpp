@@ -29,6 +29,13 @@
 //    dQ into a private [nq, d] buffer and the buffers are summed (O(threads * nq * d) extra
 //    work and memory against O(nq * nk * d) math). Two passes (dK/dV then dQ) would
 //    recompute QK^T and dO V^T: 40% more FLOPs.
+//  - Any head dim d >= 1 (ClimaX picks embed_dim / num_heads freely: 4, 12, 25, 100, ...).
+//    d is the K dimension of S = QK^T and dP = dO V^T (any K works; bf16 pairs along d get a
+//    zero pad column in the packed copies when d is odd), the M dimension of the dK^T/dV^T
+//    products (any M works) and the N dimension of O += PV and dQ += dS K, where the
+//    micro-kernel's last 16-wide vector is masked (separate instantiations, so multiples of
+//    16 run the unchanged full-width code). Masking rather than padded copies keeps V, K and
+//    dQ in place: no extra packing, workspace or dQ pass for odd d.
 //  - nq <= 8 (ClimaX variable aggregation: nq = 1, nk = V): no tiles, no packing; one query
 //    row at a time with vectors along head_dim, whole heads per thread (see "few queries").
 //  - Without AVX-512 (or SEQVIT_NO_AVX512=1) the same tile algorithm runs with scalar
@@ -77,7 +84,9 @@ bool use_rowwise(const AttentionArgs& a) {
 // ------------------------------------------------------------------------------------------
 // Kernel table: the precision/ISA-specific pieces. Everything else is shared.
 // gemm_f32: C[M,N] = (acc ? C : 0) + alpha * A B; A(m,k) = A[m*sam + k*sak], B row k at
-//   B + k*ldb (N contiguous floats), N a multiple of 16.
+//   B + k*ldb (N contiguous floats). Any M, N, K: N is a multiple of 16 for the key-wide
+//   products and the head dim d (any d >= 1) for O += P V and dQ += dS K; neither B nor C is
+//   touched past column N - 1.
 // gemm_bf16: the same with K counted in bf16 pairs: A pair (m,kp) = A[m*sam + kp] (uint32 =
 //   two bf16 along k), B pair-row kp at B + kp*ldb holds N (k, k+1) pairs ("VNNI").
 // exp_row: p[j] = exp2(s[j]*c - m) for j < nvalid, 0 for nvalid <= j < n16; writes fp32 to p
@@ -170,9 +179,13 @@ constexpr Kernels kKernels{gemm_f32, gemm_bf16, row_max, exp_row, ds_row, vnni_r
 namespace avx512 {
 
 // Micro-kernel: MR rows x NV 16-wide vectors of C held in registers over the whole K loop.
-template <int MR, int NV>
+// Tail: the last vector covers only the lanes in `tail` (N not a multiple of 16, i.e. N = head
+// dim); its B loads and C loads/stores are masked, so B and C may end right after column N-1
+// (V, K and dQ are read and written in place, next to other heads' data). The Tail = false
+// instantiations are the full-width fast path, unchanged by the tail support.
+template <int MR, int NV, bool Tail>
 FA_AVX512 void mk_f32(int64_t K, const float* A, int64_t sam, int64_t sak, const float* B,
-                      int64_t ldb, float* C, int64_t ldc, float alpha, bool acc) {
+                      int64_t ldb, float* C, int64_t ldc, float alpha, bool acc, __mmask16 tail) {
   __m512 c[MR][NV];
 #pragma GCC unroll 8
   for (int m = 0; m < MR; ++m)
@@ -183,7 +196,9 @@ FA_AVX512 void mk_f32(int64_t K, const float* A, int64_t sam, int64_t sak, const
     const float* a = A + k * sak;
     __m512 bv[NV];
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(b + 16 * v);
+    for (int v = 0; v < NV; ++v)
+      bv[v] = Tail && v == NV - 1 ? _mm512_maskz_loadu_ps(tail, b + 16 * v)
+                                  : _mm512_loadu_ps(b + 16 * v);
 #pragma GCC unroll 8
     for (int m = 0; m < MR; ++m) {
       const __m512 am = _mm512_set1_ps(a[m * sam]);
@@ -197,14 +212,20 @@ FA_AVX512 void mk_f32(int64_t K, const float* A, int64_t sam, int64_t sak, const
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) {
       float* cp = C + m * ldc + 16 * v;
-      const __m512 old = acc ? _mm512_loadu_ps(cp) : _mm512_setzero_ps();
-      _mm512_storeu_ps(cp, _mm512_fmadd_ps(al, c[m][v], old));
+      if (Tail && v == NV - 1) {
+        const __m512 old = acc ? _mm512_maskz_loadu_ps(tail, cp) : _mm512_setzero_ps();
+        _mm512_mask_storeu_ps(cp, tail, _mm512_fmadd_ps(al, c[m][v], old));
+      } else {
+        const __m512 old = acc ? _mm512_loadu_ps(cp) : _mm512_setzero_ps();
+        _mm512_storeu_ps(cp, _mm512_fmadd_ps(al, c[m][v], old));
+      }
     }
 }
 
-template <int MR, int NV>
+template <int MR, int NV, bool Tail>
 FA_AVX512BF16 void mk_bf16(int64_t K2, const uint32_t* A, int64_t sam, const uint32_t* B,
-                           int64_t ldb, float* C, int64_t ldc, float alpha, bool acc) {
+                           int64_t ldb, float* C, int64_t ldc, float alpha, bool acc,
+                           __mmask16 tail) {
   __m512 c[MR][NV];
 #pragma GCC unroll 8
   for (int m = 0; m < MR; ++m)
@@ -215,7 +236,9 @@ FA_AVX512BF16 void mk_bf16(int64_t K2, const uint32_t* A, int64_t sam, const uin
     const uint32_t* a = A + k;
     __m512bh bv[NV];
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) bv[v] = (__m512bh)_mm512_loadu_si512(b + 16 * v);
+    for (int v = 0; v < NV; ++v)
+      bv[v] = (__m512bh)(Tail && v == NV - 1 ? _mm512_maskz_loadu_epi32(tail, b + 16 * v)
+                                             : _mm512_loadu_si512(b + 16 * v));
 #pragma GCC unroll 8
     for (int m = 0; m < MR; ++m) {
       const __m512bh am = (__m512bh)_mm512_set1_epi32(static_cast<int>(a[m * sam]));
@@ -229,8 +252,13 @@ FA_AVX512BF16 void mk_bf16(int64_t K2, const uint32_t* A, int64_t sam, const uin
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) {
       float* cp = C + m * ldc + 16 * v;
-      const __m512 old = acc ? _mm512_loadu_ps(cp) : _mm512_setzero_ps();
-      _mm512_storeu_ps(cp, _mm512_fmadd_ps(al, c[m][v], old));
+      if (Tail && v == NV - 1) {
+        const __m512 old = acc ? _mm512_maskz_loadu_ps(tail, cp) : _mm512_setzero_ps();
+        _mm512_mask_storeu_ps(cp, tail, _mm512_fmadd_ps(al, c[m][v], old));
+      } else {
+        const __m512 old = acc ? _mm512_loadu_ps(cp) : _mm512_setzero_ps();
+        _mm512_storeu_ps(cp, _mm512_fmadd_ps(al, c[m][v], old));
+      }
     }
 }
 
@@ -245,37 +273,59 @@ constexpr void fill(F (&t)[kMR][kNV]) {
 }
 
 using MkF32 = void (*)(int64_t, const float*, int64_t, int64_t, const float*, int64_t, float*,
-                       int64_t, float, bool);
+                       int64_t, float, bool, __mmask16);
 using MkBf16 = void (*)(int64_t, const uint32_t*, int64_t, const uint32_t*, int64_t, float*,
-                        int64_t, float, bool);
+                        int64_t, float, bool, __mmask16);
 template <int MR, int NV>
 struct PickF32 {
-  static constexpr MkF32 fn = mk_f32<MR, NV>;
+  static constexpr MkF32 fn = mk_f32<MR, NV, false>;
+};
+template <int MR, int NV>
+struct PickF32Tail {
+  static constexpr MkF32 fn = mk_f32<MR, NV, true>;
 };
 template <int MR, int NV>
 struct PickBf16 {
-  static constexpr MkBf16 fn = mk_bf16<MR, NV>;
+  static constexpr MkBf16 fn = mk_bf16<MR, NV, false>;
+};
+template <int MR, int NV>
+struct PickBf16Tail {
+  static constexpr MkBf16 fn = mk_bf16<MR, NV, true>;
 };
 
 struct Tables {
-  MkF32 f32[kMR][kNV];
-  MkBf16 bf16[kMR][kNV];
+  MkF32 f32[2][kMR][kNV];  // [tail][rows - 1][vectors - 1]
+  MkBf16 bf16[2][kMR][kNV];
   constexpr Tables() : f32{}, bf16{} {
-    fill<MkF32, PickF32>(f32);
-    fill<MkBf16, PickBf16>(bf16);
+    fill<MkF32, PickF32>(f32[0]);
+    fill<MkF32, PickF32Tail>(f32[1]);
+    fill<MkBf16, PickBf16>(bf16[0]);
+    fill<MkBf16, PickBf16Tail>(bf16[1]);
   }
 };
+
+// Columns [n0, n0 + 64) of an N-wide product: vectors and the mask of the last one.
+struct ColBlock {
+  int nv;          // 16-wide vectors, the last one possibly partial
+  int tail;        // 1 if the last vector is partial
+  __mmask16 mask;  // its lanes
+};
+inline ColBlock col_block(int64_t N, int64_t n0) {
+  const int64_t rem = std::min<int64_t>(16 * kNV, N - n0), part = rem % 16;
+  return {static_cast<int>((rem + 15) / 16), part != 0,
+          part ? static_cast<__mmask16>((1u << part) - 1u) : static_cast<__mmask16>(0xffff)};
+}
 constexpr Tables kTables;
 
 // Loop order: each 64-wide column block of B stays in L1 while all row blocks stream by.
 void gemm_f32(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int64_t sak,
               const float* B, int64_t ldb, float* C, int64_t ldc, float alpha, bool acc) {
   for (int64_t n0 = 0; n0 < N; n0 += 16 * kNV) {
-    const int nv = static_cast<int>(std::min<int64_t>(kNV, (N - n0) / 16));
+    const ColBlock cb = col_block(N, n0);
     for (int64_t m0 = 0; m0 < M; m0 += kMR) {
       const int mr = static_cast<int>(std::min<int64_t>(kMR, M - m0));
-      kTables.f32[mr - 1][nv - 1](K, A + m0 * sam, sam, sak, B + n0, ldb, C + m0 * ldc + n0,
-                                  ldc, alpha, acc);
+      kTables.f32[cb.tail][mr - 1][cb.nv - 1](K, A + m0 * sam, sam, sak, B + n0, ldb,
+                                              C + m0 * ldc + n0, ldc, alpha, acc, cb.mask);
     }
   }
 }
@@ -283,11 +333,11 @@ void gemm_f32(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int6
 void gemm_bf16(int64_t M, int64_t N, int64_t K2, const uint32_t* A, int64_t sam,
                const uint32_t* B, int64_t ldb, float* C, int64_t ldc, float alpha, bool acc) {
   for (int64_t n0 = 0; n0 < N; n0 += 16 * kNV) {
-    const int nv = static_cast<int>(std::min<int64_t>(kNV, (N - n0) / 16));
+    const ColBlock cb = col_block(N, n0);
     for (int64_t m0 = 0; m0 < M; m0 += kMR) {
       const int mr = static_cast<int>(std::min<int64_t>(kMR, M - m0));
-      kTables.bf16[mr - 1][nv - 1](K2, A + m0 * sam, sam, B + n0, ldb, C + m0 * ldc + n0, ldc,
-                                   alpha, acc);
+      kTables.bf16[cb.tail][mr - 1][cb.nv - 1](K2, A + m0 * sam, sam, B + n0, ldb,
+                                               C + m0 * ldc + n0, ldc, alpha, acc, cb.mask);
     }
   }
 }
@@ -390,11 +440,12 @@ const Kernels& pick_kernels() {
 
 // ------------------------------------------------------------------------------------------
 // Workspace plan. Shared part: operands packed once per (batch, head) (BH = batch*heads,
-// nkp = nk rounded up to 16, nqp = nq rounded up to 2, pad entries zero):
+// nkp = nk rounded up to 16, nqp = nq rounded up to 2, d2 = d rounded up to 2, pad entries
+// zero; d2 > d only for odd d, where the zero column pads the bf16 pairs along d):
 //   fp32: kt[BH][d][nkp] (K^T), vt[BH][d][nkp] (V^T, backward), dv[BH][nq] (backward)
-//   bf16: kt2[BH][d/2][nkp][2] (K^T, VNNI), v2[BH][nkp/2][d][2] (V, VNNI; forward),
-//         qb[BH][nq][d], vt2 (V^T, VNNI), k2 (K, VNNI), dob[BH][nq][d], qbt[BH][d][nqp],
-//         dobt[BH][d][nqp], dv[BH][nq]
+//   bf16: kt2[BH][d2/2][nkp][2] (K^T, VNNI), v2[BH][nkp/2][d][2] (V, VNNI; forward),
+//         qb[BH][nq][d2], vt2[BH][d2/2][nkp][2] (V^T, VNNI), k2[BH][nkp/2][d][2] (K, VNNI),
+//         dob[BH][nq][d2], qbt[BH][d][nqp], dobt[BH][d][nqp], dv[BH][nq]
 // Per thread: s, dp [Bq][Bk] f32, o [Bq][d] f32, ml [2][Bq] f32, pb, pv, dsb, dsv [Bq][Bk]
 //   bf16, dkt, dvt [d][Bk] f32, dqp [nq][d] f32 (private dQ when key tiles are split),
 //   few-query path: only rs [nkp] f32 per thread (one score row).
@@ -410,7 +461,7 @@ struct Plan {
 Plan make_plan(const AttentionArgs& a) {
   const size_t BH = static_cast<size_t>(a.batch * a.heads), d = static_cast<size_t>(a.head_dim);
   const size_t nq = static_cast<size_t>(a.nq), nkp = static_cast<size_t>(rup(a.nk, 16));
-  const size_t nqp = static_cast<size_t>(rup(a.nq, 2));
+  const size_t nqp = static_cast<size_t>(rup(a.nq, 2)), d2 = static_cast<size_t>(rup(a.head_dim, 2));
   Plan p;
   size_t off = 0;
   auto take = [&off](size_t bytes) {
@@ -428,12 +479,12 @@ Plan make_plan(const AttentionArgs& a) {
     p.kt = take(BH * d * nkp * f);
     p.vt = take(BH * d * nkp * f);
   } else {
-    p.kt2 = take(BH * d * nkp * h);
+    p.kt2 = take(BH * d2 * nkp * h);
     p.v2 = take(BH * d * nkp * h);
-    p.qb = take(BH * nq * d * h);
-    p.vt2 = take(BH * d * nkp * h);
+    p.qb = take(BH * nq * d2 * h);
+    p.vt2 = take(BH * d2 * nkp * h);
     p.k2 = take(BH * d * nkp * h);
-    p.dob = take(BH * nq * d * h);
+    p.dob = take(BH * nq * d2 * h);
     p.qbt = take(BH * d * nqp * h);
     p.dobt = take(BH * d * nqp * h);
   }
@@ -460,9 +511,9 @@ void validate(const AttentionArgs& a, bool backward) {
                "flash attention: need batch, heads, nq, nk >= 1, got batch={} heads={} nq={} "
                "nk={}",
                a.batch, a.heads, a.nq, a.nk);
-  SEQVIT_CHECK(a.head_dim >= 16 && a.head_dim % 16 == 0,
-               "flash attention: head_dim={} unsupported; use a multiple of 16 (e.g. 32, 64, "
-               "128)",
+  SEQVIT_CHECK(a.head_dim >= 1,
+               "flash attention: head_dim={} must be >= 1 (any value works; multiples of 16 "
+               "are the fastest)",
                a.head_dim);
   SEQVIT_CHECK(a.scale > 0.f && std::isfinite(a.scale),
                "flash attention: scale={} must be positive (usually 1/sqrt(head_dim))", a.scale);
@@ -494,6 +545,7 @@ struct Ctx {
   const Plan& pl;
   char* ws;
   int64_t BH, d, nq, nk, nkp, nqp;
+  int64_t d2;  // d rounded up to 2: row length of the bf16 copies paired along d (qb, dob)
   float c;  // scale * log2(e): exponents are evaluated base 2
 
   template <typename T>
@@ -522,12 +574,14 @@ void pack_keys_f32(const StridedTensor& t, int64_t b, int64_t h, int64_t j0, int
   }
 }
 
-// VNNI of t^T: dst[c/2][j][c%2] (a 32-bit transpose of the bf16 rows).
+// VNNI of t^T: dst[c/2][j][c%2] for c < d rounded up to 2 (a 32-bit transpose of the bf16
+// rows); an odd d gets a zero column c = d, so the last pair contributes nothing to products.
 void pack_keys_t_bf16(const StridedTensor& t, int64_t b, int64_t h, int64_t j0, int64_t j1,
                       int64_t nk, int64_t d, int64_t nkp, bf16* dst) {
   for (int64_t j = j0; j < j1; ++j) {
     const float* src = j < nk ? Ctx::row(t, b, j, h) : nullptr;
     for (int64_t c = 0; c < d; ++c) dst[((c / 2) * nkp + j) * 2 + (c & 1)] = src ? to_bf16(src[c]) : bf16{0};
+    if (d & 1) dst[((d / 2) * nkp + j) * 2 + 1] = bf16{0};
   }
 }
 
@@ -540,13 +594,18 @@ void pack_keys_bf16(const StridedTensor& t, int64_t b, int64_t h, int64_t j0, in
   }
 }
 
-// Query-side rows [i0, i1): row-major bf16 rows[nq][d] and transposed rowst[d][nqp].
+// Query-side rows [i0, i1): row-major bf16 rows[nq][d2] (d2 = d rounded up to 2, the pad
+// column zero: rows are A operands paired along d) and transposed rowst[d][nqp].
 void pack_queries_bf16(const StridedTensor& t, int64_t b, int64_t h, int64_t i0, int64_t i1,
                        int64_t nq, int64_t d, int64_t nqp, bf16* rows, bf16* rowst) {
+  const int64_t d2 = rup(d, 2);
   for (int64_t i = i0; i < i1; ++i) {
     if (i < nq) {
       const float* src = Ctx::row(t, b, i, h);
-      if (rows) convert_to_bf16(src, rows + i * d, d);
+      if (rows) {
+        convert_to_bf16(src, rows + i * d2, d);
+        if (d2 > d) rows[i * d2 + d] = bf16{0};
+      }
       if (rowst)
         for (int64_t c = 0; c < d; ++c) rowst[c * nqp + i] = to_bf16(src[c]);
     } else if (rowst) {
@@ -573,8 +632,9 @@ void forward_tile(const Ctx& x, int64_t bh, int64_t i0, char* tb) {
   for (int64_t j0 = 0; j0 < x.nk; j0 += kBk) {
     const int64_t nj = std::min(kBk, x.nk - j0), n16 = rup(nj, 16);
     if (a.bf16) {  // S = Q K^T
-      kr.gemm_bf16(mi, n16, d / 2, u32(x.sh<bf16>(x.pl.qb, bh, x.nq * d) + i0 * d), d / 2,
-                   u32(x.sh<bf16>(x.pl.kt2, bh, d * x.nkp)) + j0, x.nkp, S, kBk, 1.f, false);
+      kr.gemm_bf16(mi, n16, x.d2 / 2, u32(x.sh<bf16>(x.pl.qb, bh, x.nq * x.d2) + i0 * x.d2),
+                   x.d2 / 2, u32(x.sh<bf16>(x.pl.kt2, bh, x.d2 * x.nkp)) + j0, x.nkp, S, kBk,
+                   1.f, false);
     } else {
       kr.gemm_f32(mi, n16, d, q, a.q.sn, 1, x.sh<float>(x.pl.kt, bh, d * x.nkp) + j0, x.nkp, S,
                   kBk, 1.f, false);
@@ -619,10 +679,10 @@ void pack_operands(const Ctx& x, bool backward) {
       if (backward)
         pack_keys_f32(a.v, b, h, j0, j1, x.nk, d, x.nkp, x.sh<float>(x.pl.vt, bh, d * x.nkp));
     } else {
-      pack_keys_t_bf16(a.k, b, h, j0, j1, x.nk, d, x.nkp, x.sh<bf16>(x.pl.kt2, bh, d * x.nkp));
+      pack_keys_t_bf16(a.k, b, h, j0, j1, x.nk, d, x.nkp, x.sh<bf16>(x.pl.kt2, bh, x.d2 * x.nkp));
       if (backward) {
         pack_keys_t_bf16(a.v, b, h, j0, j1, x.nk, d, x.nkp,
-                         x.sh<bf16>(x.pl.vt2, bh, d * x.nkp));
+                         x.sh<bf16>(x.pl.vt2, bh, x.d2 * x.nkp));
         pack_keys_bf16(a.k, b, h, j0, j1, x.nk, d, x.sh<bf16>(x.pl.k2, bh, d * x.nkp));
       } else {
         pack_keys_bf16(a.v, b, h, j0, j1, x.nk, d, x.sh<bf16>(x.pl.v2, bh, d * x.nkp));
@@ -635,11 +695,11 @@ void pack_operands(const Ctx& x, bool backward) {
     const int64_t bh = t / nqt, i0 = (t % nqt) * 16, b = bh / a.heads, h = bh % a.heads;
     const int64_t i1 = std::min(i0 + 16, x.nqp);
     if (a.bf16) {
-      pack_queries_bf16(a.q, b, h, i0, i1, x.nq, d, x.nqp, x.sh<bf16>(x.pl.qb, bh, x.nq * d),
+      pack_queries_bf16(a.q, b, h, i0, i1, x.nq, d, x.nqp, x.sh<bf16>(x.pl.qb, bh, x.nq * x.d2),
                         backward ? x.sh<bf16>(x.pl.qbt, bh, d * x.nqp) : nullptr);
       if (backward)
         pack_queries_bf16(a.dout, b, h, i0, i1, x.nq, d, x.nqp,
-                          x.sh<bf16>(x.pl.dob, bh, x.nq * d),
+                          x.sh<bf16>(x.pl.dob, bh, x.nq * x.d2),
                           x.sh<bf16>(x.pl.dobt, bh, d * x.nqp));
     }
     if (backward) {
@@ -681,8 +741,9 @@ void backward_key_tile(const Ctx& x, int64_t bh, int64_t j0, char* tb, float* dq
     const float* go = Ctx::row(a.dout, b, i0, h);
     // S = Q K^T, P = exp(S - LSE)
     if (a.bf16)
-      kr.gemm_bf16(mi, n16, d / 2, u32(x.sh<bf16>(x.pl.qb, bh, x.nq * d) + i0 * d), d / 2,
-                   u32(x.sh<bf16>(x.pl.kt2, bh, d * x.nkp)) + j0, x.nkp, S, kBk, 1.f, false);
+      kr.gemm_bf16(mi, n16, x.d2 / 2, u32(x.sh<bf16>(x.pl.qb, bh, x.nq * x.d2) + i0 * x.d2),
+                   x.d2 / 2, u32(x.sh<bf16>(x.pl.kt2, bh, x.d2 * x.nkp)) + j0, x.nkp, S, kBk,
+                   1.f, false);
     else
       kr.gemm_f32(mi, n16, d, q, a.q.sn, 1, x.sh<float>(x.pl.kt, bh, d * x.nkp) + j0, x.nkp, S,
                   kBk, 1.f, false);
@@ -699,8 +760,9 @@ void backward_key_tile(const Ctx& x, int64_t bh, int64_t j0, char* tb, float* dq
     }
     // dP = dO V^T, dS = P * (dP - Dv)
     if (a.bf16)
-      kr.gemm_bf16(mi, n16, d / 2, u32(x.sh<bf16>(x.pl.dob, bh, x.nq * d) + i0 * d), d / 2,
-                   u32(x.sh<bf16>(x.pl.vt2, bh, d * x.nkp)) + j0, x.nkp, dP, kBk, 1.f, false);
+      kr.gemm_bf16(mi, n16, x.d2 / 2, u32(x.sh<bf16>(x.pl.dob, bh, x.nq * x.d2) + i0 * x.d2),
+                   x.d2 / 2, u32(x.sh<bf16>(x.pl.vt2, bh, x.d2 * x.nkp)) + j0, x.nkp, dP, kBk,
+                   1.f, false);
     else
       kr.gemm_f32(mi, n16, d, go, a.dout.sn, 1, x.sh<float>(x.pl.vt, bh, d * x.nkp) + j0, x.nkp,
                   dP, kBk, 1.f, false);
@@ -736,6 +798,8 @@ void backward_key_tile(const Ctx& x, int64_t bh, int64_t j0, char* tb, float* dq
 // (3..92): tiling and packing would cost more than the math. Here each thread owns whole
 // heads and works one query row at a time with vectors along head_dim: scores are dot
 // products, dK/dV/dQ updates are axpys. Same rounding points as the tiled kernels.
+// A head dim that is not a multiple of 16 ends in a masked vector (Tail = true): masked-off
+// lanes load as zero (no effect on dot products) and are never stored.
 namespace avx512 {
 
 // Round to the nearest bf16 (ties to even), kept in fp32 (finite inputs).
@@ -746,49 +810,74 @@ FA_AVX512 inline __m512 round_bf16(__m512 x) {
   return _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
 }
 
-FA_AVX512 inline __m512 load_r(const float* p, bool bf16) {
-  const __m512 x = _mm512_loadu_ps(p);
-  return bf16 ? round_bf16(x) : x;
-}
-
 inline float round_scalar(float x, bool bf16) { return bf16 ? to_float(to_bf16(x)) : x; }
 
-// s[j] = q . k_j for all keys (q already rounded, nv vectors).
-FA_AVX512 inline void dots(const __m512* q, int64_t nv, const StridedTensor& k, int64_t b,
-                           int64_t h, int64_t nk, bool bf16, float* s) {
+// Vector v of a row of d floats: 16 lanes, except the last vector of a row with d % 16 != 0
+// when Tail (the lanes of `tail`; nothing past column d - 1 is read or written).
+template <bool Tail>
+struct RowVec {
+  int64_t nv;      // vectors per row: ceil(d / 16)
+  __mmask16 tail;  // lanes of the last vector
+
+  explicit RowVec(int64_t d)
+      : nv((d + 15) / 16), tail(static_cast<__mmask16>((1u << (d % 16)) - 1u)) {}
+  FA_AVX512 __m512 load(const float* p, int64_t v) const {
+    return Tail && v == nv - 1 ? _mm512_maskz_loadu_ps(tail, p + 16 * v)
+                               : _mm512_loadu_ps(p + 16 * v);
+  }
+  FA_AVX512 __m512 load_r(const float* p, int64_t v, bool bf16) const {  // bf16: rounded
+    const __m512 x = load(p, v);
+    return bf16 ? round_bf16(x) : x;
+  }
+  FA_AVX512 void store(float* p, int64_t v, __m512 x) const {
+    if (Tail && v == nv - 1) _mm512_mask_storeu_ps(p + 16 * v, tail, x);
+    else _mm512_storeu_ps(p + 16 * v, x);
+  }
+};
+
+// s[j] = q . k_j for all keys (q already rounded, io.nv vectors).
+template <bool Tail>
+FA_AVX512 inline void dots(const RowVec<Tail>& io, const __m512* q, const StridedTensor& k,
+                           int64_t b, int64_t h, int64_t nk, bool bf16, float* s) {
   for (int64_t j = 0; j < nk; ++j) {
     const float* kj = k.data + b * k.sb + j * k.sn + h * k.sh;
-    __m512 acc = _mm512_mul_ps(q[0], load_r(kj, bf16));
-    for (int64_t v = 1; v < nv; ++v) acc = _mm512_fmadd_ps(q[v], load_r(kj + 16 * v, bf16), acc);
+    __m512 acc = _mm512_mul_ps(q[0], io.load_r(kj, 0, bf16));
+    for (int64_t v = 1; v < io.nv; ++v) acc = _mm512_fmadd_ps(q[v], io.load_r(kj, v, bf16), acc);
     s[j] = _mm512_reduce_add_ps(acc);
   }
 }
 
+template <bool Tail>
 FA_AVX512 void rowwise_forward(const AttentionArgs& a, int64_t bh, float* s, const Kernels& kr) {
-  const int64_t b = bh / a.heads, h = bh % a.heads, d = a.head_dim, nv = d / 16, nk = a.nk;
+  const int64_t b = bh / a.heads, h = bh % a.heads, nk = a.nk;
+  const RowVec<Tail> io(a.head_dim);
+  const int64_t nv = io.nv;
   const float c = a.scale * kLog2e;
   __m512 q[kRowwiseMaxD / 16], o[kRowwiseMaxD / 16];
   for (int64_t i = 0; i < a.nq; ++i) {
     const float* qi = a.q.data + b * a.q.sb + i * a.q.sn + h * a.q.sh;
-    for (int64_t v = 0; v < nv; ++v) q[v] = load_r(qi + 16 * v, a.bf16);
-    dots(q, nv, a.k, b, h, nk, a.bf16, s);
+    for (int64_t v = 0; v < nv; ++v) q[v] = io.load_r(qi, v, a.bf16);
+    dots(io, q, a.k, b, h, nk, a.bf16, s);
     const float m = kr.row_max(s, nk) * c;
     const float l = kr.exp_row(s, rup(nk, 16), nk, c, m, s, nullptr);
     for (int64_t v = 0; v < nv; ++v) o[v] = _mm512_setzero_ps();
     for (int64_t j = 0; j < nk; ++j) {
       const float* vj = a.v.data + b * a.v.sb + j * a.v.sn + h * a.v.sh;
       const __m512 p = _mm512_set1_ps(round_scalar(s[j], a.bf16));
-      for (int64_t v = 0; v < nv; ++v) o[v] = _mm512_fmadd_ps(p, load_r(vj + 16 * v, a.bf16), o[v]);
+      for (int64_t v = 0; v < nv; ++v) o[v] = _mm512_fmadd_ps(p, io.load_r(vj, v, a.bf16), o[v]);
     }
     float* oi = a.o.data + b * a.o.sb + i * a.o.sn + h * a.o.sh;
     const __m512 inv = _mm512_set1_ps(1.f / l);
-    for (int64_t v = 0; v < nv; ++v) _mm512_storeu_ps(oi + 16 * v, _mm512_mul_ps(o[v], inv));
+    for (int64_t v = 0; v < nv; ++v) io.store(oi, v, _mm512_mul_ps(o[v], inv));
     a.lse[bh * a.nq + i] = (m + std::log2(l)) * kLn2;
   }
 }
 
+template <bool Tail>
 FA_AVX512 void rowwise_backward(const AttentionArgs& a, int64_t bh, float* s, const Kernels& kr) {
-  const int64_t b = bh / a.heads, h = bh % a.heads, d = a.head_dim, nv = d / 16, nk = a.nk;
+  const int64_t b = bh / a.heads, h = bh % a.heads, nk = a.nk;
+  const RowVec<Tail> io(a.head_dim);
+  const int64_t nv = io.nv;
   const float c = a.scale * kLog2e;
   auto row = [&](const StridedTensor& t, int64_t i) { return t.data + b * t.sb + i * t.sn + h * t.sh; };
   __m512 q[kRowwiseMaxD / 16], go[kRowwiseMaxD / 16], dq[kRowwiseMaxD / 16];
@@ -798,19 +887,19 @@ FA_AVX512 void rowwise_backward(const AttentionArgs& a, int64_t bh, float* s, co
     const float* goi = row(a.dout, i);
     __m512 dvacc = _mm512_setzero_ps();  // Dv = rowsum(dO * O), unrounded
     for (int64_t v = 0; v < nv; ++v) {
-      q[v] = load_r(row(a.q, i) + 16 * v, a.bf16);
-      go[v] = load_r(goi + 16 * v, a.bf16);
+      q[v] = io.load_r(row(a.q, i), v, a.bf16);
+      go[v] = io.load_r(goi, v, a.bf16);
       dq[v] = _mm512_setzero_ps();
-      dvacc = _mm512_fmadd_ps(_mm512_loadu_ps(goi + 16 * v), _mm512_loadu_ps(oi + 16 * v), dvacc);
+      dvacc = _mm512_fmadd_ps(io.load(goi, v), io.load(oi, v), dvacc);
     }
     const float Dv = _mm512_reduce_add_ps(dvacc);
-    dots(q, nv, a.k, b, h, nk, a.bf16, s);
+    dots(io, q, a.k, b, h, nk, a.bf16, s);
     kr.exp_row(s, rup(nk, 16), nk, c, a.lse[bh * a.nq + i] * kLog2e, s, nullptr);
     for (int64_t j = 0; j < nk; ++j) {
       const float* kj = row(a.k, j);
       const float* vj = row(a.v, j);
-      __m512 dpacc = _mm512_mul_ps(go[0], load_r(vj, a.bf16));
-      for (int64_t v = 1; v < nv; ++v) dpacc = _mm512_fmadd_ps(go[v], load_r(vj + 16 * v, a.bf16), dpacc);
+      __m512 dpacc = _mm512_mul_ps(go[0], io.load_r(vj, 0, a.bf16));
+      for (int64_t v = 1; v < nv; ++v) dpacc = _mm512_fmadd_ps(go[v], io.load_r(vj, v, a.bf16), dpacc);
       const float ds = s[j] * (_mm512_reduce_add_ps(dpacc) - Dv);
       const __m512 pr = _mm512_set1_ps(round_scalar(s[j], a.bf16));
       const __m512 dsr = _mm512_set1_ps(round_scalar(ds, a.bf16));
@@ -819,19 +908,26 @@ FA_AVX512 void rowwise_backward(const AttentionArgs& a, int64_t bh, float* s, co
       float* dvj = row(a.dv, j);
       const bool first = i == 0 && !a.accumulate;  // overwrite: no zero-fill pass over dK, dV
       for (int64_t v = 0; v < nv; ++v) {
-        const __m512 dv0 = first ? _mm512_setzero_ps() : _mm512_loadu_ps(dvj + 16 * v);
-        const __m512 dk0 = first ? _mm512_setzero_ps() : _mm512_loadu_ps(dkj + 16 * v);
-        _mm512_storeu_ps(dvj + 16 * v, _mm512_fmadd_ps(pr, go[v], dv0));
-        _mm512_storeu_ps(dkj + 16 * v, _mm512_fmadd_ps(dss, q[v], dk0));
-        dq[v] = _mm512_fmadd_ps(dsr, load_r(kj + 16 * v, a.bf16), dq[v]);
+        const __m512 dv0 = first ? _mm512_setzero_ps() : io.load(dvj, v);
+        const __m512 dk0 = first ? _mm512_setzero_ps() : io.load(dkj, v);
+        io.store(dvj, v, _mm512_fmadd_ps(pr, go[v], dv0));
+        io.store(dkj, v, _mm512_fmadd_ps(dss, q[v], dk0));
+        dq[v] = _mm512_fmadd_ps(dsr, io.load_r(kj, v, a.bf16), dq[v]);
       }
     }
     float* dqi = row(a.dq, i);
     for (int64_t v = 0; v < nv; ++v) {
-      const __m512 old = a.accumulate ? _mm512_loadu_ps(dqi + 16 * v) : _mm512_setzero_ps();
-      _mm512_storeu_ps(dqi + 16 * v, _mm512_fmadd_ps(vscale, dq[v], old));
+      const __m512 old = a.accumulate ? io.load(dqi, v) : _mm512_setzero_ps();
+      io.store(dqi, v, _mm512_fmadd_ps(vscale, dq[v], old));
     }
   }
+}
+
+// Picks the full-width (d % 16 == 0) or the masked-tail instantiation once per (batch, head).
+void rowwise(const AttentionArgs& a, bool backward, int64_t bh, float* s, const Kernels& kr) {
+  const bool tail = a.head_dim % 16 != 0;
+  if (backward) tail ? rowwise_backward<true>(a, bh, s, kr) : rowwise_backward<false>(a, bh, s, kr);
+  else tail ? rowwise_forward<true>(a, bh, s, kr) : rowwise_forward<false>(a, bh, s, kr);
 }
 
 }  // namespace avx512
@@ -839,7 +935,7 @@ FA_AVX512 void rowwise_backward(const AttentionArgs& a, int64_t bh, float* s, co
 Ctx make_ctx(const AttentionArgs& a, const Plan& pl) {
   return Ctx{a,           pick_kernels(), pl,          static_cast<char*>(a.workspace),
              a.batch * a.heads, a.head_dim, a.nq, a.nk, rup(a.nk, 16), rup(a.nq, 2),
-             a.scale * kLog2e};
+             rup(a.head_dim, 2), a.scale * kLog2e};
 }
 
 }  // namespace
@@ -857,8 +953,8 @@ void flash_attention_forward(const AttentionArgs& a) {
   if (use_rowwise(a)) {
 #pragma omp parallel for num_threads(T) schedule(dynamic, 16)
     for (int64_t bh = 0; bh < x.BH; ++bh)
-      avx512::rowwise_forward(a, bh, reinterpret_cast<float*>(x.thread_base(omp_get_thread_num()) + pl.rs),
-                              x.kr);
+      avx512::rowwise(a, false, bh,
+                      reinterpret_cast<float*>(x.thread_base(omp_get_thread_num()) + pl.rs), x.kr);
     return;
   }
   const int64_t nqt = (a.nq + kBq - 1) / kBq;
@@ -882,8 +978,8 @@ void flash_attention_backward(const AttentionArgs& a) {
   if (use_rowwise(a)) {
 #pragma omp parallel for num_threads(T) schedule(dynamic, 16)
     for (int64_t bh = 0; bh < x.BH; ++bh)
-      avx512::rowwise_backward(a, bh, reinterpret_cast<float*>(x.thread_base(omp_get_thread_num()) + pl.rs),
-                               x.kr);
+      avx512::rowwise(a, true, bh,
+                      reinterpret_cast<float*>(x.thread_base(omp_get_thread_num()) + pl.rs), x.kr);
     return;
   }
 #pragma omp parallel num_threads(T)

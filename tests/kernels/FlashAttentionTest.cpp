@@ -2,13 +2,20 @@
 // Tolerances are relative to the error of a same-precision reference: both fp32 (or bf16)
 // flash and fp32 (or bf16) naive are compared with the exact double answer, and flash may be
 // at most a few times worse than naive. Awkward sizes (1, 113, 1023), nq != nk (the ClimaX
-// variable aggregation: nq = 1, nk = 92), packed qkv strides, accumulate, bf16, and the LSE
-// merge that ring attention relies on.
+// variable aggregation: nq = 1, nk = 92), packed qkv strides, accumulate, bf16, any head dim
+// (1 .. 100, not only multiples of 16), no reads or writes outside the d columns of a head,
+// the portable (no AVX-512) kernels, and the LSE merge that ring attention relies on.
 #include <gtest/gtest.h>
 #include <omp.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/bf16.h"
@@ -287,8 +294,10 @@ TEST(FlashAttention, Accumulate) {
     for (size_t i = 0; i < fresh.dk.size(); ++i) ASSERT_NEAR(acc.dk[i], fresh.dk[i] + 0.5, 1e-5);
     for (size_t i = 0; i < fresh.dv.size(); ++i) ASSERT_NEAR(acc.dv[i], fresh.dv[i] + 0.5, 1e-5);
   }
-  // key-split backward (batch*heads = 3 on 2 threads) and the few-query path (nq = 1)
-  for (const Shape s : {Shape{1, 3, 300, 300, 32, false}, Shape{5, 2, 1, 92, 64, false}}) {
+  // key-split backward (batch*heads = 3 on 2 threads) and the few-query path (nq = 1), with
+  // head dims that are and are not multiples of 16
+  for (const Shape s : {Shape{1, 3, 300, 300, 32, false}, Shape{5, 2, 1, 92, 64, false},
+                        Shape{1, 3, 131, 131, 25, true}, Shape{5, 2, 1, 92, 12, false}}) {
     Problem p(s, false, 6u);
     const Outputs fresh = run(p, true, true, 0.f);
     p.a.accumulate = true;
@@ -389,8 +398,148 @@ TEST(FlashAttention, RejectsBadArguments) {
   p.a.workspace = ws.data();
   p.a.workspace_bytes = ws.size();
   EXPECT_NO_THROW(flash_attention_forward(p.a));  // enough for one thread: runs on one
-  p.a.head_dim = 40;
+  p.a.head_dim = 0;
   EXPECT_THROW(flash_attention_forward(p.a), Error);
+  p.a.head_dim = 64;
+  p.a.scale = 0.f;
+  EXPECT_THROW(flash_attention_forward(p.a), Error);
+}
+
+// ---------------------------------------------------------------- any head dim
+// Head dims that are not multiples of 16 run the same kernels with a masked last vector along
+// d (and a zero pad column in the bf16 pairs for odd d). Per head dim: the tiled path with odd
+// token counts (packed qkv, 3 heads: key-split backward, rows of odd length back to back), the
+// tiled path with nq != nk and whole heads per thread, a tiled nq = 9 just above the few-query
+// path, and the ClimaX aggregation shape nq = 1, nk = 92 (few-query path).
+void compare_any_dim(int64_t d, bool bf16) {
+  const double factor = bf16 ? kBf16Factor : kF32Factor, floor = bf16 ? kBf16Floor : kF32Floor;
+  compare({1, 3, 131, 131, d, true}, bf16, true, factor, floor);
+  compare({2, 2, 77, 201, d, false}, bf16, true, factor, floor);
+  compare({2, 1, 9, 37, d, false}, bf16, true, factor, floor);
+  compare({24, 2, 1, 92, d, false}, bf16, true, factor, floor);
+}
+constexpr int64_t kOddDims[] = {1, 4, 8, 12, 25, 40, 100};
+
+TEST(FlashAttention, AnyHeadDimFp32) {
+  for (const int64_t d : kOddDims) compare_any_dim(d, false);
+}
+TEST(FlashAttention, AnyHeadDimBf16) {
+  for (const int64_t d : kOddDims) compare_any_dim(d, true);
+}
+
+// Each tensor gets gaps between heads, tokens and batches, filled with a NaN sentinel: any
+// read of a gap would turn outputs into NaN, any write would change the sentinel's bits. Covers
+// the masked tails (V, K, dQ are read/written in place) at head dims with and without a tail.
+void check_gaps_untouched(int64_t d, int64_t nq, int64_t nk, int64_t B, bool bf16) {
+  const int64_t Hh = 2;
+  const uint32_t kSentinelBits = 0x7fc0beefu;
+  float sentinel;
+  std::memcpy(&sentinel, &kSentinelBits, 4);
+  struct Buf {
+    std::vector<float> x;
+    StridedTensor t;
+  };
+  std::mt19937 rng(static_cast<uint32_t>(d * 131 + nq));
+  std::normal_distribution<float> nd(0.f, 1.f);
+  auto make = [&](int64_t n, bool random) {
+    Buf b;
+    b.t.sh = d + 3;              // gap of 3 after each head
+    b.t.sn = Hh * b.t.sh + 1;    // and 1 after each token
+    b.t.sb = n * b.t.sn + 5;     // and 5 after each batch
+    b.x.assign(static_cast<size_t>(B * b.t.sb + 16), sentinel);  // + a vector past the end
+    b.t.data = b.x.data();
+    for (int64_t bb = 0; bb < B; ++bb)
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t h = 0; h < Hh; ++h)
+          for (int64_t c = 0; c < d; ++c)
+            b.x[bb * b.t.sb + i * b.t.sn + h * b.t.sh + c] = random ? nd(rng) : 0.f;
+    return b;
+  };
+  Buf q = make(nq, true), k = make(nk, true), v = make(nk, true), dout = make(nq, true);
+  Buf o = make(nq, false), dq = make(nq, false), dk = make(nk, false), dv = make(nk, false);
+  std::vector<float> lse(B * Hh * nq);
+  AttentionArgs a;
+  a.batch = B;
+  a.heads = Hh;
+  a.nq = nq;
+  a.nk = nk;
+  a.head_dim = d;
+  a.scale = 1.f / std::sqrt(static_cast<float>(d));
+  a.bf16 = bf16;
+  a.q = q.t, a.k = k.t, a.v = v.t, a.o = o.t, a.dout = dout.t;
+  a.dq = dq.t, a.dk = dk.t, a.dv = dv.t;
+  a.lse = lse.data();
+  std::vector<char> ws(flash_attention_workspace_bytes(a, omp_get_max_threads()));
+  a.workspace = ws.data();
+  a.workspace_bytes = ws.size();
+  flash_attention_forward(a);
+  flash_attention_backward(a);
+  // the naive oracle on dense copies of the same inputs
+  Problem n({B, Hh, nq, nk, d, false}, bf16, 1u);
+  auto copy = [&](const StridedTensor& from, const StridedTensor& to, int64_t rows) {
+    for (int64_t bb = 0; bb < B; ++bb)
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t h = 0; h < Hh; ++h)
+          for (int64_t c = 0; c < d; ++c)
+            to.data[bb * to.sb + i * to.sn + h * to.sh + c] =
+                from.data[bb * from.sb + i * from.sn + h * from.sh + c];
+  };
+  copy(q.t, n.a.q, nq);
+  copy(k.t, n.a.k, nk);
+  copy(v.t, n.a.v, nk);
+  copy(dout.t, n.a.dout, nq);
+  const Outputs ref = run(n, false, true);
+  const double tol = bf16 ? 2e-2 : 1e-5;
+  const std::string where = "d=" + std::to_string(d) + " nq=" + std::to_string(nq) +
+                            " nk=" + std::to_string(nk) + " bf16=" + std::to_string(bf16);
+  EXPECT_LT(rel_err(n.dense(o.t, nq), ref.o), tol) << "O " << where;
+  EXPECT_LT(rel_err(n.dense(dq.t, nq), ref.dq), tol) << "dQ " << where;
+  EXPECT_LT(rel_err(n.dense(dk.t, nk), ref.dk), tol) << "dK " << where;
+  EXPECT_LT(rel_err(n.dense(dv.t, nk), ref.dv), tol) << "dV " << where;
+  for (const Buf* b : {&o, &dq, &dk, &dv}) {
+    int64_t touched = 0;
+    for (size_t at = 0; at < b->x.size(); ++at) {
+      const int64_t e = static_cast<int64_t>(at) % b->t.sb, i = e / b->t.sn, r = e % b->t.sn;
+      const int64_t h = r / b->t.sh, c = r % b->t.sh;
+      const bool inside = static_cast<int64_t>(at) < B * b->t.sb &&
+                          i < (b == &o || b == &dq ? nq : nk) && h < Hh && c < d;
+      uint32_t bits;
+      std::memcpy(&bits, &b->x[at], 4);
+      if (!inside && bits != kSentinelBits) ++touched;
+    }
+    EXPECT_EQ(touched, 0) << "gap elements written, " << where;
+  }
+}
+
+TEST(FlashAttention, GapsBetweenHeadsUntouched) {
+  for (const bool bf16 : {false, true})
+    for (const int64_t d : {int64_t{1}, int64_t{25}, int64_t{40}, int64_t{64}}) {
+      check_gaps_untouched(d, 131, 131, 1, bf16);  // tiled, key tiles split over threads
+      check_gaps_untouched(d, 1, 92, 6, bf16);     // few-query path
+    }
+}
+
+// The portable (no AVX-512) kernels. CPU detection is cached per process, so this test runs
+// the any-head-dim, gap and accumulate tests again in a child process of this binary with
+// SEQVIT_NO_AVX512=1 (a subset, to keep the suite fast: the scalar micro-kernels are ~20x
+// slower; the whole suite can be run that way by hand, see docs/flash_attention.md).
+TEST(FlashAttention, PortableKernelsInChildProcess) {
+  if (const char* e = std::getenv("SEQVIT_NO_AVX512"); e && e[0] && std::strcmp(e, "0") != 0)
+    GTEST_SKIP() << "already running the portable kernels";
+  char self[4096] = {};
+  ASSERT_GT(readlink("/proc/self/exe", self, sizeof self - 1), 0);  // this test binary
+  const std::string cmd =
+      std::string("SEQVIT_NO_AVX512=1 '") + self +
+      "' --gtest_filter='FlashAttention.AnyHeadDim*:FlashAttention.GapsBetweenHeadsUntouched:"
+      "FlashAttention.Accumulate' 2>&1";
+  FILE* f = popen(cmd.c_str(), "r");
+  ASSERT_NE(f, nullptr) << cmd;
+  std::string out;
+  char buf[4096];
+  while (size_t n = std::fread(buf, 1, sizeof buf, f)) out.append(buf, n);
+  const int status = pclose(f);
+  EXPECT_EQ(status, 0) << cmd << "\n" << out;
+  EXPECT_NE(out.find("[  PASSED  ] 4 tests"), std::string::npos) << out;
 }
 
 }  // namespace
