@@ -23,6 +23,9 @@ void gemm_f32(Op ta, Op tb, int64_t M, int64_t N, int64_t K, float alpha, const 
 // Mixed precision: bf16 inputs, fp32 accumulation and output (dnnl_gemm_bf16bf16f32).
 void gemm_bf16(Op ta, Op tb, int64_t M, int64_t N, int64_t K, float alpha, const bf16* A,
                int64_t lda, const bf16* B, int64_t ldb, float beta, float* C, int64_t ldc);
+// oneDNN calls in progress (any thread). oneDNN allocates small descriptor objects inside
+// every dnnl_sgemm call; tests of seqvit's own no-allocation rule exclude those by this count.
+int gemm_library_calls_in_flight();
 
 // ---------------------------------------------------------------- elementwise (elementwise.cpp)
 // y[t, f] = b[f] for every row: used to seed a gemm with beta = 1 (bias fusion).

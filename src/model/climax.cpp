@@ -139,17 +139,18 @@ kernels::AttentionArgs aggregation_attention(int64_t V, int64_t Lp, int64_t Hh, 
 
 }  // namespace
 
-std::vector<float> latitude_weights(const float* lat_deg, int64_t H) {
-  std::vector<double> c(H);
+void latitude_weights(const float* lat_deg, int64_t H, float* w) {
   double mean = 0;
-  for (int64_t i = 0; i < H; ++i) {
-    c[i] = std::cos(static_cast<double>(lat_deg[i]) * M_PI / 180.0);
-    mean += c[i];
-  }
+  for (int64_t i = 0; i < H; ++i) mean += std::cos(static_cast<double>(lat_deg[i]) * M_PI / 180.0);
   mean /= static_cast<double>(H);
   SEQVIT_CHECK(mean > 0, "latitudes give a non-positive mean cos(lat) = {}", mean);
+  for (int64_t i = 0; i < H; ++i)
+    w[i] = static_cast<float>(std::cos(static_cast<double>(lat_deg[i]) * M_PI / 180.0) / mean);
+}
+
+std::vector<float> latitude_weights(const float* lat_deg, int64_t H) {
   std::vector<float> w(H);
-  for (int64_t i = 0; i < H; ++i) w[i] = static_cast<float>(c[i] / mean);
+  latitude_weights(lat_deg, H, w.data());
   return w;
 }
 
@@ -174,6 +175,7 @@ struct ClimaX::Act {
   Buffer<float> img;                              // [B,V,H,W]
   Buffer<float> dpred;                            // [B,Vo,H,W]
   Buffer<float> wlat;                             // [H]
+  Buffer<double> dq_sum;                          // [D] aggregation query gradient
   // backward / forward scratch
   Buffer<float> lnbuf;             // [T,D] LayerNorm outputs (recomputed)
   Buffer<float> dx, dln, d_o;      // [T,D]
@@ -195,6 +197,7 @@ ClimaX::~ClimaX() { delete act_; }
 
 ClimaX::ClimaX(const ModelConfig& cfg) : cfg_(cfg) {
   cfg_.validate();
+  out_index_ = cfg_.out_index();
   const int64_t D = cfg_.embed_dim, V = cfg_.V(), p = cfg_.patch_size, F = cfg_.hidden();
   for (int64_t v = 0; v < V; ++v) {
     tok_w_.push_back(table_.add(fmt::format("token_embeds.{}.proj.weight", v), {D, 1, p, p}));
@@ -309,6 +312,7 @@ void ClimaX::plan(int64_t max_batch, Precision precision) {
     X(a.dkv, B * V * Lp * 2 * D);
     X(a.dq_agg, B * Lp * D);
     X(a.dagg_o, B * Lp * D);
+    a.dq_sum.resize(D);
   }
   S(a.tscaled, B);
   X(a.embias, V * D);
@@ -412,9 +416,9 @@ double ClimaX::forward(const float* P, const BatchView& b, float* pred) {
 
   // pred and the latitude-weighted MSE, with its gradient dpred for backward
   const int64_t H = cfg_.img_h, W = cfg_.img_w, V = cfg_.V(), Vo = cfg_.Vo(), HW = H * W;
-  const auto w = latitude_weights(b.lat, H);
-  std::copy(w.begin(), w.end(), a.wlat.data());
-  const auto oi = cfg_.out_index();
+  latitude_weights(b.lat, H, a.wlat.data());
+  const float* w = a.wlat.data();
+  const auto& oi = out_index_;
   const double count = static_cast<double>(B_ * Vo * HW);
   double loss = 0;
   for (int64_t s = 0; s < B_; ++s)
@@ -576,7 +580,7 @@ void ClimaX::head_backward(const float* P, float* G) {
   auto g = [&](int idx) { return G + table_[idx].offset; };
   // scatter dpred into the full-variable image gradient (variables not output get zero)
   std::fill(a.dimg.data(), a.dimg.data() + B_ * V * HW, 0.f);
-  const auto oi = cfg_.out_index();
+  const auto& oi = out_index_;
   for (int64_t s = 0; s < B_; ++s)
     for (int64_t o = 0; o < Vo; ++o)
       kernels::add_inplace(a.dimg.data() + (s * V + oi[o]) * HW,
@@ -688,7 +692,8 @@ void ClimaX::embed_backward(const float* P, float* G, const float* dx0) {
           a.dagg_o.data() + s * Lp * D, a.dq_agg.data() + s * Lp * D,
           a.dkv.data() + s * V * Lp * 2 * D, a.attn_ws.data(), a.attn_ws.bytes()));
     // q = Wq var_query + bq is shared by every patch: sum its gradient over patches
-    std::vector<double> dq(D, 0.0);
+    double* dq = a.dq_sum.data();
+    std::fill(dq, dq + D, 0.0);
     for (int64_t r = 0; r < B * Lp; ++r)
       for (int64_t j = 0; j < D; ++j) dq[j] += a.dq_agg[r * D + j];
     const float* inw = p(agg_in_w_);

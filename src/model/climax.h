@@ -80,6 +80,7 @@ class ClimaX {
       agg_out_b_ = -1, pos_embed_ = -1, lt_w_ = -1, lt_b_ = -1, norm_w_ = -1, norm_b_ = -1;
   std::vector<BlockParams> blocks_;
   std::vector<int> head_w_, head_b_;
+  std::vector<int64_t> out_index_;  // position of each out variable in `variables`
 
   int64_t max_batch_ = 0;
   int64_t B_ = 0;  // batch of the last forward
@@ -94,5 +95,6 @@ class ClimaX {
 
 // Latitude weights w_i = cos(lat_i) / mean_i cos(lat_i), lat in degrees.
 std::vector<float> latitude_weights(const float* lat_deg, int64_t H);
+void latitude_weights(const float* lat_deg, int64_t H, float* w);  // into w[H], no allocation
 
 }  // namespace seqvit::model
