@@ -20,9 +20,9 @@ namespace seqvit::cli {
 namespace {
 
 struct TrainOptions {
-  int64_t steps = 300, batch = 8, log_every = 10;
+  int64_t steps = 600, batch = 8, log_every = 10;
   std::string img = "32x64";
-  int64_t patch = 4, embed_dim = 128, depth = 4, decoder_depth = 2, heads = 4;
+  int64_t patch = 4, embed_dim = 128, depth = 4, decoder_depth = 2, heads = 8;
   double mlp_ratio = 4.0;
   std::string variables = "t2m,u10,v10,z_500,t_850", out_variables = "";
   std::string tokenization = "aggregate", lead_hours = "24";
@@ -175,7 +175,7 @@ void run_train(TrainOptions o) {
 
 void add_train(CLI::App& app) {
   auto o = std::make_shared<TrainOptions>();
-  o->opt.lr = 2e-3;
+  o->opt.lr = 3e-3;
   o->opt.warmup_steps = 20;
   o->opt.min_lr = 1e-5;
   o->opt.weight_decay = 1e-5;
