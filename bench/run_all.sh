@@ -11,6 +11,7 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 MAXN=65536; NS=1024,2048,4096,8192,16384; BIG="32768 65536"
 if [ "${1:-}" = "--quick" ]; then MAXN=8192; NS=1024,4096,8192; BIG=""; fi
 echo "== GEMM and bandwidth kernels"; "$BUILD"/bench/bench_gemm | tee "$OUT/gemm.txt"
+echo "== memory-bound kernels (Google Benchmark)"; "$BUILD"/bench/gbench_kernels | tee "$OUT/gbench_kernels.txt"
 echo "== flash attention";  "$BUILD"/bench/bench_flash_attention --max-n "$MAXN" | tee "$OUT/flash.txt"
 echo "== training step vs PyTorch"
 python3 bench/compare_block_step.py --seqvit-bin "$BUILD/bench/bench_block_step" --ns "$NS" --dtypes fp32,bf16 --json "$OUT/step.jsonl" | tee "$OUT/step.txt"
