@@ -178,6 +178,29 @@ constexpr Kernels kKernels{gemm_f32, gemm_bf16, row_max, exp_row, ds_row, vnni_r
 // ---------------------------------------------------------------- AVX-512 kernels
 namespace avx512 {
 
+// The micro-kernels' epilogue: C[MR, 16 NV] = alpha * c (+ C when acc), the last vector
+// masked to `tail` when Tail. Shared by the fp32 and bf16 kernels (inlined into both).
+template <int MR, int NV, bool Tail>
+FA_AVX512 inline __attribute__((always_inline)) void store_tile(const __m512 (&c)[MR][NV],
+                                                                float* C, int64_t ldc,
+                                                                float alpha, bool acc,
+                                                                __mmask16 tail) {
+  const __m512 al = _mm512_set1_ps(alpha);
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      float* cp = C + m * ldc + 16 * v;
+      if (Tail && v == NV - 1) {
+        const __m512 old = acc ? _mm512_maskz_loadu_ps(tail, cp) : _mm512_setzero_ps();
+        _mm512_mask_storeu_ps(cp, tail, _mm512_fmadd_ps(al, c[m][v], old));
+      } else {
+        const __m512 old = acc ? _mm512_loadu_ps(cp) : _mm512_setzero_ps();
+        _mm512_storeu_ps(cp, _mm512_fmadd_ps(al, c[m][v], old));
+      }
+    }
+}
+
 // Micro-kernel: MR rows x NV 16-wide vectors of C held in registers over the whole K loop.
 // Tail: the last vector covers only the lanes in `tail` (N not a multiple of 16, i.e. N = head
 // dim); its B loads and C loads/stores are masked, so B and C may end right after column N-1
@@ -206,20 +229,7 @@ FA_AVX512 void mk_f32(int64_t K, const float* A, int64_t sam, int64_t sak, const
       for (int v = 0; v < NV; ++v) c[m][v] = _mm512_fmadd_ps(am, bv[v], c[m][v]);
     }
   }
-  const __m512 al = _mm512_set1_ps(alpha);
-#pragma GCC unroll 8
-  for (int m = 0; m < MR; ++m)
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) {
-      float* cp = C + m * ldc + 16 * v;
-      if (Tail && v == NV - 1) {
-        const __m512 old = acc ? _mm512_maskz_loadu_ps(tail, cp) : _mm512_setzero_ps();
-        _mm512_mask_storeu_ps(cp, tail, _mm512_fmadd_ps(al, c[m][v], old));
-      } else {
-        const __m512 old = acc ? _mm512_loadu_ps(cp) : _mm512_setzero_ps();
-        _mm512_storeu_ps(cp, _mm512_fmadd_ps(al, c[m][v], old));
-      }
-    }
+  store_tile<MR, NV, Tail>(c, C, ldc, alpha, acc, tail);
 }
 
 template <int MR, int NV, bool Tail>
@@ -246,20 +256,7 @@ FA_AVX512BF16 void mk_bf16(int64_t K2, const uint32_t* A, int64_t sam, const uin
       for (int v = 0; v < NV; ++v) c[m][v] = _mm512_dpbf16_ps(c[m][v], am, bv[v]);
     }
   }
-  const __m512 al = _mm512_set1_ps(alpha);
-#pragma GCC unroll 8
-  for (int m = 0; m < MR; ++m)
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) {
-      float* cp = C + m * ldc + 16 * v;
-      if (Tail && v == NV - 1) {
-        const __m512 old = acc ? _mm512_maskz_loadu_ps(tail, cp) : _mm512_setzero_ps();
-        _mm512_mask_storeu_ps(cp, tail, _mm512_fmadd_ps(al, c[m][v], old));
-      } else {
-        const __m512 old = acc ? _mm512_loadu_ps(cp) : _mm512_setzero_ps();
-        _mm512_storeu_ps(cp, _mm512_fmadd_ps(al, c[m][v], old));
-      }
-    }
+  store_tile<MR, NV, Tail>(c, C, ldc, alpha, acc, tail);
 }
 
 constexpr int kMR = 6;  // 6 x 4 accumulators + 4 B vectors + 1 broadcast of the 32 zmm
