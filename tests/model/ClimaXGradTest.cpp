@@ -123,3 +123,47 @@ TEST(ClimaXGrad, RejectsBadConfigurations) {
         << e.what();
   }
 }
+
+TEST(ClimaXInit, SinCosEmbeddingsAndTruncatedNormal) {
+  ModelConfig c;
+  c.img_h = 8;
+  c.img_w = 16;
+  c.patch_size = 2;  // grid 4 x 8
+  c.embed_dim = 64;
+  c.num_heads = 4;
+  ClimaX m(c);
+  std::vector<float> P(m.params().total());
+  m.init(P.data(), 11);
+  const int64_t D = 64, half = 32;
+  // pos_embed: first D/2 channels encode the patch column, the rest the patch row (ClimaX)
+  const float* pos = P.data() + m.params().get("pos_embed").offset;
+  const int64_t r = 3, col = 5, l = r * 8 + col;
+  EXPECT_NEAR(pos[l * D + 0], std::sin(5.0), 1e-6);
+  EXPECT_NEAR(pos[l * D + 16], std::cos(5.0), 1e-6);
+  EXPECT_NEAR(pos[l * D + half + 0], std::sin(3.0), 1e-6);
+  EXPECT_NEAR(pos[l * D + half + 16 + 1], std::cos(3.0 / std::pow(10000.0, 1.0 / 16)), 1e-6);
+  // var_embed: 1-D sin-cos over the variable index
+  const float* ve = P.data() + m.params().get("var_embed").offset;
+  EXPECT_NEAR(ve[2 * D + 0], std::sin(2.0), 1e-6);
+  EXPECT_NEAR(ve[2 * D + half], std::cos(2.0), 1e-6);
+  EXPECT_NEAR(ve[2 * D + 1], std::sin(2.0 / std::pow(10000.0, 1.0 / half)), 1e-6);
+  // var_query zero, LayerNorm (1, 0), biases 0
+  for (const char* n : {"var_query", "blocks.0.norm1.bias", "blocks.0.attn.qkv.bias", "head.0.bias"}) {
+    const auto& e = m.params().get(n);
+    for (int64_t i = 0; i < e.numel; ++i) ASSERT_EQ(P[e.offset + i], 0.f) << n;
+  }
+  const auto& n1 = m.params().get("blocks.0.norm1.weight");
+  for (int64_t i = 0; i < n1.numel; ++i) ASSERT_EQ(P[n1.offset + i], 1.f);
+  // Linear weights: normal(0, 0.02) truncated at +-2 std (std of the truncated law 0.88 * 0.02)
+  const auto& w = m.params().get("blocks.0.mlp.fc1.weight");
+  double s = 0, s2 = 0;
+  for (int64_t i = 0; i < w.numel; ++i) {
+    const double v = P[w.offset + i];
+    ASSERT_LE(std::fabs(v), 0.04 + 1e-7);
+    s += v;
+    s2 += v * v;
+  }
+  const double mean = s / w.numel, sd = std::sqrt(s2 / w.numel - mean * mean);
+  EXPECT_NEAR(mean, 0.0, 1e-3);
+  EXPECT_NEAR(sd, 0.02 * 0.8796, 0.02 * 0.03);
+}
