@@ -223,6 +223,8 @@ FileVar scan_variable(int nc, int file_index, const std::string& file, int varid
   NcVariable::Segment seg;
   seg.file = file_index;
   seg.varid = varid;
+  seg.lat_flip = v.lat_ascending_in_file;
+  seg.lon_src = v.lon_src;
   if (tdim >= 0) {
     v.has_time = true;
     auto c = read_coord(nc, dn[tdim], dl[tdim], file, v.name);
@@ -407,18 +409,11 @@ NetcdfDataset::NetcdfDataset(const std::vector<std::string>& paths)
       if (p.has_time != v.has_time)
         fail("variable '{}' has a time axis in {} but not in {}", name,
              v.has_time ? f0 : f, v.has_time ? f : f0);
-      if (p.lat_ascending_in_file != v.lat_ascending_in_file || p.lon_src != v.lon_src) {
-        // Same canonical grid, stored differently: keep per-file orientation out of the model
-        // by refusing it (rare in practice; a mixed download).
-        fail("variable '{}': {} stores the grid in a different orientation than {}; convert "
-             "the files to one layout",
-             name, f, f0);
-      }
       if (!v.has_time && ps.size() > 1)
         fail("variable '{}' has no time axis but appears in {} and {}; a constant must be in "
              "one file",
              name, f0, files_[ps[1].segments[0].file]);
-      auto seg = p.segments[0];
+      auto seg = p.segments[0];  // keeps its own orientation: files may store the grid differently
       seg.t0 = static_cast<int64_t>(v.times.size());
       if (!v.times.empty() && !p.times.empty() && p.times.front() <= v.times.back())
         fail("variable '{}': the times of {} ({} .. {}) overlap those of an earlier file ending "
@@ -439,10 +434,14 @@ NetcdfDataset::NetcdfDataset(const std::vector<std::string>& paths)
                 return files_[s.file];
             return std::string();
           };
-              fail("variable '{}': time step {} is missing: the data are every {:g} h, but {} in {} "
-               "is followed by {} in {}",
-               name, iso8601(v.times[i - 1] + step), step, iso8601(v.times[i - 1]),
-               file_of(i - 1), iso8601(v.times[i]), file_of(i));
+              const auto n_missing = std::llround((v.times[i] - v.times[i - 1]) / step) - 1;
+          const std::string a = file_of(i - 1), b = file_of(i);
+          fail("variable '{}': time step {} is missing{}: the data are every {:g} h, but {} is "
+               "followed by {} ({})",
+               name, iso8601(v.times[i - 1] + step),
+               n_missing > 1 ? fmt::format(" (and {} more)", n_missing - 1) : "", step,
+               iso8601(v.times[i - 1]), iso8601(v.times[i]),
+               a == b ? "in " + a : "the first in " + a + ", the next in " + b);
         }
     }
     vars_.push_back(std::move(v));
@@ -557,10 +556,10 @@ int64_t NetcdfDataset::read(const FieldRef& f, int64_t t, float* out) const {
   const NcDecode& d = seg->decode;
   int64_t missing = 0;
   for (int64_t i = 0; i < H; ++i) {
-    const int64_t src_row = v.lat_ascending_in_file ? H - 1 - i : i;
+    const int64_t src_row = seg->lat_flip ? H - 1 - i : i;
     const double* row = raw_.data() + src_row * W;
     for (int64_t j = 0; j < W; ++j) {
-      double r = row[v.lon_src[j]];
+      double r = row[seg->lon_src[j]];
       if (d.unsigned_bytes && r < 0) r += 256;
       bool miss = std::isnan(r);
       for (double m : d.missing) miss |= (r == m);

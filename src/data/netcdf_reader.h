@@ -43,8 +43,9 @@ struct NcVariable {
   std::vector<double> levels_hpa;       // [L] in file order; empty without a level axis
   std::vector<double> lat;              // [H] canonical: north to south
   std::vector<double> lon;              // [W] canonical: [0, 360) ascending
+  // As stored in the first file (in time order); each file keeps its own in its Segment.
   bool lat_ascending_in_file = false;   // the file stored south to north (rows are flipped)
-  std::vector<double> lon_in_file;      // [W] as stored in the (first) file
+  std::vector<double> lon_in_file;      // [W] as stored
   std::vector<int64_t> lon_src;         // [W] canonical column j comes from file column lon_src[j]
   std::vector<double> times;            // [T] hours since 1970-01-01; empty without time
   int64_t H() const { return static_cast<int64_t>(lat.size()); }
@@ -56,6 +57,8 @@ struct NcVariable {
     int varid = 0;
     int64_t t0 = 0, nt = 1;  // global time index of its first step; its number of steps
     NcDecode decode;
+    bool lat_flip = false;          // this file stores latitude south to north
+    std::vector<int64_t> lon_src;   // [W] this file's column for canonical column j
   };
   std::vector<Segment> segments;  // in time order
 };

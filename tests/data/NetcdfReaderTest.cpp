@@ -296,6 +296,17 @@ TEST_F(NetcdfReader, ADatasetOverThreeYearlyFilesIsConcatenatedInTimeOrder) {
   expect_f(rev, "t2m");
 }
 
+TEST_F(NetcdfReader, FilesOfOneVariableMayStoreTheGridDifferently) {
+  Coord lat_asc{"lat", nctest::range(-87.1875, 5.625, 32), "degrees_north", ""};
+  Coord lon_pm{"lon", nctest::range(-180, 5.625, 64), "degrees_east", ""};
+  nctest::write(path("a.nc"), NC_CLOBBER, {time6h(2), lat32(), lon64()}, {field("t2m", lat32(), lon64())});
+  nctest::write(path("b.nc"), NC_CLOBBER | NC_NETCDF4, {time6h(2, 12), lat_asc, lon_pm},
+                {field("t2m", lat_asc, lon_pm, 2)});
+  NetcdfDataset ds({path("b.nc"), path("a.nc")});
+  EXPECT_EQ(ds.variable("t2m").T(), 4);
+  expect_f(ds, "t2m");
+}
+
 // ---- bad input: one clear error each -----------------------------------------------------
 
 TEST_F(NetcdfReader, NonexistentFile) {
@@ -352,10 +363,11 @@ TEST_F(NetcdfReader, GridsThatDifferBetweenFiles) {
 
 TEST_F(NetcdfReader, AMissingTimeStepIsReportedByItsTime) {
   nctest::write(path("a.nc"), NC_CLOBBER, {time6h(3), lat32(), lon64()}, {field("t2m", lat32(), lon64())});
-  nctest::write(path("b.nc"), NC_CLOBBER, {time6h(3, 24), lat32(), lon64()}, {field("t2m", lat32(), lon64())});
+  nctest::write(path("b.nc"), NC_CLOBBER, {time6h(3, 36), lat32(), lon64()}, {field("t2m", lat32(), lon64())});
   const auto e = error_of([&] { NetcdfDataset ds({path("a.nc"), path("b.nc")}); });
   EXPECT_HAS(e, "time step 1979-01-01T18:00:00Z is missing");
-  EXPECT_HAS(e, "a.nc is followed by 1979-01-02T00:00:00Z in");
+  EXPECT_HAS(e, "missing (and 2 more)");
+  EXPECT_HAS(e, "1979-01-01T12:00:00Z is followed by 1979-01-02T12:00:00Z (the first in");
   nctest::write(path("b.nc"), NC_CLOBBER, {time6h(3, 6), lat32(), lon64()}, {field("t2m", lat32(), lon64())});
   EXPECT_HAS(error_of([&] { NetcdfDataset ds({path("a.nc"), path("b.nc")}); }), "overlap");
 }
