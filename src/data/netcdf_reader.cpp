@@ -38,12 +38,29 @@ bool in(const std::string& s, std::initializer_list<const char*> names) {
   return false;
 }
 
+// Whether an attribute exists (NC_ENOTATT: no); any other failure is an error.
+bool has_att(int nc, int varid, const char* name, nc_type* type, size_t* len,
+             const std::string& file, const std::string& var) {
+  const int st = nc_inq_att(nc, varid, name, type, len);
+  if (st == NC_ENOTATT) return false;
+  nc_check(st, file, var, name);
+  return true;
+}
+
+// Whether a variable of this name exists (NC_ENOTVAR: no); any other failure is an error.
+bool find_var(int nc, const std::string& name, int* varid, const std::string& file) {
+  const int st = nc_inq_varid(nc, name.c_str(), varid);
+  if (st == NC_ENOTVAR) return false;
+  nc_check(st, file, name, "nc_inq_varid");
+  return true;
+}
+
 // Text attribute, "" when absent.
 std::string att_text(int nc, int varid, const char* name, const std::string& file,
                      const std::string& var) {
   nc_type type;
   size_t len;
-  if (nc_inq_att(nc, varid, name, &type, &len) != NC_NOERR) return "";
+  if (!has_att(nc, varid, name, &type, &len, file, var)) return "";
   if (type == NC_STRING) {
     char* s = nullptr;
     nc_check(nc_get_att_string(nc, varid, name, &s), file, var, name);
@@ -63,7 +80,7 @@ std::vector<double> att_doubles(int nc, int varid, const char* name, const std::
                                 const std::string& var) {
   nc_type type;
   size_t len;
-  if (nc_inq_att(nc, varid, name, &type, &len) != NC_NOERR) return {};
+  if (!has_att(nc, varid, name, &type, &len, file, var)) return {};
   if (type == NC_CHAR || type == NC_STRING)
     fail("{}: variable '{}': attribute {} is text; expected a number", file, var, name);
   std::vector<double> v(len);
@@ -100,7 +117,7 @@ struct Coord {
 Coord read_coord(int nc, const std::string& dim, size_t len, const std::string& file,
                  const std::string& for_var) {
   int varid;
-  if (nc_inq_varid(nc, dim.c_str(), &varid) != NC_NOERR)
+  if (!find_var(nc, dim, &varid, file))
     fail("{}: variable '{}': dimension '{}' has no coordinate variable; a CF file stores the "
          "{} values in a variable of that name",
          file, for_var, dim, dim);
@@ -156,7 +173,7 @@ FileVar scan_variable(int nc, int file_index, const std::string& file, int varid
     dn[i] = d;
     int cid;
     std::string cu;
-    if (nc_inq_varid(nc, d, &cid) == NC_NOERR) cu = att_text(nc, cid, "units", file, d);
+    if (find_var(nc, d, &cid, file)) cu = att_text(nc, cid, "units", file, d);
     ax[i] = axis_of(dn[i], cu);
     dims_text += (i ? ", " : "") + dn[i];
   }
@@ -355,8 +372,15 @@ NetcdfDataset::NetcdfDataset(const std::vector<std::string>& paths)
         int ndims;
         nc_check(nc_inq_varname(nc, id, name), file, "", "nc_inq_varname");
         nc_check(nc_inq_varndims(nc, id, &ndims), file, name, "nc_inq_varndims");
-        int dimid;  // coordinate variables (named like their dimension) and scalars are skipped
-        if (ndims == 0 || (ndims == 1 && nc_inq_dimid(nc, name, &dimid) == NC_NOERR)) continue;
+        // Coordinate variables (1-D, named like their dimension) and scalars are skipped.
+        if (ndims == 0) continue;
+        if (ndims == 1) {
+          int dimid;
+          char dname[NC_MAX_NAME + 1];
+          nc_check(nc_inq_vardimid(nc, id, &dimid), file, name, "nc_inq_vardimid");
+          nc_check(nc_inq_dimname(nc, dimid, dname), file, name, "nc_inq_dimname");
+          if (std::string(dname) == name) continue;
+        }
         auto fv = scan_variable(nc, fi, file, id);
         if (!fv.problem.empty()) {
           rejected.emplace(fv.v.name, fv.problem);
@@ -371,7 +395,7 @@ NetcdfDataset::NetcdfDataset(const std::vector<std::string>& paths)
         fail("{}: no variable with dims (time, [level], lat, lon){}", file, why);
       }
     } catch (...) {
-      nc_close(nc);
+      nc_close(nc);  // unchecked: already reporting the first error
       throw;
     }
     nc_check(nc_close(nc), file, "", "nc_close");
@@ -449,7 +473,7 @@ NetcdfDataset::NetcdfDataset(const std::vector<std::string>& paths)
 }
 
 NetcdfDataset::~NetcdfDataset() {
-  if (open_ncid_ >= 0) nc_close(open_ncid_);
+  if (open_ncid_ >= 0) nc_close(open_ncid_);  // read-only: nothing to lose; cannot throw here
 }
 
 std::vector<std::string> NetcdfDataset::variables() const {
@@ -528,6 +552,16 @@ int NetcdfDataset::open_file(int file) const {
   open_ncid_ = nc;
   open_index_ = file;
   return nc;
+}
+
+int64_t NetcdfDataset::read(const FieldRef& f, int64_t t0, int64_t count, float* out) const {
+  const NcVariable& v = variable(f.variable);
+  if (count < 0 || t0 < 0 || t0 + count > v.T())
+    fail("variable '{}': time steps {}..{} out of range; it has {} time steps", v.name, t0,
+         t0 + count - 1, v.T());
+  int64_t missing = 0;
+  for (int64_t k = 0; k < count; ++k) missing += read(f, t0 + k, out + k * v.H() * v.W());
+  return missing;
 }
 
 int64_t NetcdfDataset::read(const FieldRef& f, int64_t t, float* out) const {

@@ -93,6 +93,8 @@ class NetcdfDataset {
   // orientation, into out[H*W] (row-major, north to south, lon ascending from 0). Missing values
   // become NaN; returns how many there were.
   int64_t read(const FieldRef& f, int64_t t, float* out) const;
+  // Time steps t0 .. t0+count-1 into out[count*H*W] (crossing file boundaries as needed).
+  int64_t read(const FieldRef& f, int64_t t0, int64_t count, float* out) const;
 
  private:
   int open_file(int file) const;  // the ncid of file `file`, closing any other open file

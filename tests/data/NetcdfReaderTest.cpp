@@ -106,7 +106,9 @@ TEST_F(NetcdfReader, EveryFileFormatDecodesTheSameValues) {
                                                  {"offset64.nc", NC_CLOBBER | NC_64BIT_OFFSET},
                                                  {"netcdf4.nc", NC_CLOBBER | NC_NETCDF4}};
   for (const auto& [name, mode] : formats) {
-    nctest::write(path(name), mode, {time6h(3), lat32(), lon64()},
+    Coord time = time6h(3);
+    time.unlimited = true;  // ERA5's time is a record dimension
+    nctest::write(path(name), mode, {time, lat32(), lon64()},
                   {field("t2m", lat32(), lon64())});
     NetcdfDataset ds({path(name)});
     ASSERT_EQ(ds.variables(), std::vector<std::string>{"t2m"});
@@ -294,6 +296,15 @@ TEST_F(NetcdfReader, ADatasetOverThreeYearlyFilesIsConcatenatedInTimeOrder) {
   expect_f(ds, "t2m");
   NetcdfDataset rev({path("t2m_1981.nc"), path("t2m_1980.nc"), path("t2m_1979.nc")});
   expect_f(rev, "t2m");
+  // A range across both file boundaries equals the steps read one by one.
+  std::vector<float> range(1468 * 32), one(32);
+  const auto ref = rev.resolve("t2m");
+  EXPECT_EQ(rev.read(ref, 0, 1468, range.data()), 0);
+  for (int64_t t : {0, 1, 2, 1465, 1466, 1467}) {
+    rev.read(ref, t, one.data());
+    for (int k = 0; k < 32; ++k) ASSERT_EQ(range[t * 32 + k], one[k]);
+  }
+  EXPECT_HAS(error_of([&] { rev.read(ref, 1460, 10, range.data()); }), "out of range");
 }
 
 TEST_F(NetcdfReader, FilesOfOneVariableMayStoreTheGridDifferently) {
@@ -322,7 +333,9 @@ TEST_F(NetcdfReader, NotANetcdfFile) {
 
 TEST_F(NetcdfReader, TruncatedFiles) {
   for (int mode : {NC_CLOBBER, NC_CLOBBER | NC_NETCDF4}) {
-    nctest::write(path("full.nc"), mode, {time6h(4), lat32(), lon64()},
+    Coord time = time6h(4);
+    time.unlimited = true;
+    nctest::write(path("full.nc"), mode, {time, lat32(), lon64()},
                   {field("t2m", lat32(), lon64())});
     const auto size = fs::file_size(path("full.nc"));
     fs::copy_file(path("full.nc"), path("cut.nc"), fs::copy_options::overwrite_existing);

@@ -23,6 +23,7 @@ struct Coord {  // a dimension with its coordinate variable
   std::vector<double> values;
   std::string units;
   std::string calendar;
+  bool unlimited = false;  // a record dimension, as ERA5's classic-format time
 };
 
 struct Var {
@@ -44,7 +45,7 @@ inline void write(const std::string& path, int cmode, const std::vector<Coord>& 
   std::vector<int> cvar;
   for (const auto& c : coords) {
     int d, v;
-    ok(nc_def_dim(nc, c.name.c_str(), c.values.size(), &d), "def_dim");
+    ok(nc_def_dim(nc, c.name.c_str(), c.unlimited ? NC_UNLIMITED : c.values.size(), &d), "def_dim");
     ok(nc_def_var(nc, c.name.c_str(), NC_DOUBLE, 1, &d, &v), "def_var");
     if (!c.units.empty()) ok(nc_put_att_text(nc, v, "units", c.units.size(), c.units.c_str()), "att");
     if (!c.calendar.empty())
@@ -74,8 +75,10 @@ inline void write(const std::string& path, int cmode, const std::vector<Coord>& 
     vid.push_back(id);
   }
   ok(nc_enddef(nc), "enddef");
-  for (size_t i = 0; i < coords.size(); ++i)
-    ok(nc_put_var_double(nc, cvar[i], coords[i].values.data()), "put coord");
+  for (size_t i = 0; i < coords.size(); ++i) {
+    const size_t start = 0, count = coords[i].values.size();
+    ok(nc_put_vara_double(nc, cvar[i], &start, &count, coords[i].values.data()), "put coord");
+  }
   for (size_t k = 0; k < vars.size(); ++k) {
     std::vector<size_t> len;
     size_t n = 1;
@@ -87,7 +90,8 @@ inline void write(const std::string& path, int cmode, const std::vector<Coord>& 
       for (size_t a = len.size(); a-- > 0;) idx[a] = r % len[a], r /= len[a];
       data[e] = vars[k].raw(idx);
     }
-    ok(nc_put_var_double(nc, vid[k], data.data()), "put " + vars[k].name);
+    const std::vector<size_t> start(len.size(), 0);
+    ok(nc_put_vara_double(nc, vid[k], start.data(), len.data(), data.data()), "put " + vars[k].name);
   }
   ok(nc_close(nc), "close");
 }
