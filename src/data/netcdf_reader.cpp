@@ -283,6 +283,10 @@ FileVar scan_variable(int nc, int file_index, const std::string& file, int varid
   if (!ao.empty()) d.offset = ao[0];
   for (const char* a : {"_FillValue", "missing_value"})
     for (double x : att_doubles(nc, varid, a, file, v.name)) d.missing.push_back(x);
+  // A float variable whose missing_value was written as double (common, though not CF): compare
+  // in the variable's own precision, as the data were stored.
+  if (type == NC_FLOAT)
+    for (auto& m : d.missing) m = static_cast<double>(static_cast<float>(m));
   d.unsigned_bytes = type == NC_BYTE && lower(att_text(nc, varid, "_Unsigned", file, v.name)) == "true";
   if (d.unsigned_bytes)
     for (auto& m : d.missing)

@@ -153,13 +153,50 @@ TEST_F(NetcdfReader, PackedShortsCompareTheFillOnTheRawValue) {
   }
 }
 
+TEST_F(NetcdfReader, PackedBytesAndInts) {
+  // Signed bytes with a fill, NetCDF-3 unsigned bytes (_Unsigned = "true") and packed ints.
+  Var b{"tcc", NC_BYTE, {"time", "latitude", "longitude"}, "1", {{"_FillValue", {-128}}},
+        {{"scale_factor", {1.0 / 100}}, {"add_offset", {0.5}}}, nullptr};
+  b.raw = [](const std::vector<size_t>& i) { return i[2] == 0 ? -128.0 : double(int(i[1] + i[2]) - 50); };
+  Var u{"lsm_u8", NC_BYTE, {"time", "latitude", "longitude"}, "1", {{"_FillValue", {-1}}},
+        {{"scale_factor", {1.0 / 254}}}, nullptr};  // fill 255 as an unsigned byte
+  u.raw = [](const std::vector<size_t>& i) { return i[2] == 1 ? -1.0 : double(int(i[1] * 2 + i[2]) - 128); };
+  Var n{"tp", NC_INT, {"time", "latitude", "longitude"}, "m", {{"missing_value", {-2147483647}}},
+        {{"scale_factor", {1e-7}}, {"add_offset", {0.01}}}, nullptr};
+  n.raw = [](const std::vector<size_t>& i) { return i[2] == 2 ? -2147483647.0 : double(i[0] * 1000000 + i[1] * 1000 + i[2]); };
+  nctest::write(path("bytes.nc"), NC_CLOBBER, {time6h(2), lat32(), lon64()}, {b, u, n});
+  // _Unsigned is text; add it after the fact.
+  int nc, id;
+  nctest::ok(nc_open(path("bytes.nc").c_str(), NC_WRITE, &nc), "open");
+  nctest::ok(nc_redef(nc), "redef");
+  nctest::ok(nc_inq_varid(nc, "lsm_u8", &id), "varid");
+  nctest::ok(nc_put_att_text(nc, id, "_Unsigned", 4, "true"), "att");
+  nctest::ok(nc_close(nc), "close");
+  NetcdfDataset ds({path("bytes.nc")});
+  std::vector<float> out(32 * 64);
+  for (const auto& [var, miss_col] : {std::pair{&b, 0}, {&u, 1}, {&n, 2}}) {
+    const bool is_u = var == &u;
+    EXPECT_EQ(ds.read(ds.resolve(var->name), 1, out.data()), 32) << var->name;
+    for (size_t i = 0; i < 32; ++i)
+      for (size_t j = 0; j < 64; ++j) {
+        double raw = var->raw({1, i, j});
+        if (is_u && raw < 0) raw += 256;
+        const double scale = var->double_atts.at("scale_factor")[0];
+        const double off = var->double_atts.count("add_offset") ? var->double_atts.at("add_offset")[0] : 0.0;
+        if (int(j) == miss_col) ASSERT_TRUE(std::isnan(out[i * 64 + j])) << var->name;
+        else ASSERT_EQ(out[i * 64 + j], static_cast<float>(raw * scale + off)) << var->name << i << "," << j;
+      }
+  }
+}
+
 TEST_F(NetcdfReader, FillValueAndMissingValueFloatsBecomeNaN) {
   Var v = field("sst", lat32(), lon64());
-  v.atts = {{"_FillValue", {-9999.0}}, {"missing_value", {1e20}}};
+  v.atts = {{"_FillValue", {-9999.0}}};
+  v.double_atts = {{"missing_value", {1e20}}};  // a double attribute on float data
   auto base = v.raw;
   v.raw = [base](const std::vector<size_t>& i) {
     if (i[1] == 0 && i[2] < 5) return -9999.0;  // 5 fills
-    if (i[1] == 31 && i[2] < 3) return 1e20;    // 3 missing
+    if (i[1] == 31 && i[2] < 3) return double(float(1e20));  // 3 missing
     return base(i);
   };
   nctest::write(path("miss.nc"), NC_CLOBBER | NC_NETCDF4, {time6h(2), lat32(), lon64()}, {v});
