@@ -114,8 +114,8 @@ void run_stats(const StatsOptions& o) {
     }
   }
   if (o.json) return;
-  std::vector<std::string> head{"name", "units", "shape", "min", "max", "mean", "std",
-                                "missing", "lat", "lon", "time"};
+  std::vector<std::string> head{"name", "units",   "shape", "min", "max", "mean",
+                                "std",  "missing", "lat",   "lon", "time"};
   std::vector<size_t> w(head.size());
   for (size_t c = 0; c < head.size(); ++c) {
     w[c] = head[c].size();
@@ -133,9 +133,10 @@ void run_stats(const StatsOptions& o) {
   };
   line(head);
   for (const auto& r : rows) line(r);
-  fmt::print("{} file(s); latitude north to south, longitude in [0, 360); statistics over "
-             "non-missing values after decoding\n",
-             ds.files().size());
+  fmt::print(
+      "{} file(s); latitude north to south, longitude in [0, 360); statistics over "
+      "non-missing values after decoding\n",
+      ds.files().size());
 }
 
 }  // namespace

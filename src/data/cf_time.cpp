@@ -51,7 +51,8 @@ std::string trim(const std::string& s) {
 bool read_int(const std::string& s, size_t& i, int64_t& v) {
   const size_t start = i;
   v = 0;
-  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) v = v * 10 + (s[i++] - '0');
+  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i])))
+    v = v * 10 + (s[i++] - '0');
   return i > start;
 }
 
@@ -60,9 +61,10 @@ bool read_int(const std::string& s, size_t& i, int64_t& v) {
 double parse_iso_datetime(const std::string& date_in) {
   const std::string s = trim(date_in);
   auto bad = [&](const char* why) -> double {
-    fail("cannot parse the date '{}' ({}); expected Y-M-D[ h:m:s][Z], e.g. '1900-01-01 00:00:00' "
-         "or '2000-01-01T00:00:00Z'",
-         date_in, why);
+    fail(
+        "cannot parse the date '{}' ({}); expected Y-M-D[ h:m:s][Z], e.g. '1900-01-01 00:00:00' "
+        "or '2000-01-01T00:00:00Z'",
+        date_in, why);
   };
   size_t i = 0;
   int64_t y, mo, d, h = 0, mi = 0;
@@ -84,7 +86,8 @@ double parse_iso_datetime(const std::string& date_in) {
         if (i < s.size() && s[i] == ':') {
           ++i;
           const size_t start = i;
-          while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
+          while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.'))
+            ++i;
           if (i == start) return bad("no seconds after ':'");
           sec = std::strtod(s.substr(start, i - start).c_str(), nullptr);
         }
@@ -100,8 +103,10 @@ double parse_iso_datetime(const std::string& date_in) {
     size_t j = 1;
     int64_t th = 0, tm = 0;
     if (!read_int(rest, j, th)) return bad("bad time zone");
-    if (j < rest.size() && rest[j] == ':') ++j, read_int(rest, j, tm);
-    else if (th >= 100) tm = th % 100, th /= 100;  // +0530
+    if (j < rest.size() && rest[j] == ':')
+      ++j, read_int(rest, j, tm);
+    else if (th >= 100)
+      tm = th % 100, th /= 100;  // +0530
     if (j != rest.size()) return bad("bad time zone");
     tz_seconds = (rest[0] == '+' ? 1.0 : -1.0) * static_cast<double>(th * 3600 + tm * 60);
   } else {
@@ -115,9 +120,10 @@ CfTimeUnits parse_cf_time_units(const std::string& units) {
   const std::string u = lower(trim(units));
   const size_t at = u.find(" since ");
   if (at == std::string::npos)
-    fail("time units '{}' are not of the form 'UNITS since DATE' (e.g. 'hours since "
-         "1900-01-01 00:00:00')",
-         units);
+    fail(
+        "time units '{}' are not of the form 'UNITS since DATE' (e.g. 'hours since "
+        "1900-01-01 00:00:00')",
+        units);
   const std::string unit = trim(u.substr(0, at));
   CfTimeUnits r;
   if (unit == "seconds" || unit == "second" || unit == "secs" || unit == "sec" || unit == "s")

@@ -101,8 +101,8 @@ Axis axis_of(const std::string& dim, const std::string& units) {
     return Axis::Lon;
   if (in(d, {"time", "valid_time", "t", "times"}) || u.find(" since ") != std::string::npos)
     return Axis::Time;
-  if (in(d, {"level", "levels", "lev", "plev", "isobaricinhpa", "pressure_level",
-             "pressure_levels", "pressure", "isobaric", "air_pressure"}) ||
+  if (in(d, {"level", "levels", "lev", "plev", "isobaricinhpa", "pressure_level", "pressure_levels",
+             "pressure", "isobaric", "air_pressure"}) ||
       in(u, {"hpa", "pa", "millibars", "millibar", "mbar", "mb"}))
     return Axis::Level;
   return Axis::Other;
@@ -118,9 +118,10 @@ Coord read_coord(int nc, const std::string& dim, size_t len, const std::string& 
                  const std::string& for_var) {
   int varid;
   if (!find_var(nc, dim, &varid, file))
-    fail("{}: variable '{}': dimension '{}' has no coordinate variable; a CF file stores the "
-         "{} values in a variable of that name",
-         file, for_var, dim, dim);
+    fail(
+        "{}: variable '{}': dimension '{}' has no coordinate variable; a CF file stores the "
+        "{} values in a variable of that name",
+        file, for_var, dim, dim);
   Coord c;
   c.values.resize(len);
   if (len) nc_check(nc_get_var_double(nc, varid, c.values.data()), file, dim, "reading coordinate");
@@ -150,7 +151,7 @@ bool same_values(const std::vector<double>& a, const std::vector<double>& b, siz
 
 // A variable as found in one file, before concatenation.
 struct FileVar {
-  NcVariable v;  // with a single segment and the file's own times
+  NcVariable v;         // with a single segment and the file's own times
   std::string problem;  // non-empty: not a grid variable, and why
 };
 
@@ -191,9 +192,12 @@ FileVar scan_variable(int nc, int file_index, const std::string& file, int varid
       return reject("expected (time, level, lat, lon)");
     tdim = 0, ldim = 1;
   } else if (lead == 1) {
-    if (ax[0] == Axis::Time) tdim = 0;
-    else if (ax[0] == Axis::Level) ldim = 0;
-    else return reject("the first dim is neither time nor a pressure level");
+    if (ax[0] == Axis::Time)
+      tdim = 0;
+    else if (ax[0] == Axis::Level)
+      ldim = 0;
+    else
+      return reject("the first dim is neither time nor a pressure level");
   }
   v.units = att_text(nc, varid, "units", file, v.name);
   v.long_name = att_text(nc, varid, "long_name", file, v.name);
@@ -233,9 +237,10 @@ FileVar scan_variable(int nc, int file_index, const std::string& file, int varid
   for (size_t j = 0; j < lf.size(); ++j) v.lon[j] = wrapped[v.lon_src[j]];
   for (size_t j = 1; j < v.lon.size(); ++j)
     if (v.lon[j] - v.lon[j - 1] < 1e-9)
-      fail("{}: longitude '{}' holds the same meridian twice ({} and {}); expected each "
-           "longitude once",
-           file, dn[ndims - 1], lf[v.lon_src[j - 1]], lf[v.lon_src[j]]);
+      fail(
+          "{}: longitude '{}' holds the same meridian twice ({} and {}); expected each "
+          "longitude once",
+          file, dn[ndims - 1], lf[v.lon_src[j - 1]], lf[v.lon_src[j]]);
 
   NcVariable::Segment seg;
   seg.file = file_index;
@@ -246,9 +251,10 @@ FileVar scan_variable(int nc, int file_index, const std::string& file, int varid
     v.has_time = true;
     auto c = read_coord(nc, dn[tdim], dl[tdim], file, v.name);
     if (!c.calendar.empty() && !in(c.calendar, {"standard", "gregorian", "proleptic_gregorian"}))
-      fail("{}: time '{}' uses calendar '{}'; supported: standard, gregorian, "
-           "proleptic_gregorian",
-           file, dn[tdim], c.calendar);
+      fail(
+          "{}: time '{}' uses calendar '{}'; supported: standard, gregorian, "
+          "proleptic_gregorian",
+          file, dn[tdim], c.calendar);
     CfTimeUnits tu;
     try {
       tu = parse_cf_time_units(c.units);
@@ -267,11 +273,12 @@ FileVar scan_variable(int nc, int file_index, const std::string& file, int varid
     auto c = read_coord(nc, dn[ldim], dl[ldim], file, v.name);
     const std::string u = lower(c.units);
     bool pascal;
-    if (in(u, {"pa", "pascal", "pascals"})) pascal = true;
-    else if (in(u, {"hpa", "millibars", "millibar", "mbar", "mb"})) pascal = false;
+    if (in(u, {"pa", "pascal", "pascals"}))
+      pascal = true;
+    else if (in(u, {"hpa", "millibars", "millibar", "mbar", "mb"}))
+      pascal = false;
     else  // no (known) units: the largest pressure level in hPa is 1000 (1100 at most).
-      pascal = !c.values.empty() &&
-               *std::max_element(c.values.begin(), c.values.end()) > 2000.0;
+      pascal = !c.values.empty() && *std::max_element(c.values.begin(), c.values.end()) > 2000.0;
     for (double p : c.values) v.levels_hpa.push_back(pascal ? p / 100.0 : p);
   }
 
@@ -287,7 +294,8 @@ FileVar scan_variable(int nc, int file_index, const std::string& file, int varid
   // in the variable's own precision, as the data were stored.
   if (type == NC_FLOAT)
     for (auto& m : d.missing) m = static_cast<double>(static_cast<float>(m));
-  d.unsigned_bytes = type == NC_BYTE && lower(att_text(nc, varid, "_Unsigned", file, v.name)) == "true";
+  d.unsigned_bytes =
+      type == NC_BYTE && lower(att_text(nc, varid, "_Unsigned", file, v.name)) == "true";
   if (d.unsigned_bytes)
     for (auto& m : d.missing)
       if (m < 0) m += 256;
@@ -323,9 +331,10 @@ void check_nc3_size(int nc, const std::string& file) {
   std::error_code ec;
   const auto have = fs::file_size(file, ec);
   if (!ec && have < need)
-    fail("{}: the file is truncated: it has {} bytes, but its variables need at least {} "
-         "(an interrupted download or copy?)",
-         file, have, need);
+    fail(
+        "{}: the file is truncated: it has {} bytes, but its variables need at least {} "
+        "(an interrupted download or copy?)",
+        file, have, need);
 }
 
 }  // namespace
@@ -337,7 +346,8 @@ std::vector<std::string> expand_netcdf_paths(const std::vector<std::string>& pat
     if (fs::is_directory(p, ec)) {
       std::vector<std::string> in_dir;
       for (const auto& e : fs::directory_iterator(p, ec))
-        if (e.is_regular_file() && e.path().extension() == ".nc") in_dir.push_back(e.path().string());
+        if (e.is_regular_file() && e.path().extension() == ".nc")
+          in_dir.push_back(e.path().string());
       if (ec) fail("{}: cannot list the directory: {}", p, ec.message());
       if (in_dir.empty()) fail("{}: the directory holds no *.nc files", p);
       std::sort(in_dir.begin(), in_dir.end());
@@ -371,6 +381,7 @@ NetcdfDataset::NetcdfDataset(const std::vector<std::string>& paths)
       int nvars;
       nc_check(nc_inq_nvars(nc, &nvars), file, "", "nc_inq_nvars");
       int grid_vars = 0;
+      std::string first_problem;
       for (int id = 0; id < nvars; ++id) {
         char name[NC_MAX_NAME + 1];
         int ndims;
@@ -387,6 +398,7 @@ NetcdfDataset::NetcdfDataset(const std::vector<std::string>& paths)
         }
         auto fv = scan_variable(nc, fi, file, id);
         if (!fv.problem.empty()) {
+          if (first_problem.empty()) first_problem = fv.problem;
           rejected.emplace(fv.v.name, fv.problem);
           continue;
         }
@@ -395,7 +407,7 @@ NetcdfDataset::NetcdfDataset(const std::vector<std::string>& paths)
         parts[fv.v.name].push_back(std::move(fv.v));
       }
       if (grid_vars == 0) {
-        std::string why = rejected.empty() ? "" : " (" + rejected.begin()->second + ")";
+        const std::string why = first_problem.empty() ? "" : " (" + first_problem + ")";
         fail("{}: no variable with dims (time, [level], lat, lon){}", file, why);
       }
     } catch (...) {
@@ -424,36 +436,42 @@ NetcdfDataset::NetcdfDataset(const std::vector<std::string>& paths)
       auto differ = [&](const char* what, const std::vector<double>& a,
                         const std::vector<double>& b) {
         if (a.size() != b.size())
-          fail("variable '{}': {} has {} {} values but {} has {}; files of one variable must "
-               "share one grid",
-               name, f, b.size(), what, f0, a.size());
-        fail("variable '{}': {} value {} is {:g} in {} but {:g} in {}; files of one variable "
-             "must share one grid",
-             name, what, at, a[at], f0, b[at], f);
+          fail(
+              "variable '{}': {} has {} {} values but {} has {}; files of one variable must "
+              "share one grid",
+              name, f, b.size(), what, f0, a.size());
+        fail(
+            "variable '{}': {} value {} is {:g} in {} but {:g} in {}; files of one variable "
+            "must share one grid",
+            name, what, at, a[at], f0, b[at], f);
       };
       if (!same_values(v.lat, p.lat, &at)) differ("latitude", v.lat, p.lat);
       if (!same_values(v.lon, p.lon, &at)) differ("longitude", v.lon, p.lon);
-      if (!same_values(v.levels_hpa, p.levels_hpa, &at)) differ("level (hPa)", v.levels_hpa, p.levels_hpa);
+      if (!same_values(v.levels_hpa, p.levels_hpa, &at))
+        differ("level (hPa)", v.levels_hpa, p.levels_hpa);
       if (p.has_time != v.has_time)
-        fail("variable '{}' has a time axis in {} but not in {}", name,
-             v.has_time ? f0 : f, v.has_time ? f : f0);
+        fail("variable '{}' has a time axis in {} but not in {}", name, v.has_time ? f0 : f,
+             v.has_time ? f : f0);
       if (!v.has_time && ps.size() > 1)
-        fail("variable '{}' has no time axis but appears in {} and {}; a constant must be in "
-             "one file",
-             name, f0, files_[ps[1].segments[0].file]);
+        fail(
+            "variable '{}' has no time axis but appears in {} and {}; a constant must be in "
+            "one file",
+            name, f0, files_[ps[1].segments[0].file]);
       auto seg = p.segments[0];  // keeps its own orientation: files may store the grid differently
       seg.t0 = static_cast<int64_t>(v.times.size());
       if (!v.times.empty() && !p.times.empty() && p.times.front() <= v.times.back())
-        fail("variable '{}': the times of {} ({} .. {}) overlap those of an earlier file ending "
-             "at {}",
-             name, f, iso8601(p.times.front()), iso8601(p.times.back()), iso8601(v.times.back()));
+        fail(
+            "variable '{}': the times of {} ({} .. {}) overlap those of an earlier file ending "
+            "at {}",
+            name, f, iso8601(p.times.front()), iso8601(p.times.back()), iso8601(v.times.back()));
       v.times.insert(v.times.end(), p.times.begin(), p.times.end());
       v.segments.push_back(seg);
     }
-    // A gap: a spacing at least twice the smallest one (monthly data, 28..31 days, passes).
+    // A gap: a spacing over 1.5 times the smallest one (monthly data, 28..31 days, passes).
     if (v.times.size() > 2) {
       double step = INFINITY;
-      for (size_t i = 1; i < v.times.size(); ++i) step = std::min(step, v.times[i] - v.times[i - 1]);
+      for (size_t i = 1; i < v.times.size(); ++i)
+        step = std::min(step, v.times[i] - v.times[i - 1]);
       for (size_t i = 1; i < v.times.size(); ++i)
         if (v.times[i] - v.times[i - 1] > 1.5 * step) {
           auto file_of = [&](size_t t) {
@@ -462,14 +480,15 @@ NetcdfDataset::NetcdfDataset(const std::vector<std::string>& paths)
                 return files_[s.file];
             return std::string();
           };
-              const auto n_missing = std::llround((v.times[i] - v.times[i - 1]) / step) - 1;
+          const auto n_missing = std::llround((v.times[i] - v.times[i - 1]) / step) - 1;
           const std::string a = file_of(i - 1), b = file_of(i);
-          fail("variable '{}': time step {} is missing{}: the data are every {:g} h, but {} is "
-               "followed by {} ({})",
-               name, iso8601(v.times[i - 1] + step),
-               n_missing > 1 ? fmt::format(" (and {} more)", n_missing - 1) : "", step,
-               iso8601(v.times[i - 1]), iso8601(v.times[i]),
-               a == b ? "in " + a : "the first in " + a + ", the next in " + b);
+          fail(
+              "variable '{}': time step {} is missing{}: the data are every {:g} h, but {} is "
+              "followed by {} ({})",
+              name, iso8601(v.times[i - 1] + step),
+              n_missing > 1 ? fmt::format(" (and {} more)", n_missing - 1) : "", step,
+              iso8601(v.times[i - 1]), iso8601(v.times[i]),
+              a == b ? "in " + a : "the first in " + a + ", the next in " + b);
         }
     }
     vars_.push_back(std::move(v));
@@ -518,13 +537,11 @@ FieldRef NetcdfDataset::resolve(const std::string& name) const {
     const double hpa = std::strtod(lev.c_str(), &end);
     if (end && *end == '\0' && has(base)) {
       const auto& var = variable(base);
-      if (!var.has_level)
-        fail("'{}': variable '{}' has no level axis; use '{}'", name, base, base);
+      if (!var.has_level) fail("'{}': variable '{}' has no level axis; use '{}'", name, base, base);
       for (size_t i = 0; i < var.levels_hpa.size(); ++i)
-        if (std::fabs(var.levels_hpa[i] - hpa) < 1e-3)
-          return {name, base, static_cast<int>(i)};
-      fail("'{}': variable '{}' has no level {:g} hPa; available levels (hPa): {}", name, base,
-           hpa, join(var.levels_hpa));
+        if (std::fabs(var.levels_hpa[i] - hpa) < 1e-3) return {name, base, static_cast<int>(i)};
+      fail("'{}': variable '{}' has no level {:g} hPa; available levels (hPa): {}", name, base, hpa,
+           join(var.levels_hpa));
     }
   }
   variable(name);  // throws: unknown variable, listing the known ones
@@ -575,9 +592,10 @@ int64_t NetcdfDataset::read(const FieldRef& f, int64_t t, float* out) const {
   if (v.has_level && (f.level < 0 || f.level >= static_cast<int>(v.levels_hpa.size())))
     fail("variable '{}': level index {} out of range; it has {} levels", v.name, f.level,
          v.levels_hpa.size());
-  const auto seg = std::upper_bound(v.segments.begin(), v.segments.end(), t,
-                                    [](int64_t x, const NcVariable::Segment& s) { return x < s.t0; }) -
-                   1;
+  const auto seg =
+      std::upper_bound(v.segments.begin(), v.segments.end(), t,
+                       [](int64_t x, const NcVariable::Segment& s) { return x < s.t0; }) -
+      1;
   const std::string& file = files_[seg->file];
   const int nc = open_file(seg->file);
   const int64_t H = v.H(), W = v.W();

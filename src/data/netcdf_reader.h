@@ -40,14 +40,14 @@ struct NcDecode {
 struct NcVariable {
   std::string name, units, long_name;
   bool has_time = false, has_level = false;
-  std::vector<double> levels_hpa;       // [L] in file order; empty without a level axis
-  std::vector<double> lat;              // [H] canonical: north to south
-  std::vector<double> lon;              // [W] canonical: [0, 360) ascending
+  std::vector<double> levels_hpa;  // [L] in file order; empty without a level axis
+  std::vector<double> lat;         // [H] canonical: north to south
+  std::vector<double> lon;         // [W] canonical: [0, 360) ascending
   // As stored in the first file (in time order); each file keeps its own in its Segment.
-  bool lat_ascending_in_file = false;   // the file stored south to north (rows are flipped)
-  std::vector<double> lon_in_file;      // [W] as stored
-  std::vector<int64_t> lon_src;         // [W] canonical column j comes from file column lon_src[j]
-  std::vector<double> times;            // [T] hours since 1970-01-01; empty without time
+  bool lat_ascending_in_file = false;  // the file stored south to north (rows are flipped)
+  std::vector<double> lon_in_file;     // [W] as stored
+  std::vector<int64_t> lon_src;        // [W] canonical column j comes from file column lon_src[j]
+  std::vector<double> times;           // [T] hours since 1970-01-01; empty without time
   int64_t H() const { return static_cast<int64_t>(lat.size()); }
   int64_t W() const { return static_cast<int64_t>(lon.size()); }
   int64_t T() const { return has_time ? static_cast<int64_t>(times.size()) : 1; }
@@ -57,8 +57,8 @@ struct NcVariable {
     int varid = 0;
     int64_t t0 = 0, nt = 1;  // global time index of its first step; its number of steps
     NcDecode decode;
-    bool lat_flip = false;          // this file stores latitude south to north
-    std::vector<int64_t> lon_src;   // [W] this file's column for canonical column j
+    bool lat_flip = false;         // this file stores latitude south to north
+    std::vector<int64_t> lon_src;  // [W] this file's column for canonical column j
   };
   std::vector<Segment> segments;  // in time order
 };
@@ -99,8 +99,8 @@ class NetcdfDataset {
  private:
   int open_file(int file) const;  // the ncid of file `file`, closing any other open file
   std::vector<std::string> files_;
-  std::vector<NcVariable> vars_;                      // grid variables
-  std::map<std::string, std::string> not_grid_;       // other variables -> why not readable
+  std::vector<NcVariable> vars_;                 // grid variables
+  std::map<std::string, std::string> not_grid_;  // other variables -> why not readable
   mutable int open_index_ = -1, open_ncid_ = -1;
   mutable std::vector<double> raw_;  // [H*W] read buffer
 };

@@ -68,8 +68,13 @@ class DataStats : public ::testing::Test {
     Coord lev{"plev", {50000, 85000}, "Pa", ""};
     Coord lat{"lat", nctest::range(-60, 30, 5), "degrees_north", ""};
     Coord lon{"lon", nctest::range(-180, 45, 8), "degrees_east", ""};
-    Var t2m{"t2m", NC_SHORT, {"time", "lat", "lon"}, "K", {{"_FillValue", {-32767}}},
-            {{"scale_factor", {0.5}}, {"add_offset", {270}}}, nullptr};
+    Var t2m{"t2m",
+            NC_SHORT,
+            {"time", "lat", "lon"},
+            "K",
+            {{"_FillValue", {-32767}}},
+            {{"scale_factor", {0.5}}, {"add_offset", {270}}},
+            nullptr};
     t2m.raw = [](const std::vector<size_t>& i) {
       return i[1] == 2 && i[2] == 3 ? -32767.0 : double(i[0] * 40 + i[1] * 8 + i[2]);
     };

@@ -43,7 +43,8 @@ double f(double k, double lat, double lon, double lev = 0) {
 Var field(const std::string& name, const Coord& lat, const Coord& lon, double k0 = 0) {
   Var v{name, NC_FLOAT, {"time", lat.name, lon.name}, "K", {}, {}, nullptr};
   v.raw = [lat, lon, k0](const std::vector<size_t>& i) {
-    return static_cast<double>(static_cast<float>(f(k0 + i[0], lat.values[i[1]], lon.values[i[2]])));
+    return static_cast<double>(
+        static_cast<float>(f(k0 + i[0], lat.values[i[1]], lon.values[i[2]])));
   };
   return v;
 }
@@ -108,8 +109,7 @@ TEST_F(NetcdfReader, EveryFileFormatDecodesTheSameValues) {
   for (const auto& [name, mode] : formats) {
     Coord time = time6h(3);
     time.unlimited = true;  // ERA5's time is a record dimension
-    nctest::write(path(name), mode, {time, lat32(), lon64()},
-                  {field("t2m", lat32(), lon64())});
+    nctest::write(path(name), mode, {time, lat32(), lon64()}, {field("t2m", lat32(), lon64())});
     NetcdfDataset ds({path(name)});
     ASSERT_EQ(ds.variables(), std::vector<std::string>{"t2m"});
     const auto& v = ds.variable("t2m");
@@ -128,9 +128,13 @@ TEST_F(NetcdfReader, EveryFileFormatDecodesTheSameValues) {
 TEST_F(NetcdfReader, PackedShortsCompareTheFillOnTheRawValue) {
   const double scale = 0.01, offset = 250.0;
   const short fill = -32767;
-  Var v{"t2m", NC_SHORT, {"time", "latitude", "longitude"}, "K",
+  Var v{"t2m",
+        NC_SHORT,
+        {"time", "latitude", "longitude"},
+        "K",
         {{"_FillValue", {double(fill)}}, {"missing_value", {double(fill)}}},
-        {{"scale_factor", {scale}}, {"add_offset", {offset}}}, nullptr};
+        {{"scale_factor", {scale}}, {"add_offset", {offset}}},
+        nullptr};
   // raw = k*1000 + i*10 + j, with every 7th value the fill.
   v.raw = [&](const std::vector<size_t>& i) {
     const size_t e = (i[0] * 32 + i[1]) * 64 + i[2];
@@ -147,23 +151,46 @@ TEST_F(NetcdfReader, PackedShortsCompareTheFillOnTheRawValue) {
       for (size_t j = 0; j < 64; ++j) {
         const double raw = v.raw({size_t(t), i, j});
         const float got = out[i * 64 + j];
-        if (raw == fill) EXPECT_TRUE(std::isnan(got));
-        else ASSERT_EQ(got, static_cast<float>(raw * scale + offset));
+        if (raw == fill)
+          EXPECT_TRUE(std::isnan(got));
+        else
+          ASSERT_EQ(got, static_cast<float>(raw * scale + offset));
       }
   }
 }
 
 TEST_F(NetcdfReader, PackedBytesAndInts) {
   // Signed bytes with a fill, NetCDF-3 unsigned bytes (_Unsigned = "true") and packed ints.
-  Var b{"tcc", NC_BYTE, {"time", "latitude", "longitude"}, "1", {{"_FillValue", {-128}}},
-        {{"scale_factor", {1.0 / 100}}, {"add_offset", {0.5}}}, nullptr};
-  b.raw = [](const std::vector<size_t>& i) { return i[2] == 0 ? -128.0 : double(int(i[1] + i[2]) - 50); };
-  Var u{"lsm_u8", NC_BYTE, {"time", "latitude", "longitude"}, "1", {{"_FillValue", {-1}}},
-        {{"scale_factor", {1.0 / 254}}}, nullptr};  // fill 255 as an unsigned byte
-  u.raw = [](const std::vector<size_t>& i) { return i[2] == 1 ? -1.0 : double(int(i[1] * 2 + i[2]) - 128); };
-  Var n{"tp", NC_INT, {"time", "latitude", "longitude"}, "m", {{"missing_value", {-2147483647}}},
-        {{"scale_factor", {1e-7}}, {"add_offset", {0.01}}}, nullptr};
-  n.raw = [](const std::vector<size_t>& i) { return i[2] == 2 ? -2147483647.0 : double(i[0] * 1000000 + i[1] * 1000 + i[2]); };
+  Var b{"tcc",
+        NC_BYTE,
+        {"time", "latitude", "longitude"},
+        "1",
+        {{"_FillValue", {-128}}},
+        {{"scale_factor", {1.0 / 100}}, {"add_offset", {0.5}}},
+        nullptr};
+  b.raw = [](const std::vector<size_t>& i) {
+    return i[2] == 0 ? -128.0 : double(int(i[1] + i[2]) - 50);
+  };
+  Var u{"lsm_u8",
+        NC_BYTE,
+        {"time", "latitude", "longitude"},
+        "1",
+        {{"_FillValue", {-1}}},
+        {{"scale_factor", {1.0 / 254}}},
+        nullptr};  // fill 255 as an unsigned byte
+  u.raw = [](const std::vector<size_t>& i) {
+    return i[2] == 1 ? -1.0 : double(int(i[1] * 2 + i[2]) - 128);
+  };
+  Var n{"tp",
+        NC_INT,
+        {"time", "latitude", "longitude"},
+        "m",
+        {{"missing_value", {-2147483647}}},
+        {{"scale_factor", {1e-7}}, {"add_offset", {0.01}}},
+        nullptr};
+  n.raw = [](const std::vector<size_t>& i) {
+    return i[2] == 2 ? -2147483647.0 : double(i[0] * 1000000 + i[1] * 1000 + i[2]);
+  };
   nctest::write(path("bytes.nc"), NC_CLOBBER, {time6h(2), lat32(), lon64()}, {b, u, n});
   // _Unsigned is text; add it after the fact.
   int nc, id;
@@ -182,9 +209,13 @@ TEST_F(NetcdfReader, PackedBytesAndInts) {
         double raw = var->raw({1, i, j});
         if (is_u && raw < 0) raw += 256;
         const double scale = var->double_atts.at("scale_factor")[0];
-        const double off = var->double_atts.count("add_offset") ? var->double_atts.at("add_offset")[0] : 0.0;
-        if (int(j) == miss_col) ASSERT_TRUE(std::isnan(out[i * 64 + j])) << var->name;
-        else ASSERT_EQ(out[i * 64 + j], static_cast<float>(raw * scale + off)) << var->name << i << "," << j;
+        const double off =
+            var->double_atts.count("add_offset") ? var->double_atts.at("add_offset")[0] : 0.0;
+        if (int(j) == miss_col)
+          ASSERT_TRUE(std::isnan(out[i * 64 + j])) << var->name;
+        else
+          ASSERT_EQ(out[i * 64 + j], static_cast<float>(raw * scale + off))
+              << var->name << i << "," << j;
       }
   }
 }
@@ -195,7 +226,7 @@ TEST_F(NetcdfReader, FillValueAndMissingValueFloatsBecomeNaN) {
   v.double_atts = {{"missing_value", {1e20}}};  // a double attribute on float data
   auto base = v.raw;
   v.raw = [base](const std::vector<size_t>& i) {
-    if (i[1] == 0 && i[2] < 5) return -9999.0;  // 5 fills
+    if (i[1] == 0 && i[2] < 5) return -9999.0;               // 5 fills
     if (i[1] == 31 && i[2] < 3) return double(float(1e20));  // 3 missing
     return base(i);
   };
@@ -264,7 +295,8 @@ TEST_F(NetcdfReader, LevelsInHpaOrPaAreSelectedInHpa) {
        {std::pair<std::string, Coord>{"hpa.nc", {"level", {250, 500, 850}, "millibars", ""}},
         {"pa.nc", {"plev", {25000, 50000, 85000}, "Pa", ""}},
         {"nounits.nc", {"isobaricInhPa", {25000, 50000, 85000}, "", ""}}}) {
-    Var z{"z", NC_FLOAT, {"time", lev.name, "latitude", "longitude"}, "m**2 s**-2", {}, {}, nullptr};
+    Var z{"z", NC_FLOAT, {"time", lev.name, "latitude", "longitude"}, "m**2 s**-2", {},
+          {},  nullptr};
     const auto la = lat32(), lo = lon64();
     z.raw = [&](const std::vector<size_t>& i) {
       const double hpa = std::vector<double>{250, 500, 850}[i[1]];
@@ -317,8 +349,10 @@ TEST_F(NetcdfReader, ADatasetOverThreeYearlyFilesIsConcatenatedInTimeOrder) {
   Var v81 = field("t2m", lat, lon, 2 + 1464);
   v81.dims[0] = "valid_time";
   nctest::write(path("t2m_1981.nc"), NC_CLOBBER, {t81, lat, lon}, {v81});
-  nctest::write(path("t2m_1979.nc"), NC_CLOBBER | NC_64BIT_OFFSET, {t79, lat, lon}, {field("t2m", lat, lon)});
-  nctest::write(path("t2m_1980.nc"), NC_CLOBBER | NC_NETCDF4, {t80, lat, lon}, {field("t2m", lat, lon, 2)});
+  nctest::write(path("t2m_1979.nc"), NC_CLOBBER | NC_64BIT_OFFSET, {t79, lat, lon},
+                {field("t2m", lat, lon)});
+  nctest::write(path("t2m_1980.nc"), NC_CLOBBER | NC_NETCDF4, {t80, lat, lon},
+                {field("t2m", lat, lon, 2)});
   NetcdfDataset ds({tmp_.string()});  // a directory: its *.nc files, sorted
   EXPECT_EQ(ds.files().size(), 3u);
   const auto& v = ds.variable("t2m");
@@ -347,7 +381,8 @@ TEST_F(NetcdfReader, ADatasetOverThreeYearlyFilesIsConcatenatedInTimeOrder) {
 TEST_F(NetcdfReader, FilesOfOneVariableMayStoreTheGridDifferently) {
   Coord lat_asc{"lat", nctest::range(-87.1875, 5.625, 32), "degrees_north", ""};
   Coord lon_pm{"lon", nctest::range(-180, 5.625, 64), "degrees_east", ""};
-  nctest::write(path("a.nc"), NC_CLOBBER, {time6h(2), lat32(), lon64()}, {field("t2m", lat32(), lon64())});
+  nctest::write(path("a.nc"), NC_CLOBBER, {time6h(2), lat32(), lon64()},
+                {field("t2m", lat32(), lon64())});
   nctest::write(path("b.nc"), NC_CLOBBER | NC_NETCDF4, {time6h(2, 12), lat_asc, lon_pm},
                 {field("t2m", lat_asc, lon_pm, 2)});
   NetcdfDataset ds({path("b.nc"), path("a.nc")});
@@ -380,7 +415,8 @@ TEST_F(NetcdfReader, TruncatedFiles) {
     const auto e = error_of([&] {
       NetcdfDataset ds({path("cut.nc")});
       std::vector<float> out(32 * 64);
-      for (int64_t t = 0; t < ds.variable("t2m").T(); ++t) ds.read(ds.resolve("t2m"), t, out.data());
+      for (int64_t t = 0; t < ds.variable("t2m").T(); ++t)
+        ds.read(ds.resolve("t2m"), t, out.data());
     });
     EXPECT_HAS(e, "cut.nc");
     EXPECT_HAS(e, mode == NC_CLOBBER ? "truncated" : "NetCDF");
@@ -399,26 +435,32 @@ TEST_F(NetcdfReader, UnknownVariableListsTheKnownOnes) {
 
 TEST_F(NetcdfReader, GridsThatDifferBetweenFiles) {
   Coord lat2{"latitude", nctest::range(87, -5.625, 32), "degrees_north", ""};
-  nctest::write(path("a.nc"), NC_CLOBBER, {time6h(2), lat32(), lon64()}, {field("t2m", lat32(), lon64())});
-  nctest::write(path("b.nc"), NC_CLOBBER, {time6h(2, 12), lat2, lon64()}, {field("t2m", lat2, lon64())});
+  nctest::write(path("a.nc"), NC_CLOBBER, {time6h(2), lat32(), lon64()},
+                {field("t2m", lat32(), lon64())});
+  nctest::write(path("b.nc"), NC_CLOBBER, {time6h(2, 12), lat2, lon64()},
+                {field("t2m", lat2, lon64())});
   auto e = error_of([&] { NetcdfDataset ds({path("a.nc"), path("b.nc")}); });
   EXPECT_HAS(e, "variable 't2m'");
   EXPECT_HAS(e, "latitude value 0 is 87.1875 in");
   EXPECT_HAS(e, "b.nc");
   Coord lon2{"longitude", nctest::range(0, 11.25, 32), "degrees_east", ""};
-  nctest::write(path("b.nc"), NC_CLOBBER, {time6h(2, 12), lat32(), lon2}, {field("t2m", lat32(), lon2)});
+  nctest::write(path("b.nc"), NC_CLOBBER, {time6h(2, 12), lat32(), lon2},
+                {field("t2m", lat32(), lon2)});
   e = error_of([&] { NetcdfDataset ds({path("a.nc"), path("b.nc")}); });
   EXPECT_HAS(e, "has 32 longitude values but");
 }
 
 TEST_F(NetcdfReader, AMissingTimeStepIsReportedByItsTime) {
-  nctest::write(path("a.nc"), NC_CLOBBER, {time6h(3), lat32(), lon64()}, {field("t2m", lat32(), lon64())});
-  nctest::write(path("b.nc"), NC_CLOBBER, {time6h(3, 36), lat32(), lon64()}, {field("t2m", lat32(), lon64())});
+  nctest::write(path("a.nc"), NC_CLOBBER, {time6h(3), lat32(), lon64()},
+                {field("t2m", lat32(), lon64())});
+  nctest::write(path("b.nc"), NC_CLOBBER, {time6h(3, 36), lat32(), lon64()},
+                {field("t2m", lat32(), lon64())});
   const auto e = error_of([&] { NetcdfDataset ds({path("a.nc"), path("b.nc")}); });
   EXPECT_HAS(e, "time step 1979-01-01T18:00:00Z is missing");
   EXPECT_HAS(e, "missing (and 2 more)");
   EXPECT_HAS(e, "1979-01-01T12:00:00Z is followed by 1979-01-02T12:00:00Z (the first in");
-  nctest::write(path("b.nc"), NC_CLOBBER, {time6h(3, 6), lat32(), lon64()}, {field("t2m", lat32(), lon64())});
+  nctest::write(path("b.nc"), NC_CLOBBER, {time6h(3, 6), lat32(), lon64()},
+                {field("t2m", lat32(), lon64())});
   EXPECT_HAS(error_of([&] { NetcdfDataset ds({path("a.nc"), path("b.nc")}); }), "overlap");
 }
 

@@ -31,9 +31,9 @@ struct Var {
   nc_type type = NC_FLOAT;
   std::vector<std::string> dims;
   std::string units;
-  std::map<std::string, std::vector<double>> atts;  // numeric, written in `type`
+  std::map<std::string, std::vector<double>> atts;         // numeric, written in `type`
   std::map<std::string, std::vector<double>> double_atts;  // written as double (scale/offset)
-  std::function<double(const std::vector<size_t>&)> raw;  // raw stored value at file index
+  std::function<double(const std::vector<size_t>&)> raw;   // raw stored value at file index
 };
 
 // cmode: NC_CLOBBER (classic), NC_CLOBBER | NC_64BIT_OFFSET, NC_CLOBBER | NC_NETCDF4.
@@ -47,7 +47,8 @@ inline void write(const std::string& path, int cmode, const std::vector<Coord>& 
     int d, v;
     ok(nc_def_dim(nc, c.name.c_str(), c.unlimited ? NC_UNLIMITED : c.values.size(), &d), "def_dim");
     ok(nc_def_var(nc, c.name.c_str(), NC_DOUBLE, 1, &d, &v), "def_var");
-    if (!c.units.empty()) ok(nc_put_att_text(nc, v, "units", c.units.size(), c.units.c_str()), "att");
+    if (!c.units.empty())
+      ok(nc_put_att_text(nc, v, "units", c.units.size(), c.units.c_str()), "att");
     if (!c.calendar.empty())
       ok(nc_put_att_text(nc, v, "calendar", c.calendar.size(), c.calendar.c_str()), "att");
     dim[c.name] = {d, c.values.size()};
@@ -67,7 +68,8 @@ inline void write(const std::string& path, int cmode, const std::vector<Coord>& 
     int id;
     ok(nc_def_var(nc, v.name.c_str(), v.type, static_cast<int>(ids.size()), ids.data(), &id),
        "def_var " + v.name);
-    if (!v.units.empty()) ok(nc_put_att_text(nc, id, "units", v.units.size(), v.units.c_str()), "att");
+    if (!v.units.empty())
+      ok(nc_put_att_text(nc, id, "units", v.units.size(), v.units.c_str()), "att");
     for (const auto& [a, x] : v.atts)
       ok(nc_put_att_double(nc, id, a.c_str(), v.type, x.size(), x.data()), "att " + a);
     for (const auto& [a, x] : v.double_atts)
@@ -91,7 +93,8 @@ inline void write(const std::string& path, int cmode, const std::vector<Coord>& 
       data[e] = vars[k].raw(idx);
     }
     const std::vector<size_t> start(len.size(), 0);
-    ok(nc_put_vara_double(nc, vid[k], start.data(), len.data(), data.data()), "put " + vars[k].name);
+    ok(nc_put_vara_double(nc, vid[k], start.data(), len.data(), data.data()),
+       "put " + vars[k].name);
   }
   ok(nc_close(nc), "close");
 }
