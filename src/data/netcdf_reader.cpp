@@ -149,6 +149,45 @@ bool same_values(const std::vector<double>& a, const std::vector<double>& b, siz
   return true;
 }
 
+// Pressure levels in hPa, by the units, else by magnitude: levels in hPa end at 1000 (1100 at
+// most), so a largest level above 2000 must be in Pa.
+std::vector<double> levels_in_hpa(const std::vector<double>& values, const std::string& units) {
+  const std::string u = lower(units);
+  bool pascal;
+  if (in(u, {"pa", "pascal", "pascals"}))
+    pascal = true;
+  else if (in(u, {"hpa", "millibars", "millibar", "mbar", "mb"}))
+    pascal = false;
+  else
+    pascal = !values.empty() && *std::max_element(values.begin(), values.end()) > 2000.0;
+  std::vector<double> r;
+  for (double p : values) r.push_back(pascal ? p / 100.0 : p);
+  return r;
+}
+
+// The level of a scalar (0-d) pressure-level coordinate of `varid` (named in its `coordinates`
+// attribute, or one of the usual level names), in hPa; NaN if there is none.
+double scalar_level_hpa(int nc, int varid, const std::string& file, const std::string& var) {
+  std::vector<std::string> names{"level", "plev", "isobaricInhPa", "pressure_level", "lev"};
+  std::string coords = att_text(nc, varid, "coordinates", file, var);
+  for (size_t a = 0; a < coords.size();) {
+    const size_t b = std::min(coords.find(' ', a), coords.size());
+    if (b > a) names.insert(names.begin(), coords.substr(a, b - a));
+    a = b + 1;
+  }
+  for (const auto& n : names) {
+    int id, nd;
+    if (!find_var(nc, n, &id, file)) continue;
+    nc_check(nc_inq_varndims(nc, id, &nd), file, n, "nc_inq_varndims");
+    const std::string units = att_text(nc, id, "units", file, n);
+    if (nd != 0 || axis_of(n, units) != Axis::Level) continue;
+    double value;
+    nc_check(nc_get_var_double(nc, id, &value), file, n, "reading the level");
+    return levels_in_hpa({value}, units)[0];
+  }
+  return NAN;
+}
+
 // A variable as found in one file, before concatenation.
 struct FileVar {
   NcVariable v;         // with a single segment and the file's own times
@@ -271,15 +310,11 @@ FileVar scan_variable(int nc, int file_index, const std::string& file, int varid
   if (ldim >= 0) {
     v.has_level = true;
     auto c = read_coord(nc, dn[ldim], dl[ldim], file, v.name);
-    const std::string u = lower(c.units);
-    bool pascal;
-    if (in(u, {"pa", "pascal", "pascals"}))
-      pascal = true;
-    else if (in(u, {"hpa", "millibars", "millibar", "mbar", "mb"}))
-      pascal = false;
-    else  // no (known) units: the largest pressure level in hPa is 1000 (1100 at most).
-      pascal = !c.values.empty() && *std::max_element(c.values.begin(), c.values.end()) > 2000.0;
-    for (double p : c.values) v.levels_hpa.push_back(pascal ? p / 100.0 : p);
+    v.levels_hpa = levels_in_hpa(c.values, c.units);
+  } else if (const double hpa = scalar_level_hpa(nc, varid, file, v.name); !std::isnan(hpa)) {
+    // WeatherBench stores one level per file (geopotential_500: z (time, lat, lon) with a scalar
+    // coordinate level = 500): such a variable is the field z_500 itself.
+    v.name = fmt::format("{}_{:g}", v.name, hpa);
   }
 
   // Packing and missing values; the fill values stay raw (they are compared before unpacking).

@@ -317,6 +317,27 @@ TEST_F(NetcdfReader, LevelsInHpaOrPaAreSelectedInHpa) {
   }
 }
 
+TEST_F(NetcdfReader, OneLevelPerFileWithAScalarLevelCoordinate) {
+  // WeatherBench: geopotential_500_*.nc holds z (time, lat, lon) and a scalar level = 500.
+  for (const auto& [hpa, units] : {std::pair{500.0, "hPa"}, {85000.0, "Pa"}}) {
+    const std::string name = fmt::format("z{}.nc", hpa);
+    nctest::write(path(name), NC_CLOBBER, {time6h(2), lat32(), lon64()},
+                  {field("z", lat32(), lon64())});
+    int nc, id;
+    nctest::ok(nc_open(path(name).c_str(), NC_WRITE, &nc), "open");
+    nctest::ok(nc_redef(nc), "redef");
+    nctest::ok(nc_def_var(nc, "level", NC_DOUBLE, 0, nullptr, &id), "def");
+    nctest::ok(nc_put_att_text(nc, id, "units", std::string(units).size(), units), "att");
+    nctest::ok(nc_enddef(nc), "enddef");
+    nctest::ok(nc_put_var_double(nc, id, &hpa), "put");
+    nctest::ok(nc_close(nc), "close");
+  }
+  NetcdfDataset ds({path("z500.nc"), path("z85000.nc")});
+  EXPECT_EQ(ds.variables(), (std::vector<std::string>{"z_500", "z_850"}));
+  expect_f(ds, "z_500");
+  expect_f(ds, "z_850");
+}
+
 TEST_F(NetcdfReader, SeveralVariablesAndAConstantInOneFile) {
   Var lsm{"lsm", NC_BYTE, {"latitude", "longitude"}, "1", {}, {}, nullptr};
   lsm.raw = [](const std::vector<size_t>& i) { return double((i[0] + i[1]) % 2); };
