@@ -599,9 +599,9 @@ std::vector<FieldRef> NetcdfDataset::fields() const {
 int NetcdfDataset::open_file(int file) const {
   if (open_index_ == file) return open_ncid_;
   if (open_ncid_ >= 0) {
-    const int old = open_ncid_;
+    const int old = open_ncid_, old_index = open_index_;
     open_ncid_ = open_index_ = -1;
-    nc_check(nc_close(old), files_[file], "", "nc_close");
+    nc_check(nc_close(old), files_[old_index], "", "nc_close");
   }
   int nc;
   nc_check(nc_open(files_[file].c_str(), NC_NOWRITE, &nc), files_[file], "", "nc_open");

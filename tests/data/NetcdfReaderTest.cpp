@@ -498,3 +498,29 @@ TEST_F(NetcdfReader, AVariableWithoutLatLonDims) {
   EXPECT_HAS(error_of([&] { NetcdfDataset d({path("only.nc")}); }),
              "only.nc: no variable with dims (time, [level], lat, lon)");
 }
+
+TEST_F(NetcdfReader, BadCoordinatesAreNamed) {
+  Coord zigzag{"latitude", {10, 0, 5, -10}, "degrees_north", ""};
+  nctest::write(path("zig.nc"), NC_CLOBBER, {time6h(2), zigzag, lon64()},
+                {field("t2m", zigzag, lon64())});
+  EXPECT_HAS(error_of([&] { NetcdfDataset ds({path("zig.nc")}); }),
+             "latitude 'latitude' is not strictly monotonic");
+  Coord over{"latitude", {95, 0}, "degrees_north", ""};
+  nctest::write(path("over.nc"), NC_CLOBBER, {time6h(2), over, lon64()},
+                {field("t2m", over, lon64())});
+  EXPECT_HAS(error_of([&] { NetcdfDataset ds({path("over.nc")}); }), "outside [-90, 90]");
+  Coord twice{"longitude", nctest::range(0, 90, 5), "degrees_east", ""};  // 0 and 360
+  nctest::write(path("twice.nc"), NC_CLOBBER, {time6h(2), lat32(), twice},
+                {field("t2m", lat32(), twice)});
+  EXPECT_HAS(error_of([&] { NetcdfDataset ds({path("twice.nc")}); }), "same meridian twice");
+  Coord noleap{"time", {0, 6}, "hours since 2000-01-01", "noleap"};
+  nctest::write(path("noleap.nc"), NC_CLOBBER, {noleap, lat32(), lon64()},
+                {field("t2m", lat32(), lon64())});
+  EXPECT_HAS(error_of([&] { NetcdfDataset ds({path("noleap.nc")}); }), "calendar 'noleap'");
+  Coord badunits{"time", {0, 6}, "hours after 2000-01-01", ""};
+  nctest::write(path("units.nc"), NC_CLOBBER, {badunits, lat32(), lon64()},
+                {field("t2m", lat32(), lon64())});
+  const auto e = error_of([&] { NetcdfDataset ds({path("units.nc")}); });
+  EXPECT_HAS(e, "units.nc: time 'time'");
+  EXPECT_HAS(e, "UNITS since DATE");
+}
