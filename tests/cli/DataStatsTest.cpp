@@ -150,6 +150,35 @@ TEST_F(DataStats, SelectedFieldAndTable) {
   EXPECT_NE(r.output.find("2000-01-01T00:00:00Z .. 2000-01-01T12:00:00Z"), std::string::npos);
 }
 
+TEST_F(DataStats, ConstantsAndFieldsWithoutValidValues) {
+  Coord lat{"latitude", {45, -45}, "degrees_north", ""};
+  Coord lon{"longitude", {0, 120, 240}, "degrees_east", ""};
+  Var lsm{"lsm", NC_FLOAT, {"latitude", "longitude"}, "1", {}, {}, nullptr};
+  lsm.raw = [](const std::vector<size_t>& i) { return double(i[0] * 3 + i[1]); };
+  Var gone{"sst",
+           NC_FLOAT,
+           {"time", "latitude", "longitude"},
+           "K",
+           {{"_FillValue", {-1}}},
+           {},
+           [](const std::vector<size_t>&) { return -1.0; }};
+  nctest::write((tmp_ / "const.nc").string(), NC_CLOBBER,
+                {{"time", {0, 24}, "days since 1979-01-01", ""}, lat, lon}, {lsm, gone});
+  const auto r = run("data stats " + (tmp_ / "const.nc").string() + " --json");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto lines = json_lines(r.output);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0]["name"], "lsm");
+  EXPECT_EQ(lines[0]["shape"], nlohmann::json({2, 3}));
+  EXPECT_EQ(lines[0]["mean"], 2.5);
+  EXPECT_TRUE(lines[0]["time_first"].is_null());
+  EXPECT_EQ(lines[1]["name"], "sst");
+  EXPECT_EQ(lines[1]["missing"], 12);
+  EXPECT_TRUE(lines[1]["mean"].is_null());
+  EXPECT_TRUE(lines[1]["min"].is_null());
+  EXPECT_EQ(lines[1]["time_last"], "1979-01-25T00:00:00Z");
+}
+
 TEST_F(DataStats, BadInputIsOneClearError) {
   auto expect_error = [](const Result& r, const std::string& needle) {
     EXPECT_EQ(r.status, 1) << r.output;
