@@ -92,7 +92,7 @@ void run_stats(const StatsOptions& o) {
       if (f.level >= 0) j["level_hpa"] = v.levels_hpa[f.level];
       j["units"] = v.units;
       j["shape"] = v.has_time ? std::vector<int64_t>{T, H, W} : std::vector<int64_t>{H, W};
-      j["min"] = num(m.min), j["max"] = num(m.max), j["mean"] = num(m.mean * (m.n ? 1 : NAN));
+      j["min"] = num(m.min), j["max"] = num(m.max), j["mean"] = num(m.n ? m.mean : NAN);
       j["std"] = num(m.std());
       j["count"] = m.n;
       j["missing"] = m.missing;
