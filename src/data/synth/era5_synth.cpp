@@ -236,7 +236,7 @@ std::vector<std::string> synthesize(const SynthSpec& spec, const SynthProgressFn
           const double hour_angle = utc + lon[i] * kPi / 180 - kPi;
           const double skin = 4.0 * land * std::cos(la) * std::cos(decl) * std::cos(hour_angle - 0.5);
           t2m[k] = T[k] - kLapse * surface_height[k] / kG + skin;
-          const double a = 0.6 - 0.2 * land;
+          const double a = 0.8 - 0.3 * land;
           u10[k] = a * (ct * U[k] - st * V[k]);
           v10[k] = a * (st * U[k] + ct * V[k]);
           // Upper air: z500 from the layer geopotential; t850 blends the surface tracer (less

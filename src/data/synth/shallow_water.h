@@ -29,7 +29,7 @@ struct ShallowWaterParams {
   double tau_phi_days = 10;    // relaxation time of phi
   double tau_drag_days = 5;    // Rayleigh drag (sea); land drags twice as fast
   double tau_T_days = 4;       // relaxation of T over sea; land 1.5 days
-  double force_u = 1.5e-5;     // random forcing of the wind (m s-2, per unit spectral weight)
+  double force_u = 2.5e-5;     // random forcing of the wind (m s-2, per unit spectral weight)
   double force_T = 5.0e-6;     // random forcing of T (K s-1)
   double hyper_tau_hours = 3;  // e-folding time of the grid-scale wave under del^4
   double filter_lat_deg = 60;  // polar filter poleward of this latitude
