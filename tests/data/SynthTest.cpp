@@ -305,7 +305,7 @@ TEST_F(SynthTest, PhysicallySensible) {
   EXPECT_GT(rms_diff(t2m, n, 0, R - 1), 0.3);
 
   // Structure at many scales: zonal spectrum of z500 and t2m (rows between 60S and 60N) has a
-  // non-negligible share of its eddy variance at wave numbers 8 and above.
+  // non-negligible share (> 0.5%; about 4% in a year) of its eddy variance at wave numbers >= 8.
   auto small_scale_share = [&](const std::vector<double>& x, size_t stride) {
     double small = 0, total = 0;
     for (int r = 0; r < R; ++r)
@@ -322,8 +322,8 @@ TEST_F(SynthTest, PhysicallySensible) {
     return small / total;
   };
   const double sz = small_scale_share(z, 2 * n), st = small_scale_share(t2m, n);
-  EXPECT_GT(sz, 1e-3) << "z500 small-scale share";
-  EXPECT_GT(st, 1e-3) << "t2m small-scale share";
+  EXPECT_GT(sz, 5e-3) << "z500 small-scale share";
+  EXPECT_GT(st, 5e-3) << "t2m small-scale share";
   EXPECT_LT(sz, 0.5);
 }
 
