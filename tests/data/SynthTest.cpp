@@ -337,6 +337,36 @@ TEST_F(SynthTest, DeterministicFromTheSeed) {
   }
 }
 
+// Several years on a coarse 8x16 grid (cheap): one file per variable per year, a leap year
+// with 1464 records, and a time axis that continues across the year boundary.
+TEST(SynthYearsTest, ConsecutiveYearsAndLeapYears) {
+  const auto dir = fresh_dir("years");
+  data::SynthSpec s;
+  s.out_dir = dir.string();
+  s.H = 8, s.W = 16, s.years = 2, s.start_year = 1979, s.seed = 3, s.spinup_days = 5;
+  const auto files = data::synthesize(s);
+  EXPECT_EQ(files.size(), 2u + 2u * 5u);
+  int last_1979 = 0;
+  for (int year : {1979, 1980}) {
+    NcFile f(dir / fmt::format("2m_temperature/2m_temperature_{}_22.5deg.nc", year));
+    const size_t nt = f.dim("time");
+    EXPECT_EQ(nt, year == 1980 ? 1464u : 1460u);
+    std::vector<int> hours(nt);
+    nc_ok(nc_get_var_int(f.id, f.var("time"), hours.data()), "time");
+    EXPECT_EQ(hours.front(), data::hours_since_1900(year));
+    if (year == 1980) EXPECT_EQ(hours.front() - last_1979, 6);
+    last_1979 = hours.back();
+    const auto t2m = f.unpacked("t2m");
+    for (double x : t2m) {
+      ASSERT_GT(x, 200.0);
+      ASSERT_LT(x, 330.0);
+    }
+  }
+  EXPECT_EQ(data::hours_since_1900(1980) - data::hours_since_1900(1979), 365 * 24);
+  EXPECT_EQ(data::hours_since_1900(1981) - data::hours_since_1900(1980), 366 * 24);
+  fs::remove_all(dir);
+}
+
 TEST(SynthWriterTest, PackingRoundTripAndFill) {
   const auto dir = fresh_dir("writer");
   const std::vector<double> lat{60, 0, -60}, lon{0, 90, 180, 270};

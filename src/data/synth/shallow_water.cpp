@@ -68,6 +68,8 @@ ShallowWater::ShallowWater(const ShallowWaterParams& p, const std::vector<double
   for (auto* x : {&u_, &v_, &phi_, &T_, &zeta_, &ke_, &w1_, &w2_, &phi_eq_, &T_eq_, &fu_, &fv_,
                   &fT_})
     x->assign(n, 0.0);
+  cos_m_.assign(W_, 0.0);
+  sin_m_.assign(W_, 0.0);
   for (State* s : {&s1_, &s2_, &d_})
     for (auto* x : {&s->u, &s->v, &s->phi, &s->T}) x->assign(n, 0.0);
   force_every_ = std::max(1, static_cast<int>(std::lround(3600.0 / dt_)));
@@ -135,7 +137,8 @@ void ShallowWater::update_forcing() {
   std::fill(fv_.begin(), fv_.end(), 0.0);
   std::fill(fT_.begin(), fT_.end(), 0.0);
   if (!p_.forcing) return;
-  std::vector<double> cm(W_), sm(W_);
+  std::vector<double>& cm = cos_m_;
+  std::vector<double>& sm = sin_m_;
   for (size_t k = 0; k < fm_.size(); ++k) {
     const double kk = std::sqrt(double(fm_[k]) * fm_[k] + double(fn_[k]) * fn_[k]);
     const double tau = std::clamp(2.0 * std::pow(4.0 / kk, 2.0 / 3.0), 0.25, 3.0) * kDay;

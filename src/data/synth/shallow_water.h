@@ -10,7 +10,8 @@
 // round-off), vector-invariant momentum, SSP-RK3 in time, a Fourier polar filter poleward of
 // 60 degrees and del^4 hyperdiffusion. Forcing: relaxation of phi and T to a seasonal + diurnal
 // equilibrium, Rayleigh drag, and red-noise random-phase forcing (streamfunction and T) at many
-// scales. Deterministic: one seeded Rng, fixed loop order, no threads.
+// scales. Deterministic: one seeded Rng, fixed loop order, no threads. All memory is allocated
+// by the constructor; step() allocates nothing.
 #pragma once
 
 #include <complex>
@@ -86,6 +87,7 @@ class ShallowWater {
   std::vector<int> fm_, fn_;
   std::vector<double> famp_;                       // [K] spectral weight
   std::vector<std::complex<double>> cpsi_, cT_;    // [K]
+  std::vector<double> cos_m_, sin_m_;              // [W] cos, sin(m lambda) of one mode
   // Polar filter: per row the highest zonal wave number kept (W/2 keeps all).
   std::vector<int> keep_m_;
   std::vector<std::complex<double>> fft_buf_, twiddle_;
