@@ -447,6 +447,19 @@ TEST(SynthSpecTest, BadSpecsNameTheValue) {
   EXPECT_THROW(data::synthesize(s), Error);
   s.years = 2, s.days = 5;
   EXPECT_THROW(data::synthesize(s), Error);
+  // An output directory that cannot be created (its parent is a regular file).
+  const auto dir = fresh_dir("badout");
+  std::ofstream(dir / "file") << "x";
+  s.years = 1, s.days = 1, s.spinup_days = 0;
+  s.out_dir = (dir / "file" / "out").string();
+  try {
+    data::synthesize(s);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot create output directory"), std::string::npos)
+        << e.what();
+  }
+  fs::remove_all(dir);
 }
 
 // Mass (the area integral of phi) is conserved to round-off by the unforced dynamics, including

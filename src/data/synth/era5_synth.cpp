@@ -102,6 +102,12 @@ void make_constants(uint64_t seed, int H, int W, const std::vector<double>& lat,
   }
 }
 
+void make_dir(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) fail("synth: cannot create output directory '{}': {}", dir.string(), ec.message());
+}
+
 fs::path file_path(const std::string& dir, const std::string& folder, const std::string& stem,
                    const std::string& res) {
   return fs::path(dir) / folder / (stem + "_" + res + "deg.nc");
@@ -149,7 +155,7 @@ std::vector<std::string> synthesize(const SynthSpec& spec, const SynthProgressFn
   // Constants.
   std::vector<double> lsm, orog;
   make_constants(spec.seed, H, W, lat, lon, lsm, orog);
-  fs::create_directories(fs::path(spec.out_dir) / "constants");
+  make_dir(fs::path(spec.out_dir) / "constants");
   {
     NcVariableSpec s{"lsm", "(0 - 1)", "Land-sea mask", "land_binary_mask", 0.0, 1.0, {}, false};
     const auto path = file_path(spec.out_dir, "constants", "land_sea_mask", res).string();
@@ -210,7 +216,7 @@ std::vector<std::string> synthesize(const SynthSpec& spec, const SynthProgressFn
     std::vector<std::unique_ptr<NcPackedWriter>> writers;
     std::vector<std::string> paths;
     for (const auto& o : outs) {
-      fs::create_directories(fs::path(spec.out_dir) / o.folder);
+      make_dir(fs::path(spec.out_dir) / o.folder);
       paths.push_back(
           file_path(spec.out_dir, o.folder, fmt::format("{}_{}", o.folder, year), res).string());
       writers.push_back(std::make_unique<NcPackedWriter>(paths.back(), o.spec, lat, lon, nrec,
