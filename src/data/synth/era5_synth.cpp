@@ -73,7 +73,7 @@ void make_constants(uint64_t seed, int H, int W, const std::vector<double>& lat,
                     const std::vector<double>& lon, std::vector<double>& lsm,
                     std::vector<double>& orog) {
   Rng rng(seed * 0x9e3779b97f4a7c15ull + 0x1a2d);
-  const auto continents = sphere_noise(rng, H, W, 1.5, 6.0, 24, lat, lon);
+  const auto continents = sphere_noise(rng, H, W, 2.5, 8.0, 32, lat, lon);
   const auto ridges = sphere_noise(rng, H, W, 4.0, 16.0, 48, lat, lon);
   // Threshold at the area-weighted 70th percentile so that ~30% of the surface is land.
   std::vector<std::pair<double, double>> v;  // (value, area weight)
@@ -245,11 +245,12 @@ std::vector<std::string> synthesize(const SynthSpec& spec, const SynthProgressFn
           const double a = 0.8 - 0.3 * land;
           u10[k] = a * (ct * U[k] - st * V[k]);
           v10[k] = a * (st * U[k] + ct * V[k]);
-          // Upper air: z500 from the layer geopotential; t850 blends the surface tracer (less
+          // Upper air: z500 from the layer's free surface; t850 blends the surface tracer (less
           // the standard lapse over ~1.45 km) with the hypsometric temperature of the
           // 1000-500 hPa layer (dz = Rd T ln 2); t500 and z850 follow hydrostatically.
-          const double z500 = 55500.0 + (P[k] - params.phi0);
-          const double t850 = 0.5 * (T[k] - 9.4) + 0.5 * (279.0 + (P[k] - params.phi0) / (kRd * std::log(2.0)));
+          const double surface = P[k] + params.topo_factor * orog[k] - params.phi0;
+          const double z500 = 55500.0 + surface;
+          const double t850 = 0.5 * (T[k] - 9.4) + 0.5 * (279.0 + surface / (kRd * std::log(2.0)));
           const double t500 = t850 - 25.0;
           const double z850 = z500 - kRd * 0.5 * (t500 + t850) * std::log(850.0 / 500.0);
           z[k] = z500, z[n + k] = z850;

@@ -125,7 +125,8 @@ void ShallowWater::update_forcing() {
       const double diurnal = coslat_[j] * std::cos(decl) * std::cos(hour_angle - 0.5);  // 2 h lag
       phi_eq_[ix] = p_.phi0 + p_.dphi_eq * (1.0 / 3.0 - s2) +
                     0.2 * p_.dphi_eq * sinlat_[j] * season * (1.0 + 0.5 * land) +
-                    300.0 * land * diurnal;
+                    300.0 * land * diurnal -
+                    p_.topo_factor * orog_[ix];  // relax the free surface, not the thickness
       T_eq_[ix] = 287.0 + 40.0 * (1.0 / 3.0 - s2) + sinlat_[j] * season * (8.0 + 18.0 * land) +
                   5.0 * land * diurnal - 3.0 * land;
     }

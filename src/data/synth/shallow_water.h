@@ -4,7 +4,8 @@
 // Grid: H x W cell centres, latitude north to south (row 0 nearest the North Pole), longitude
 // 0..360 eastward; unstaggered (A grid). Prognostic fields, all [H, W] row-major:
 //   u, v   eastward / northward velocity (m s-1)
-//   phi    layer geopotential g h (m2 s-2); its area integral is the conserved mass
+//   phi    layer thickness as geopotential g h (m2 s-2); its area integral is the conserved
+//          mass; the free surface is phi + topo_factor * orography
 //   T      near-surface temperature tracer (K)
 // Numerics: second-order centred differences in flux form for mass (so mass is conserved to
 // round-off), vector-invariant momentum, SSP-RK3 in time, a Fourier polar filter poleward of
@@ -35,7 +36,7 @@ struct ShallowWaterParams {
   double hyper_tau_hours = 3;  // e-folding time of the grid-scale wave under del^4
   double filter_lat_deg = 60;  // polar filter poleward of this latitude
   bool forcing = true;         // false: free, frictionless, undamped run (conservation tests)
-  double topo_factor = 0.15;   // fraction of surface geopotential felt by the layer
+  double topo_factor = 0.05;   // fraction of surface geopotential felt by the layer
 };
 
 class ShallowWater {
