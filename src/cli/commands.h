@@ -10,5 +10,6 @@ void add_grad(CLI::App& app);
 // `seqvit data ...`: the group and its subcommands, one add_data_* each (data.cpp).
 void add_data(CLI::App& app);
 void add_data_stats(CLI::App& data);
+void add_data_synth(CLI::App& data);  // data_synth.cpp
 
 }  // namespace seqvit::cli

@@ -145,7 +145,7 @@ void add_data_stats(CLI::App& data) {
   auto opts = std::make_shared<StatsOptions>();
   auto* c = data.add_subcommand(
       "stats", "Decode NetCDF fields and print min/max/mean/std/missing, grid and time range");
-  c->add_option("paths", opts->paths, "NetCDF files or directories (all *.nc inside, sorted)")
+  c->add_option("paths", opts->paths, "NetCDF files or directories (every *.nc below them, sorted)")
       ->required();
   c->add_option("--var", opts->vars,
                 "only these fields: a variable ('t2m', 'z' = all its levels) or a level 'z_500'")
@@ -158,6 +158,7 @@ void add_data(CLI::App& app) {
   auto* data = app.add_subcommand("data", "Inspect and generate NetCDF datasets");
   data->require_subcommand(1);
   add_data_stats(*data);
+  add_data_synth(*data);
 }
 
 }  // namespace seqvit::cli

@@ -380,11 +380,12 @@ std::vector<std::string> expand_netcdf_paths(const std::vector<std::string>& pat
     std::error_code ec;
     if (fs::is_directory(p, ec)) {
       std::vector<std::string> in_dir;
-      for (const auto& e : fs::directory_iterator(p, ec))
+      // recursive: the ERA5 / WeatherBench layout keeps one sub-directory per variable
+      for (const auto& e : fs::recursive_directory_iterator(p, ec))
         if (e.is_regular_file() && e.path().extension() == ".nc")
           in_dir.push_back(e.path().string());
       if (ec) fail("{}: cannot list the directory: {}", p, ec.message());
-      if (in_dir.empty()) fail("{}: the directory holds no *.nc files", p);
+      if (in_dir.empty()) fail("{}: the directory (and its sub-directories) holds no *.nc files", p);
       std::sort(in_dir.begin(), in_dir.end());
       out.insert(out.end(), in_dir.begin(), in_dir.end());
     } else if (fs::exists(p, ec)) {

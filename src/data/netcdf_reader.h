@@ -1,7 +1,7 @@
 // CF-convention NetCDF reader for ERA5 / WeatherBench files (NetCDF-3 classic, 64-bit offset,
-// NetCDF-4/HDF5), on the libnetcdf C API. A dataset is a list of files (or directories: all
-// *.nc inside, sorted); each variable may live in one file or be spread over many files along
-// time (one per year or month), and a file may hold several variables.
+// NetCDF-4/HDF5), on the libnetcdf C API. A dataset is a list of files (or directories:
+// every *.nc below them, recursively, sorted); each variable may live in one file or be spread
+// over many files along time (one per year or month), and a file may hold several variables.
 //
 // Decoding rules (docs/data.md has the full list):
 //  - a grid variable has dims (time, [level], lat, lon), time and level optional (constants
