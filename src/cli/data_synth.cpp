@@ -4,9 +4,9 @@
 #include <unistd.h>
 
 #include <cmath>
-#include <sstream>
 
 #include "cli/commands.h"
+#include "cli/grid_flag.h"
 #include "core/check.h"
 #include "data/synth/era5_synth.h"
 
@@ -23,13 +23,9 @@ struct SynthOptions {
 void run_synth(const SynthOptions& o) {
   data::SynthSpec spec;
   spec.out_dir = o.out;
-  int h = 0, w = 0;
-  char x = 0;
-  std::stringstream ss(o.grid);
-  if (!(ss >> h >> x >> w) || x != 'x' || !ss.eof())
-    fail("--grid must look like HxW (32x64, 64x128 or 128x256), got '{}'", o.grid);
-  spec.H = h;
-  spec.W = w;
+  const auto [h, w] = parse_grid_flag(o.grid, "--grid", "32x64, 64x128 or 128x256");
+  spec.H = static_cast<int>(h);
+  spec.W = static_cast<int>(w);
   spec.years = o.years;
   spec.start_year = o.start_year;
   spec.seed = o.seed;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/grid_flag.h"
 #include "core/check.h"
 #include "data/synthetic.h"
 #include "train/checkpoint.h"
@@ -52,11 +53,7 @@ std::string eta(double seconds) {
 void run_train(TrainOptions o) {
   if (o.threads > 0) omp_set_num_threads(o.threads);
   model::ModelConfig mc;
-  int64_t h = 0, w = 0;
-  char x = 0;
-  std::stringstream ss(o.img);
-  if (!(ss >> h >> x >> w) || x != 'x' || !ss.eof())
-    fail("--img must look like HxW (e.g. 32x64), got '{}'", o.img);
+  const auto [h, w] = parse_grid_flag(o.img, "--img", "e.g. 32x64");
   mc.img_h = h;
   mc.img_w = w;
   mc.patch_size = o.patch;

@@ -12,8 +12,7 @@
 
 namespace seqvit::data {
 
-namespace {
-
+// H. Hinnant's algorithm.
 int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
   y -= m <= 2;
   const int64_t era = (y >= 0 ? y : y - 399) / 400;
@@ -22,6 +21,8 @@ int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
   const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
   return era * 146097 + doe - 719468;
 }
+
+namespace {
 
 void civil_from_days(int64_t z, int64_t& y, int64_t& m, int64_t& d) {
   z += 719468;

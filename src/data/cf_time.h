@@ -23,6 +23,9 @@ CfTimeUnits parse_cf_time_units(const std::string& units);
 // Seconds since 1970-01-01 UTC of a date "Y-M-D[( |T)h[:m[:s[.f]]]][Z| UTC|+hh:mm|-hh:mm]".
 double parse_iso_datetime(const std::string& date);
 
+// Days from 1970-01-01 to year-month-day in the proleptic Gregorian calendar.
+int64_t days_from_civil(int64_t year, int64_t month, int64_t day);
+
 // "1979-01-01T06:00:00Z" (rounded to the nearest second) for hours since 1970-01-01.
 std::string iso8601(double hours_since_1970);
 

@@ -1,6 +1,8 @@
 // The seqvit binary on bad input: every case must exit with status 1 and one clear message that
 // names the file, tensor or value — never a crash, never an internal error.
 #include <gtest/gtest.h>
+
+#include "cli/run_seqvit.h"
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -16,25 +18,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kBin = std::string(SEQVIT_BINARY_DIR) + "/seqvit";
 const std::string kRef = std::string(SEQVIT_BINARY_DIR) + "/parity/aggregate";
 
-struct Result {
-  int status = -1;
-  std::string output;
-};
-
-Result run(const std::string& args) {
-  Result r;
-  FILE* p = popen((kBin + " " + args + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return r;
-}
+using seqvit_test::Result;
+Result run(const std::string& args) { return seqvit_test::run_seqvit(args); }
 
 class CliBadInput : public ::testing::Test {
  protected:

@@ -1,6 +1,8 @@
 // `seqvit data stats` run as a user would: statistics after decoding (packing, fill values,
 // orientation), one JSON object per field, a readable table, and clear errors on bad input.
 #include <gtest/gtest.h>
+
+#include "cli/run_seqvit.h"
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,24 +21,9 @@ using nctest::Var;
 
 namespace {
 
-const std::string kBin = std::string(SEQVIT_BINARY_DIR) + "/seqvit";
 
-struct Result {
-  int status = -1;
-  std::string output;
-};
-
-Result run(const std::string& args) {
-  Result r;
-  FILE* p = popen((kBin + " " + args + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return r;
-}
+using seqvit_test::Result;
+Result run(const std::string& args) { return seqvit_test::run_seqvit(args); }
 
 std::vector<nlohmann::json> json_lines(const std::string& s) {
   std::vector<nlohmann::json> r;

@@ -1,6 +1,8 @@
 // `seqvit data synth` end to end: it writes the ERA5-layout files that `seqvit data stats`
 // reads back (every variable, sensible ranges), and rejects bad flags with a clear message.
 #include <gtest/gtest.h>
+
+#include "cli/run_seqvit.h"
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -14,16 +16,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kBin = std::string(SEQVIT_BINARY_DIR) + "/seqvit";
-
 std::pair<int, std::string> run(const std::string& args, bool with_stderr = true) {
-  std::string out;
-  FILE* p = popen((kBin + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null")).c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), out};
+  const auto r = seqvit_test::run_seqvit(args, with_stderr);
+  return {r.status, r.output};
 }
 
 }  // namespace

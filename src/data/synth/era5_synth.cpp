@@ -9,6 +9,7 @@
 
 #include "core/check.h"
 #include "core/rng.h"
+#include "data/cf_time.h"
 #include "data/synth/netcdf_writer.h"
 #include "data/synth/shallow_water.h"
 
@@ -25,15 +26,6 @@ constexpr double kRd = 287.05;      // J kg-1 K-1
 constexpr double kLapse = 6.5e-3;   // K m-1
 constexpr double kObliquity = 23.44 * kPi / 180.0;
 
-// Days from 1970-01-01 to y-m-d (proleptic Gregorian; H. Hinnant's algorithm).
-int64_t days_from_civil(int64_t y, int m, int d) {
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const int64_t yoe = y - era * 400;
-  const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
 int days_in_year(int y) { return (y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)) ? 366 : 365; }
 
 // Smooth isotropic noise on the unit sphere: a sum of plane waves cos(k . x + theta) with
