@@ -1,0 +1,410 @@
+// ForecastDataset on small hand-written files (tests/data/nc_test_writer.h): a 4x8 grid, 6-hourly
+// from 1979-01-01, t2m (time, lat, lon), z (time, level = 500, 850, lat, lon), lsm (lat, lon).
+#include "data/forecast_dataset.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "core/check.h"
+#include "data/cf_time.h"
+#include "data/nc_test_writer.h"
+
+namespace fs = std::filesystem;
+using namespace seqvit;
+using namespace seqvit::data;
+
+namespace {
+
+constexpr int kH = 4, kW = 8;
+const std::vector<double> kLat = {67.5, 22.5, -22.5, -67.5};
+
+double t2m_value(size_t k, size_t i, size_t j) {
+  return 250.0 + 0.5 * static_cast<double>(k) + 3.0 * i + 0.25 * j + std::sin(0.7 * k + j);
+}
+double z_value(size_t k, size_t l, size_t i, size_t j) {
+  return 50000.0 + 1000.0 * l + 40.0 * i - 7.0 * j + 30.0 * std::cos(0.3 * k + i);
+}
+double lsm_value(size_t i, size_t j) { return (i * 8 + j) % 3 == 0 ? 1.0 : 0.25 * i; }
+
+double hours_1979() { return 24.0 * static_cast<double>(days_from_civil(1979, 1, 1)); }
+
+class ForecastDatasetTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    tmp_ = fs::temp_directory_path() /
+           ("seqvit_fc_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(tmp_);
+    fs::create_directories(tmp_);
+  }
+  void TearDown() override { fs::remove_all(tmp_); }
+
+  // Writes T 6-hourly steps; NaN at the (time, row, col) listed for t2m and z (level 500).
+  void write_data(int T, std::set<std::array<size_t, 3>> t2m_nan = {},
+                  std::set<std::array<size_t, 3>> z_nan = {}) {
+    using nctest::Coord;
+    using nctest::Var;
+    const Coord time{"time", nctest::range(0, 6, T), "hours since 1979-01-01 00:00:00",
+                     "gregorian"};
+    const Coord lat{"latitude", kLat, "degrees_north", ""};
+    const Coord lon{"longitude", nctest::range(0, 45, kW), "degrees_east", ""};
+    const Coord lev{"level", {500, 850}, "hPa", ""};
+    Var t{"t2m", NC_FLOAT, {"time", "latitude", "longitude"}, "K", {}, {}, nullptr};
+    t.raw = [t2m_nan](const std::vector<size_t>& x) {
+      if (t2m_nan.count({x[0], x[1], x[2]})) return std::nan("");
+      return static_cast<double>(static_cast<float>(t2m_value(x[0], x[1], x[2])));
+    };
+    Var z{"z", NC_FLOAT, {"time", "level", "latitude", "longitude"}, "m**2 s**-2", {}, {},
+          nullptr};
+    z.raw = [z_nan](const std::vector<size_t>& x) {
+      if (x[1] == 0 && z_nan.count({x[0], x[2], x[3]})) return std::nan("");
+      return static_cast<double>(static_cast<float>(z_value(x[0], x[1], x[2], x[3])));
+    };
+    Var m{"lsm", NC_FLOAT, {"latitude", "longitude"}, "(0 - 1)", {}, {}, nullptr};
+    m.raw = [](const std::vector<size_t>& x) { return lsm_value(x[0], x[1]); };
+    fs::create_directories(tmp_ / "data");
+    nctest::write((tmp_ / "data" / "t2m.nc").string(), NC_CLOBBER | NC_NETCDF4, {time, lat, lon},
+                  {t});
+    nctest::write((tmp_ / "data" / "z.nc").string(), NC_CLOBBER | NC_NETCDF4,
+                  {time, lev, lat, lon}, {z});
+    nctest::write((tmp_ / "data" / "lsm.nc").string(), NC_CLOBBER, {lat, lon}, {m});
+  }
+
+  // 10 days: train 1-5 Jan, val 6-7 Jan, test 8-10 Jan.
+  ForecastConfig config() const {
+    ForecastConfig c;
+    c.paths = {(tmp_ / "data").string()};
+    c.inputs = {"t2m", "z_500", "lsm"};
+    c.outputs = {"t2m"};
+    c.lead_hours = {6};
+    c.train = {"1979-01-01", "1979-01-06"};
+    c.val = {"1979-01-06", "1979-01-08"};
+    c.test = {"1979-01-08", "1979-01-11"};
+    c.batch_size = 4;
+    c.seed = 7;
+    return c;
+  }
+
+  fs::path tmp_;
+};
+
+// Direct two-pass statistics of a field over time steps [0, n_train) (NaN skipped).
+std::pair<double, double> direct_stats(const NetcdfDataset& ds, const std::string& name,
+                                       int64_t n_train) {
+  const FieldRef f = ds.resolve(name);
+  std::vector<float> v(kH * kW);
+  std::vector<double> all;
+  for (int64_t k = 0; k < n_train; ++k) {
+    ds.read(f, k, v.data());
+    for (float x : v)
+      if (!std::isnan(x)) all.push_back(x);
+  }
+  double m = 0, s = 0;
+  for (double x : all) m += x;
+  m /= static_cast<double>(all.size());
+  for (double x : all) s += (x - m) * (x - m);
+  return {m, std::sqrt(s / static_cast<double>(all.size()))};
+}
+
+TEST_F(ForecastDatasetTest, NormalisationStatsEqualDirectComputation) {
+  write_data(40);
+  const auto c = config();
+  ForecastDataset d(c, Split::train);
+  NetcdfDataset ds(c.paths);
+  for (const char* name : {"t2m", "z_500"}) {
+    const auto [m, s] = direct_stats(ds, name, 20);  // 20 steps in 1-5 Jan
+    EXPECT_NEAR(d.stats(name).mean, m, 1e-9 * std::abs(m)) << name;
+    EXPECT_NEAR(d.stats(name).std, s, 1e-9 * s) << name;
+    EXPECT_EQ(d.stats(name).count, 20 * kH * kW);
+  }
+  const auto [lm, ls] = direct_stats(ds, "lsm", 1);
+  EXPECT_NEAR(d.stats("lsm").mean, lm, 1e-12);
+  EXPECT_NEAR(d.stats("lsm").std, ls, 1e-12);
+  // Climatology: per-pixel mean of the 20 training steps.
+  const auto& clim = d.climatology("t2m");
+  ASSERT_EQ(clim.size(), static_cast<size_t>(kH * kW));
+  for (int i = 0; i < kH; ++i)
+    for (int j = 0; j < kW; ++j) {
+      double s = 0;
+      for (int k = 0; k < 20; ++k) s += static_cast<float>(t2m_value(k, i, j));
+      EXPECT_NEAR(clim[i * kW + j], s / 20, 1e-4);
+    }
+  EXPECT_THROW(d.climatology("z_500"), Error);
+}
+
+TEST_F(ForecastDatasetTest, CacheHitAndInvalidation) {
+  write_data(40);
+  auto c = config();
+  std::string fp;
+  {
+    ForecastDataset d(c, Split::train);
+    EXPECT_TRUE(d.stats_computed());
+    EXPECT_TRUE(fs::exists(d.cache_path()));
+    EXPECT_EQ(fs::path(d.cache_path()).parent_path(), tmp_ / "data");
+    fp = d.fingerprint();
+  }
+  const double mean = ForecastDataset(c, Split::val).stats("t2m").mean;
+  {
+    ForecastDataset d(c, Split::test);  // another split, same training statistics
+    EXPECT_FALSE(d.stats_computed());
+    EXPECT_EQ(d.stats("t2m").mean, mean);
+    EXPECT_EQ(d.fingerprint(), fp);
+  }
+  c.inputs = {"t2m", "z_500"};  // variable list changed: recomputed
+  {
+    ForecastDataset d(c, Split::train);
+    EXPECT_TRUE(d.stats_computed());
+    EXPECT_NE(d.fingerprint(), fp);
+  }
+  {
+    ForecastDataset d(c, Split::train);
+    EXPECT_FALSE(d.stats_computed());
+  }
+  c.train = {"1979-01-01", "1979-01-05"};  // split changed
+  EXPECT_TRUE(ForecastDataset(c, Split::train).stats_computed());
+  // A corrupt cache is recomputed, not trusted.
+  { std::ofstream(ForecastDataset(c, Split::train).cache_path()) << "garbage"; }
+  EXPECT_TRUE(ForecastDataset(c, Split::train).stats_computed());
+}
+
+TEST_F(ForecastDatasetTest, SplitBoundaries) {
+  write_data(40);
+  const auto c = config();
+  const double t0 = hours_1979();
+  ForecastDataset tr(c, Split::train), va(c, Split::val), te(c, Split::test);
+  // Train: inputs 0 .. 114 h (target before 120 h), val: 120 .. 162 h, test: 168 .. 228 h.
+  ASSERT_EQ(tr.size(), 19);
+  EXPECT_EQ(tr.sample_time(0), t0);
+  EXPECT_EQ(tr.sample_time(18), t0 + 108);
+  ASSERT_EQ(va.size(), 7);
+  EXPECT_EQ(va.sample_time(0), t0 + 120);
+  EXPECT_EQ(va.sample_time(6), t0 + 156);
+  ASSERT_EQ(te.size(), 11);  // data end at 234 h
+  EXPECT_EQ(te.sample_time(0), t0 + 168);
+  EXPECT_EQ(te.sample_time(10), t0 + 228);
+  for (auto* d : {&tr, &va, &te})
+    for (int64_t i = 0; i < d->size(); ++i) EXPECT_EQ(d->sample_lead(i), 6.0);
+}
+
+TEST_F(ForecastDatasetTest, SamplePairingExactAgainstDirectReads) {
+  write_data(40);
+  auto c = config();
+  c.lead_hours = {6, 12};
+  ForecastDataset d(c, Split::train);
+  NetcdfDataset ds(c.paths);
+  const double t0 = hours_1979();
+  std::vector<int64_t> ids(d.size());
+  for (int64_t i = 0; i < d.size(); ++i) ids[i] = i;
+  const Batch b = d.load(ids);
+  ASSERT_EQ(b.B, d.size());
+  ASSERT_EQ(b.V, 3);
+  ASSERT_EQ(b.Vo, 1);
+  EXPECT_EQ(b.lat, std::vector<float>(kLat.begin(), kLat.end()));
+  const int n = kH * kW;
+  std::vector<float> v(n);
+  for (int64_t i = 0; i < b.B; ++i) {
+    const int64_t k = std::llround((b.times[i] - t0) / 6);
+    const double lead = k % 2 == 0 ? 6 : 12;  // leads[index % count]
+    EXPECT_EQ(b.lead_times[i], lead);
+    for (int vi = 0; vi < 3; ++vi) {
+      const std::string name = c.inputs[vi];
+      ds.read(ds.resolve(name), name == "lsm" ? 0 : k, v.data());
+      const auto& s = d.stats(name);
+      for (int p = 0; p < n; ++p)
+        ASSERT_EQ(b.x[(i * 3 + vi) * n + p], static_cast<float>((v[p] - s.mean) / s.std))
+            << name << " sample " << i;
+    }
+    ds.read(ds.resolve("t2m"), k + static_cast<int64_t>(lead) / 6, v.data());
+    const auto& s = d.stats("t2m");
+    for (int p = 0; p < n; ++p)
+      ASSERT_EQ(b.y[i * n + p], static_cast<float>((v[p] - s.mean) / s.std)) << i;
+    // denormalise gives the physical values back.
+    std::vector<float> y(b.y.begin() + i * n, b.y.begin() + (i + 1) * n);
+    d.denormalise_y(y.data(), 1);
+    for (int p = 0; p < n; ++p) EXPECT_NEAR(y[p], v[p], 1e-3);
+  }
+}
+
+TEST_F(ForecastDatasetTest, CoarseningExactOnKnownValues) {
+  write_data(40);
+  auto c = config();
+  c.coarsen = 2;
+  ForecastDataset d(c, Split::train);
+  ASSERT_EQ(d.H(), 2);
+  ASSERT_EQ(d.W(), 4);
+  EXPECT_EQ(d.lat(), (std::vector<float>{45.0f, -45.0f}));
+  const Batch b = d.load({0, 5});
+  ASSERT_EQ(b.x.size(), static_cast<size_t>(2 * 3 * 8));
+  for (int64_t s = 0; s < 2; ++s) {
+    const size_t k = s == 0 ? 0 : 5;
+    std::vector<float> x(b.x.begin() + s * 24, b.x.begin() + s * 24 + 8);  // t2m
+    d.denormalise("t2m", x.data(), 8);
+    for (size_t i = 0; i < 2; ++i)
+      for (size_t j = 0; j < 4; ++j) {
+        double m = 0;
+        for (size_t a = 0; a < 2; ++a)
+          for (size_t bb = 0; bb < 2; ++bb)
+            m += static_cast<float>(t2m_value(k, 2 * i + a, 2 * j + bb));
+        EXPECT_NEAR(x[i * 4 + j], m / 4, 1e-4);
+      }
+  }
+  // Statistics are of the coarse fields: the mean is unchanged, the std smaller or equal.
+  auto c1 = config();
+  c1.cache_path = (tmp_ / "fine.safetensors").string();
+  ForecastDataset fine(c1, Split::train);
+  EXPECT_NEAR(d.stats("t2m").mean, fine.stats("t2m").mean, 1e-4);  // coarse values are float
+  EXPECT_LE(d.stats("t2m").std, fine.stats("t2m").std);
+  c.coarsen = 3;
+  EXPECT_THROW(ForecastDataset(c, Split::train), Error);
+}
+
+TEST_F(ForecastDatasetTest, SkipAndFillWithInjectedNaNs) {
+  write_data(40, {{3, 0, 0}}, {{7, 1, 2}, {7, 2, 2}});
+  auto c = config();
+  c.missing = MissingPolicy::skip;
+  ForecastDataset sk(c, Split::train);
+  // Input t2m at step 3, input z at step 7, target t2m at step 3 (input step 2): 3 dropped.
+  EXPECT_EQ(sk.skipped_samples(), 3);
+  EXPECT_EQ(sk.size(), 19 - 3);
+  EXPECT_EQ(sk.stats("t2m").nan_count, 1);
+  EXPECT_EQ(sk.stats("t2m").count, 20 * kH * kW - 1);
+  EXPECT_EQ(sk.stats("z_500").nan_count, 2);
+  std::set<int64_t> steps;
+  for (int64_t i = 0; i < sk.size(); ++i)
+    steps.insert(std::llround((sk.sample_time(i) - hours_1979()) / 6));
+  for (int64_t k : {2, 3, 7}) EXPECT_FALSE(steps.count(k)) << k;
+  std::vector<int64_t> all(sk.size());
+  for (int64_t i = 0; i < sk.size(); ++i) all[i] = i;
+  const Batch bs = sk.load(all);
+  for (float x : bs.x) ASSERT_FALSE(std::isnan(x));
+  EXPECT_EQ(sk.filled_values(), 0);
+
+  c.missing = MissingPolicy::fill;
+  ForecastDataset fi(c, Split::train);
+  EXPECT_EQ(fi.skipped_samples(), 0);
+  EXPECT_EQ(fi.size(), 19);
+  std::vector<int64_t> ids(fi.size());
+  for (int64_t i = 0; i < fi.size(); ++i) ids[i] = i;
+  const Batch b = fi.load(ids);
+  // t2m NaN as input of sample 3 and target of sample 2; z NaN twice in sample 7.
+  EXPECT_EQ(b.filled_values, 4);
+  EXPECT_EQ(fi.filled_values(), 4);
+  for (float x : b.x) ASSERT_FALSE(std::isnan(x));
+  for (float y : b.y) ASSERT_FALSE(std::isnan(y));
+  const int n = kH * kW;
+  EXPECT_EQ(b.x[(3 * 3 + 0) * n + 0], 0.0f);  // sample 3, t2m, pixel (0, 0)
+  EXPECT_EQ(b.y[2 * n + 0], 0.0f);            // sample 2 target
+  EXPECT_EQ(b.x[(7 * 3 + 1) * n + 1 * kW + 2], 0.0f);
+}
+
+TEST_F(ForecastDatasetTest, DeterministicShuffle) {
+  write_data(40);
+  auto c = config();
+  ForecastDataset a(c, Split::train), b(c, Split::train);
+  EXPECT_EQ(a.epoch_order(0), b.epoch_order(0));
+  EXPECT_NE(a.epoch_order(0), a.epoch_order(1));
+  auto sorted = a.epoch_order(3);
+  std::sort(sorted.begin(), sorted.end());
+  for (int64_t i = 0; i < a.size(); ++i) EXPECT_EQ(sorted[i], i);
+  c.seed = 8;
+  ForecastDataset other(c, Split::train);
+  EXPECT_NE(other.epoch_order(0), a.epoch_order(0));
+  c.shuffle = false;
+  ForecastDataset plain(c, Split::train);
+  for (int64_t i = 0; i < plain.size(); ++i) EXPECT_EQ(plain.epoch_order(2)[i], i);
+}
+
+TEST_F(ForecastDatasetTest, PrefetchYieldsTheSameBatchesAsSynchronousLoading) {
+  write_data(40);
+  auto c = config();
+  c.prefetch = true;
+  ForecastDataset pre(c, Split::train);
+  c.prefetch = false;
+  ForecastDataset sync(c, Split::train);
+  Batch b;
+  EXPECT_THROW(pre.next(b), Error);  // before start_epoch
+  for (int64_t epoch : {0, 1}) {
+    pre.start_epoch(epoch);
+    sync.start_epoch(epoch);
+    const auto order = sync.epoch_order(epoch);
+    int64_t k = 0;
+    Batch p, s;
+    while (pre.next(p)) {
+      ASSERT_TRUE(sync.next(s));
+      const int64_t lo = k * 4, hi = std::min<int64_t>(lo + 4, sync.size());
+      const Batch direct = sync.load(std::vector<int64_t>(order.begin() + lo, order.begin() + hi));
+      EXPECT_EQ(p.B, hi - lo);
+      EXPECT_EQ(p.x, s.x);
+      EXPECT_EQ(p.y, s.y);
+      EXPECT_EQ(p.times, s.times);
+      EXPECT_EQ(p.lead_times, s.lead_times);
+      EXPECT_EQ(p.x, direct.x);
+      EXPECT_EQ(p.view().B, p.B);
+      ++k;
+    }
+    EXPECT_FALSE(sync.next(s));
+    EXPECT_EQ(k, pre.num_batches());
+    EXPECT_EQ(k, 5);  // 19 samples in batches of 4
+  }
+  // Restarting an epoch half-way and destroying a dataset mid-epoch shut the worker down cleanly.
+  pre.start_epoch(2);
+  ASSERT_TRUE(pre.next(b));
+  pre.start_epoch(3);
+  ASSERT_TRUE(pre.next(b));
+}
+
+TEST_F(ForecastDatasetTest, WorkerExceptionsReachTheCaller) {
+  write_data(40);
+  auto c = config();
+  ForecastDataset d(c, Split::train);  // reads the constant lsm last: that file stays open
+  fs::remove(tmp_ / "data" / "t2m.nc");
+  d.start_epoch(0);
+  Batch b;
+  EXPECT_THROW(d.next(b), Error);
+  EXPECT_FALSE(d.next(b));  // the epoch ended with the error
+}
+
+TEST_F(ForecastDatasetTest, ClearErrors) {
+  write_data(40);
+  auto c = config();
+  auto message = [](const ForecastConfig& cfg, Split s) {
+    try {
+      ForecastDataset d(cfg, s);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  auto bad = c;
+  bad.inputs = {"t2m", "q_700"};
+  EXPECT_NE(message(bad, Split::train).find("unknown variable 'q_700'"), std::string::npos)
+      << message(bad, Split::train);
+  bad = c;
+  bad.val = {"1980-01-01", "1980-02-01"};
+  EXPECT_NE(message(bad, Split::val).find("val split"), std::string::npos);
+  EXPECT_NE(message(bad, Split::val).find("is empty"), std::string::npos)
+      << message(bad, Split::val);
+  bad = c;
+  bad.lead_hours = {72};  // the val split spans 48 h
+  EXPECT_NE(message(bad, Split::val).find("no sample"), std::string::npos)
+      << message(bad, Split::val);
+  bad = c;
+  bad.train = {"1980-01-01", "1980-02-01"};
+  EXPECT_NE(message(bad, Split::train).find("train split"), std::string::npos)
+      << message(bad, Split::train);
+  bad = c;
+  bad.outputs = {"lsm"};
+  EXPECT_NE(message(bad, Split::train).find("no time axis"), std::string::npos);
+  bad = c;
+  bad.lead_hours = {-6};
+  EXPECT_NE(message(bad, Split::train).find("must be positive"), std::string::npos);
+}
+
+}  // namespace
