@@ -338,7 +338,12 @@ void ForecastDataset::save_cache() const {
   std::vector<float> a(nan_in_.begin(), nan_in_.end()), o(nan_out_.begin(), nan_out_.end());
   w.add_f32("nan_in", {T}, a.data());
   w.add_f32("nan_out", {T}, o.data());
-  w.write(cache_path_);
+  try {
+    w.write(cache_path_);
+  } catch (const Error& e) {
+    fail("forecast dataset: cannot write the statistics cache (set cache_path to a writable "
+         "place): {}", e.what());
+  }
 }
 
 std::vector<int64_t> ForecastDataset::epoch_order(int64_t epoch) const {

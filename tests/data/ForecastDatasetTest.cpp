@@ -15,6 +15,7 @@
 #include "core/check.h"
 #include "data/cf_time.h"
 #include "data/nc_test_writer.h"
+#include "data/synth/era5_synth.h"
 
 namespace fs = std::filesystem;
 using namespace seqvit;
@@ -405,6 +406,61 @@ TEST_F(ForecastDatasetTest, ClearErrors) {
   bad = c;
   bad.lead_hours = {-6};
   EXPECT_NE(message(bad, Split::train).find("must be positive"), std::string::npos);
+}
+
+}  // namespace
+
+namespace {
+
+// End to end on the synthetic ERA5 layout (one sub-directory per variable, constants apart).
+TEST(ForecastDatasetSynthTest, Era5LayoutCoarsenedEpochIsNormalised) {
+  const fs::path dir = fs::temp_directory_path() /
+                       ("seqvit_fc_synth_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  SynthSpec s;
+  s.out_dir = dir.string();
+  s.days = 3;
+  s.spinup_days = 2;
+  synthesize(s);
+  ForecastConfig c;
+  c.paths = {dir.string()};
+  c.inputs = {"t2m", "z_500", "t_850", "lsm", "orography"};
+  c.outputs = {"z_500", "t_850", "t2m"};
+  c.lead_hours = {6, 24};
+  c.train = {"1979-01-01", "1979-01-04"};
+  c.val = c.test = c.train;
+  c.coarsen = 2;
+  c.batch_size = 3;
+  ForecastDataset d(c, Split::train);
+  EXPECT_EQ(d.H(), 16);
+  EXPECT_EQ(d.W(), 32);
+  EXPECT_EQ(d.skipped_samples(), 0);
+  // 12 steps: even k use 6 h (k <= 10), odd k use 24 h (k <= 7).
+  EXPECT_EQ(d.size(), 6 + 4);
+  d.start_epoch(0);
+  Batch b;
+  std::vector<double> sum(5, 0), sq(5, 0);
+  int64_t n = 0;
+  while (d.next(b)) {
+    ASSERT_EQ(b.x.size(), static_cast<size_t>(b.B * 5 * 16 * 32));
+    ASSERT_EQ(b.y.size(), static_cast<size_t>(b.B * 3 * 16 * 32));
+    for (int64_t i = 0; i < b.B; ++i) {
+      for (int v = 0; v < 5; ++v)
+        for (int p = 0; p < 16 * 32; ++p) {
+          const float x = b.x[(i * 5 + v) * 512 + p];
+          ASSERT_TRUE(std::isfinite(x));
+          sum[v] += x, sq[v] += double(x) * x;
+        }
+      n += 512;
+    }
+  }
+  // Constants are exactly standardised; time-dependent inputs nearly (samples ~ training steps).
+  for (int v = 0; v < 5; ++v) {
+    const double m = sum[v] / n, sd = std::sqrt(sq[v] / n - m * m);
+    EXPECT_NEAR(m, 0, v >= 3 ? 1e-5 : 0.3) << c.inputs[v];
+    EXPECT_NEAR(sd, 1, v >= 3 ? 1e-5 : 0.3) << c.inputs[v];
+  }
+  fs::remove_all(dir);
 }
 
 }  // namespace
