@@ -48,8 +48,9 @@ class ForecastDatasetTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(tmp_); }
 
   // Writes T 6-hourly steps; NaN at the (time, row, col) listed for t2m and z (level 500).
+  // z covers steps z_first .. T-1 only (a different coverage from t2m).
   void write_data(int T, std::set<std::array<size_t, 3>> t2m_nan = {},
-                  std::set<std::array<size_t, 3>> z_nan = {}) {
+                  std::set<std::array<size_t, 3>> z_nan = {}, int z_first = 0) {
     using nctest::Coord;
     using nctest::Var;
     const Coord time{"time", nctest::range(0, 6, T), "hours since 1979-01-01 00:00:00",
@@ -73,8 +74,15 @@ class ForecastDatasetTest : public ::testing::Test {
     fs::create_directories(tmp_ / "data");
     nctest::write((tmp_ / "data" / "t2m.nc").string(), NC_CLOBBER | NC_NETCDF4, {time, lat, lon},
                   {t});
+    const Coord ztime{"time", nctest::range(6.0 * z_first, 6, T - z_first),
+                      "hours since 1979-01-01 00:00:00", "gregorian"};
+    z.raw = [z_nan, z_first, zr = z.raw](const std::vector<size_t>& x) {
+      std::vector<size_t> g = x;
+      g[0] += static_cast<size_t>(z_first);
+      return zr(g);
+    };
     nctest::write((tmp_ / "data" / "z.nc").string(), NC_CLOBBER | NC_NETCDF4,
-                  {time, lev, lat, lon}, {z});
+                  {ztime, lev, lat, lon}, {z});
     nctest::write((tmp_ / "data" / "lsm.nc").string(), NC_CLOBBER, {lat, lon}, {m});
   }
 
@@ -192,6 +200,42 @@ TEST_F(ForecastDatasetTest, SplitBoundaries) {
   EXPECT_EQ(te.sample_time(10), t0 + 228);
   for (auto* d : {&tr, &va, &te})
     for (int64_t i = 0; i < d->size(); ++i) EXPECT_EQ(d->sample_lead(i), 6.0);
+}
+
+TEST_F(ForecastDatasetTest, OnlyTimesPresentInEveryFieldMakeSamples) {
+  write_data(40, {}, {}, 4);  // z starts 24 h after t2m
+  auto c = config();
+  c.lead_hours = {6, 12};
+  ForecastDataset d(c, Split::train);
+  const double t0 = hours_1979();
+  // Common steps 4 .. 39; train inputs at 4 .. 18 (k even: +6 h, k odd: +12 h, target < 120 h).
+  ASSERT_EQ(d.size(), 8 + 7);
+  EXPECT_EQ(d.sample_time(0), t0 + 24);
+  for (int64_t i = 0; i < d.size(); ++i) EXPECT_GE(d.sample_time(i), t0 + 24);
+  NetcdfDataset ds(c.paths);
+  const auto [m, s] = [&] {  // t2m statistics over the common training steps 4 .. 19 only
+    std::vector<float> v(kH * kW);
+    double sm = 0, sq = 0;
+    for (int k = 4; k < 20; ++k) {
+      ds.read(ds.resolve("t2m"), k, v.data());
+      for (float x : v) sm += x;
+    }
+    const double mean = sm / (16.0 * kH * kW);
+    for (int k = 4; k < 20; ++k) {
+      ds.read(ds.resolve("t2m"), k, v.data());
+      for (float x : v) sq += (x - mean) * (x - mean);
+    }
+    return std::pair<double, double>{mean, std::sqrt(sq / (16.0 * kH * kW))};
+  }();
+  EXPECT_NEAR(d.stats("t2m").mean, m, 1e-9 * m);
+  EXPECT_NEAR(d.stats("t2m").std, s, 1e-9 * s);
+  // z time index 0 is t2m step 4: the pairing goes by time, not by index.
+  const Batch b = d.load({0});
+  std::vector<float> v(kH * kW);
+  ds.read(ds.resolve("z_500"), 0, v.data());
+  const auto& zs = d.stats("z_500");
+  for (int p = 0; p < kH * kW; ++p)
+    EXPECT_EQ(b.x[1 * kH * kW + p], static_cast<float>((v[p] - zs.mean) / zs.std));
 }
 
 TEST_F(ForecastDatasetTest, SamplePairingExactAgainstDirectReads) {
