@@ -20,10 +20,11 @@ struct GradOptions {
 };
 
 void run_grad(const GradOptions& o) {
-  const auto cfg = train::read_model_config(o.model);
+  const io::SafetensorsReader model_file(o.model);  // read once: configuration and weights
+  const auto cfg = train::read_model_config(model_file);
   model::ClimaX m(cfg);
   Buffer<float> params(m.params().total()), grads(m.params().total());
-  train::load_parameters(o.model, m.params(), params.data());
+  train::load_parameters(model_file, m.params(), params.data());
 
   io::SafetensorsReader br(o.batch);
   for (const char* need : {"x", "y", "lead_times", "lat"})

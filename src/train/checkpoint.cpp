@@ -5,12 +5,15 @@
 #include <set>
 
 #include "core/check.h"
-#include "io/safetensors.h"
 
 namespace seqvit::train {
 
 model::ModelConfig read_model_config(const std::string& path) {
-  io::SafetensorsReader r(path);
+  return read_model_config(io::SafetensorsReader(path));
+}
+
+model::ModelConfig read_model_config(const io::SafetensorsReader& r) {
+  const std::string& path = r.path();
   auto it = r.metadata().find("seqvit.config");
   if (it == r.metadata().end())
     fail("{}: no model configuration (__metadata__ key 'seqvit.config') in this file", path);
@@ -18,7 +21,11 @@ model::ModelConfig read_model_config(const std::string& path) {
 }
 
 void load_parameters(const std::string& path, const TensorTable& table, float* params) {
-  io::SafetensorsReader r(path);
+  load_parameters(io::SafetensorsReader(path), table, params);
+}
+
+void load_parameters(const io::SafetensorsReader& r, const TensorTable& table, float* params) {
+  const std::string& path = r.path();
   std::set<std::string> expected;
   for (const auto& e : table.entries()) {
     expected.insert(e.name);

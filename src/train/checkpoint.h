@@ -7,17 +7,22 @@
 #include <vector>
 
 #include "core/tensor_table.h"
+#include "io/safetensors.h"
 #include "model/config.h"
 #include "train/optimizer.h"
 
 namespace seqvit::train {
 
-// Reads only the configuration of a model file.
+// The configuration of a model file. The reader overloads let a caller that needs both the
+// configuration and the weights read the file once.
 model::ModelConfig read_model_config(const std::string& path);
+model::ModelConfig read_model_config(const io::SafetensorsReader& model_file);
 
 // Loads every parameter of `table` from `path` into params (table layout). Throws naming the
 // file and tensor on a missing tensor, an extra tensor, or a shape mismatch.
 void load_parameters(const std::string& path, const TensorTable& table, float* params);
+void load_parameters(const io::SafetensorsReader& model_file, const TensorTable& table,
+                     float* params);
 
 // Writes the model file atomically.
 void save_model(const std::string& path, const model::ModelConfig& cfg, const TensorTable& table,

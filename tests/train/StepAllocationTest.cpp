@@ -11,8 +11,8 @@
 #include <new>
 #include <vector>
 
-#include "data/synthetic.h"
 #include "kernels/ops.h"
+#include "train/synthetic_batch.h"
 #include "train/trainer.h"
 
 namespace {
@@ -38,24 +38,12 @@ using namespace seqvit;
 
 namespace {
 void steps_without_allocation(model::Tokenization tok, model::Precision prec) {
-  model::ModelConfig c;
-  c.img_h = 8;
-  c.img_w = 16;
-  c.patch_size = 2;
-  c.embed_dim = 32;
-  c.num_heads = 2;
-  c.depth = 2;
-  c.variables = {"t2m", "z_500", "u10"};
-  c.out_variables = {"z_500"};
-  c.tokenization = tok;
+  const auto c = seqvit_test::tiny_config(tok);
   train::OptimConfig o;
   o.grad_clip = 1.0;
   train::Trainer tr(c, o, 2, prec, 0);
-  data::SyntheticFields f({c.img_h, c.img_w, c.variables, c.out_variables, {6}, 4, 0});
-  const int64_t HW = c.img_h * c.img_w;
-  std::vector<float> x(2 * c.V() * HW), y(2 * c.Vo() * HW), lt(2);
-  for (int s = 0; s < 2; ++s) f.sample(s, x.data() + s * c.V() * HW, y.data() + s * c.Vo() * HW, &lt[s]);
-  const model::BatchView b{2, x.data(), y.data(), lt.data(), f.lat().data()};
+  seqvit_test::SyntheticBatch data(c, 2);
+  const model::BatchView b = data.batch(0);
   tr.step(b);  // first step: per-thread scratch may grow once
   g_allocations = 0;
   g_library_allocations = 0;

@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "core/check.h"
-#include "data/synthetic.h"
 #include "train/checkpoint.h"
+#include "train/synthetic_batch.h"
 #include "train/trainer.h"
 
 using namespace seqvit;
@@ -17,37 +17,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-model::ModelConfig tiny() {
-  model::ModelConfig c;
-  c.img_h = 8;
-  c.img_w = 16;
-  c.patch_size = 2;
-  c.embed_dim = 32;
-  c.num_heads = 2;
-  c.depth = 2;
-  c.decoder_depth = 1;
-  c.variables = {"t2m", "z_500", "u10"};
-  c.out_variables = {"t2m", "z_500"};
-  return c;
-}
-
-struct Data {
-  data::SyntheticFields f;
-  int64_t B;
-  std::vector<float> x, y, lt;
-  Data(const model::ModelConfig& c, int64_t B)
-      : f(data::SyntheticSpec{c.img_h, c.img_w, c.variables, c.out_variables, {6, 24}, 4, 3}),
-        B(B),
-        x(B * c.V() * c.img_h * c.img_w),
-        y(B * c.Vo() * c.img_h * c.img_w),
-        lt(B) {}
-  model::BatchView batch(uint64_t step, const model::ModelConfig& c) {
-    const int64_t HW = c.img_h * c.img_w;
-    for (int64_t s = 0; s < B; ++s)
-      f.sample(step * B + s, x.data() + s * c.V() * HW, y.data() + s * c.Vo() * HW, lt.data() + s);
-    return {B, x.data(), y.data(), lt.data(), f.lat().data()};
-  }
-};
+using seqvit_test::SyntheticBatch;
+using seqvit_test::tiny_config;
 
 train::OptimConfig opt() {
   train::OptimConfig o;
@@ -78,26 +49,26 @@ TEST(Schedule, WarmupThenCosine) {
 }
 
 TEST(Trainer, LossFallsOnSyntheticData) {
-  const auto c = tiny();
+  const auto c = tiny_config();
   auto o = opt();
   o.lr = 4e-3;
   o.total_steps = 30;
   train::Trainer tr(c, o, 4, model::Precision::F32, 0);
-  Data d(c, 4);
-  const auto first = tr.step(d.batch(0, c)).loss;
+  SyntheticBatch d(c, 4);
+  const auto first = tr.step(d.batch(0)).loss;
   double last = 0;
-  for (int s = 1; s < 30; ++s) last = tr.step(d.batch(0, c)).loss;  // same batch: fit it
+  for (int s = 1; s < 30; ++s) last = tr.step(d.batch(0)).loss;  // same batch: fit it
   EXPECT_LT(last, 0.6 * first);
 }
 
 TEST(Trainer, NanLossStopsBeforeTheUpdate) {
-  const auto c = tiny();
+  const auto c = tiny_config();
   train::Trainer tr(c, opt(), 2, model::Precision::F32, 0);
-  Data d(c, 2);
-  tr.step(d.batch(0, c));
+  SyntheticBatch d(c, 2);
+  tr.step(d.batch(0));
   std::vector<float> before(tr.params(), tr.params() + tr.model().params().total());
-  auto b = d.batch(1, c);
-  d.x[5] = std::numeric_limits<float>::quiet_NaN();
+  auto b = d.batch(1);
+  d.x()[5] = std::numeric_limits<float>::quiet_NaN();
   try {
     tr.step(b);
     FAIL() << "expected an error";
@@ -108,16 +79,16 @@ TEST(Trainer, NanLossStopsBeforeTheUpdate) {
 }
 
 TEST(Trainer, ResumeFromCheckpointIsBitIdentical) {
-  const auto c = tiny();
+  const auto c = tiny_config();
   const auto dir = fs::temp_directory_path() / ("seqvit_resume_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   const std::string path = (dir / "ck.safetensors").string();
-  Data d(c, 2);
+  SyntheticBatch d(c, 2);
   std::vector<double> straight;
   {
     train::Trainer tr(c, opt(), 2, model::Precision::F32, 5);
     for (int s = 0; s < 6; ++s) {
-      straight.push_back(tr.step(d.batch(s, c)).loss);
+      straight.push_back(tr.step(d.batch(s)).loss);
       if (s == 2) {
         train::save_model(path, c, tr.model().params(), tr.params());
         train::save_optimizer(train::optimizer_path(path), tr.model().params(), tr.optimizer());
@@ -131,12 +102,12 @@ TEST(Trainer, ResumeFromCheckpointIsBitIdentical) {
   train::load_optimizer(train::optimizer_path(path), tr.model().params(), tr.optimizer());
   tr.params_changed();
   EXPECT_EQ(tr.optimizer().steps_done(), 3);
-  for (int s = 3; s < 6; ++s) EXPECT_EQ(tr.step(d.batch(s, c)).loss, straight[s]) << "step " << s;
+  for (int s = 3; s < 6; ++s) EXPECT_EQ(tr.step(d.batch(s)).loss, straight[s]) << "step " << s;
   fs::remove_all(dir);
 }
 
 TEST(Trainer, MemoryPlanIsReportedAndAllocatedUpFront) {
-  train::Trainer tr(tiny(), opt(), 2, model::Precision::BF16, 0);
+  train::Trainer tr(tiny_config(), opt(), 2, model::Precision::BF16, 0);
   const auto r = tr.memory_report();
   for (const char* k : {"parameters", "gradients", "optimizer state", "activations", "workspace"})
     EXPECT_NE(r.find(k), std::string::npos) << r;
