@@ -1,5 +1,7 @@
 #include "data/forecast_dataset.h"
 
+#include <nlohmann/json.hpp>
+
 #include <dlfcn.h>
 #include <sys/stat.h>
 
@@ -49,6 +51,73 @@ const char* split_name(Split s) {
 }
 
 }  // namespace
+
+MissingPolicy parse_missing_policy(const std::string& s) {
+  if (s == "skip") return MissingPolicy::skip;
+  if (s == "fill") return MissingPolicy::fill;
+  fail("missing-value policy '{}' is not valid: use 'skip' (drop the sample) or 'fill' (replace "
+       "by the training mean)", s);
+}
+
+const char* missing_policy_name(MissingPolicy p) {
+  return p == MissingPolicy::skip ? "skip" : "fill";
+}
+
+std::string forecast_config_to_json(const ForecastConfig& c) {
+  using nlohmann::json;
+  auto range = [](const TimeRange& r) { return json::array({r.begin, r.end}); };
+  json j{{"paths", c.paths},
+         {"inputs", c.inputs},
+         {"outputs", c.outputs},
+         {"lead_hours", c.lead_hours},
+         {"train", range(c.train)},
+         {"val", range(c.val)},
+         {"test", range(c.test)},
+         {"coarsen", c.coarsen},
+         {"missing", missing_policy_name(c.missing)},
+         {"seed", c.seed},
+         {"shuffle", c.shuffle}};
+  return j.dump();
+}
+
+ForecastConfig forecast_config_from_json(const std::string& text, const std::string& where) {
+  using nlohmann::json;
+  ForecastConfig c;
+  try {
+    const json j = json::parse(text);
+    if (!j.is_object()) fail("{}: dataset configuration is not a JSON object", where);
+    static const std::set<std::string> known = {"paths", "inputs", "outputs", "lead_hours",
+                                                "train", "val", "test", "coarsen",
+                                                "missing", "seed", "shuffle"};
+    for (const auto& [k, v] : j.items())
+      if (!known.count(k)) fail("{}: unknown dataset configuration key '{}'", where, k);
+    auto range = [&](const char* k) {
+      TimeRange r;
+      if (j.contains(k)) {
+        const auto& a = j.at(k);
+        if (!a.is_array() || a.size() != 2)
+          fail("{}: dataset key '{}' must be [begin, end]", where, k);
+        r.begin = a[0].get<std::string>();
+        r.end = a[1].get<std::string>();
+      }
+      return r;
+    };
+    c.paths = j.value("paths", std::vector<std::string>{});
+    c.inputs = j.at("inputs").get<std::vector<std::string>>();
+    c.outputs = j.at("outputs").get<std::vector<std::string>>();
+    c.lead_hours = j.at("lead_hours").get<std::vector<double>>();
+    c.train = range("train");
+    c.val = range("val");
+    c.test = range("test");
+    c.coarsen = j.value("coarsen", 1);
+    c.missing = parse_missing_policy(j.value("missing", std::string("skip")));
+    c.seed = j.value("seed", uint64_t{0});
+    c.shuffle = j.value("shuffle", true);
+  } catch (const json::exception& e) {
+    fail("{}: bad dataset configuration: {}", where, e.what());
+  }
+  return c;
+}
 
 ForecastDataset::ForecastDataset(const ForecastConfig& cfg, Split split)
     : cfg_(cfg), split_(split) {
@@ -143,6 +212,17 @@ ForecastDataset::ForecastDataset(const ForecastConfig& cfg, Split split)
     stats_computed_ = true;
     save_cache();
   }
+  if (!cfg_.normalisation.empty())
+    for (auto& [name, st] : stats_) {
+      const auto it = cfg_.normalisation.find(name);
+      if (it == cfg_.normalisation.end())
+        fail("forecast dataset: the given normalisation has no mean/std for '{}'", name);
+      if (!(it->second.second > 0))
+        fail("forecast dataset: the given std of '{}' is {}; it must be positive", name,
+             it->second.second);
+      st.mean = it->second.first;
+      st.std = it->second.second;
+    }
   for (const auto& f : in_) {
     if (!f.constant) continue;
     std::vector<float> c(static_cast<size_t>(H_ * W_));
@@ -186,6 +266,13 @@ ForecastDataset::~ForecastDataset() { stop_worker(); }
 
 int64_t ForecastDataset::num_batches() const {
   return (size() + cfg_.batch_size - 1) / cfg_.batch_size;
+}
+
+const FieldRef& ForecastDataset::field_ref(const std::string& name) const {
+  for (const auto* fs : {&in_, &out_})
+    for (const auto& f : *fs)
+      if (f.name == name) return f.ref;
+  fail("forecast dataset: '{}' is neither an input nor an output", name);
 }
 
 const FieldStats& ForecastDataset::stats(const std::string& name) const {
@@ -421,11 +508,14 @@ void ForecastDataset::stop_worker() {
   error_ = nullptr;
 }
 
-void ForecastDataset::start_epoch(int64_t epoch) {
+void ForecastDataset::start_epoch(int64_t epoch, int64_t first_batch) {
   stop_worker();
+  if (first_batch < 0 || first_batch > num_batches())
+    fail("forecast dataset: cannot start epoch {} at batch {}: it has {} batches", epoch,
+         first_batch, num_batches());
   order_ = epoch_order(epoch);
-  next_batch_ = 0;
-  requested_ = 0;
+  next_batch_ = first_batch;
+  requested_ = first_batch;
   started_ = true;
   if (cfg_.prefetch) worker_ = std::thread([this] { worker_loop(); });
 }

@@ -51,7 +51,19 @@ struct ForecastConfig {
   uint64_t seed = 0;
   bool shuffle = true;               // shuffle sample order per epoch (from seed and epoch)
   bool prefetch = true;              // load the next batch on a background thread
+  // When not empty: the (mean, std) of every input and output, used instead of the computed
+  // ones (a checkpoint's, so that a model sees data normalised as in its training). The
+  // climatology is still the training period's.
+  std::map<std::string, std::pair<double, double>> normalisation;
 };
+
+// The dataset part of a forecast checkpoint (__metadata__["seqvit.data"]): every field of
+// ForecastConfig except cache_path, prefetch and batch_size. from_json rejects unknown keys and
+// names `where` in its errors.
+std::string forecast_config_to_json(const ForecastConfig& cfg);
+ForecastConfig forecast_config_from_json(const std::string& json, const std::string& where);
+MissingPolicy parse_missing_policy(const std::string& s);  // "skip" | "fill"
+const char* missing_policy_name(MissingPolicy p);
 
 struct FieldStats {
   double mean = 0, std = 1;
@@ -84,6 +96,11 @@ class ForecastDataset {
   const std::vector<float>& lat() const { return lat_; }
   const std::vector<std::string>& inputs() const { return cfg_.inputs; }
   const std::vector<std::string>& outputs() const { return cfg_.outputs; }
+  const ForecastConfig& config() const { return cfg_; }
+  // The files underneath, e.g. for a field's units and its stored orientation
+  // (netcdf().variable(field_ref(name).variable)). Not while an epoch is being prefetched.
+  const NetcdfDataset& netcdf() const { return *ds_; }
+  const FieldRef& field_ref(const std::string& name) const;  // an input or output
 
   const FieldStats& stats(const std::string& name) const;  // inputs and outputs
   // Per-pixel training-period mean of an output, [H*W], physical units.
@@ -107,7 +124,8 @@ class ForecastDataset {
   // Starts iterating `epoch`; next() then yields its batches in order and returns false at the
   // end. With prefetch, a worker thread loads batch k+1 while batch k is used; an exception in
   // the worker is rethrown by next().
-  void start_epoch(int64_t epoch);
+  // `first_batch` > 0 starts part-way through (resuming a run at its saved data position).
+  void start_epoch(int64_t epoch, int64_t first_batch = 0);
   bool next(Batch& out);
 
   // Physical units from normalised values: v * std + mean, in place.

@@ -40,11 +40,11 @@ void load_parameters(const io::SafetensorsReader& r, const TensorTable& table, f
 }
 
 void save_model(const std::string& path, const model::ModelConfig& cfg, const TensorTable& table,
-                const float* params, const std::string& extra_metadata_json) {
+                const float* params, const std::map<std::string, std::string>& metadata) {
   io::SafetensorsWriter w;
   w.set_metadata("seqvit.config", cfg.to_json());
   w.set_metadata("format", "pt");
-  if (!extra_metadata_json.empty()) w.set_metadata("seqvit.train", extra_metadata_json);
+  for (const auto& [k, v] : metadata) w.set_metadata(k, v);
   for (const auto& e : table.entries()) w.add_f32(e.name, e.shape, params + e.offset);
   w.write(path);
 }

@@ -3,6 +3,7 @@
 // the optimizer state lives beside it in "<stem>.optim.safetensors".
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -24,9 +25,9 @@ void load_parameters(const std::string& path, const TensorTable& table, float* p
 void load_parameters(const io::SafetensorsReader& model_file, const TensorTable& table,
                      float* params);
 
-// Writes the model file atomically.
+// Writes the model file atomically; `metadata` adds __metadata__ entries (e.g. seqvit.train).
 void save_model(const std::string& path, const model::ModelConfig& cfg, const TensorTable& table,
-                const float* params, const std::string& extra_metadata_json = "");
+                const float* params, const std::map<std::string, std::string>& metadata = {});
 
 // Optimizer state: adam.m.<name>, adam.v.<name>, metadata seqvit.optim (step + hyper-params).
 std::string optimizer_path(const std::string& model_path);
