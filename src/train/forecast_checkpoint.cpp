@@ -69,6 +69,26 @@ Normalisation normalisation_from_json(const std::string& text, const std::string
   return n;
 }
 
+void save_forecast_model(const std::string& path, const model::ModelConfig& mcfg,
+                         const data::ForecastConfig& dcfg, const Normalisation& norm,
+                         const TensorTable& table, const float* params,
+                         const std::string& train_state_json) {
+  std::map<std::string, std::string> md{{"seqvit.data", data::forecast_config_to_json(dcfg)},
+                                        {"seqvit.norm", normalisation_to_json(norm)}};
+  if (!train_state_json.empty()) md["seqvit.train"] = train_state_json;
+  save_model(path, mcfg, table, params, md);
+}
+
+Normalisation normalisation_of(const data::ForecastDataset& ds) {
+  Normalisation n;
+  for (const auto* names : {&ds.inputs(), &ds.outputs()})
+    for (const auto& name : *names) {
+      const auto& s = ds.stats(name);
+      n[name] = {s.mean, s.std};
+    }
+  return n;
+}
+
 ForecastCheckpoint load_forecast_checkpoint(const std::string& path) {
   ForecastCheckpoint ck;
   ck.path = resolve_checkpoint(path);

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "data/forecast_dataset.h"
+#include "core/tensor_table.h"
 #include "model/config.h"
 
 namespace seqvit::train {
@@ -39,6 +40,14 @@ struct ForecastCheckpoint {
 // file lacks the forecast metadata.
 std::string resolve_checkpoint(const std::string& path);
 ForecastCheckpoint load_forecast_checkpoint(const std::string& path);
+
+// Writes a forecast model file atomically (train_state_json, if not empty, as seqvit.train).
+void save_forecast_model(const std::string& path, const model::ModelConfig& mcfg,
+                         const data::ForecastConfig& dcfg, const Normalisation& norm,
+                         const TensorTable& table, const float* params,
+                         const std::string& train_state_json = "");
+// The (mean, std) of every input and output of a dataset.
+Normalisation normalisation_of(const data::ForecastDataset& ds);
 
 std::string normalisation_to_json(const Normalisation& n);
 Normalisation normalisation_from_json(const std::string& json, const std::string& where);

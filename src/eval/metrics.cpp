@@ -1,0 +1,168 @@
+// Forecast scores (see metrics.h).
+#include "eval/metrics.h"
+
+#include <fmt/core.h>
+
+#include <cmath>
+#include <limits>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "core/check.h"
+
+namespace seqvit::eval {
+
+MetricAccumulator::MetricAccumulator(const float* lat_deg, int64_t H, int64_t W)
+    : H_(H), W_(W), w_(static_cast<size_t>(H)) {
+  const auto w = model::latitude_weights(lat_deg, H);
+  for (int64_t i = 0; i < H; ++i) w_[i] = w[i];
+}
+
+void MetricAccumulator::add(const float* pred, const float* truth, const float* clim) {
+  double sw = 0, se = 0, sp = 0, so = 0;
+  for (int64_t i = 0; i < H_; ++i)
+    for (int64_t j = 0; j < W_; ++j) {
+      const int64_t k = i * W_ + j;
+      if (std::isnan(pred[k]) || std::isnan(truth[k]) || std::isnan(clim[k])) continue;
+      const double e = static_cast<double>(pred[k]) - truth[k];
+      sw += w_[i];
+      se += w_[i] * e * e;
+      sp += w_[i] * (static_cast<double>(pred[k]) - clim[k]);
+      so += w_[i] * (static_cast<double>(truth[k]) - clim[k]);
+    }
+  if (sw <= 0) return;  // nothing valid in this forecast
+  const double mp = sp / sw, mo = so / sw;
+  double spo = 0, spp = 0, soo = 0;
+  for (int64_t i = 0; i < H_; ++i)
+    for (int64_t j = 0; j < W_; ++j) {
+      const int64_t k = i * W_ + j;
+      if (std::isnan(pred[k]) || std::isnan(truth[k]) || std::isnan(clim[k])) continue;
+      const double p = static_cast<double>(pred[k]) - clim[k] - mp;
+      const double o = static_cast<double>(truth[k]) - clim[k] - mo;
+      spo += w_[i] * p * o;
+      spp += w_[i] * p * p;
+      soo += w_[i] * o * o;
+    }
+  rmse_sum_ += std::sqrt(se / sw);
+  // A constant anomaly (climatology forecast) or a constant truth anomaly: no correlation.
+  const double denom = std::sqrt(spp * soo);
+  acc_sum_ += denom > 1e-300 * sw ? spo / denom : 0.0;
+  ++n_;
+}
+
+std::vector<Scores> evaluate(model::ClimaX& model, const float* params,
+                             data::ForecastDataset& ds, int64_t max_batches) {
+  const auto& mc = model.config();
+  const int64_t H = ds.H(), W = ds.W(), HW = H * W, V = mc.V(), Vo = mc.Vo();
+  if (mc.img_h != H || mc.img_w != W)
+    fail("evaluate: the model is for a {}x{} grid, the data is {}x{}", mc.img_h, mc.img_w, H, W);
+  if (mc.variables != ds.inputs() || mc.out_variables != ds.outputs())
+    fail("evaluate: the model's variables differ from the dataset's");
+  if (ds.size() == 0) fail("evaluate: the dataset split has no samples");
+  // Where each output sits among the inputs (persistence), -1 if it is not an input.
+  std::vector<int64_t> in_of(static_cast<size_t>(Vo), -1);
+  for (int64_t o = 0; o < Vo; ++o)
+    for (int64_t v = 0; v < V; ++v)
+      if (mc.variables[v] == mc.out_variables[o]) in_of[o] = v;
+
+  struct Acc {
+    MetricAccumulator model, pers, clim;
+  };
+  std::map<std::pair<int64_t, int64_t>, Acc> acc;  // (output, lead in seconds) -> scores
+  std::vector<float> pred, truth(static_cast<size_t>(HW)), pers(static_cast<size_t>(HW));
+  data::Batch b;
+  ds.start_epoch(0);
+  int64_t batches = 0;
+  while ((max_batches <= 0 || batches < max_batches) && ds.next(b)) {
+    ++batches;
+    if (b.B > model.max_batch())
+      fail("evaluate: batch of {} samples but the model is planned for {}", b.B,
+           model.max_batch());
+    pred.resize(static_cast<size_t>(b.B * Vo * HW));
+    model.forward(params, b.view(), pred.data());
+    for (int64_t s = 0; s < b.B; ++s)
+      for (int64_t o = 0; o < Vo; ++o) {
+        const std::string& name = mc.out_variables[o];
+        const auto key = std::make_pair(o, std::llround(b.lead_times[s] * 3600.0));
+        auto it = acc.find(key);
+        if (it == acc.end())
+          it = acc.emplace(key, Acc{MetricAccumulator(b.lat.data(), H, W),
+                                    MetricAccumulator(b.lat.data(), H, W),
+                                    MetricAccumulator(b.lat.data(), H, W)})
+                   .first;
+        float* p = pred.data() + (s * Vo + o) * HW;
+        ds.denormalise(name, p, HW);
+        std::copy_n(b.y.data() + (s * Vo + o) * HW, HW, truth.data());
+        ds.denormalise(name, truth.data(), HW);
+        const auto& clim = ds.climatology(name);
+        it->second.model.add(p, truth.data(), clim.data());
+        it->second.clim.add(clim.data(), truth.data(), clim.data());
+        if (in_of[o] >= 0) {
+          std::copy_n(b.x.data() + (s * V + in_of[o]) * HW, HW, pers.data());
+          ds.denormalise(mc.variables[in_of[o]], pers.data(), HW);
+          it->second.pers.add(pers.data(), truth.data(), clim.data());
+        }
+      }
+  }
+  std::vector<Scores> out;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (const auto& [key, a] : acc) {
+    Scores s;
+    s.variable = mc.out_variables[key.first];
+    s.units = ds.netcdf().variable(ds.field_ref(s.variable).variable).units;
+    s.lead_hours = static_cast<double>(key.second) / 3600.0;
+    s.forecasts = a.model.count();
+    s.rmse = a.model.rmse();
+    s.acc = a.model.acc();
+    const bool has_p = in_of[key.first] >= 0;
+    s.rmse_persistence = has_p ? a.pers.rmse() : nan;
+    s.acc_persistence = has_p ? a.pers.acc() : nan;
+    s.rmse_climatology = a.clim.rmse();
+    s.acc_climatology = a.clim.acc();
+    out.push_back(s);
+  }
+  return out;
+}
+
+std::string format_scores_table(const std::vector<Scores>& scores) {
+  std::string t = fmt::format("{:<12} {:>7} {:>8} {:>10} | {:>11} {:>11} {:>11} | {:>7} {:>7} {:>7}\n",
+                              "variable", "lead_h", "n", "units", "rmse_model", "rmse_persist",
+                              "rmse_clim", "acc_mod", "acc_per", "acc_cli");
+  for (const auto& s : scores)
+    t += fmt::format("{:<12} {:>7g} {:>8} {:>10} | {:>11.4g} {:>11.4g} {:>11.4g} | {:>7.4f} "
+                     "{:>7.4f} {:>7.4f}\n",
+                     s.variable, s.lead_hours, s.forecasts, s.units.empty() ? "-" : s.units,
+                     s.rmse, s.rmse_persistence, s.rmse_climatology, s.acc, s.acc_persistence,
+                     s.acc_climatology);
+  return t;
+}
+
+std::string scores_to_json(const std::vector<Scores>& scores) {
+  auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); };
+  nlohmann::json a = nlohmann::json::array();
+  for (const auto& s : scores)
+    a.push_back({{"variable", s.variable},
+                 {"units", s.units},
+                 {"lead_hours", s.lead_hours},
+                 {"forecasts", s.forecasts},
+                 {"rmse", num(s.rmse)},
+                 {"acc", num(s.acc)},
+                 {"rmse_persistence", num(s.rmse_persistence)},
+                 {"acc_persistence", num(s.acc_persistence)},
+                 {"rmse_climatology", num(s.rmse_climatology)},
+                 {"acc_climatology", num(s.acc_climatology)}});
+  return a.dump(2);
+}
+
+std::string scores_to_csv(const std::vector<Scores>& scores) {
+  std::string t =
+      "variable,units,lead_hours,forecasts,rmse,acc,rmse_persistence,acc_persistence,"
+      "rmse_climatology,acc_climatology\n";
+  for (const auto& s : scores)
+    t += fmt::format("{},{},{:g},{},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g}\n", s.variable,
+                     s.units, s.lead_hours, s.forecasts, s.rmse, s.acc, s.rmse_persistence,
+                     s.acc_persistence, s.rmse_climatology, s.acc_climatology);
+  return t;
+}
+
+}  // namespace seqvit::eval

@@ -1,0 +1,58 @@
+// Forecast scores as the field computes them (DESIGN §5; docs/evaluation.md), on de-normalised
+// fields in the variable's units, with latitude weights w_i = cos(lat_i) / mean_i cos(lat_i):
+//   RMSE = mean over forecasts of sqrt( mean_{i,j} w_i (pred - truth)^2 )
+//   ACC  = mean over forecasts of  sum w p'o' / sqrt( sum w p'^2 * sum w o'^2 ),
+//          p' = pred - clim, o' = truth - clim, each centred by its own latitude-weighted
+//          spatial mean (the "centred" ACC). A forecast whose anomaly is constant (the
+//          climatology forecast itself) has no correlation; it scores ACC = 0.
+// Sums are in double. Pixels where truth, pred or clim is NaN are left out of that forecast.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/forecast_dataset.h"
+#include "model/climax.h"
+
+namespace seqvit::eval {
+
+class MetricAccumulator {
+ public:
+  MetricAccumulator() = default;
+  MetricAccumulator(const float* lat_deg, int64_t H, int64_t W);
+  // One forecast of one variable; every array [H*W], physical units.
+  void add(const float* pred, const float* truth, const float* clim);
+  int64_t count() const { return n_; }
+  double rmse() const { return n_ ? rmse_sum_ / static_cast<double>(n_) : 0.0; }
+  double acc() const { return n_ ? acc_sum_ / static_cast<double>(n_) : 0.0; }
+
+ private:
+  int64_t H_ = 0, W_ = 0, n_ = 0;
+  std::vector<double> w_;  // [H]
+  double rmse_sum_ = 0, acc_sum_ = 0;
+};
+
+// The scores of the model and of the two baselines for one output variable at one lead time.
+struct Scores {
+  std::string variable, units;
+  double lead_hours = 0;
+  int64_t forecasts = 0;
+  double rmse = 0, acc = 0;                          // the model
+  double rmse_persistence = 0, acc_persistence = 0;  // y_hat = x(t); NaN if not an input
+  double rmse_climatology = 0, acc_climatology = 0;  // y_hat = training-period mean
+};
+
+// Runs the model over every batch of `ds` (iterating a fresh epoch 0 of it; at most
+// `max_batches` batches when > 0) and scores it, per output variable and lead time (sorted by
+// variable order, then lead). `model` must be planned for ds's batch size; params in its table
+// layout. Units come from the NetCDF files.
+std::vector<Scores> evaluate(model::ClimaX& model, const float* params,
+                             data::ForecastDataset& ds, int64_t max_batches = 0);
+
+// A fixed-width table of scores (the model beside persistence and climatology).
+std::string format_scores_table(const std::vector<Scores>& scores);
+std::string scores_to_json(const std::vector<Scores>& scores);  // a JSON array
+std::string scores_to_csv(const std::vector<Scores>& scores);   // header + one row per score
+
+}  // namespace seqvit::eval
