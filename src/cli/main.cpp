@@ -2,8 +2,11 @@
 // User errors are seqvit::Error exceptions, caught once here.
 #include <cstdio>
 #include <exception>
+#include <string>
+#include <vector>
 
 #include "cli/commands.h"
+#include "cli/config_file.h"
 #include "core/check.h"
 
 int main(int argc, char** argv) {
@@ -14,7 +17,12 @@ int main(int argc, char** argv) {
   seqvit::cli::add_grad(app);
   seqvit::cli::add_data(app);
   try {
-    app.parse(argc, argv);
+    // `--config FILE` becomes flags before the command line's own (config_file.h)
+    const auto args = seqvit::cli::expand_config_file(
+        std::vector<std::string>(argv, argv + argc), app);
+    std::vector<char*> cargs;
+    for (const auto& a : args) cargs.push_back(const_cast<char*>(a.c_str()));
+    app.parse(static_cast<int>(cargs.size()), cargs.data());
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const seqvit::Error& e) {

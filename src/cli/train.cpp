@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "cli/grid_flag.h"
+#include "cli/train_options.h"
 #include "core/check.h"
 #include "data/synthetic.h"
 #include "train/checkpoint.h"
@@ -20,21 +21,9 @@ namespace seqvit::cli {
 
 namespace {
 
-struct TrainOptions {
-  int64_t steps = 600, batch = 8, log_every = 10;
-  std::string img = "32x64";
-  int64_t patch = 4, embed_dim = 128, depth = 4, decoder_depth = 2, heads = 8;
-  double mlp_ratio = 4.0;
-  std::string variables = "t2m,u10,v10,z_500,t_850", out_variables = "";
-  std::string tokenization = "aggregate", lead_hours = "24";
-  bool bf16 = false;
-  uint64_t seed = 0;
-  int threads = 0;
-  std::string out = "seqvit_model.safetensors";
-  train::OptimConfig opt;
-};
+}  // namespace
 
-std::vector<std::string> split(const std::string& s) {
+std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
   std::stringstream ss(s);
   std::string item;
@@ -43,14 +32,30 @@ std::vector<std::string> split(const std::string& s) {
   return out;
 }
 
-std::string eta(double seconds) {
+std::vector<double> parse_lead_hours(const std::string& s) {
+  std::vector<double> out;
+  for (const auto& item : split_list(s)) {
+    char* end = nullptr;
+    const double v = std::strtod(item.c_str(), &end);
+    if (*end != '\0' || !(v > 0) || !std::isfinite(v))
+      fail("--lead-hours must be positive numbers of hours, comma separated; got '{}'", item);
+    out.push_back(v);
+  }
+  if (out.empty()) fail("--lead-hours is empty; give e.g. 6 or 6,24");
+  return out;
+}
+
+std::string format_eta(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "--";
   const int64_t s = static_cast<int64_t>(seconds + 0.5);
   return s >= 3600 ? fmt::format("{}h{:02}m", s / 3600, (s / 60) % 60)
                    : fmt::format("{}m{:02}s", s / 60, s % 60);
 }
 
-void run_train(TrainOptions o) {
+void run_train_synthetic(TrainOptions o) {
+  if (o.img.empty()) o.img = "32x64";
+  if (o.variables.empty()) o.variables = "t2m,u10,v10,z_500,t_850";
+  if (o.out.empty()) o.out = "seqvit_model.safetensors";
   if (o.threads > 0) omp_set_num_threads(o.threads);
   model::ModelConfig mc;
   const auto [h, w] = parse_grid_flag(o.img, "--img", "e.g. 32x64");
@@ -62,8 +67,8 @@ void run_train(TrainOptions o) {
   mc.decoder_depth = o.decoder_depth;
   mc.num_heads = o.heads;
   mc.mlp_ratio = o.mlp_ratio;
-  mc.variables = split(o.variables);
-  mc.out_variables = o.out_variables.empty() ? mc.variables : split(o.out_variables);
+  mc.variables = split_list(o.variables);
+  mc.out_variables = o.out_variables.empty() ? mc.variables : split_list(o.out_variables);
   mc.tokenization = model::parse_tokenization(o.tokenization);
   mc.validate();
   if (o.steps < 1) fail("--steps must be >= 1, got {}", o.steps);
@@ -77,13 +82,7 @@ void run_train(TrainOptions o) {
   spec.variables = mc.variables;
   spec.out_variables = mc.out_variables;
   spec.seed = o.seed;
-  spec.lead_hours.clear();
-  for (const auto& s : split(o.lead_hours)) {
-    char* end = nullptr;
-    const double v = std::strtod(s.c_str(), &end);
-    if (*end != '\0' || !(v >= 0)) fail("--lead-hours must be non-negative numbers, got '{}'", s);
-    spec.lead_hours.push_back(v);
-  }
+  spec.lead_hours = parse_lead_hours(o.lead_hours);
   data::SyntheticFields fields(spec);
 
   const auto prec = o.bf16 ? model::Precision::BF16 : model::Precision::F32;
@@ -149,7 +148,7 @@ void run_train(TrainOptions o) {
           "step {:>5}/{} | loss {:.4f} (avg {:.4f}) | lr {:.2e} | {:.0f} tok/s | {:.1f} GFLOP/s "
           "| ETA {}",
           s + 1, o.steps, r.loss, ema, r.lr, static_cast<double>(B * mc.N()) / per,
-          flops_step / per / 1e9, eta(per * static_cast<double>(o.steps - s - 1)));
+          flops_step / per / 1e9, format_eta(per * static_cast<double>(o.steps - s - 1)));
       if (tty)
         fmt::print(stderr, "\r{}\033[K", line);
       else
@@ -168,8 +167,6 @@ void run_train(TrainOptions o) {
   fmt::print("wrote {} and {}\n", o.out, train::optimizer_path(o.out));
 }
 
-}  // namespace
-
 void add_train(CLI::App& app) {
   auto o = std::make_shared<TrainOptions>();
   o->opt.lr = 3e-3;
@@ -177,27 +174,32 @@ void add_train(CLI::App& app) {
   o->opt.min_lr = 1e-5;
   o->opt.weight_decay = 1e-5;
   o->opt.grad_clip = 1.0;
-  auto* c = app.add_subcommand("train", "Train ClimaX (built-in synthetic data by default)");
+  auto* c = app.add_subcommand(
+      "train", "Train ClimaX: on NetCDF data with --data, else on built-in synthetic waves");
+  c->add_option("--config", "TOML file whose keys are these flags (flags given here win)");
   c->add_option("--steps", o->steps, "optimizer steps")->capture_default_str();
   c->add_option("--batch", o->batch, "samples per step")->capture_default_str();
-  c->add_option("--img", o->img, "grid HxW")->capture_default_str();
+  c->add_option("--img", o->img, "grid HxW (synthetic mode; default 32x64; with --data the data's)");
   c->add_option("--patch", o->patch, "patch size p")->capture_default_str();
   c->add_option("--embed-dim", o->embed_dim, "embedding D")->capture_default_str();
   c->add_option("--depth", o->depth, "transformer blocks")->capture_default_str();
   c->add_option("--decoder-depth", o->decoder_depth, "head hidden layers")->capture_default_str();
   c->add_option("--heads", o->heads, "attention heads")->capture_default_str();
   c->add_option("--mlp-ratio", o->mlp_ratio, "MLP hidden width / D")->capture_default_str();
-  c->add_option("--variables", o->variables, "input variables, comma separated")
-      ->capture_default_str();
-  c->add_option("--out-variables", o->out_variables, "output variables (default: all inputs)");
+  c->add_option("--variables", o->variables,
+                "input variables, comma separated (default t2m,u10,v10,z_500,t_850, and with "
+                "--data also lsm,orography)");
+  c->add_option("--out-variables", o->out_variables,
+                "output variables (default: the time-dependent inputs)");
   c->add_option("--tokenization", o->tokenization, "aggregate | per_variable")
       ->capture_default_str();
   c->add_option("--lead-hours", o->lead_hours, "lead times in hours, comma separated")
       ->capture_default_str();
   c->add_flag("--bf16", o->bf16, "mixed precision: bf16 matrix inputs, fp32 accumulation");
-  c->add_option("--seed", o->seed, "random seed")->capture_default_str();
+  c->add_option("--seed", o->seed, "random seed (weights and data order)")->capture_default_str();
   c->add_option("--threads", o->threads, "OpenMP threads (default: OMP_NUM_THREADS or all)");
-  c->add_option("--out", o->out, "checkpoint to write")->capture_default_str();
+  c->add_option("--out", o->out,
+                "synthetic mode: checkpoint to write (default seqvit_model.safetensors)");
   c->add_option("--log-every", o->log_every, "progress line every k steps when not a terminal")
       ->capture_default_str();
   c->add_option("--lr", o->opt.lr, "peak learning rate")->capture_default_str();
@@ -208,7 +210,33 @@ void add_train(CLI::App& app) {
       ->capture_default_str();
   c->add_option("--grad-clip", o->opt.grad_clip, "max gradient norm (0 = off)")
       ->capture_default_str();
-  c->callback([o] { run_train(*o); });
+  // data mode
+  c->add_option("--data", o->data, "NetCDF files or directories (every *.nc below)");
+  c->add_option("--train-range", o->train_range, "training period BEGIN/END (ISO, END excluded)");
+  c->add_option("--val-range", o->val_range, "validation period BEGIN/END");
+  c->add_option("--test-range", o->test_range, "test period BEGIN/END (kept for evaluate)");
+  c->add_option("--coarsen", o->coarsen, "area-mean c x c cells onto a coarser grid")
+      ->capture_default_str();
+  c->add_option("--missing", o->missing, "missing values: skip (the sample) | fill (mean)")
+      ->capture_default_str();
+  c->add_option("--stats-cache", o->stats_cache,
+                "statistics cache file (default: seqvit_stats.safetensors beside the data)");
+  c->add_option("--run-dir", o->run_dir, "checkpoints and log.jsonl go here")
+      ->capture_default_str();
+  c->add_option("--val-every", o->val_every, "validate every k steps (0: only at the end)")
+      ->capture_default_str();
+  c->add_option("--val-batches", o->val_batches, "batches per validation (0: all)")
+      ->capture_default_str();
+  c->add_option("--checkpoint-every", o->checkpoint_every, "checkpoint every k steps")
+      ->capture_default_str();
+  c->add_option("--keep", o->keep, "checkpoints kept (the newest)")->capture_default_str();
+  c->add_flag("--resume", o->resume, "continue from the run directory's latest checkpoint");
+  c->callback([o] {
+    if (o->data.empty())
+      run_train_synthetic(*o);
+    else
+      run_train_data(*o);
+  });
 }
 
 }  // namespace seqvit::cli

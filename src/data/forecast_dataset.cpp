@@ -202,10 +202,14 @@ ForecastDataset::ForecastDataset(const ForecastConfig& cfg, Split split)
   fp += fmt::format("train:{}..{}\ncoarsen:{}\n", cfg_.train.begin, cfg_.train.end, cfg_.coarsen);
   fingerprint_ = fmt::format("{:016x}", fnv1a(fp));
   cache_path_ = cfg_.cache_path;
-  if (cache_path_.empty())
-    cache_path_ = (std::filesystem::path(ds_->files().front()).parent_path() /
+  if (cache_path_.empty()) {  // beside the data: in the first directory given, or the first file's
+    const std::filesystem::path first = cfg_.paths.front();
+    cache_path_ = ((std::filesystem::is_directory(first) ? first
+                                                         : std::filesystem::path(ds_->files().front())
+                                                               .parent_path()) /
                    "seqvit_stats.safetensors")
                       .string();
+  }
   buf_.resize(static_cast<size_t>(Hf_ * Wf_));
   if (!load_cache()) {
     compute_stats();

@@ -46,7 +46,8 @@ struct ForecastConfig {
   TimeRange train, val, test;
   int coarsen = 1;                   // area-mean c x c blocks; H and W must be multiples of c
   MissingPolicy missing = MissingPolicy::skip;
-  std::string cache_path;            // empty: "<dir of first file>/seqvit_stats.safetensors"
+  std::string cache_path;  // empty: seqvit_stats.safetensors in paths[0] if a directory, else
+                           // beside the first file
   int batch_size = 1;
   uint64_t seed = 0;
   bool shuffle = true;               // shuffle sample order per epoch (from seed and epoch)

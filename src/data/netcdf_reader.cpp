@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <numeric>
 
 #include "core/check.h"
@@ -398,8 +399,14 @@ std::vector<std::string> expand_netcdf_paths(const std::vector<std::string>& pat
   return out;
 }
 
+std::recursive_mutex& netcdf_library_mutex() {
+  static std::recursive_mutex m;
+  return m;
+}
+
 NetcdfDataset::NetcdfDataset(const std::vector<std::string>& paths)
     : files_(expand_netcdf_paths(paths)) {
+  std::lock_guard<std::recursive_mutex> lock(netcdf_library_mutex());
   std::map<std::string, std::vector<NcVariable>> parts;  // variable -> one per file
   std::vector<std::string> order;
   std::map<std::string, std::string> rejected;  // name -> why it is not a grid variable
@@ -532,6 +539,7 @@ NetcdfDataset::NetcdfDataset(const std::vector<std::string>& paths)
 }
 
 NetcdfDataset::~NetcdfDataset() {
+  std::lock_guard<std::recursive_mutex> lock(netcdf_library_mutex());
   if (open_ncid_ >= 0) nc_close(open_ncid_);  // read-only: nothing to lose; cannot throw here
 }
 
@@ -622,6 +630,7 @@ int64_t NetcdfDataset::read(const FieldRef& f, int64_t t0, int64_t count, float*
 }
 
 int64_t NetcdfDataset::read(const FieldRef& f, int64_t t, float* out) const {
+  std::lock_guard<std::recursive_mutex> lock(netcdf_library_mutex());
   const NcVariable& v = variable(f.variable);
   if (t < 0 || t >= v.T())
     fail("variable '{}': time index {} out of range; it has {} time steps", v.name, t, v.T());

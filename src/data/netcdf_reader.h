@@ -16,15 +16,21 @@
 //  - files of one variable are concatenated in time order; their grids and levels must agree,
 //    times must not overlap and no time step may be missing (judged by the smallest spacing).
 // Memory stays bounded: a read returns one time step of one variable (one level) at a time, and
-// at most one file is open at once. Not thread-safe (neither is libnetcdf).
+// at most one file is open at once. libnetcdf is not thread-safe, not even across files: every
+// NetcdfDataset holds netcdf_library_mutex() while it calls the library (as must any writer
+// that may run beside a reader), so datasets may be used from different threads (e.g. a training and a
+// validation prefetch thread). One NetcdfDataset object is still not for concurrent use.
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
 namespace seqvit::data {
+
+std::recursive_mutex& netcdf_library_mutex();
 
 // Files named by `paths`: files as given, directories expanded to their *.nc files, sorted.
 std::vector<std::string> expand_netcdf_paths(const std::vector<std::string>& paths);

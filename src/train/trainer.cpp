@@ -43,7 +43,7 @@ StepResult Trainer::step(const model::BatchView& b) {
   if (!std::isfinite(r.loss))
     fail("loss is {} at step {}; stopping before the update so the weights stay intact (try a "
          "lower learning rate or --grad-clip)",
-         r.loss, opt_.steps_done());
+         r.loss, opt_.steps_done() + 1);
   r.grad_norm = opt_.step(params_.data(), grads_.data());
   r.lr = opt_.last_lr();
   model_.sync_weights(params_.data());

@@ -1,0 +1,368 @@
+// seqvit train --data: ClimaX forecasting from NetCDF data (docs/training.md). Validation with
+// the forecast scores every k steps, atomic checkpoint directories every k steps (the newest n
+// kept), --resume that reproduces an uninterrupted run bit for bit (weights, AdamW state and
+// step, schedule, seed and data position are all saved), a NaN/Inf loss that stops the run
+// with the step named and the checkpoints untouched, SIGINT/SIGTERM that checkpoint and stop,
+// and a JSON-lines log beside the checkpoints.
+#include <fmt/core.h>
+#include <omp.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+
+#include "cli/grid_flag.h"
+#include "cli/train_options.h"
+#include "core/check.h"
+#include "data/cf_time.h"
+#include "data/forecast_dataset.h"
+#include "eval/metrics.h"
+#include "train/checkpoint.h"
+#include "train/forecast_checkpoint.h"
+#include "train/trainer.h"
+
+namespace seqvit::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::atomic<int> g_signal{0};
+extern "C" void on_signal(int sig) { g_signal.store(sig); }
+
+data::TimeRange parse_range_flag(const std::string& s, const char* flag) {
+  const auto slash = s.find('/');
+  if (slash == std::string::npos || slash == 0 || slash + 1 == s.size())
+    fail("{} must be BEGIN/END with ISO dates, e.g. 1979-01-01/1980-01-01; got '{}'", flag, s);
+  data::TimeRange r{s.substr(0, slash), s.substr(slash + 1)};
+  for (const auto* d : {&r.begin, &r.end}) {
+    try {
+      data::parse_iso_datetime(*d);
+    } catch (const Error& e) {
+      fail("{} '{}': {}", flag, s, e.what());
+    }
+  }
+  if (!(data::parse_iso_datetime(r.begin) < data::parse_iso_datetime(r.end)))
+    fail("{} '{}': BEGIN must be before END", flag, s);
+  return r;
+}
+
+// One JSON object per line, flushed at once so that a crash loses nothing already logged.
+class JsonLog {
+ public:
+  explicit JsonLog(const std::string& path) : path_(path), f_(path, std::ios::app) {
+    if (!f_) fail("cannot open the log file '{}' for appending", path);
+  }
+  void write(json j) {
+    j["time"] = data::iso8601(static_cast<double>(std::time(nullptr)) / 3600.0);
+    f_ << j.dump() << '\n';
+    f_.flush();
+    if (!f_) fail("cannot write the log file '{}' (disk full?)", path_);
+  }
+
+ private:
+  std::string path_;
+  std::ofstream f_;
+};
+
+struct RunState {
+  int64_t step = 0, epoch = 0, batch_in_epoch = 0;
+  double loss_ema = 0, elapsed_s = 0;
+  json to_json(uint64_t seed) const {
+    return {{"step", step},         {"epoch", epoch},   {"batch_in_epoch", batch_in_epoch},
+            {"loss_ema", loss_ema}, {"seed", seed},     {"elapsed_s", elapsed_s}};
+  }
+};
+
+std::string scores_line(const std::vector<eval::Scores>& sc) {
+  std::string s;
+  for (const auto& x : sc)
+    s += fmt::format("{}{}@{:g}h rmse {:.4g} {} (persist {:.4g}, clim {:.4g}) acc {:.3f}",
+                     s.empty() ? "" : " | ", x.variable, x.lead_hours, x.rmse, x.units,
+                     x.rmse_persistence, x.rmse_climatology, x.acc);
+  return s;
+}
+
+}  // namespace
+
+void run_train_data(TrainOptions o) {
+  if (o.threads > 0) omp_set_num_threads(o.threads);
+  if (o.steps < 1) fail("--steps must be >= 1, got {}", o.steps);
+  if (o.batch < 1) fail("--batch must be >= 1, got {}", o.batch);
+  if (o.log_every < 1) fail("--log-every must be >= 1, got {}", o.log_every);
+  if (o.val_every < 0) fail("--val-every must be >= 0, got {}", o.val_every);
+  if (o.val_batches < 0) fail("--val-batches must be >= 0, got {}", o.val_batches);
+  if (o.checkpoint_every < 1) fail("--checkpoint-every must be >= 1, got {}", o.checkpoint_every);
+  if (o.keep < 1) fail("--keep must be >= 1, got {}", o.keep);
+  if (o.train_range.empty())
+    fail("--train-range BEGIN/END is required with --data (e.g. 1979-01-01/1980-01-01)");
+  o.opt.total_steps = o.steps;
+  o.opt.validate();
+
+  // The dataset.
+  data::ForecastConfig dc;
+  dc.paths = o.data;
+  dc.inputs = split_list(o.variables.empty() ? "t2m,u10,v10,z_500,t_850,lsm,orography"
+                                             : o.variables);
+  if (!o.out_variables.empty()) {
+    dc.outputs = split_list(o.out_variables);
+  } else {  // every time-dependent input
+    const data::NetcdfDataset nc(dc.paths);
+    for (const auto& n : dc.inputs) {
+      const auto ref = nc.resolve(n);
+      if (nc.variable(ref.variable).has_time) dc.outputs.push_back(n);
+    }
+  }
+  dc.lead_hours = parse_lead_hours(o.lead_hours);
+  dc.train = parse_range_flag(o.train_range, "--train-range");
+  if (!o.val_range.empty()) dc.val = parse_range_flag(o.val_range, "--val-range");
+  if (!o.test_range.empty()) dc.test = parse_range_flag(o.test_range, "--test-range");
+  dc.coarsen = o.coarsen;
+  dc.missing = data::parse_missing_policy(o.missing);
+  dc.cache_path = o.stats_cache;
+  dc.batch_size = static_cast<int>(o.batch);
+  dc.seed = o.seed;
+  data::ForecastDataset train_ds(dc, data::Split::train);
+  const int64_t batches_per_epoch = train_ds.size() / o.batch;  // the last partial one dropped
+  if (batches_per_epoch < 1)
+    fail("the training period {}/{} has {} samples, fewer than --batch {}", dc.train.begin,
+         dc.train.end, train_ds.size(), o.batch);
+  std::optional<data::ForecastDataset> val_ds;
+  if (!o.val_range.empty()) {
+    data::ForecastConfig vc = dc;
+    vc.shuffle = false;
+    val_ds.emplace(vc, data::Split::val);
+  }
+
+  // The model, on the data's grid.
+  model::ModelConfig mc;
+  mc.img_h = train_ds.H();
+  mc.img_w = train_ds.W();
+  if (!o.img.empty()) {
+    const auto [h, w] = parse_grid_flag(o.img, "--img", "e.g. 32x64");
+    if (h != mc.img_h || w != mc.img_w)
+      fail("--img {} does not match the data grid {}x{} (after --coarsen {}); leave --img out "
+           "with --data",
+           o.img, mc.img_h, mc.img_w, o.coarsen);
+  }
+  if (mc.img_h % o.patch || mc.img_w % o.patch)
+    fail("the data grid {}x{} (after --coarsen {}) is not divisible by --patch {}; valid patch "
+         "sizes divide both {} and {}",
+         mc.img_h, mc.img_w, o.coarsen, o.patch, mc.img_h, mc.img_w);
+  mc.patch_size = o.patch;
+  mc.embed_dim = o.embed_dim;
+  mc.depth = o.depth;
+  mc.decoder_depth = o.decoder_depth;
+  mc.num_heads = o.heads;
+  mc.mlp_ratio = o.mlp_ratio;
+  mc.variables = dc.inputs;
+  mc.out_variables = dc.outputs;
+  mc.tokenization = model::parse_tokenization(o.tokenization);
+  mc.validate();
+  const auto norm = train::normalisation_of(train_ds);
+
+  // The run directory: fresh, or resumed from its newest checkpoint.
+  const fs::path run = o.run_dir;
+  fs::create_directories(run / "checkpoints");
+  const auto existing = train::list_checkpoints(run.string());
+  if (!o.resume && !existing.empty())
+    fail("run directory '{}' already has checkpoints (newest: step {}); pass --resume to "
+         "continue it, or choose another --run-dir",
+         run.string(), existing.back().first);
+  if (o.resume && existing.empty())
+    fail("--resume: run directory '{}' has no checkpoint (checkpoints/step_*/) to resume from",
+         run.string());
+
+  const auto prec = o.bf16 ? model::Precision::BF16 : model::Precision::F32;
+  train::Trainer tr(mc, o.opt, o.batch, prec, o.seed);
+  RunState st;
+  if (o.resume) {
+    const std::string file = (fs::path(existing.back().second) / "model.safetensors").string();
+    const auto ck = train::load_forecast_checkpoint(file);
+    if (ck.model.to_json() != mc.to_json())
+      fail("--resume: the model in {} differs from the one these options describe:\n  "
+           "checkpoint: {}\n  options:    {}",
+           file, ck.model.to_json(), mc.to_json());
+    data::ForecastConfig ckd = ck.data;
+    if (data::forecast_config_to_json(ckd) != data::forecast_config_to_json(dc))
+      fail("--resume: the dataset settings in {} differ from these options:\n  checkpoint: {}\n"
+           "  options:    {}",
+           file, data::forecast_config_to_json(ckd), data::forecast_config_to_json(dc));
+    if (ck.norm != norm)
+      fail("--resume: the training statistics of the data changed since {} was written (were "
+           "files replaced?)",
+           file);
+    std::copy(ck.params.begin(), ck.params.end(), tr.params());
+    tr.params_changed();
+    train::load_optimizer(train::optimizer_path(file), tr.model().params(), tr.optimizer());
+    const io::SafetensorsReader r(file);
+    try {
+      const auto j = json::parse(r.metadata().at("seqvit.train"));
+      st.step = j.at("step").get<int64_t>();
+      st.epoch = j.at("epoch").get<int64_t>();
+      st.batch_in_epoch = j.at("batch_in_epoch").get<int64_t>();
+      st.loss_ema = j.at("loss_ema").get<double>();
+      st.elapsed_s = j.value("elapsed_s", 0.0);
+      if (j.at("seed").get<uint64_t>() != o.seed)
+        fail("--resume: {} was trained with --seed {}, not {}", file,
+             j.at("seed").get<uint64_t>(), o.seed);
+    } catch (const std::exception& e) {
+      fail("--resume: {} has no usable training state (seqvit.train): {}", file, e.what());
+    }
+    if (tr.optimizer().steps_done() != st.step)
+      fail("--resume: {} is at step {} but its optimizer file at step {}", file, st.step,
+           tr.optimizer().steps_done());
+    if (st.step >= o.steps)
+      fail("--resume: the checkpoint is at step {}, already at --steps {}; raise --steps to "
+           "train further (the cosine schedule then changes)",
+           st.step, o.steps);
+  }
+  JsonLog log((run / "log.jsonl").string());
+
+  const int64_t B = o.batch, N = mc.N();
+  fmt::print("seqvit train: ClimaX {} tokenization, {}x{} grid (coarsen {}), patch {}, {} "
+             "tokens/sample, D={}, {} heads, depth {}, {} variables -> {}, batch {}, {}, {} "
+             "threads\n",
+             o.tokenization, mc.img_h, mc.img_w, o.coarsen, o.patch, N, mc.embed_dim,
+             mc.num_heads, mc.depth, mc.V(), mc.Vo(), B, o.bf16 ? "bf16 mixed precision" : "fp32",
+             omp_get_max_threads());
+  fmt::print("{}\n", tr.memory_report());
+  fmt::print("data: {} file(s); train {}/{}: {} samples ({} batches per epoch, {} skipped for "
+             "missing values); validation: {}; leads {} h; statistics {} ({})\n",
+             train_ds.netcdf().files().size(), dc.train.begin, dc.train.end, train_ds.size(),
+             batches_per_epoch, train_ds.skipped_samples(),
+             val_ds ? fmt::format("{}/{}: {} samples", dc.val.begin, dc.val.end, val_ds->size())
+                    : std::string("none (no --val-range)"),
+             o.lead_hours, train_ds.stats_computed() ? "computed" : "from the cache",
+             train_ds.cache_path());
+  if (o.resume)
+    fmt::print("resuming {} at step {} (epoch {}, batch {})\n", run.string(), st.step, st.epoch,
+               st.batch_in_epoch);
+  std::fflush(stdout);
+  log.write({{"event", o.resume ? "resume" : "start"},
+             {"step", st.step},
+             {"model", json::parse(mc.to_json())},
+             {"data", json::parse(data::forecast_config_to_json(dc))},
+             {"optim", json::parse(o.opt.to_json())},
+             {"batch", B},
+             {"bf16", o.bf16},
+             {"threads", omp_get_max_threads()}});
+
+  std::string last_checkpoint = o.resume ? existing.back().second : "";
+  auto save_checkpoint = [&]() {
+    const fs::path dir = run / "checkpoints" / train::step_dir_name(st.step);
+    const fs::path tmp = dir.string() + ".tmp";
+    fs::remove_all(tmp);
+    fs::create_directories(tmp);
+    train::save_forecast_model((tmp / "model.safetensors").string(), mc, dc, norm,
+                               tr.model().params(), tr.params(), st.to_json(o.seed).dump());
+    train::save_optimizer((tmp / "model.optim.safetensors").string(), tr.model().params(),
+                          tr.optimizer());
+    fs::remove_all(dir);  // a checkpoint of this step from an abandoned run
+    fs::rename(tmp, dir);
+    last_checkpoint = dir.string();
+    auto all = train::list_checkpoints(run.string());
+    for (size_t i = 0; i + static_cast<size_t>(o.keep) < all.size(); ++i)
+      fs::remove_all(all[i].second);
+    log.write({{"event", "checkpoint"}, {"step", st.step}, {"path", dir.string()}});
+  };
+  auto validate = [&]() {
+    if (!val_ds) return;
+    if (val_ds->size() == 0) fail("the validation period {}/{} has no samples", dc.val.begin, dc.val.end);
+    const auto t = std::chrono::steady_clock::now();
+    const auto sc = eval::evaluate(tr.model(), tr.params(), *val_ds, o.val_batches);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+    fmt::print("validation at step {} ({:.1f} s): {}\n", st.step, secs, scores_line(sc));
+    std::fflush(stdout);
+    log.write({{"event", "validation"}, {"step", st.step}, {"seconds", secs},
+               {"scores", json::parse(eval::scores_to_json(sc))}});
+  };
+
+  g_signal.store(0);
+  auto* old_int = std::signal(SIGINT, on_signal);
+  auto* old_term = std::signal(SIGTERM, on_signal);
+  struct RestoreSignals {
+    void (*i)(int), (*t)(int);
+    ~RestoreSignals() {
+      std::signal(SIGINT, i);
+      std::signal(SIGTERM, t);
+    }
+  } restore{old_int, old_term};
+
+  const bool tty = isatty(fileno(stderr));
+  const double flops_step = 3.0 * tr.model().forward_flops(B);
+  const auto t0 = std::chrono::steady_clock::now();
+  const double elapsed0 = st.elapsed_s;
+  const int64_t first_step = st.step;
+  train_ds.start_epoch(st.epoch, st.batch_in_epoch);
+  data::Batch b;
+  while (st.step < o.steps) {
+    if (st.batch_in_epoch >= batches_per_epoch || !train_ds.next(b)) {
+      ++st.epoch;
+      st.batch_in_epoch = 0;
+      train_ds.start_epoch(st.epoch);
+      continue;
+    }
+    train::StepResult r;
+    try {
+      r = tr.step(b.view());
+    } catch (const Error& e) {
+      log.write({{"event", "non_finite_loss"}, {"step", st.step + 1}, {"message", e.what()}});
+      fail("{}\nthe run stopped at step {} of {}; {}", e.what(), st.step + 1, o.steps,
+           last_checkpoint.empty()
+               ? std::string("no checkpoint had been written yet")
+               : fmt::format("the last good checkpoint, {}, is intact (continue from it with "
+                             "--resume, e.g. after lowering --lr)",
+                             last_checkpoint));
+    }
+    ++st.step;
+    ++st.batch_in_epoch;
+    st.loss_ema = st.step == 1 ? r.loss : 0.9 * st.loss_ema + 0.1 * r.loss;
+    const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    st.elapsed_s = elapsed0 + el;
+    const double per = el / static_cast<double>(st.step - first_step);
+    log.write({{"event", "step"}, {"step", st.step}, {"epoch", st.epoch}, {"loss", r.loss},
+               {"grad_norm", r.grad_norm}, {"lr", r.lr},
+               {"tokens_per_s", static_cast<double>(B * N) / per}});
+    if (tty || st.step % o.log_every == 0 || st.step == o.steps) {
+      const std::string line = fmt::format(
+          "step {:>6}/{} | epoch {} | loss {:.4f} (avg {:.4f}) | lr {:.2e} | {:.0f} tok/s | {:.1f} "
+          "GFLOP/s | ETA {}",
+          st.step, o.steps, st.epoch, r.loss, st.loss_ema, r.lr, static_cast<double>(B * N) / per,
+          flops_step / per / 1e9, format_eta(per * static_cast<double>(o.steps - st.step)));
+      if (tty)
+        fmt::print(stderr, "\r{}\033[K", line);
+      else
+        fmt::print(stderr, "{}\n", line);
+    }
+    const bool last = st.step == o.steps;
+    const int sig = g_signal.load();
+    if ((o.val_every > 0 && st.step % o.val_every == 0) || last) {
+      if (tty) fmt::print(stderr, "\n");
+      validate();
+    }
+    if (st.step % o.checkpoint_every == 0 || last || sig != 0) save_checkpoint();
+    if (sig != 0) {
+      if (tty) fmt::print(stderr, "\n");
+      log.write({{"event", "interrupted"}, {"step", st.step}, {"signal", sig}});
+      fail("interrupted by signal {} at step {}; checkpoint {} written (continue with --resume)",
+           sig, st.step, last_checkpoint);
+    }
+  }
+  if (tty) fmt::print(stderr, "\n");
+  log.write({{"event", "end"}, {"step", st.step}, {"loss_ema", st.loss_ema},
+             {"elapsed_s", st.elapsed_s}});
+  fmt::print("trained to step {} in {:.1f} s (this run: {} steps); final checkpoint {} (evaluate "
+             "it with: seqvit evaluate --checkpoint {})\n",
+             st.step, st.elapsed_s, st.step - first_step, last_checkpoint, run.string());
+}
+
+}  // namespace seqvit::cli

@@ -1,0 +1,43 @@
+// The options of `seqvit train` (flags and --config keys) and its two modes: the built-in
+// synthetic travelling waves (no --data) and forecasting from NetCDF data (--data).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "train/optimizer.h"
+
+namespace seqvit::cli {
+
+struct TrainOptions {
+  int64_t steps = 600, batch = 8, log_every = 10;
+  std::string img;  // synthetic: default 32x64; data: must match the data grid if given
+  int64_t patch = 4, embed_dim = 128, depth = 4, decoder_depth = 2, heads = 8;
+  double mlp_ratio = 4.0;
+  std::string variables, out_variables;  // defaults depend on the mode
+  std::string tokenization = "aggregate", lead_hours = "24";
+  bool bf16 = false;
+  uint64_t seed = 0;
+  int threads = 0;
+  std::string out;  // synthetic mode: the checkpoint to write
+  train::OptimConfig opt;
+
+  // Data mode.
+  std::vector<std::string> data;
+  std::string train_range, val_range, test_range;  // "BEGIN/END", ISO dates, end exclusive
+  int coarsen = 1;
+  std::string missing = "skip";
+  std::string stats_cache;
+  std::string run_dir = "seqvit_run";
+  int64_t val_every = 100, val_batches = 0, checkpoint_every = 100, keep = 3;
+  bool resume = false;
+};
+
+std::vector<std::string> split_list(const std::string& s);  // "a,b" -> {a, b}
+std::vector<double> parse_lead_hours(const std::string& s);
+std::string format_eta(double seconds);
+void run_train_synthetic(TrainOptions o);
+void run_train_data(TrainOptions o);  // train_data.cpp
+
+}  // namespace seqvit::cli
