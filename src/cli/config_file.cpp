@@ -76,7 +76,7 @@ std::vector<std::string> expand_config_file(const std::vector<std::string>& args
            fmt::join(valid, ", "));
     if (given.count(key)) continue;  // the command line wins
     const std::string flag = "--" + key;
-    if (opt->get_type_size() == 0) {  // a switch
+    if (opt->get_items_expected_max() == 0) {  // a switch
       if (it.inputs.size() != 1 || (it.inputs[0] != "true" && it.inputs[0] != "false"))
         fail("configuration file '{}': key '{}' is a switch: use true or false", path, it.name);
       if (it.inputs[0] == "true") out.push_back(flag);

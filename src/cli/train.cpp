@@ -176,6 +176,8 @@ void add_train(CLI::App& app) {
   o->opt.grad_clip = 1.0;
   auto* c = app.add_subcommand(
       "train", "Train ClimaX: on NetCDF data with --data, else on built-in synthetic waves");
+  // a repeated flag takes its last value (a command line may override a script's flags)
+  c->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   c->add_option("--config", "TOML file whose keys are these flags (flags given here win)");
   c->add_option("--steps", o->steps, "optimizer steps")->capture_default_str();
   c->add_option("--batch", o->batch, "samples per step")->capture_default_str();
