@@ -3,6 +3,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -19,16 +20,23 @@ MetricAccumulator::MetricAccumulator(const float* lat_deg, int64_t H, int64_t W)
 }
 
 void MetricAccumulator::add(const float* pred, const float* truth, const float* clim) {
-  double sw = 0, se = 0, sp = 0, so = 0;
+  // A pixel is left out when its truth or climatology is missing (NaN): missing data. A NaN in
+  // the prediction at a pixel that counts is the forecast's fault, not the data's: it makes this
+  // forecast's scores NaN, so a diverged model can never look good by dropping pixels.
+  double sw = 0, se = 0, sp = 0, so = 0, s2 = 0;
   for (int64_t i = 0; i < H_; ++i)
     for (int64_t j = 0; j < W_; ++j) {
       const int64_t k = i * W_ + j;
-      if (std::isnan(pred[k]) || std::isnan(truth[k]) || std::isnan(clim[k])) continue;
+      if (std::isnan(truth[k]) || std::isnan(clim[k])) continue;
       const double e = static_cast<double>(pred[k]) - truth[k];
+      const double pa = static_cast<double>(pred[k]) - clim[k];
       sw += w_[i];
       se += w_[i] * e * e;
-      sp += w_[i] * (static_cast<double>(pred[k]) - clim[k]);
+      sp += w_[i] * pa;
       so += w_[i] * (static_cast<double>(truth[k]) - clim[k]);
+      s2 += w_[i] * (static_cast<double>(pred[k]) * pred[k] +
+                     static_cast<double>(truth[k]) * truth[k] +
+                     static_cast<double>(clim[k]) * clim[k]);
     }
   if (sw <= 0) return;  // nothing valid in this forecast
   const double mp = sp / sw, mo = so / sw;
@@ -36,7 +44,7 @@ void MetricAccumulator::add(const float* pred, const float* truth, const float* 
   for (int64_t i = 0; i < H_; ++i)
     for (int64_t j = 0; j < W_; ++j) {
       const int64_t k = i * W_ + j;
-      if (std::isnan(pred[k]) || std::isnan(truth[k]) || std::isnan(clim[k])) continue;
+      if (std::isnan(truth[k]) || std::isnan(clim[k])) continue;
       const double p = static_cast<double>(pred[k]) - clim[k] - mp;
       const double o = static_cast<double>(truth[k]) - clim[k] - mo;
       spo += w_[i] * p * o;
@@ -44,14 +52,21 @@ void MetricAccumulator::add(const float* pred, const float* truth, const float* 
       soo += w_[i] * o * o;
     }
   rmse_sum_ += std::sqrt(se / sw);
-  // A constant anomaly (climatology forecast) or a constant truth anomaly: no correlation.
-  const double denom = std::sqrt(spp * soo);
-  acc_sum_ += denom > 1e-300 * sw ? spo / denom : 0.0;
+  // An anomaly that is constant over the globe (the climatology forecast itself, or climatology
+  // plus an offset) has no spatial pattern to correlate: ACC = 0 by convention. "Constant" up to
+  // float rounding of the fields: values are float (relative rounding 6e-8), so a centred anomaly
+  // whose rms is below 1e-6 of the fields' rms is rounding noise, and correlating noise would
+  // give an arbitrary ACC in [-1, 1].
+  const double tiny = 1e-12 * s2;  // sw * (1e-6 * rms of pred, truth and clim together)^2
+  const bool flat = spp <= tiny || soo <= tiny;
+  if (std::isnan(spo + spp)) acc_sum_ += spo + spp;  // NaN prediction: NaN ACC
+  else if (!flat) acc_sum_ += spo / std::sqrt(spp * soo);
   ++n_;
 }
 
 std::vector<Scores> evaluate(model::ClimaX& model, const float* params,
-                             data::ForecastDataset& ds, int64_t max_batches) {
+                             data::ForecastDataset& ds, int64_t max_batches,
+                             const Progress& progress) {
   const auto& mc = model.config();
   const int64_t H = ds.H(), W = ds.W(), HW = H * W, V = mc.V(), Vo = mc.Vo();
   if (mc.img_h != H || mc.img_w != W)
@@ -73,6 +88,8 @@ std::vector<Scores> evaluate(model::ClimaX& model, const float* params,
   data::Batch b;
   ds.start_epoch(0);
   int64_t batches = 0;
+  const int64_t total =
+      max_batches > 0 ? std::min(max_batches, ds.num_batches()) : ds.num_batches();
   while ((max_batches <= 0 || batches < max_batches) && ds.next(b)) {
     ++batches;
     if (b.B > model.max_batch())
@@ -103,6 +120,7 @@ std::vector<Scores> evaluate(model::ClimaX& model, const float* params,
           it->second.pers.add(pers.data(), truth.data(), clim.data());
         }
       }
+    if (progress) progress(batches, total);
   }
   std::vector<Scores> out;
   const double nan = std::numeric_limits<double>::quiet_NaN();
@@ -125,15 +143,16 @@ std::vector<Scores> evaluate(model::ClimaX& model, const float* params,
 }
 
 std::string format_scores_table(const std::vector<Scores>& scores) {
-  std::string t = fmt::format("{:<12} {:>7} {:>8} {:>10} | {:>11} {:>11} {:>11} | {:>7} {:>7} {:>7}\n",
+  auto g = [](double v) { return std::isfinite(v) ? fmt::format("{:.5g}", v) : std::string("-"); };
+  auto f = [](double v) { return std::isfinite(v) ? fmt::format("{:.4f}", v) : std::string("-"); };
+  std::string t = fmt::format("{:<12} {:>6} {:>6} {:>11} | {:>12} {:>12} {:>12} | {:>7} {:>7} {:>7}\n",
                               "variable", "lead_h", "n", "units", "rmse_model", "rmse_persist",
                               "rmse_clim", "acc_mod", "acc_per", "acc_cli");
   for (const auto& s : scores)
-    t += fmt::format("{:<12} {:>7g} {:>8} {:>10} | {:>11.4g} {:>11.4g} {:>11.4g} | {:>7.4f} "
-                     "{:>7.4f} {:>7.4f}\n",
+    t += fmt::format("{:<12} {:>6g} {:>6} {:>11} | {:>12} {:>12} {:>12} | {:>7} {:>7} {:>7}\n",
                      s.variable, s.lead_hours, s.forecasts, s.units.empty() ? "-" : s.units,
-                     s.rmse, s.rmse_persistence, s.rmse_climatology, s.acc, s.acc_persistence,
-                     s.acc_climatology);
+                     g(s.rmse), g(s.rmse_persistence), g(s.rmse_climatology), f(s.acc),
+                     f(s.acc_persistence), f(s.acc_climatology));
   return t;
 }
 
