@@ -173,14 +173,25 @@ std::string scores_to_json(const std::vector<Scores>& scores) {
   return a.dump(2);
 }
 
+namespace {
+// RFC 4180: a field holding a comma, quote or line break is quoted, quotes doubled.
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+}  // namespace
+
 std::string scores_to_csv(const std::vector<Scores>& scores) {
   std::string t =
       "variable,units,lead_hours,forecasts,rmse,acc,rmse_persistence,acc_persistence,"
       "rmse_climatology,acc_climatology\n";
   for (const auto& s : scores)
-    t += fmt::format("{},{},{:g},{},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g}\n", s.variable,
-                     s.units, s.lead_hours, s.forecasts, s.rmse, s.acc, s.rmse_persistence,
-                     s.acc_persistence, s.rmse_climatology, s.acc_climatology);
+    t += fmt::format("{},{},{:g},{},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g}\n",
+                     csv_field(s.variable), csv_field(s.units), s.lead_hours, s.forecasts, s.rmse,
+                     s.acc, s.rmse_persistence, s.acc_persistence, s.rmse_climatology,
+                     s.acc_climatology);
   return t;
 }
 

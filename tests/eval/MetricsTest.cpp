@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "data/cf_time.h"
@@ -155,6 +156,25 @@ TEST(MetricsTest, MissingPixelsAreLeftOutAndNaNPredictionsAreNot) {
   EXPECT_EQ(n.count(), 1);
   EXPECT_TRUE(std::isnan(n.rmse()));
   EXPECT_TRUE(std::isnan(n.acc()));
+}
+
+TEST(MetricsTest, FormatsShowAbsentScoresAndQuoteCsvFields) {
+  eval::Scores s;
+  s.variable = "tp";
+  s.units = "kg m**-2, \"daily\"";
+  s.lead_hours = 24;
+  s.forecasts = 3;
+  s.rmse = 1.5, s.acc = 0.5, s.rmse_climatology = 2, s.acc_climatology = 0;
+  s.rmse_persistence = s.acc_persistence = std::numeric_limits<double>::quiet_NaN();
+  const std::string csv = eval::scores_to_csv({s});
+  EXPECT_NE(csv.find("\ntp,\"kg m**-2, \"\"daily\"\"\",24,3,1.5,0.5,nan,nan,2,0\n"),
+            std::string::npos)
+      << csv;
+  const auto j = nlohmann::json::parse(eval::scores_to_json({s}));
+  EXPECT_TRUE(j[0].at("rmse_persistence").is_null());
+  EXPECT_EQ(j[0].at("rmse").get<double>(), 1.5);
+  const std::string table = eval::format_scores_table({s});
+  EXPECT_EQ(table.find("nan"), std::string::npos) << table;
 }
 
 // ---------------------------------------------------------------- evaluate() on the fixture
