@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <vector>
@@ -72,9 +73,17 @@ std::vector<double> parse_leads(const std::string& s) {
 // model's grid, and that each lead is a whole number of data time steps. Errors name the data,
 // the variable or lead, and what would be valid.
 void check_data(const train::ForecastCheckpoint& ck, const data::ForecastConfig& cfg,
-                const std::vector<double>& leads) {
+                const std::vector<double>& leads, bool paths_from_checkpoint) {
   const std::string where = fmt::format("{}", fmt::join(cfg.paths, ", "));
-  const data::NetcdfDataset nc(cfg.paths);
+  std::unique_ptr<data::NetcdfDataset> opened;
+  try {
+    opened = std::make_unique<data::NetcdfDataset>(cfg.paths);
+  } catch (const Error& e) {
+    if (!paths_from_checkpoint) throw;
+    fail("{} (the data paths stored in {}; give --data to read the data from elsewhere)",
+         e.what(), ck.path);
+  }
+  const data::NetcdfDataset& nc = *opened;
   std::vector<std::string> names = ck.model.variables;
   for (const auto& n : ck.model.out_variables)
     if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
@@ -154,7 +163,7 @@ void run_evaluate(const EvaluateOptions& o) {
   cfg.normalisation = ck.norm;
   cfg.batch_size = static_cast<int>(o.batch);
   cfg.shuffle = false;  // time order: --max-batches takes the first initial times of the split
-  check_data(ck, cfg, leads);
+  check_data(ck, cfg, leads, o.data.empty());
 
   const auto& range = split_range(cfg, split);
   fmt::print("checkpoint: {} (step {})\n", ck.path, ck.step);

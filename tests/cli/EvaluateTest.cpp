@@ -213,6 +213,16 @@ TEST_F(EvaluateTest, BadInputsExitOneNamingTheCulprit) {
   }
   expect_error("evaluate --checkpoint " + later, {"1980-01-01", "empty"});
 
+  // Data paths stored in the checkpoint that are not there any more: the message says --data.
+  const std::string moved = dir + "/moved_data.safetensors";
+  {
+    auto c = train::load_forecast_checkpoint(fx().checkpoint);
+    c.data.paths = {dir + "/gone"};
+    model::ClimaX m(c.model);
+    train::save_forecast_model(moved, c.model, c.data, c.norm, m.params(), c.params.data());
+  }
+  expect_error("evaluate --checkpoint " + moved, {dir + "/gone", "--data"});
+
   // A bad split name; bad leads.
   expect_error("evaluate --checkpoint " + ck + " --split testing", {"'testing'", "test, val"});
   expect_error("evaluate --checkpoint " + ck + " --lead-hours 6,abc", {"'abc'"});
