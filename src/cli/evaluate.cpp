@@ -37,6 +37,7 @@ struct EvaluateOptions {
   std::string lead_hours;  // empty: the checkpoint's leads
   int64_t batch = 8, max_batches = 0;
   std::string json, csv;
+  std::string stats_cache;  // empty: beside the data (docs/data.md)
   int threads = 0;
 };
 
@@ -163,6 +164,7 @@ void run_evaluate(const EvaluateOptions& o) {
   cfg.normalisation = ck.norm;
   cfg.batch_size = static_cast<int>(o.batch);
   cfg.shuffle = false;  // time order: --max-batches takes the first initial times of the split
+  if (!o.stats_cache.empty()) cfg.cache_path = o.stats_cache;
   check_data(ck, cfg, leads, o.data.empty());
 
   const auto& range = split_range(cfg, split);
@@ -273,6 +275,9 @@ void add_evaluate(CLI::App& app) {
                 "(0: all)");
   c->add_option("--json", o->json, "write the scores as JSON to this file");
   c->add_option("--csv", o->csv, "write the scores as CSV to this file");
+  c->add_option("--stats-cache", o->stats_cache,
+                "statistics cache file (default: seqvit_stats.safetensors beside the data; "
+                "give one for read-only data)");
   c->add_option("--threads", o->threads, "OpenMP threads (default: OMP_NUM_THREADS or all)");
   c->callback([o] { run_evaluate(*o); });
 }

@@ -2,6 +2,7 @@
 #include "eval/metrics.h"
 
 #include <fmt/core.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cmath>
@@ -72,8 +73,13 @@ std::vector<Scores> evaluate(model::ClimaX& model, const float* params,
   if (mc.img_h != H || mc.img_w != W)
     fail("evaluate: the model is for a {}x{} grid, the data is {}x{}", mc.img_h, mc.img_w, H, W);
   if (mc.variables != ds.inputs() || mc.out_variables != ds.outputs())
-    fail("evaluate: the model's variables differ from the dataset's");
-  if (ds.size() == 0) fail("evaluate: the dataset split has no samples");
+    fail("evaluate: the model maps {} -> {}, the dataset gives {} -> {}",
+         fmt::join(mc.variables, ","), fmt::join(mc.out_variables, ","),
+         fmt::join(ds.inputs(), ","), fmt::join(ds.outputs(), ","));
+  // Units now: the files are not to be touched while the epoch below is being prefetched.
+  std::vector<std::string> units;
+  for (const auto& name : mc.out_variables)
+    units.push_back(ds.netcdf().variable(ds.field_ref(name).variable).units);
   // Where each output sits among the inputs (persistence), -1 if it is not an input.
   std::vector<int64_t> in_of(static_cast<size_t>(Vo), -1);
   for (int64_t o = 0; o < Vo; ++o)
@@ -127,7 +133,7 @@ std::vector<Scores> evaluate(model::ClimaX& model, const float* params,
   for (const auto& [key, a] : acc) {
     Scores s;
     s.variable = mc.out_variables[key.first];
-    s.units = ds.netcdf().variable(ds.field_ref(s.variable).variable).units;
+    s.units = units[key.first];
     s.lead_hours = static_cast<double>(key.second) / 3600.0;
     s.forecasts = a.model.count();
     s.rmse = a.model.rmse();

@@ -141,11 +141,12 @@ TEST_F(EvaluateTest, JsonAndCsvHoldEveryScoreAndMatchInProcessEvaluation) {
 }
 
 TEST_F(EvaluateTest, LeadSplitAndMaxBatchesAreHonoured) {
-  const std::string json = scratch("lead") + "/val.json";
+  const std::string json = scratch("lead") + "/val.json", cache = scratch("lead") + "/stats.st";
   const auto r = run_seqvit("evaluate --checkpoint " + quote(fx().checkpoint) +
                             " --split val --lead-hours 18 --batch 2 --max-batches 1 --json " +
-                            quote(json));
+                            quote(json) + " --stats-cache " + quote(cache));
   ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(fs::exists(cache));
   const auto j = nlohmann::json::parse(slurp(json));
   ASSERT_EQ(j.at("leads").size(), 1u);
   EXPECT_EQ(j.at("leads")[0].at("forecasts"), 2);
