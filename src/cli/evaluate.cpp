@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -154,6 +155,13 @@ void run_evaluate(const EvaluateOptions& o) {
   const data::Split split = parse_split(o.split);
   if (o.batch < 1) fail("--batch must be >= 1, got {}", o.batch);
   if (o.max_batches < 0) fail("--max-batches must be >= 0 (0: all), got {}", o.max_batches);
+  // Output files are written at the end: find an impossible place before a long evaluation.
+  for (const auto& [flag, path] : {std::pair{"--json", o.json}, std::pair{"--csv", o.csv}}) {
+    if (path.empty()) continue;
+    const auto parent = std::filesystem::path(path).parent_path();
+    if (!parent.empty() && !std::filesystem::is_directory(parent))
+      fail("{} {}: directory '{}' does not exist", flag, path, parent.string());
+  }
   const train::ForecastCheckpoint ck = train::load_forecast_checkpoint(o.checkpoint);
   const std::vector<double> leads =
       o.lead_hours.empty() ? ck.data.lead_hours : parse_leads(o.lead_hours);

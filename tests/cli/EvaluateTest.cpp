@@ -224,6 +224,10 @@ TEST_F(EvaluateTest, BadInputsExitOneNamingTheCulprit) {
   }
   expect_error("evaluate --checkpoint " + moved, {dir + "/gone", "--data"});
 
+  // An output file in a directory that does not exist: refused before evaluating.
+  expect_error("evaluate --checkpoint " + ck + " --json " + dir + "/no_dir/s.json",
+               {dir + "/no_dir", "--json"});
+
   // A bad split name; bad leads.
   expect_error("evaluate --checkpoint " + ck + " --split testing", {"'testing'", "test, val"});
   expect_error("evaluate --checkpoint " + ck + " --lead-hours 6,abc", {"'abc'"});
