@@ -222,6 +222,7 @@ void run_evaluate(const EvaluateOptions& o) {
                li.filled ? fmt::format("; {} missing values filled with the training mean",
                                        li.filled)
                          : "");
+    std::fflush(stdout);
   }
   // Variable order of the model, then lead.
   auto var_index = [&](const std::string& v) {
