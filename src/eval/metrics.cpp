@@ -151,9 +151,10 @@ std::vector<Scores> evaluate(model::ClimaX& model, const float* params,
 std::string format_scores_table(const std::vector<Scores>& scores) {
   auto g = [](double v) { return std::isfinite(v) ? fmt::format("{:.5g}", v) : std::string("-"); };
   auto f = [](double v) { return std::isfinite(v) ? fmt::format("{:.4f}", v) : std::string("-"); };
-  std::string t = fmt::format("{:<12} {:>6} {:>6} {:>11} | {:>12} {:>12} {:>12} | {:>7} {:>7} {:>7}\n",
-                              "variable", "lead_h", "n", "units", "rmse_model", "rmse_persist",
-                              "rmse_clim", "acc_mod", "acc_per", "acc_cli");
+  std::string t = fmt::format(
+      "{:<12} {:>6} {:>6} {:>11} | {:>12} {:>12} {:>12} | {:>7} {:>7} {:>7}\n", "variable",
+      "lead_h", "n", "units", "rmse_model", "rmse_persist", "rmse_clim", "acc_mod", "acc_per",
+      "acc_cli");
   for (const auto& s : scores)
     t += fmt::format("{:<12} {:>6g} {:>6} {:>11} | {:>12} {:>12} {:>12} | {:>7} {:>7} {:>7}\n",
                      s.variable, s.lead_hours, s.forecasts, s.units.empty() ? "-" : s.units,

@@ -26,9 +26,12 @@ namespace {
 namespace fs = std::filesystem;
 using seqvit_test::run_seqvit;
 
-const char* const kScoreKeys[] = {"rmse",          "acc",
-                                  "rmse_persistence", "acc_persistence",
-                                  "rmse_climatology", "acc_climatology"};
+const char* const kScoreKeys[] = {"rmse",
+                                  "acc",
+                                  "rmse_persistence",
+                                  "acc_persistence",
+                                  "rmse_climatology",
+                                  "acc_climatology"};
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path);
@@ -56,8 +59,8 @@ class EvaluateTest : public ::testing::Test {
 
 // What `seqvit evaluate` computes, in this process: one dataset per lead, the checkpoint's
 // normalisation, time order.
-std::vector<eval::Scores> in_process(const std::string& checkpoint, const std::vector<double>& leads,
-                                     int batch) {
+std::vector<eval::Scores> in_process(const std::string& checkpoint,
+                                     const std::vector<double>& leads, int batch) {
   const auto ck = train::load_forecast_checkpoint(checkpoint);
   model::ClimaX m(ck.model);
   m.plan(batch, model::Precision::F32);
@@ -81,12 +84,13 @@ std::vector<eval::Scores> in_process(const std::string& checkpoint, const std::v
 TEST_F(EvaluateTest, JsonAndCsvHoldEveryScoreAndMatchInProcessEvaluation) {
   const std::string dir = scratch("outputs");
   const std::string json = dir + "/scores.json", csv = dir + "/scores.csv";
-  const auto r = run_seqvit("evaluate --checkpoint " + quote(fx().checkpoint) + " --batch 4 --json " +
-                            quote(json) + " --csv " + quote(csv));
+  const auto r = run_seqvit("evaluate --checkpoint " + quote(fx().checkpoint) +
+                            " --batch 4 --json " + quote(json) + " --csv " + quote(csv));
   ASSERT_EQ(r.status, 0) << r.output;
-  for (const char* want : {"checkpoint: ", "split: test [1979-01-07, 1979-01-09)",
-                           "lead 6 h: 7 forecasts from 1979-01-07T00:00:00Z to 1979-01-08T12:00:00Z",
-                           "lead 12 h: 6 forecasts", "rmse_persist", "z_500"})
+  for (const char* want :
+       {"checkpoint: ", "split: test [1979-01-07, 1979-01-09)",
+        "lead 6 h: 7 forecasts from 1979-01-07T00:00:00Z to 1979-01-08T12:00:00Z",
+        "lead 12 h: 6 forecasts", "rmse_persist", "z_500"})
     EXPECT_NE(r.output.find(want), std::string::npos) << want << "\n" << r.output;
   EXPECT_FALSE(fs::exists(json + ".tmp")) << "temporary file left behind";
 
@@ -188,8 +192,8 @@ TEST_F(EvaluateTest, BadInputsExitOneNamingTheCulprit) {
   fs::create_directories(no_z);
   for (const char* sub : {"2m_temperature", "10m_u_component_of_wind", "10m_v_component_of_wind",
                           "temperature", "constants"})
-    fs::copy(fs::path(fx().dir) / sub, fs::path(no_z) / sub, fs::copy_options::recursive |
-                                                                 fs::copy_options::overwrite_existing);
+    fs::copy(fs::path(fx().dir) / sub, fs::path(no_z) / sub,
+             fs::copy_options::recursive | fs::copy_options::overwrite_existing);
   expect_error("evaluate --checkpoint " + ck + " --data " + no_z, {"'z_500'", no_z});
 
   // Data on another grid: 16x32, which coarsens to 8x16, but the model is for 16x32.
