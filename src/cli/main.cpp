@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "seqvit 0.1.0");
   seqvit::cli::add_train(app);
   seqvit::cli::add_grad(app);
+  seqvit::cli::add_evaluate(app);
   seqvit::cli::add_data(app);
   try {
     // `--config FILE` becomes flags before the command line's own (config_file.h)

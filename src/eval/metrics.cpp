@@ -2,7 +2,9 @@
 #include "eval/metrics.h"
 
 #include <fmt/core.h>
+#include <fmt/ranges.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -19,16 +21,23 @@ MetricAccumulator::MetricAccumulator(const float* lat_deg, int64_t H, int64_t W)
 }
 
 void MetricAccumulator::add(const float* pred, const float* truth, const float* clim) {
-  double sw = 0, se = 0, sp = 0, so = 0;
+  // A pixel is left out when its truth or climatology is missing (NaN): missing data. A NaN in
+  // the prediction at a pixel that counts is the forecast's fault, not the data's: it makes this
+  // forecast's scores NaN, so a diverged model can never look good by dropping pixels.
+  double sw = 0, se = 0, sp = 0, so = 0, s2 = 0;
   for (int64_t i = 0; i < H_; ++i)
     for (int64_t j = 0; j < W_; ++j) {
       const int64_t k = i * W_ + j;
-      if (std::isnan(pred[k]) || std::isnan(truth[k]) || std::isnan(clim[k])) continue;
+      if (std::isnan(truth[k]) || std::isnan(clim[k])) continue;
       const double e = static_cast<double>(pred[k]) - truth[k];
+      const double pa = static_cast<double>(pred[k]) - clim[k];
       sw += w_[i];
       se += w_[i] * e * e;
-      sp += w_[i] * (static_cast<double>(pred[k]) - clim[k]);
+      sp += w_[i] * pa;
       so += w_[i] * (static_cast<double>(truth[k]) - clim[k]);
+      s2 += w_[i] * (static_cast<double>(pred[k]) * pred[k] +
+                     static_cast<double>(truth[k]) * truth[k] +
+                     static_cast<double>(clim[k]) * clim[k]);
     }
   if (sw <= 0) return;  // nothing valid in this forecast
   const double mp = sp / sw, mo = so / sw;
@@ -36,7 +45,7 @@ void MetricAccumulator::add(const float* pred, const float* truth, const float* 
   for (int64_t i = 0; i < H_; ++i)
     for (int64_t j = 0; j < W_; ++j) {
       const int64_t k = i * W_ + j;
-      if (std::isnan(pred[k]) || std::isnan(truth[k]) || std::isnan(clim[k])) continue;
+      if (std::isnan(truth[k]) || std::isnan(clim[k])) continue;
       const double p = static_cast<double>(pred[k]) - clim[k] - mp;
       const double o = static_cast<double>(truth[k]) - clim[k] - mo;
       spo += w_[i] * p * o;
@@ -44,21 +53,33 @@ void MetricAccumulator::add(const float* pred, const float* truth, const float* 
       soo += w_[i] * o * o;
     }
   rmse_sum_ += std::sqrt(se / sw);
-  // A constant anomaly (climatology forecast) or a constant truth anomaly: no correlation.
-  const double denom = std::sqrt(spp * soo);
-  acc_sum_ += denom > 1e-300 * sw ? spo / denom : 0.0;
+  // An anomaly that is constant over the globe (the climatology forecast itself, or climatology
+  // plus an offset) has no spatial pattern to correlate: ACC = 0 by convention. "Constant" up to
+  // float rounding of the fields: values are float (relative rounding 6e-8), so a centred anomaly
+  // whose rms is below 1e-6 of the fields' rms is rounding noise, and correlating noise would
+  // give an arbitrary ACC in [-1, 1].
+  const double tiny = 1e-12 * s2;  // sw * (1e-6 * rms of pred, truth and clim together)^2
+  const bool flat = spp <= tiny || soo <= tiny;
+  if (std::isnan(spo + spp)) acc_sum_ += spo + spp;  // NaN prediction: NaN ACC
+  else if (!flat) acc_sum_ += spo / std::sqrt(spp * soo);
   ++n_;
 }
 
 std::vector<Scores> evaluate(model::ClimaX& model, const float* params,
-                             data::ForecastDataset& ds, int64_t max_batches) {
+                             data::ForecastDataset& ds, int64_t max_batches,
+                             const Progress& progress) {
   const auto& mc = model.config();
   const int64_t H = ds.H(), W = ds.W(), HW = H * W, V = mc.V(), Vo = mc.Vo();
   if (mc.img_h != H || mc.img_w != W)
     fail("evaluate: the model is for a {}x{} grid, the data is {}x{}", mc.img_h, mc.img_w, H, W);
   if (mc.variables != ds.inputs() || mc.out_variables != ds.outputs())
-    fail("evaluate: the model's variables differ from the dataset's");
-  if (ds.size() == 0) fail("evaluate: the dataset split has no samples");
+    fail("evaluate: the model maps {} -> {}, the dataset gives {} -> {}",
+         fmt::join(mc.variables, ","), fmt::join(mc.out_variables, ","),
+         fmt::join(ds.inputs(), ","), fmt::join(ds.outputs(), ","));
+  // Units now: the files are not to be touched while the epoch below is being prefetched.
+  std::vector<std::string> units;
+  for (const auto& name : mc.out_variables)
+    units.push_back(ds.netcdf().variable(ds.field_ref(name).variable).units);
   // Where each output sits among the inputs (persistence), -1 if it is not an input.
   std::vector<int64_t> in_of(static_cast<size_t>(Vo), -1);
   for (int64_t o = 0; o < Vo; ++o)
@@ -73,6 +94,8 @@ std::vector<Scores> evaluate(model::ClimaX& model, const float* params,
   data::Batch b;
   ds.start_epoch(0);
   int64_t batches = 0;
+  const int64_t total =
+      max_batches > 0 ? std::min(max_batches, ds.num_batches()) : ds.num_batches();
   while ((max_batches <= 0 || batches < max_batches) && ds.next(b)) {
     ++batches;
     if (b.B > model.max_batch())
@@ -103,13 +126,14 @@ std::vector<Scores> evaluate(model::ClimaX& model, const float* params,
           it->second.pers.add(pers.data(), truth.data(), clim.data());
         }
       }
+    if (progress) progress(batches, total);
   }
   std::vector<Scores> out;
   const double nan = std::numeric_limits<double>::quiet_NaN();
   for (const auto& [key, a] : acc) {
     Scores s;
     s.variable = mc.out_variables[key.first];
-    s.units = ds.netcdf().variable(ds.field_ref(s.variable).variable).units;
+    s.units = units[key.first];
     s.lead_hours = static_cast<double>(key.second) / 3600.0;
     s.forecasts = a.model.count();
     s.rmse = a.model.rmse();
@@ -125,15 +149,17 @@ std::vector<Scores> evaluate(model::ClimaX& model, const float* params,
 }
 
 std::string format_scores_table(const std::vector<Scores>& scores) {
-  std::string t = fmt::format("{:<12} {:>7} {:>8} {:>10} | {:>11} {:>11} {:>11} | {:>7} {:>7} {:>7}\n",
-                              "variable", "lead_h", "n", "units", "rmse_model", "rmse_persist",
-                              "rmse_clim", "acc_mod", "acc_per", "acc_cli");
+  auto g = [](double v) { return std::isfinite(v) ? fmt::format("{:.5g}", v) : std::string("-"); };
+  auto f = [](double v) { return std::isfinite(v) ? fmt::format("{:.4f}", v) : std::string("-"); };
+  std::string t = fmt::format(
+      "{:<12} {:>6} {:>6} {:>11} | {:>12} {:>12} {:>12} | {:>7} {:>7} {:>7}\n", "variable",
+      "lead_h", "n", "units", "rmse_model", "rmse_persist", "rmse_clim", "acc_mod", "acc_per",
+      "acc_cli");
   for (const auto& s : scores)
-    t += fmt::format("{:<12} {:>7g} {:>8} {:>10} | {:>11.4g} {:>11.4g} {:>11.4g} | {:>7.4f} "
-                     "{:>7.4f} {:>7.4f}\n",
+    t += fmt::format("{:<12} {:>6g} {:>6} {:>11} | {:>12} {:>12} {:>12} | {:>7} {:>7} {:>7}\n",
                      s.variable, s.lead_hours, s.forecasts, s.units.empty() ? "-" : s.units,
-                     s.rmse, s.rmse_persistence, s.rmse_climatology, s.acc, s.acc_persistence,
-                     s.acc_climatology);
+                     g(s.rmse), g(s.rmse_persistence), g(s.rmse_climatology), f(s.acc),
+                     f(s.acc_persistence), f(s.acc_climatology));
   return t;
 }
 
@@ -154,14 +180,25 @@ std::string scores_to_json(const std::vector<Scores>& scores) {
   return a.dump(2);
 }
 
+namespace {
+// RFC 4180: a field holding a comma, quote or line break is quoted, quotes doubled.
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+}  // namespace
+
 std::string scores_to_csv(const std::vector<Scores>& scores) {
   std::string t =
       "variable,units,lead_hours,forecasts,rmse,acc,rmse_persistence,acc_persistence,"
       "rmse_climatology,acc_climatology\n";
   for (const auto& s : scores)
-    t += fmt::format("{},{},{:g},{},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g}\n", s.variable,
-                     s.units, s.lead_hours, s.forecasts, s.rmse, s.acc, s.rmse_persistence,
-                     s.acc_persistence, s.rmse_climatology, s.acc_climatology);
+    t += fmt::format("{},{},{:g},{},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g}\n",
+                     csv_field(s.variable), csv_field(s.units), s.lead_hours, s.forecasts, s.rmse,
+                     s.acc, s.rmse_persistence, s.acc_persistence, s.rmse_climatology,
+                     s.acc_climatology);
   return t;
 }
 

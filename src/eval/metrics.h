@@ -5,10 +5,12 @@
 //          p' = pred - clim, o' = truth - clim, each centred by its own latitude-weighted
 //          spatial mean (the "centred" ACC). A forecast whose anomaly is constant (the
 //          climatology forecast itself) has no correlation; it scores ACC = 0.
-// Sums are in double. Pixels where truth, pred or clim is NaN are left out of that forecast.
+// Sums are in double. Pixels where truth or clim is NaN (missing data) are left out of that
+// forecast; a NaN in pred where truth and clim are valid makes the forecast's scores NaN.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -46,11 +48,15 @@ struct Scores {
 // Runs the model over every batch of `ds` (iterating a fresh epoch 0 of it; at most
 // `max_batches` batches when > 0) and scores it, per output variable and lead time (sorted by
 // variable order, then lead). `model` must be planned for ds's batch size; params in its table
-// layout. Units come from the NetCDF files.
+// layout. Units come from the NetCDF files. `progress`, if set, is called after each batch with
+// (batches done, batches to do).
+using Progress = std::function<void(int64_t done, int64_t total)>;
 std::vector<Scores> evaluate(model::ClimaX& model, const float* params,
-                             data::ForecastDataset& ds, int64_t max_batches = 0);
+                             data::ForecastDataset& ds, int64_t max_batches = 0,
+                             const Progress& progress = {});
 
-// A fixed-width table of scores (the model beside persistence and climatology).
+// A fixed-width table of scores (the model beside persistence and climatology); a score that
+// does not exist (persistence of an output that is not an input) shows as "-".
 std::string format_scores_table(const std::vector<Scores>& scores);
 std::string scores_to_json(const std::vector<Scores>& scores);  // a JSON array
 std::string scores_to_csv(const std::vector<Scores>& scores);   // header + one row per score
