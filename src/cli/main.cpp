@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "seqvit 0.1.0");
   seqvit::cli::add_train(app);
   seqvit::cli::add_grad(app);
+  seqvit::cli::add_predict(app);
   seqvit::cli::add_data(app);
   try {
     app.parse(argc, argv);
