@@ -1,12 +1,15 @@
 // CF NetCDF forecast files (see forecast_writer.h and docs/forecasts.md).
 #include "data/forecast_writer.h"
 
+#include <fcntl.h>
 #include <netcdf.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 
@@ -171,6 +174,15 @@ void write_forecast_netcdf(const std::string& path, const ForecastGrid& grid,
     const int st = nc_close(nc);
     nc = -1;
     nc_check(st, "nc_close", tmp);
+    // libnetcdf does not fsync; do it before the rename, so the new name never points at data
+    // that a crash could still lose.
+    const int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || ::fsync(fd) != 0) {
+      const int err = errno;
+      if (fd >= 0) ::close(fd);
+      fail("cannot fsync '{}': {}", tmp, std::strerror(err));
+    }
+    ::close(fd);
   } catch (...) {
     if (nc >= 0) nc_close(nc);
     std::remove(tmp.c_str());
