@@ -1,6 +1,8 @@
 // seqvit predict: one forecast from a trained checkpoint at a given input time, written as a CF
 // NetCDF file on the input's grid and orientation (docs/forecasts.md), with optional maps of
 // the forecast, the truth at the valid time and their difference.
+#include "eval/predict.h"
+
 #include <fmt/core.h>
 #include <fmt/ranges.h>
 #include <omp.h>
@@ -19,7 +21,6 @@
 #include "data/cf_time.h"
 #include "data/forecast_writer.h"
 #include "eval/metrics.h"
-#include "eval/predict.h"
 #include "io/map_render.h"
 #include "io/png.h"
 
@@ -38,8 +39,8 @@ struct PredictOptions {
 
 // Fails early (before the model runs) when `file`'s directory is missing or not writable.
 void check_writable_dir(const std::string& file, const char* flag) {
-  const fs::path dir = fs::path(file).parent_path().empty() ? fs::path(".")
-                                                             : fs::path(file).parent_path();
+  const fs::path dir =
+      fs::path(file).parent_path().empty() ? fs::path(".") : fs::path(file).parent_path();
   if (!fs::is_directory(dir))
     fail("{} {}: directory '{}' does not exist", flag, file, dir.string());
   if (::access(dir.c_str(), W_OK) != 0)
@@ -57,10 +58,12 @@ std::string now_iso() {
 
 std::string lead_str(double h) { return fmt::format("{:g} h", h); }
 
-void write_maps(const std::string& dir, const eval::Prediction& p, const data::ForecastDataset& ds) {
+void write_maps(const std::string& dir, const eval::Prediction& p,
+                const data::ForecastDataset& ds) {
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec || !fs::is_directory(dir)) fail("--png {}: cannot create the directory: {}", dir, ec.message());
+  if (ec || !fs::is_directory(dir))
+    fail("--png {}: cannot create the directory: {}", dir, ec.message());
   const int64_t n = p.H * p.W;
   const std::string valid = data::iso8601(p.time + p.lead_hours);
   const std::string sub = fmt::format("valid {}  lead {}", valid, lead_str(p.lead_hours));
@@ -134,21 +137,19 @@ void run_predict(const PredictOptions& o) {
   if (!o.png_dir.empty()) write_maps(o.png_dir, p, *ds);
 
   fmt::print("forecast from {} at lead {} (valid {}), checkpoint {} (step {}), grid {}x{}\n",
-             data::iso8601(p.time), lead_str(p.lead_hours),
-             data::iso8601(p.time + p.lead_hours), ckpt.path, ckpt.step, p.H, p.W);
+             data::iso8601(p.time), lead_str(p.lead_hours), data::iso8601(p.time + p.lead_hours),
+             ckpt.path, ckpt.step, p.H, p.W);
   for (size_t v = 0; v < p.outputs.size(); ++v) {
     eval::MetricAccumulator a(ds->lat().data(), p.H, p.W);
-    a.add(p.forecast.data() + v * n, p.truth.data() + v * n,
-          ds->climatology(p.outputs[v]).data());
+    a.add(p.forecast.data() + v * n, p.truth.data() + v * n, ds->climatology(p.outputs[v]).data());
     fmt::print("  {:<8} RMSE {:.5g}  ACC {:.3f} (against the data at the valid time)\n",
                p.outputs[v], a.rmse(), a.acc());
   }
-  const double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  fmt::print("wrote {}{} in {:.2f} s\n", o.out,
-             o.png_dir.empty() ? ""
-                               : fmt::format(" and {} maps to {}/", 3 * p.outputs.size(), o.png_dir),
-             secs);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  fmt::print(
+      "wrote {}{} in {:.2f} s\n", o.out,
+      o.png_dir.empty() ? "" : fmt::format(" and {} maps to {}/", 3 * p.outputs.size(), o.png_dir),
+      secs);
 }
 }  // namespace
 
@@ -160,8 +161,7 @@ void add_predict(CLI::App& app) {
                 "model file, step directory or run directory (its latest checkpoint)")
       ->required();
   c->add_option("--data", o->data, "NetCDF files or directories (default: the training data)");
-  c->add_option("--time", o->time, "input time, ISO 8601 (e.g. 1979-01-07T00:00:00Z)")
-      ->required();
+  c->add_option("--time", o->time, "input time, ISO 8601 (e.g. 1979-01-07T00:00:00Z)")->required();
   c->add_option("--out", o->out, "output NetCDF file")->required();
   c->add_option("--png", o->png_dir,
                 "directory for <var>_forecast.png, <var>_truth.png and <var>_error.png");

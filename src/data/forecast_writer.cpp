@@ -70,8 +70,7 @@ void write_contents(int nc, const std::string& path, const ForecastGrid& g,
   put_text(nc, vref, "calendar", "standard", path);
   put_text(nc, vref, "standard_name", "forecast_reference_time", path);
   put_text(nc, vref, "long_name", "time of the model input", path);
-  nc_check(nc_def_var(nc, "leadtime", NC_DOUBLE, 0, nullptr, &vlead), "nc_def_var(leadtime)",
-           path);
+  nc_check(nc_def_var(nc, "leadtime", NC_DOUBLE, 0, nullptr, &vlead), "nc_def_var(leadtime)", path);
   put_text(nc, vlead, "units", "hours", path);
   put_text(nc, vlead, "standard_name", "forecast_period", path);
   put_text(nc, vlead, "long_name", "lead time (valid time - forecast reference time)", path);
@@ -83,8 +82,7 @@ void write_contents(int nc, const std::string& path, const ForecastGrid& g,
     int v;
     nc_check(nc_def_var(nc, f.name.c_str(), NC_FLOAT, 3, dims, &v), "nc_def_var", path);
     nc_check(nc_def_var_deflate(nc, v, 1, 1, 4), "nc_def_var_deflate", path);
-    nc_check(nc_put_att_float(nc, v, "_FillValue", NC_FLOAT, 1, &fill), "nc_put_att_float",
-             path);
+    nc_check(nc_put_att_float(nc, v, "_FillValue", NC_FLOAT, 1, &fill), "nc_put_att_float", path);
     put_text(nc, v, "units", f.units, path);
     put_text(nc, v, "long_name", f.long_name, path);
     put_text(nc, v, "standard_name", f.standard_name, path);
@@ -159,13 +157,13 @@ ForecastGrid forecast_grid(const ForecastDataset& ds) {
 }
 
 void write_forecast_netcdf(const std::string& path, const ForecastGrid& grid,
-                           const std::vector<ForecastField>& fields,
-                           const ForecastMetadata& meta) {
+                           const std::vector<ForecastField>& fields, const ForecastMetadata& meta) {
   const size_t H = grid.lat.size(), W = grid.lon.size();
-  SEQVIT_CHECK(H > 0 && W > 0 && grid.lon_dst.size() == W, "forecast grid {}x{} (lon_dst {})", H,
-               W, grid.lon_dst.size());
+  SEQVIT_CHECK(H > 0 && W > 0 && grid.lon_dst.size() == W, "forecast grid {}x{} (lon_dst {})", H, W,
+               grid.lon_dst.size());
   if (fields.empty()) fail("forecast file '{}': no fields to write", path);
-  for (const auto& f : fields) SEQVIT_CHECK(f.values != nullptr, "field '{}' has no values", f.name);
+  for (const auto& f : fields)
+    SEQVIT_CHECK(f.values != nullptr, "field '{}' has no values", f.name);
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   int nc = -1;
   nc_check(nc_create(tmp.c_str(), NC_CLOBBER | NC_NETCDF4, &nc), "nc_create", tmp);
@@ -198,18 +196,12 @@ void write_forecast_netcdf(const std::string& path, const ForecastGrid& grid,
 
 std::string cf_standard_name(const std::string& variable) {
   static const std::map<std::string, std::string> names = {
-      {"t2m", "air_temperature"},
-      {"t", "air_temperature"},
-      {"u10", "eastward_wind"},
-      {"u", "eastward_wind"},
-      {"v10", "northward_wind"},
-      {"v", "northward_wind"},
-      {"z", "geopotential"},
-      {"msl", "air_pressure_at_mean_sea_level"},
-      {"sp", "surface_air_pressure"},
-      {"q", "specific_humidity"},
-      {"r", "relative_humidity"},
-      {"tp", "lwe_thickness_of_precipitation_amount"},
+      {"t2m", "air_temperature"},     {"t", "air_temperature"},
+      {"u10", "eastward_wind"},       {"u", "eastward_wind"},
+      {"v10", "northward_wind"},      {"v", "northward_wind"},
+      {"z", "geopotential"},          {"msl", "air_pressure_at_mean_sea_level"},
+      {"sp", "surface_air_pressure"}, {"q", "specific_humidity"},
+      {"r", "relative_humidity"},     {"tp", "lwe_thickness_of_precipitation_amount"},
       {"lsm", "land_binary_mask"},
   };
   const auto it = names.find(variable);

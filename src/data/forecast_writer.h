@@ -34,9 +34,9 @@ struct ForecastGrid {
 ForecastGrid forecast_grid(const ForecastDataset& ds);
 
 struct ForecastField {
-  std::string name;        // ClimaX name: "t2m", "z_500"
+  std::string name;  // ClimaX name: "t2m", "z_500"
   std::string units, long_name, standard_name;
-  double level_hpa = -1;   // pressure level; < 0 for none
+  double level_hpa = -1;          // pressure level; < 0 for none
   const float* values = nullptr;  // [H*W] canonical orientation, physical units; NaN = missing
 };
 
@@ -45,7 +45,7 @@ struct ForecastMetadata {
   double lead_hours = 0;      // valid time = reference_time + lead_hours
   std::string checkpoint;     // the model file
   int64_t checkpoint_step = 0;
-  std::string history;        // e.g. the command line
+  std::string history;  // e.g. the command line
 };
 
 // Writes `fields` (all on `grid`) to `path` atomically. Throws seqvit::Error naming the path.

@@ -39,13 +39,14 @@ int64_t find_sample(const data::ForecastDataset& ds, double time) {
   std::vector<std::string> near;
   if (after > 0) near.push_back(data::iso8601(ds.sample_time(after - 1)));
   if (after < n) near.push_back(data::iso8601(ds.sample_time(after)));
-  fail("no forecast from {} at lead {} h: the data have forecasts (input time with its target "
-       "at +{} h) from {} to {} ({} input times{}); nearest: {}",
-       data::iso8601(time), lead, lead, data::iso8601(ds.sample_time(0)),
-       data::iso8601(ds.sample_time(n - 1)), n,
-       ds.skipped_samples() ? fmt::format(", {} left out for missing values", ds.skipped_samples())
-                            : "",
-       fmt::join(near, ", "));
+  fail(
+      "no forecast from {} at lead {} h: the data have forecasts (input time with its target "
+      "at +{} h) from {} to {} ({} input times{}); nearest: {}",
+      data::iso8601(time), lead, lead, data::iso8601(ds.sample_time(0)),
+      data::iso8601(ds.sample_time(n - 1)), n,
+      ds.skipped_samples() ? fmt::format(", {} left out for missing values", ds.skipped_samples())
+                           : "",
+      fmt::join(near, ", "));
 }
 
 Prediction predict(const train::ForecastCheckpoint& ckpt, const data::ForecastDataset& ds,

@@ -22,9 +22,9 @@ std::unique_ptr<data::ForecastDataset> prediction_dataset(const train::ForecastC
                                                           double lead_hours);
 
 struct Prediction {
-  double time = 0;       // input (forecast reference) time, hours since 1970
-  double lead_hours = 0; // valid time = time + lead_hours
-  int64_t H = 0, W = 0;  // the dataset's (coarsened) grid, canonical orientation
+  double time = 0;        // input (forecast reference) time, hours since 1970
+  double lead_hours = 0;  // valid time = time + lead_hours
+  int64_t H = 0, W = 0;   // the dataset's (coarsened) grid, canonical orientation
   std::vector<std::string> outputs;
   std::vector<float> forecast;  // [Vo, H, W] physical units
   std::vector<float> truth;     // [Vo, H, W] physical units, at the valid time

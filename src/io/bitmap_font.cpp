@@ -135,7 +135,8 @@ void draw_text(RgbImage& img, int64_t x, int64_t y, const std::string& text, Rgb
     const int64_t gx = x + static_cast<int64_t>(k) * kGlyphAdvance * scale;
     for (int r = 0; r < kGlyphH; ++r)
       for (int c = 0; c < kGlyphW; ++c)
-        if (rows[r] & (0x10 >> c)) img.fill_rect(gx + c * scale, y + r * scale, scale, scale, colour);
+        if (rows[r] & (0x10 >> c))
+          img.fill_rect(gx + c * scale, y + r * scale, scale, scale, colour);
   }
 }
 

@@ -22,7 +22,6 @@ int64_t text_width(const std::string& text, int scale);
 constexpr int64_t text_height(int scale) { return kGlyphH * scale; }
 
 // Draws `text` with its top-left corner at (x, y); pixels outside the image are clipped.
-void draw_text(RgbImage& img, int64_t x, int64_t y, const std::string& text, Rgb colour,
-               int scale);
+void draw_text(RgbImage& img, int64_t x, int64_t y, const std::string& text, Rgb colour, int scale);
 
 }  // namespace seqvit::io

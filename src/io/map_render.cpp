@@ -32,12 +32,16 @@ Rgb interpolate(const Stop* stops, int n, double t) {
 }
 
 // Perceptually ordered (monotonic lightness) dark purple -> blue -> green -> yellow.
-constexpr Stop kSequential[] = {{0.00, {68, 1, 84}},    {0.25, {59, 82, 139}},
-                                {0.50, {33, 145, 140}}, {0.75, {94, 201, 98}},
+constexpr Stop kSequential[] = {{0.00, {68, 1, 84}},
+                                {0.25, {59, 82, 139}},
+                                {0.50, {33, 145, 140}},
+                                {0.75, {94, 201, 98}},
                                 {1.00, {253, 231, 37}}};
 // Blue -> white -> red, symmetric in lightness about the white middle.
-constexpr Stop kDiverging[] = {{0.00, {30, 80, 165}},   {0.25, {146, 197, 222}},
-                               {0.50, {255, 255, 255}}, {0.75, {244, 165, 130}},
+constexpr Stop kDiverging[] = {{0.00, {30, 80, 165}},
+                               {0.25, {146, 197, 222}},
+                               {0.50, {255, 255, 255}},
+                               {0.75, {244, 165, 130}},
                                {1.00, {185, 35, 45}}};
 
 constexpr int64_t kMargin = 10, kLine = text_height(kTextScale) + 6, kGap = 20, kBarW = 20,
@@ -122,15 +126,14 @@ RgbImage render_map(const float* field, int64_t H, int64_t W, const MapStyle& st
                     colour(field[i * W + j]));
   for (int64_t k = 0; k < l.bar_h; ++k) {  // top row = hi
     const double t = 1.0 - (static_cast<double>(k) + 0.5) / static_cast<double>(l.bar_h);
-    img.fill_rect(l.bar_x, l.bar_y + k, l.bar_w, 1,
-                  colour(style.lo + t * (style.hi - style.lo)));
+    img.fill_rect(l.bar_x, l.bar_y + k, l.bar_w, 1, colour(style.lo + t * (style.hi - style.lo)));
   }
   for (double v : nice_ticks(style.lo, style.hi)) {
     const double f = (style.hi - v) / (style.hi - style.lo);
     const int64_t y = l.bar_y + std::lround(f * static_cast<double>(l.bar_h - 1));
     img.fill_rect(l.bar_x + l.bar_w, y, kTickLen, 1, kTextColour);
-    draw_text(img, l.bar_x + l.bar_w + kTickLen + 4, y - text_height(kTextScale) / 2,
-              tick_label(v), kTextColour, kTextScale);
+    draw_text(img, l.bar_x + l.bar_w + kTickLen + 4, y - text_height(kTextScale) / 2, tick_label(v),
+              kTextColour, kTextScale);
   }
   draw_text(img, kMargin, l.title_y, style.title, kTextColour, kTextScale);
   draw_text(img, kMargin, l.subtitle_y, style.subtitle, kTextColour, kTextScale);

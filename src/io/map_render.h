@@ -30,9 +30,9 @@ constexpr Rgb kTextColour{0, 0, 0};
 constexpr Rgb kBackground{255, 255, 255};
 
 struct MapStyle {
-  std::string title;     // first line, e.g. "t2m forecast"
-  std::string subtitle;  // second line, e.g. "valid 1979-01-07T06:00:00Z  lead 6 h"
-  std::string units;     // written under the colour bar
+  std::string title;      // first line, e.g. "t2m forecast"
+  std::string subtitle;   // second line, e.g. "valid 1979-01-07T06:00:00Z  lead 6 h"
+  std::string units;      // written under the colour bar
   double lo = 0, hi = 1;  // colour range; values outside are clamped to its ends
   bool diverging = false;
 };

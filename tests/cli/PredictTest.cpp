@@ -29,8 +29,8 @@ Result run(const std::string& args) { return seqvit_test::run_seqvit(args); }
 double hours(const std::string& iso) { return seqvit::data::parse_iso_datetime(iso) / 3600.0; }
 
 fs::path temp_dir(const std::string& name) {
-  const auto d = fs::temp_directory_path() /
-                 ("seqvit_predict_" + name + "_" + std::to_string(::getpid()));
+  const auto d =
+      fs::temp_directory_path() / ("seqvit_predict_" + name + "_" + std::to_string(::getpid()));
   fs::remove_all(d);
   fs::create_directories(d);
   return d;
@@ -57,13 +57,14 @@ TEST(PredictTest, WritesTheForecastAndMaps) {
 
   const auto ck = seqvit::train::load_forecast_checkpoint(f.checkpoint);
   const auto ds = seqvit::eval::prediction_dataset(ck, {}, 12);
-  const auto p = seqvit::eval::predict(
-      ck, *ds, seqvit::eval::find_sample(*ds, hours("1979-01-07T06:00:00Z")));
+  const auto p =
+      seqvit::eval::predict(ck, *ds, seqvit::eval::find_sample(*ds, hours("1979-01-07T06:00:00Z")));
   seqvit::data::NetcdfDataset back({out.string()});
   const int64_t n = p.H * p.W;
   for (size_t v = 0; v < p.outputs.size(); ++v) {
     const auto ref = back.resolve(p.outputs[v]);
-    EXPECT_EQ(back.variable(ref.variable).times, std::vector<double>{hours("1979-01-07T18:00:00Z")});
+    EXPECT_EQ(back.variable(ref.variable).times,
+              std::vector<double>{hours("1979-01-07T18:00:00Z")});
     std::vector<float> got(n);
     back.read(ref, 0, got.data());
     for (int64_t q = 0; q < n; ++q)
@@ -96,14 +97,14 @@ TEST(PredictTest, TimeNotInTheDataNamesItAndTheRange) {
   const auto out = (dir / "f.nc").string();
   Result r = run("predict --checkpoint " + f.checkpoint + " --time 1980-06-01 --out " + out);
   EXPECT_EQ(r.status, 1) << r.output;
-  EXPECT_NE(r.output.find("seqvit: error: no forecast from 1980-06-01T00:00:00Z"), std::string::npos)
+  EXPECT_NE(r.output.find("seqvit: error: no forecast from 1980-06-01T00:00:00Z"),
+            std::string::npos)
       << r.output;
   EXPECT_NE(r.output.find("from 1979-01-01T00:00:00Z to "), std::string::npos) << r.output;
   // Between two data times: the nearest ones are named.
   r = run("predict --checkpoint " + f.checkpoint + " --time 1979-01-03T03:00:00Z --out " + out);
   EXPECT_EQ(r.status, 1) << r.output;
-  EXPECT_NE(r.output.find("nearest: 1979-01-03T00:00:00Z, 1979-01-03T06:00:00Z"),
-            std::string::npos)
+  EXPECT_NE(r.output.find("nearest: 1979-01-03T00:00:00Z, 1979-01-03T06:00:00Z"), std::string::npos)
       << r.output;
   // The last time step has no target 6 h later.
   r = run("predict --checkpoint " + f.checkpoint + " --time 1979-01-08T18:00:00Z --out " + out);
@@ -119,8 +120,8 @@ TEST(PredictTest, TimeNotInTheDataNamesItAndTheRange) {
 TEST(PredictTest, MissingCheckpointIsAnError) {
   const auto dir = temp_dir("nockpt");
   const auto ck = (dir / "nope.safetensors").string();
-  const Result r = run("predict --checkpoint " + ck + " --time 1979-01-07 --out " +
-                       (dir / "f.nc").string());
+  const Result r =
+      run("predict --checkpoint " + ck + " --time 1979-01-07 --out " + (dir / "f.nc").string());
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_NE(r.output.find("seqvit: error:"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find(ck), std::string::npos) << r.output;

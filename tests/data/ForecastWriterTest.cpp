@@ -29,8 +29,8 @@ const std::string kTime = "1979-01-07T00:00:00Z";
 double hours(const std::string& iso) { return data::parse_iso_datetime(iso) / 3600.0; }
 
 fs::path temp_dir(const std::string& name) {
-  const auto d = fs::temp_directory_path() /
-                 ("seqvit_fwriter_" + name + "_" + std::to_string(::getpid()));
+  const auto d =
+      fs::temp_directory_path() / ("seqvit_fwriter_" + name + "_" + std::to_string(::getpid()));
   fs::remove_all(d);
   fs::create_directories(d);
   return d;
@@ -223,8 +223,8 @@ Flipped write_flipped(const std::string& path, int c) {
     vars.push_back(var);
   }
   for (const char* n : {"z", "t"}) {
-    nctest::Var var{n, NC_FLOAT, {"time", "level", "lat", "lon"}, src.variable(n).units, {}, {},
-                    nullptr};
+    nctest::Var var{n,  NC_FLOAT, {"time", "level", "lat", "lon"}, src.variable(n).units, {},
+                    {}, nullptr};
     var.raw = [&, n](const std::vector<size_t>& i) {
       return at(v.at(std::string(n) + (i[1] == 0 ? "_500" : "_850")), i[0], i[2], i[3]);
     };
@@ -300,7 +300,8 @@ TEST(ForecastWriterTest, KeepsAscendingLatitudeAndSignedLongitudeOfTheInput) {
   EXPECT_TRUE(g2.flip_lat);
   EXPECT_LT(g2.lat.front(), g2.lat.back());
   for (size_t i = 0; i < g2.lat.size(); ++i) EXPECT_NEAR(g2.lat[i], in.lat[i], 1e-9);
-  for (int64_t j = 0; j < W; ++j) EXPECT_NEAR(g2.lon[j], ref_ds->netcdf().variable("t2m").lon[2 * j] + 2.8125, 1e-9);
+  for (int64_t j = 0; j < W; ++j)
+    EXPECT_NEAR(g2.lon[j], ref_ds->netcdf().variable("t2m").lon[2 * j] + 2.8125, 1e-9);
   const std::string path2 = (dir / "forecast_coarse.nc").string();
   data::write_forecast_netcdf(path2, g2, fields_of(p2, *ds2), {p2.time, p2.lead_hours, "", 0, ""});
   expect_file_holds(path2, p2);
@@ -312,8 +313,9 @@ TEST(ForecastWriterTest, MissingValuesBecomeFillAndFailedWritesLeaveNoFile) {
   data::ForecastGrid g{{10, -10}, {0, 120, 240}, false, {0, 1, 2}, 1};
   std::vector<float> x = {1, NAN, 3, 4, 5, 6};
   const std::string path = (dir / "f.nc").string();
-  data::write_forecast_netcdf(path, g, {{"t2m", "K", "2 metre temperature", "air_temperature", -1, x.data()}},
-                              {0, 6, "", 0, ""});
+  data::write_forecast_netcdf(
+      path, g, {{"t2m", "K", "2 metre temperature", "air_temperature", -1, x.data()}},
+      {0, 6, "", 0, ""});
   data::NetcdfDataset back({path});
   std::vector<float> got(6);
   EXPECT_EQ(back.read(back.resolve("t2m"), 0, got.data()), 1);

@@ -41,8 +41,8 @@ TEST(MapRenderTest, SequentialColourMapEndsAndRisingLightness) {
 TEST(MapRenderTest, DivergingColourMapIsWhiteAtTheMiddleAndSymmetric) {
   EXPECT_EQ(diverging_colour(0.5), (Rgb{255, 255, 255}));
   const Rgb lo = diverging_colour(0), hi = diverging_colour(1);
-  EXPECT_GT(lo.b, lo.r);  // blue end
-  EXPECT_GT(hi.r, hi.b);  // red end
+  EXPECT_GT(lo.b, lo.r);           // blue end
+  EXPECT_GT(hi.r, hi.b);           // red end
   for (int k = 1; k <= 50; ++k) {  // lightness falls away from white equally on both sides
     const double d = k / 100.0;
     EXPECT_NEAR(luminance(diverging_colour(0.5 - d)), luminance(diverging_colour(0.5 + d)), 20)
@@ -65,7 +65,8 @@ TEST(MapRenderTest, TextInkFollowsTheGlyphBits) {
           const int64_t x = 3 + (k * kGlyphAdvance + c) * scale + s % scale;
           const int64_t y = 4 + r * scale + s / scale;
           const bool on = c < kGlyphW && (g[r] & (0x10 >> c));
-          EXPECT_EQ(img.at(x, y) == (Rgb{255, 0, 0}), on) << text[k] << " row " << r << " col " << c;
+          EXPECT_EQ(img.at(x, y) == (Rgb{255, 0, 0}), on)
+              << text[k] << " row " << r << " col " << c;
         }
   }
   // Nothing outside the text's box.

@@ -36,8 +36,9 @@ TEST(PngTest, WritesRgbThatLibpngReadsBack) {
   RgbImage img(7, 5, {255, 255, 255});  // odd sizes: no row padding assumptions
   for (int y = 0; y < 5; ++y)
     for (int x = 0; x < 7; ++x)
-      img.set(x, y, {static_cast<uint8_t>(30 * x), static_cast<uint8_t>(50 * y),
-                     static_cast<uint8_t>(x + 7 * y)});
+      img.set(x, y,
+              {static_cast<uint8_t>(30 * x), static_cast<uint8_t>(50 * y),
+               static_cast<uint8_t>(x + 7 * y)});
   img.set(6, 4, {12, 34, 56});
   seqvit::io::write_png(path, img);
 
