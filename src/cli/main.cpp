@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   seqvit::cli::add_train(app);
   seqvit::cli::add_grad(app);
   seqvit::cli::add_evaluate(app);
+  seqvit::cli::add_predict(app);
   seqvit::cli::add_data(app);
   try {
     // `--config FILE` becomes flags before the command line's own (config_file.h)
