@@ -168,6 +168,29 @@ TEST_F(TrainDataTest, NanLossStopsNamingTheStepAndKeepsTheCheckpoint) {
   for (float v : ck.params) ASSERT_TRUE(std::isfinite(v));
 }
 
+TEST_F(TrainDataTest, CorruptDataStopsNamingTheFileAndLeavesTheCheckpointIntact) {
+  const fs::path data = tmp_ / "data";
+  fs::copy(data_, data, fs::copy_options::recursive);
+  std::string args = base("run");
+  args.replace(args.find(data_), data_.size(), data.string());
+  ASSERT_EQ(run_seqvit(args + " --steps 2 --val-every 0").status, 0);
+  const fs::path model = tmp_ / "run/checkpoints/step_00000002/model.safetensors";
+  const auto before = train::load_forecast_checkpoint(model.string()).params;
+  // A file of the dataset is cut short (a failed copy): resuming names it and changes nothing.
+  fs::path victim;
+  for (const auto& e : fs::recursive_directory_iterator(data))
+    if (e.path().filename().string().rfind("2m_temperature", 0) == 0 &&
+        e.path().extension() == ".nc")
+      victim = e.path();
+  ASSERT_FALSE(victim.empty());
+  fs::resize_file(victim, fs::file_size(victim) / 2);
+  const auto r = run_seqvit(args + " --steps 4 --val-every 0 --resume");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find(victim.filename().string()), std::string::npos) << r.output;
+  EXPECT_EQ(checkpoint_steps("run"), (std::vector<int64_t>{2}));
+  EXPECT_EQ(train::load_forecast_checkpoint(model.string()).params, before);
+}
+
 TEST_F(TrainDataTest, ClearErrorsForBadOptions) {
   auto fails_with = [&](const std::string& args, const std::string& needle) {
     const auto r = run_seqvit(args);
