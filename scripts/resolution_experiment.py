@@ -62,19 +62,20 @@ def main():
     ap.add_argument("--seqvit", default=os.path.join(ROOT, "build", "seqvit"))
     ap.add_argument("--out", required=True, help="output directory")
     ap.add_argument("--data", help="NetCDF data (default: generate OUT/data with seqvit data synth)")
-    ap.add_argument("--years", type=int, default=1, help="years of synthetic data")
-    ap.add_argument("--train-range", default="1979-01-01/1979-10-01")
-    ap.add_argument("--val-range", default="1979-10-01/1979-11-15")
-    ap.add_argument("--test-range", default="1979-11-15/1980-01-01")
+    ap.add_argument("--years", type=int, default=2, help="years of synthetic data")
+    ap.add_argument("--train-range", default="1979-01-01/1980-07-01")
+    ap.add_argument("--val-range", default="1980-07-01/1980-09-01")
+    ap.add_argument("--test-range", default="1980-09-01/1981-01-01")
     ap.add_argument("--variables", default="t2m,u10,v10,z_500,t_850")
     ap.add_argument("--out-variables", default="t2m,u10,v10,z_500,t_850")
-    ap.add_argument("--lead-hours", default="24")
+    ap.add_argument("--lead-hours", default="36")
     ap.add_argument("--patches", default="4,2,1")
     ap.add_argument("--tokenizations", default="aggregate,per_variable")
-    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--skip", default="", help="runs to leave out, e.g. per_variable_p1")
+    ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--embed-dim", type=int, default=64)
-    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=2)
     ap.add_argument("--depth", type=int, default=2)
     ap.add_argument("--lr", default="2e-3")
     ap.add_argument("--bf16", action="store_true", help="bf16 mixed precision for every run")
@@ -93,6 +94,9 @@ def main():
     for tok in a.tokenizations.split(","):
         for p in [int(x) for x in a.patches.split(",")]:
             name = f"{tok}_p{p}"
+            if name in a.skip.split(","):
+                print(f"  {name}: skipped (--skip)", flush=True)
+                continue
             rd = os.path.join(a.out, "runs", name)
             log = os.path.join(a.out, "runs", name + ".log")
             os.makedirs(os.path.dirname(rd), exist_ok=True)
@@ -129,7 +133,7 @@ def main():
             m = start["model"]
             lp = (m["img_size"][0] // p) * (m["img_size"][1] // p)
             n_tokens = lp * (len(m["variables"]) if tok == "per_variable" else 1)
-            for s in json.load(open(scores)):
+            for s in json.load(open(scores))["scores"]:
                 rows.append({"tokenization": tok, "patch": p, "tokens": n_tokens,
                              "train_s": round(times[name], 1), **s})
 
