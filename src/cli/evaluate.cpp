@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/train_options.h"
 #include "core/check.h"
 #include "data/cf_time.h"
 #include "data/forecast_dataset.h"
@@ -51,24 +52,6 @@ data::Split parse_split(const std::string& s) {
 
 const data::TimeRange& split_range(const data::ForecastConfig& c, data::Split s) {
   return s == data::Split::train ? c.train : s == data::Split::val ? c.val : c.test;
-}
-
-std::vector<double> parse_leads(const std::string& s) {
-  std::vector<double> out;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');) {
-    char* end = nullptr;
-    const double v = std::strtod(item.c_str(), &end);
-    if (item.empty() || *end != '\0' || !std::isfinite(v) || !(v > 0))
-      fail("--lead-hours: '{}' is not a lead time; give positive hours, comma separated (e.g. "
-           "6,24)",
-           item);
-    if (std::find(out.begin(), out.end(), v) != out.end())
-      fail("--lead-hours: {} h is given twice", v);
-    out.push_back(v);
-  }
-  if (out.empty()) fail("--lead-hours is empty; give lead times in hours, e.g. 6,24");
-  return out;
 }
 
 // Checks, from the files' headers only, that the data hold every variable the model needs on the
@@ -164,7 +147,7 @@ void run_evaluate(const EvaluateOptions& o) {
   }
   const train::ForecastCheckpoint ck = train::load_forecast_checkpoint(o.checkpoint);
   const std::vector<double> leads =
-      o.lead_hours.empty() ? ck.data.lead_hours : parse_leads(o.lead_hours);
+      o.lead_hours.empty() ? ck.data.lead_hours : parse_lead_hours(o.lead_hours);
 
   data::ForecastConfig cfg = ck.data;
   if (!o.data.empty()) cfg.paths = o.data;

@@ -4,6 +4,7 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <sstream>
@@ -38,10 +39,14 @@ std::vector<double> parse_lead_hours(const std::string& s) {
     char* end = nullptr;
     const double v = std::strtod(item.c_str(), &end);
     if (*end != '\0' || !(v > 0) || !std::isfinite(v))
-      fail("--lead-hours must be positive numbers of hours, comma separated; got '{}'", item);
+      fail("--lead-hours: '{}' is not a lead time; give positive hours, comma separated (e.g. "
+           "6,24)",
+           item);
+    if (std::find(out.begin(), out.end(), v) != out.end())
+      fail("--lead-hours: {} h is given twice", v);
     out.push_back(v);
   }
-  if (out.empty()) fail("--lead-hours is empty; give e.g. 6 or 6,24");
+  if (out.empty()) fail("--lead-hours is empty; give lead times in hours, e.g. 6,24");
   return out;
 }
 
