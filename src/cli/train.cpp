@@ -50,6 +50,27 @@ std::vector<double> parse_lead_hours(const std::string& s) {
   return out;
 }
 
+std::function<void(int64_t, int64_t)> stats_progress_printer() {
+  const bool tty = isatty(fileno(stderr));
+  const auto t0 = std::chrono::steady_clock::now();
+  return [tty, t0, last = int64_t{-1}](int64_t done, int64_t total) mutable {
+    const int64_t pct = total > 0 ? done * 100 / total : 100;
+    const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (last < 0 && el < 1.0) return;  // quiet for a pass that takes less than a second
+    if (!tty && pct / 10 == last / 10 && done != total) return;
+    last = pct;
+    const std::string line =
+        fmt::format("statistics of the training period: {:>3}% ({}/{} field steps read, {:.1f} s, "
+                    "ETA {})",
+                    pct, done, total, el,
+                    format_eta(done > 0 ? el * static_cast<double>(total - done) / done : -1));
+    if (tty)
+      fmt::print(stderr, "\r{}\033[K{}", line, done == total ? "\n" : "");
+    else
+      fmt::print(stderr, "{}\n", line);
+  };
+}
+
 std::string format_eta(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "--";
   const int64_t s = static_cast<int64_t>(seconds + 0.5);

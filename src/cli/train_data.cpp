@@ -130,6 +130,7 @@ void run_train_data(TrainOptions o) {
   dc.cache_path = o.stats_cache;
   dc.batch_size = static_cast<int>(o.batch);
   dc.seed = o.seed;
+  dc.stats_progress = stats_progress_printer();
   data::ForecastDataset train_ds(dc, data::Split::train);
   const int64_t batches_per_epoch = train_ds.size() / o.batch;  // the last partial one dropped
   if (batches_per_epoch < 1)

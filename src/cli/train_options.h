@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,9 @@ struct TrainOptions {
 std::vector<std::string> split_list(const std::string& s);  // "a,b" -> {a, b}
 std::vector<double> parse_lead_hours(const std::string& s);
 std::string format_eta(double seconds);
+// Progress of the statistics pass of a forecast dataset on stderr (in place on a terminal,
+// every 10% otherwise), for data::ForecastConfig::stats_progress.
+std::function<void(int64_t, int64_t)> stats_progress_printer();
 void run_train_synthetic(TrainOptions o);
 void run_train_data(TrainOptions o);  // train_data.cpp
 

@@ -320,6 +320,9 @@ void ForecastDataset::compute_stats() {
   nan_in_.assign(T, 0);
   nan_out_.assign(T, 0);
   std::vector<float> v(static_cast<size_t>(n));
+  int64_t total = 0, done = 0;
+  for (const auto* fs : {&in_, &out_})
+    for (const auto& f : *fs) total += f.constant ? 1 : T;
   auto accumulate = [&](const Field& f, bool is_out) {
     FieldStats s;
     double mean = 0, m2 = 0;  // Chan et al. combination of per-step (mean, M2), in double
@@ -329,6 +332,8 @@ void ForecastDataset::compute_stats() {
     bool any_train = false;
     for (int64_t k = 0; k < steps; ++k) {
       read_coarse(f, k, v.data());
+      if (cfg_.stats_progress && (++done % 256 == 0 || done == total))
+        cfg_.stats_progress(done, total);
       const bool train = f.constant || (times_[k] >= b && times_[k] < e);
       bool nan = false;
       for (float x : v) nan |= std::isnan(x);

@@ -18,6 +18,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -56,6 +57,9 @@ struct ForecastConfig {
   // ones (a checkpoint's, so that a model sees data normalised as in its training). The
   // climatology is still the training period's.
   std::map<std::string, std::pair<double, double>> normalisation;
+  // When set, called now and then while the statistics are computed (a full read of the data):
+  // fields-steps read so far and in all. Not part of the dataset's identity.
+  std::function<void(int64_t done, int64_t total)> stats_progress;
 };
 
 // The dataset part of a forecast checkpoint (__metadata__["seqvit.data"]): every field of
