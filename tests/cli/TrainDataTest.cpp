@@ -191,6 +191,31 @@ TEST_F(TrainDataTest, CorruptDataStopsNamingTheFileAndLeavesTheCheckpointIntact)
   EXPECT_EQ(train::load_forecast_checkpoint(model.string()).params, before);
 }
 
+TEST_F(TrainDataTest, SigtermWritesACheckpointAndResumeContinues) {
+  // Start a long run, stop it with SIGTERM once it has logged a step, then resume it.
+  const fs::path log = tmp_ / "sig" / "log.jsonl";
+  const std::string cmd =
+      std::string(SEQVIT_BINARY_DIR) + "/seqvit " + base("sig") +
+      " --steps 100000 --checkpoint-every 100000 --val-every 0 > " + (tmp_ / "out.txt").string() +
+      " 2>&1 & pid=$!; for i in $(seq 600); do grep -q '\"event\":\"step\"' " +
+      log.string() + " 2>/dev/null && break; sleep 0.05; done; kill -TERM $pid; wait $pid; " +
+      "echo $? > " + (tmp_ / "status.txt").string();
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  std::ifstream st(tmp_ / "status.txt"), out(tmp_ / "out.txt");
+  int status = -1;
+  st >> status;
+  const std::string text((std::istreambuf_iterator<char>(out)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(status, 1) << text;
+  EXPECT_NE(text.find("interrupted by signal"), std::string::npos) << text;
+  const auto steps = checkpoint_steps("sig");
+  ASSERT_EQ(steps.size(), 1u) << text;
+  EXPECT_GE(steps[0], 1);
+  const auto r = run_seqvit(base("sig") + " --steps " + std::to_string(steps[0] + 2) +
+                            " --checkpoint-every 100000 --val-every 0 --resume");
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(checkpoint_steps("sig").back(), steps[0] + 2);
+}
+
 TEST_F(TrainDataTest, ClearErrorsForBadOptions) {
   auto fails_with = [&](const std::string& args, const std::string& needle) {
     const auto r = run_seqvit(args);
