@@ -200,11 +200,13 @@ std::string CommStats::report() const {
 
 // ---- Request ------------------------------------------------------------------------------------
 
-Request::Request(MPI_Request req, detail::CommState* state, OpKind op, int peer)
-    : req_(req), state_(state), op_(op), peer_(peer) {}
+Request::Request(MPI_Request req, detail::CommState* state, OpKind op, int peer, int count,
+                 MPI_Datatype type)
+    : req_(req), state_(state), op_(op), peer_(peer), count_(count), type_(type) {}
 
 Request::Request(Request&& o) noexcept
-    : req_(o.req_), state_(o.state_), op_(o.op_), peer_(o.peer_) {
+    : req_(o.req_), state_(o.state_), op_(o.op_), peer_(o.peer_), count_(o.count_),
+      type_(o.type_) {
   o.req_ = MPI_REQUEST_NULL;
 }
 
@@ -218,6 +220,8 @@ Request& Request::operator=(Request&& o) noexcept {
     state_ = o.state_;
     op_ = o.op_;
     peer_ = o.peer_;
+    count_ = o.count_;
+    type_ = o.type_;
     o.req_ = MPI_REQUEST_NULL;
   }
   return *this;
@@ -241,6 +245,12 @@ void Request::wait() {
   const int rc = MPI_Wait(&req_, &status);
   state_->check(rc, op_ == OpKind::Send ? "MPI_Wait (isend)" : "MPI_Wait (irecv)", op_);
   state_->count(op_, 0, since(t0), 0);
+  if (op_ == OpKind::Recv) {
+    int got = 0;
+    MPI_Get_count(&status, type_, &got);
+    if (got != count_)
+      state_->bad(op_, "received {} elements from rank {} into a buffer of {}", got, peer_, count_);
+  }
 }
 
 void wait_all(std::span<Request> requests) {
@@ -466,7 +476,7 @@ Request Comm::isend(std::span<const T> buf, int dest, int tag) {
   MPI_Request req = MPI_REQUEST_NULL;
   s.check(MPI_Isend(buf.data(), n, mpi_type<T>(), dest, tag, s.comm, &req), "MPI_Isend", op);
   s.count(op, dest == s.rank ? 0 : uint64_t(n) * sizeof(T), since(t0));
-  return Request(req, s_.get(), op, dest);
+  return Request(req, s_.get(), op, dest, n, mpi_type<T>());
 }
 
 template <CommElement T>
@@ -480,7 +490,7 @@ Request Comm::irecv(std::span<T> buf, int source, int tag) {
   MPI_Request req = MPI_REQUEST_NULL;
   s.check(MPI_Irecv(buf.data(), n, mpi_type<T>(), source, tag, s.comm, &req), "MPI_Irecv", op);
   s.count(op, 0, since(t0));
-  return Request(req, s_.get(), op, source);
+  return Request(req, s_.get(), op, source, n, mpi_type<T>());
 }
 
 template <CommElement T>

@@ -86,8 +86,9 @@ namespace detail {
 struct CommState;  // name, rank, size, handle, counters, scratch; address stable across moves
 }
 
-// A pending isend/irecv. wait() completes it (and counts the time); the destructor waits for a
-// request still pending so that its buffer is never released under MPI.
+// A pending isend/irecv. wait() completes it (and counts the time) and, for a receive, checks
+// that exactly the posted number of elements arrived. The destructor waits for a request still
+// pending so that its buffer is never released under MPI. A Request must not outlive its Comm.
 class Request {
  public:
   Request() = default;
@@ -102,11 +103,14 @@ class Request {
 
  private:
   friend class Comm;
-  Request(MPI_Request req, detail::CommState* state, OpKind op, int peer);
+  Request(MPI_Request req, detail::CommState* state, OpKind op, int peer, int count,
+          MPI_Datatype type);
   MPI_Request req_ = MPI_REQUEST_NULL;
   detail::CommState* state_ = nullptr;  // the owning Comm's state
   OpKind op_ = OpKind::Send;
   int peer_ = -1;
+  int count_ = 0;  // elements posted; an irecv must receive exactly this many
+  MPI_Datatype type_ = MPI_DATATYPE_NULL;
 };
 
 void wait_all(std::span<Request> requests);

@@ -262,5 +262,14 @@ TEST_F(Layout, MpiErrorsBecomeSeqvitErrors) {
   EXPECT_NE(msg.find(fmt::format("received 4 elements from rank {} into a buffer of 8",
                                  (rank() + 3) % 4)),
             std::string::npos) << msg;
+  // The same check for a non-blocking receive, at wait().
+  auto rq = c.irecv<float>(big, (rank() + 3) % 4);
+  auto sq = c.isend<float>(send, (rank() + 1) % 4);
+  sq.wait();
+  msg = error_of([&] { rq.wait(); });
+  EXPECT_NE(msg.find(fmt::format("recv on communicator 'pair' (rank {} of 4): received 4 "
+                                 "elements from rank {} into a buffer of 8",
+                                 rank(), (rank() + 3) % 4)),
+            std::string::npos) << msg;
   c.barrier();
 }
