@@ -18,13 +18,14 @@ struct DriverRun {
   std::string output;
 };
 
-DriverRun run_driver(const std::string& mode) {
+// `timeout 60 mpirun -np <np> <program> <args>` with the environment of the MPI tests.
+DriverRun run_mpi(int np, const std::string& program_and_args) {
   const std::string cmd =
       "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
       "OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1 "
       "OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none OMP_NUM_THREADS=1 "
-      "timeout 60 " SEQVIT_MPIEXEC " -np 3 --oversubscribe " SEQVIT_RANK_FAILURE_DRIVER " " +
-      mode + " 2>&1";
+      "timeout 60 " SEQVIT_MPIEXEC " -np " + std::to_string(np) + " --oversubscribe " +
+      program_and_args + " 2>&1";
   DriverRun r;
   const auto t0 = std::chrono::steady_clock::now();
   FILE* p = popen(cmd.c_str(), "r");
@@ -36,6 +37,10 @@ DriverRun run_driver(const std::string& mode) {
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   return r;
+}
+
+DriverRun run_driver(const std::string& mode) {
+  return run_mpi(3, std::string(SEQVIT_RANK_FAILURE_DRIVER) + " " + mode);
 }
 
 void expect_job_ends(const DriverRun& r, const std::regex& names_rank, const char* how) {
@@ -72,4 +77,18 @@ TEST(RankFailure, ErrorOnOneRankAbortsAll) {
   expect_job_ends(run_driver("error"),
                   std::regex("seqvit: error on rank 1: rank 1 found a bad shard"),
                   "seqvit::Error + abort_all");
+}
+
+TEST(RankFailure, OneRankFailingFailsEveryRank) {
+  // The harness of the *MpiTest programs: rank 0 reports rank 1's failure, rank 1 prints its
+  // own, the job exits non-zero, and the next test still runs on every rank.
+  const DriverRun r = run_mpi(2, SEQVIT_MPI_HARNESS_DRIVER " --gtest_color=no");
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_NE(r.status, 124) << "hung\n" << r.output;
+  EXPECT_NE(r.output.find("this test failed on rank(s) 1"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("[rank 1] MpiTest.FailsOnRankOneOnly:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("deliberate failure"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("next test: all_reduce over 2 ranks done"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("[  FAILED  ] 1 test"), std::string::npos) << r.output;
 }
