@@ -36,8 +36,8 @@ void check_mpi(int rc, const char* mpi_call, const char* op, const std::string& 
   char msg[MPI_MAX_ERROR_STRING] = {0};
   int len = 0;
   if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) std::snprintf(msg, sizeof msg, "code %d", rc);
-  fail("{} ({}) failed on communicator '{}' (rank {} of {}, world rank {}): {}", mpi_call, op,
-       comm, rank, size, world_rank, msg);
+  fail("{} ({}) failed on communicator '{}' (rank {} of {}, world rank {}): {}", mpi_call, op, comm,
+       rank, size, world_rank, msg);
 }
 
 namespace detail {
@@ -205,8 +205,7 @@ Request::Request(MPI_Request req, detail::CommState* state, OpKind op, int peer,
     : req_(req), state_(state), op_(op), peer_(peer), count_(count), type_(type) {}
 
 Request::Request(Request&& o) noexcept
-    : req_(o.req_), state_(o.state_), op_(o.op_), peer_(o.peer_), count_(o.count_),
-      type_(o.type_) {
+    : req_(o.req_), state_(o.state_), op_(o.op_), peer_(o.peer_), count_(o.count_), type_(o.type_) {
   o.req_ = MPI_REQUEST_NULL;
 }
 
@@ -234,8 +233,8 @@ Request::~Request() {
   // Never leave MPI writing into (or reading from) a buffer that may be about to be freed; a
   // destructor cannot throw, so an error here is only reported.
   if (!finalized && MPI_Wait(&req_, MPI_STATUS_IGNORE) != MPI_SUCCESS)
-    std::fprintf(stderr, "seqvit: a pending %s request to/from rank %d failed\n",
-                 to_string(op_), peer_);
+    std::fprintf(stderr, "seqvit: a pending %s request to/from rank %d failed\n", to_string(op_),
+                 peer_);
 }
 
 void Request::wait() {
@@ -267,7 +266,8 @@ std::unique_ptr<CommState> make_state(MPI_Comm comm, bool owned, std::string nam
   s->name = std::move(name);
   int initialized = 0;
   MPI_Initialized(&initialized);
-  if (!initialized) fail("communicator '{}': MPI is not initialised (create MpiRuntime first)", s->name);
+  if (!initialized)
+    fail("communicator '{}': MPI is not initialised (create MpiRuntime first)", s->name);
   MPI_Comm_rank(MPI_COMM_WORLD, &s->world_rank);
   s->check(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler", "setup");
   s->check(MPI_Comm_rank(comm, &s->rank), "MPI_Comm_rank", "setup");
@@ -340,12 +340,16 @@ void Comm::all_to_all_v(std::span<const T> send, std::span<const int64_t> send_c
                         std::span<const int64_t> recv_displs) {
   constexpr auto op = OpKind::AllToAllV;
   CommState& s = *s_;
-  const int64_t send_extent = to_mpi_layout(s, op, "send_counts", send_counts, send_displs, s.c0, s.d0);
-  const int64_t recv_extent = to_mpi_layout(s, op, "recv_counts", recv_counts, recv_displs, s.c1, s.d1);
-  if (send_displs.empty() ? send_extent != int64_t(send.size()) : send_extent > int64_t(send.size()))
+  const int64_t send_extent =
+      to_mpi_layout(s, op, "send_counts", send_counts, send_displs, s.c0, s.d0);
+  const int64_t recv_extent =
+      to_mpi_layout(s, op, "recv_counts", recv_counts, recv_displs, s.c1, s.d1);
+  if (send_displs.empty() ? send_extent != int64_t(send.size())
+                          : send_extent > int64_t(send.size()))
     s.bad(op, "send buffer has {} elements but send_counts {} {}", send.size(),
           send_displs.empty() ? "sum to" : "and displacements need", send_extent);
-  if (recv_displs.empty() ? recv_extent != int64_t(recv.size()) : recv_extent > int64_t(recv.size()))
+  if (recv_displs.empty() ? recv_extent != int64_t(recv.size())
+                          : recv_extent > int64_t(recv.size()))
     s.bad(op, "recv buffer has {} elements but recv_counts {} {}", recv.size(),
           recv_displs.empty() ? "sum to" : "and displacements need", recv_extent);
   check_disjoint(s, op, send, recv);
@@ -420,8 +424,7 @@ void Comm::reduce_scatter_v(std::span<const T> send, std::span<T> recv,
     s.bad(op, "recv has {} elements but counts[{}] = {}", recv.size(), s.rank, counts[s.rank]);
   check_disjoint(s, op, send, recv);
   const auto t0 = Clock::now();
-  s.check(MPI_Reduce_scatter(send.data(), recv.data(), s.c0.data(), mpi_type<T>(), MPI_SUM,
-                             s.comm),
+  s.check(MPI_Reduce_scatter(send.data(), recv.data(), s.c0.data(), mpi_type<T>(), MPI_SUM, s.comm),
           "MPI_Reduce_scatter", op);
   s.count(op, uint64_t(total - counts[s.rank]) * sizeof(T), since(t0));
 }
@@ -460,8 +463,8 @@ void Comm::reduce(std::span<const T> send, std::span<T> recv, int root) {
   }
   const int n = as_count(s, op, static_cast<int64_t>(send.size()), "buffer");
   const auto t0 = Clock::now();
-  s.check(MPI_Reduce(send.data(), s.rank == root ? recv.data() : nullptr, n, mpi_type<T>(),
-                     MPI_SUM, root, s.comm),
+  s.check(MPI_Reduce(send.data(), s.rank == root ? recv.data() : nullptr, n, mpi_type<T>(), MPI_SUM,
+                     root, s.comm),
           "MPI_Reduce", op);
   s.count(op, s.rank == root ? 0 : uint64_t(n) * sizeof(T), since(t0));
 }
@@ -470,7 +473,8 @@ template <CommElement T>
 Request Comm::isend(std::span<const T> buf, int dest, int tag) {
   constexpr auto op = OpKind::Send;
   CommState& s = *s_;
-  if (dest < 0 || dest >= s.size) s.bad(op, "destination {} is not a rank of 0..{}", dest, s.size - 1);
+  if (dest < 0 || dest >= s.size)
+    s.bad(op, "destination {} is not a rank of 0..{}", dest, s.size - 1);
   const int n = as_count(s, op, static_cast<int64_t>(buf.size()), "buffer");
   const auto t0 = Clock::now();
   MPI_Request req = MPI_REQUEST_NULL;
@@ -580,24 +584,23 @@ void abort_all(int code) {
 
 // ---- explicit instantiations --------------------------------------------------------------------
 
-#define SEQVIT_COMM_ANY(T)                                                                    \
-  template void Comm::all_to_all<T>(std::span<const T>, std::span<T>);                        \
-  template void Comm::all_to_all_v<T>(std::span<const T>, std::span<const int64_t>,           \
-                                      std::span<T>, std::span<const int64_t>,                 \
-                                      std::span<const int64_t>, std::span<const int64_t>);    \
-  template void Comm::all_gather<T>(std::span<const T>, std::span<T>);                        \
-  template void Comm::all_gather_v<T>(std::span<const T>, std::span<T>,                       \
-                                      std::span<const int64_t>);                              \
-  template void Comm::broadcast<T>(std::span<T>, int);                                        \
-  template Request Comm::isend<T>(std::span<const T>, int, int);                              \
-  template Request Comm::irecv<T>(std::span<T>, int, int);                                    \
-  template void Comm::sendrecv<T>(std::span<const T>, int, std::span<T>, int, int);           \
+#define SEQVIT_COMM_ANY(T)                                                                         \
+  template void Comm::all_to_all<T>(std::span<const T>, std::span<T>);                             \
+  template void Comm::all_to_all_v<T>(std::span<const T>, std::span<const int64_t>, std::span<T>,  \
+                                      std::span<const int64_t>, std::span<const int64_t>,          \
+                                      std::span<const int64_t>);                                   \
+  template void Comm::all_gather<T>(std::span<const T>, std::span<T>);                             \
+  template void Comm::all_gather_v<T>(std::span<const T>, std::span<T>, std::span<const int64_t>); \
+  template void Comm::broadcast<T>(std::span<T>, int);                                             \
+  template Request Comm::isend<T>(std::span<const T>, int, int);                                   \
+  template Request Comm::irecv<T>(std::span<T>, int, int);                                         \
+  template void Comm::sendrecv<T>(std::span<const T>, int, std::span<T>, int, int);                \
   template void Comm::shift<T>(std::span<const T>, std::span<T>, int);
-#define SEQVIT_COMM_SUM(T)                                                                    \
-  template void Comm::reduce_scatter<T>(std::span<const T>, std::span<T>);                    \
-  template void Comm::reduce_scatter_v<T>(std::span<const T>, std::span<T>,                   \
-                                          std::span<const int64_t>);                          \
-  template void Comm::all_reduce<T>(std::span<T>);                                            \
+#define SEQVIT_COMM_SUM(T)                                                  \
+  template void Comm::reduce_scatter<T>(std::span<const T>, std::span<T>);  \
+  template void Comm::reduce_scatter_v<T>(std::span<const T>, std::span<T>, \
+                                          std::span<const int64_t>);        \
+  template void Comm::all_reduce<T>(std::span<T>);                          \
   template void Comm::reduce<T>(std::span<const T>, std::span<T>, int);
 
 SEQVIT_COMM_ANY(float)

@@ -38,8 +38,7 @@ namespace seqvit::dist {
 // Element types a Comm moves. Sums (all_reduce, reduce_scatter, reduce) exclude std::byte.
 template <typename T>
 concept CommElement = std::same_as<T, float> || std::same_as<T, double> ||
-                      std::same_as<T, int32_t> || std::same_as<T, int64_t> ||
-                      std::same_as<T, std::byte>;
+    std::same_as<T, int32_t> || std::same_as<T, int64_t> || std::same_as<T, std::byte>;
 template <typename T>
 concept Summable = CommElement<T> && !std::same_as<T, std::byte>;
 
@@ -146,7 +145,9 @@ class Comm {
   // The adjoint (and inverse) of all_to_all: the block transpose is an involution, so it is
   // all_to_all itself. dy has the forward's recv shape, dx the forward's send shape.
   template <CommElement T>
-  void all_to_all_adjoint(std::span<const T> dy, std::span<T> dx) { all_to_all(dy, dx); }
+  void all_to_all_adjoint(std::span<const T> dy, std::span<T> dx) {
+    all_to_all(dy, dx);
+  }
 
   // Uneven blocks: send_counts[j] elements go to rank j (packed in rank order unless
   // send_displs is given), recv_counts[i] come from rank i. recv_counts must equal what the
@@ -175,7 +176,9 @@ class Comm {
   // Adjoints: each rank's gathered copy is its own variable, so the gradient of this rank's
   // block is the sum over ranks of their gradient for it, a reduce-scatter.
   template <Summable T>
-  void all_gather_adjoint(std::span<const T> dy, std::span<T> dx) { reduce_scatter(dy, dx); }
+  void all_gather_adjoint(std::span<const T> dy, std::span<T> dx) {
+    reduce_scatter(dy, dx);
+  }
   template <Summable T>
   void all_gather_v_adjoint(std::span<const T> dy, std::span<T> dx,
                             std::span<const int64_t> counts) {
@@ -190,7 +193,9 @@ class Comm {
   void reduce_scatter_v(std::span<const T> send, std::span<T> recv,
                         std::span<const int64_t> counts);
   template <Summable T>
-  void reduce_scatter_adjoint(std::span<const T> dy, std::span<T> dx) { all_gather(dy, dx); }
+  void reduce_scatter_adjoint(std::span<const T> dy, std::span<T> dx) {
+    all_gather(dy, dx);
+  }
   template <Summable T>
   void reduce_scatter_v_adjoint(std::span<const T> dy, std::span<T> dx,
                                 std::span<const int64_t> counts) {
@@ -204,7 +209,9 @@ class Comm {
   // The adjoint of the identity (a replicated value used independently on every rank) is the
   // all-reduce; the adjoint of the all-reduce is the identity (nothing to call).
   template <Summable T>
-  void identity_adjoint(std::span<T> grad) { all_reduce(grad); }
+  void identity_adjoint(std::span<T> grad) {
+    all_reduce(grad);
+  }
 
   // buf [n] from `root` to every rank. Bytes sent: (P-1)*n*sizeof(T) on root, 0 elsewhere.
   template <CommElement T>
@@ -230,7 +237,9 @@ class Comm {
   template <CommElement T>
   void shift(std::span<const T> send, std::span<T> recv, int k = 1);
   template <CommElement T>
-  void shift_adjoint(std::span<const T> dy, std::span<T> dx, int k = 1) { shift(dy, dx, -k); }
+  void shift_adjoint(std::span<const T> dy, std::span<T> dx, int k = 1) {
+    shift(dy, dx, -k);
+  }
   // General blocking exchange (MPI_Sendrecv).
   template <CommElement T>
   void sendrecv(std::span<const T> send, int dest, std::span<T> recv, int source, int tag = 0);

@@ -93,15 +93,19 @@ std::vector<std::string> parse_order(const std::string& order) {
         break;
       }
   if (!problem.empty())
-    fail("grid order '{}': {}; the order lists each of dp, pp, tp, sp exactly once, outermost "
-         "first, e.g. '{}' (sp innermost, then tp)",
-         order, problem, kDefaultOrder);
+    fail(
+        "grid order '{}': {}; the order lists each of dp, pp, tp, sp exactly once, outermost "
+        "first, e.g. '{}' (sp innermost, then tp)",
+        order, problem, kDefaultOrder);
   return axes;
 }
 
 void check_degrees(const GridConfig& c) {
-  const std::pair<const char*, int> degrees[] = {
-      {"dp", c.dp}, {"tp", c.tp}, {"pp", c.pp}, {"sp_ulysses", c.sp_ulysses}, {"sp_ring", c.sp_ring}};
+  const std::pair<const char*, int> degrees[] = {{"dp", c.dp},
+                                                 {"tp", c.tp},
+                                                 {"pp", c.pp},
+                                                 {"sp_ulysses", c.sp_ulysses},
+                                                 {"sp_ring", c.sp_ring}};
   for (const auto& [name, v] : degrees)
     if (v < 1) fail("{} must be >= 1, got {}", name, v);
   if (c.world_size() > (1 << 30))
@@ -210,9 +214,8 @@ std::vector<std::vector<int>> GridLayout::groups(Axis a) const {
 std::string GridLayout::describe() const {
   constexpr int kMaxRanks = 64, kMaxGroups = 16;
   const bool two_d = c_.sp_mode == SpMode::TwoD;
-  std::string s = fmt::format(
-      "rank grid: {} ranks = dp {} x pp {} x tp {} x sp {}", world_size(), c_.dp, c_.pp, c_.tp,
-      c_.sp());
+  std::string s = fmt::format("rank grid: {} ranks = dp {} x pp {} x tp {} x sp {}", world_size(),
+                              c_.dp, c_.pp, c_.tp, c_.sp());
   if (two_d) s += fmt::format(" (sp_ring {} x sp_ulysses {})", c_.sp_ring, c_.sp_ulysses);
   s += fmt::format(", order {} (outermost first)\n", c_.order);
   s += fmt::format("  sp_mode {}, zero {}, micro_batches {}, recompute {}\n", to_string(c_.sp_mode),
@@ -221,14 +224,15 @@ std::string GridLayout::describe() const {
   std::string line;
   for (int r = 0; r < std::min(world_size(), kMaxRanks); ++r) {
     const GridCoords g = coords(r);
-    std::string item = two_d ? fmt::format("{}: ({}, {}, {}, {}.{})", r, g.dp, g.pp, g.tp,
-                                           g.sp_ring, g.sp_ulysses)
-                             : fmt::format("{}: ({}, {}, {}, {})", r, g.dp, g.pp, g.tp, g.sp);
+    std::string item =
+        two_d ? fmt::format("{}: ({}, {}, {}, {}.{})", r, g.dp, g.pp, g.tp, g.sp_ring, g.sp_ulysses)
+              : fmt::format("{}: ({}, {}, {}, {})", r, g.dp, g.pp, g.tp, g.sp);
     if (line.size() + item.size() > 92) s += "   " + line + "\n", line.clear();
     line += "  " + item;
   }
   if (!line.empty()) s += "   " + line + "\n";
-  if (world_size() > kMaxRanks) s += fmt::format("    ... and {} more ranks\n", world_size() - kMaxRanks);
+  if (world_size() > kMaxRanks)
+    s += fmt::format("    ... and {} more ranks\n", world_size() - kMaxRanks);
 
   std::vector<Axis> axes{Axis::Dp, Axis::Pp, Axis::Tp, Axis::Sp};
   if (two_d) axes.insert(axes.end(), {Axis::SpUlysses, Axis::SpRing});
@@ -250,27 +254,29 @@ std::string GridLayout::describe() const {
 
 // ---- validation -------------------------------------------------------------------------------
 
-void validate(const GridConfig& c, int64_t world_size, const model::ModelConfig& m,
-              int64_t batch) {
+void validate(const GridConfig& c, int64_t world_size, const model::ModelConfig& m, int64_t batch) {
   m.validate();
   parse_order(c.order);
   check_degrees(c);
   if (c.zero < 0 || c.zero > 3)
-    fail("zero stage {} is out of range: valid stages are 0 (off), 1 (optimizer state sharded), "
-         "2 (+ gradients), 3 (+ parameters)",
-         c.zero);
+    fail(
+        "zero stage {} is out of range: valid stages are 0 (off), 1 (optimizer state sharded), "
+        "2 (+ gradients), 3 (+ parameters)",
+        c.zero);
   if (c.micro_batches < 1) fail("micro_batches must be >= 1, got {}", c.micro_batches);
 
   // The SP degrees each mode uses.
   const std::string mode = to_string(c.sp_mode);
   if (c.sp_mode == SpMode::Ulysses && c.sp_ring != 1)
-    fail("sp_mode ulysses uses sp_ulysses only, but sp_ring = {}; use sp_mode 2d for Ulysses "
-         "inside groups x ring across them",
-         c.sp_ring);
+    fail(
+        "sp_mode ulysses uses sp_ulysses only, but sp_ring = {}; use sp_mode 2d for Ulysses "
+        "inside groups x ring across them",
+        c.sp_ring);
   if ((c.sp_mode == SpMode::Lss || c.sp_mode == SpMode::Ring) && c.sp_ulysses != 1)
-    fail("sp_mode {} splits the sequence into segments over sp_ring, but sp_ulysses = {}; set "
-         "sp_ring = {} and sp_ulysses = 1, or use sp_mode 2d",
-         mode, c.sp_ulysses, c.sp_ulysses * c.sp_ring);
+    fail(
+        "sp_mode {} splits the sequence into segments over sp_ring, but sp_ulysses = {}; set "
+        "sp_ring = {} and sp_ulysses = 1, or use sp_mode 2d",
+        mode, c.sp_ulysses, c.sp_ulysses * c.sp_ring);
 
   // World size.
   const int64_t product = c.world_size();
@@ -279,11 +285,12 @@ void validate(const GridConfig& c, int64_t world_size, const model::ModelConfig&
     std::string hint =
         world_size % replica == 0
             ? fmt::format("with {} ranks use dp = {}", world_size, world_size / replica)
-            : fmt::format("pp x tp x sp = {} does not divide {}; world sizes that fit are "
-                          "multiples of {}",
-                          replica, world_size, replica);
-    fail("world size {} does not match the grid dp {} x pp {} x tp {} x sp {} = {}; {}",
-         world_size, c.dp, c.pp, c.tp, c.sp(), product, hint);
+            : fmt::format(
+                  "pp x tp x sp = {} does not divide {}; world sizes that fit are "
+                  "multiples of {}",
+                  replica, world_size, replica);
+    fail("world size {} does not match the grid dp {} x pp {} x tp {} x sp {} = {}; {}", world_size,
+         c.dp, c.pp, c.tp, c.sp(), product, hint);
   }
 
   // Tensor parallelism splits heads (qkv columns, proj rows) and MLP hidden units.
@@ -292,8 +299,8 @@ void validate(const GridConfig& c, int64_t world_size, const model::ModelConfig&
     std::vector<int64_t> valid;
     for (int64_t d : divisors(heads))
       if (hidden % d == 0) valid.push_back(d);
-    fail("tp = {} must divide the {} heads and the MLP width {}; valid tp: {}", c.tp, heads,
-         hidden, join(valid));
+    fail("tp = {} must divide the {} heads and the MLP width {}; valid tp: {}", c.tp, heads, hidden,
+         join(valid));
   }
 
   // Ulysses splits the heads of a tensor-parallel shard; uneven splits (per-rank head counts
@@ -302,11 +309,12 @@ void validate(const GridConfig& c, int64_t world_size, const model::ModelConfig&
   if (c.sp_ulysses > local_heads) {
     const std::string heads_desc =
         c.tp == 1 ? fmt::format("{} heads", heads)
-                  : fmt::format("{} heads per tensor-parallel rank ({} heads / tp {})",
-                                local_heads, heads, c.tp);
-    fail("{} cannot be split over sp_ulysses = {}: uneven head splits are allowed only when "
-         "heads >= degree; valid Ulysses degrees: 1 to {} (even splits: {})",
-         heads_desc, c.sp_ulysses, local_heads, join(divisors(local_heads)));
+                  : fmt::format("{} heads per tensor-parallel rank ({} heads / tp {})", local_heads,
+                                heads, c.tp);
+    fail(
+        "{} cannot be split over sp_ulysses = {}: uneven head splits are allowed only when "
+        "heads >= degree; valid Ulysses degrees: 1 to {} (even splits: {})",
+        heads_desc, c.sp_ulysses, local_heads, join(divisors(local_heads)));
   }
 
   // Every SP rank holds an equal segment of the N tokens.
@@ -316,29 +324,33 @@ void validate(const GridConfig& c, int64_t world_size, const model::ModelConfig&
         c.sp_mode == SpMode::TwoD
             ? fmt::format("sp = sp_ulysses {} x sp_ring {} = {}", c.sp_ulysses, c.sp_ring, c.sp())
             : fmt::format("sp = {}", c.sp());
-    fail("{} tokens ({} tokenization, {}x{} grid, patch {}) cannot be split into equal segments "
-         "over {}; SP degrees that divide {}: {}",
-         n, model::to_string(m.tokenization), m.img_h, m.img_w, m.patch_size, sp_desc, n,
-         join(divisors(n)));
+    fail(
+        "{} tokens ({} tokenization, {}x{} grid, patch {}) cannot be split into equal segments "
+        "over {}; SP degrees that divide {}: {}",
+        n, model::to_string(m.tokenization), m.img_h, m.img_w, m.patch_size, sp_desc, n,
+        join(divisors(n)));
   }
 
   // Pipeline stages hold equal numbers of blocks.
   if (c.pp > 1 && (m.depth < c.pp || m.depth % c.pp != 0))
-    fail("depth {} cannot be split into pp = {} pipeline stages of equal block counts; valid pp: "
-         "{}",
-         m.depth, c.pp, m.depth > 0 ? join(divisors(m.depth)) : std::string("1"));
+    fail(
+        "depth {} cannot be split into pp = {} pipeline stages of equal block counts; valid pp: "
+        "{}",
+        m.depth, c.pp, m.depth > 0 ? join(divisors(m.depth)) : std::string("1"));
 
   // The global batch is split over dp replicas, then into micro-batches.
   if (batch < 1) fail("batch must be >= 1, got {}", batch);
   if (batch % c.dp != 0)
-    fail("global batch {} cannot be split over dp = {} data-parallel replicas; use a batch that "
-         "is a multiple of {} (dp that divide {}: {})",
-         batch, c.dp, c.dp, batch, join(divisors(batch)));
+    fail(
+        "global batch {} cannot be split over dp = {} data-parallel replicas; use a batch that "
+        "is a multiple of {} (dp that divide {}: {})",
+        batch, c.dp, c.dp, batch, join(divisors(batch)));
   const int64_t local = batch / c.dp;
   if (local % c.micro_batches != 0)
-    fail("the batch per data-parallel replica, {} (batch {} / dp {}), cannot be split into "
-         "micro_batches = {}; valid micro-batch counts: {}",
-         local, batch, c.dp, c.micro_batches, join(divisors(local)));
+    fail(
+        "the batch per data-parallel replica, {} (batch {} / dp {}), cannot be split into "
+        "micro_batches = {}; valid micro-batch counts: {}",
+        local, batch, c.dp, c.micro_batches, join(divisors(local)));
 }
 
 // ---- RankGrid ---------------------------------------------------------------------------------
@@ -352,7 +364,8 @@ RankGrid::RankGrid(const Comm& world, const GridConfig& config) : layout_(config
   coords_ = layout_.coords(rank_);
   comms_.reserve(kAllAxes.size());
   for (Axis a : kAllAxes)
-    comms_.push_back(world.split(layout_.group_id(a, rank_), layout_.coord(a, rank_), to_string(a)));
+    comms_.push_back(
+        world.split(layout_.group_id(a, rank_), layout_.coord(a, rank_), to_string(a)));
 }
 
 CommStats RankGrid::stats() const {

@@ -22,8 +22,8 @@ namespace seqvit::dist {
 // with an all-gather of K,V), ring (K,V blocks passed around), 2d (Ulysses inside a group x ring
 // across groups).
 enum class SpMode { Ulysses, Lss, Ring, TwoD };
-std::string to_string(SpMode m);                 // "ulysses" | "lss" | "ring" | "2d"
-SpMode parse_sp_mode(const std::string& s);      // throws seqvit::Error listing the valid modes
+std::string to_string(SpMode m);             // "ulysses" | "lss" | "ring" | "2d"
+SpMode parse_sp_mode(const std::string& s);  // throws seqvit::Error listing the valid modes
 
 struct GridConfig {
   int dp = 1;          // data-parallel replicas

@@ -29,8 +29,8 @@ class Adjoint : public MpiTest {
   }
   // <A x, y> and <x, A^T y> agree to float rounding (relative to the sizes of the terms).
   void expect_adjoint(double lhs, double rhs, double scale, const char* what) {
-    EXPECT_NEAR(lhs, rhs, 1e-5 * scale) << what << ": <A x, y> = " << lhs << ", <x, A^T y> = "
-                                        << rhs;
+    EXPECT_NEAR(lhs, rhs, 1e-5 * scale)
+        << what << ": <A x, y> = " << lhs << ", <x, A^T y> = " << rhs;
     EXPECT_GT(std::abs(lhs), 1e-3) << what << ": degenerate test data";
   }
   // Uneven counts that differ per rank, with one empty block when P > 2.
@@ -50,7 +50,7 @@ TEST_F(Adjoint, IdentityAndAllReduce) {
   const double lhs = global(dot(x, y));  // sum over ranks of <x, y_r>
   auto cty = y;
   world.identity_adjoint<float>(cty);
-  const double rhs = dot(x, cty);        // counted once: the value is replicated
+  const double rhs = dot(x, cty);  // counted once: the value is replicated
   expect_adjoint(lhs, rhs, std::sqrt(double(n) * size()) * 4, "identity / all_reduce");
 }
 
@@ -105,7 +105,8 @@ TEST_F(Adjoint, AllToAllVUneven) {
   // Rank r sends (r + 2 j) % 3 + (j == r) elements to rank j; the adjoint swaps the counts.
   const int P = size(), r = rank();
   std::vector<int64_t> sc(P), rc(P);
-  for (int j = 0; j < P; ++j) sc[j] = (r + 2 * j) % 3 + (j == r), rc[j] = (j + 2 * r) % 3 + (j == r);
+  for (int j = 0; j < P; ++j)
+    sc[j] = (r + 2 * j) % 3 + (j == r), rc[j] = (j + 2 * r) % 3 + (j == r);
   const int64_t ns = std::accumulate(sc.begin(), sc.end(), int64_t{0});
   const int64_t nr = std::accumulate(rc.begin(), rc.end(), int64_t{0});
   const auto x = random(ns, 11), y = random(nr, 12);
@@ -166,8 +167,7 @@ TEST_F(Adjoint, SendAndRecv) {
     r.wait();
     s.wait();
   }
-  expect_adjoint(global(dot(sx, y)), global(dot(x, sty)), 10.0 * std::sqrt(n * P),
-                 "send / recv");
+  expect_adjoint(global(dot(sx, y)), global(dot(x, sty)), 10.0 * std::sqrt(n * P), "send / recv");
   {
     Request r = world.irecv<float>(back, next, 2);
     Request s = world.isend<float>(sx, prev, 2);

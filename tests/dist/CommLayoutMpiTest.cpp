@@ -217,7 +217,8 @@ TEST_F(Layout, BadSizesNameOpCommunicatorAndRank) {
 
   msg = error_of([&] { world.all_gather<float>(four, four); });
   EXPECT_NE(msg.find("recv has 4 elements; it must be the group size 4 x send (4) = 16"),
-            std::string::npos) << msg;
+            std::string::npos)
+      << msg;
   msg = error_of([&] { world.reduce_scatter<float>(ten, four); });
   EXPECT_NE(msg.find("send has 10 elements"), std::string::npos) << msg;
   const std::vector<int64_t> three{1, 1, 1};
@@ -230,7 +231,8 @@ TEST_F(Layout, BadSizesNameOpCommunicatorAndRank) {
       << msg;
   msg = error_of([&] { world.all_gather_v<float>(eight, four, ones); });
   EXPECT_NE(msg.find(fmt::format("send has 8 elements but recv_counts[{}] = 1", rank())),
-            std::string::npos) << msg;
+            std::string::npos)
+      << msg;
   msg = error_of([&] { world.broadcast<float>(four, 4); });
   EXPECT_NE(msg.find("broadcast on communicator 'world' (rank"), std::string::npos) << msg;
   EXPECT_NE(msg.find("root 4 is not a rank of 0..3"), std::string::npos) << msg;
@@ -241,12 +243,12 @@ TEST_F(Layout, BadSizesNameOpCommunicatorAndRank) {
 }
 
 TEST_F(Layout, MpiErrorsBecomeSeqvitErrors) {
-  const std::string direct = error_of([] {
-    seqvit::dist::check_mpi(MPI_ERR_COUNT, "MPI_Allreduce", "all_reduce", "dp", 1, 4, 5);
-  });
+  const std::string direct = error_of(
+      [] { seqvit::dist::check_mpi(MPI_ERR_COUNT, "MPI_Allreduce", "all_reduce", "dp", 1, 4, 5); });
   EXPECT_NE(direct.find("MPI_Allreduce (all_reduce) failed on communicator 'dp' (rank 1 of 4, "
                         "world rank 5): "),
-            std::string::npos) << direct;
+            std::string::npos)
+      << direct;
   EXPECT_GT(direct.size(), 80u) << "MPI's own message is missing: " << direct;
 
   // A real MPI error through the layer: each rank receives 4 elements into a buffer of 2.
@@ -261,7 +263,8 @@ TEST_F(Layout, MpiErrorsBecomeSeqvitErrors) {
   msg = error_of([&] { c.sendrecv<float>(send, (rank() + 1) % 4, big, (rank() + 3) % 4); });
   EXPECT_NE(msg.find(fmt::format("received 4 elements from rank {} into a buffer of 8",
                                  (rank() + 3) % 4)),
-            std::string::npos) << msg;
+            std::string::npos)
+      << msg;
   // The same check for a non-blocking receive, at wait().
   auto rq = c.irecv<float>(big, (rank() + 3) % 4);
   auto sq = c.isend<float>(send, (rank() + 1) % 4);
@@ -270,6 +273,7 @@ TEST_F(Layout, MpiErrorsBecomeSeqvitErrors) {
   EXPECT_NE(msg.find(fmt::format("recv on communicator 'pair' (rank {} of 4): received 4 "
                                  "elements from rank {} into a buffer of 8",
                                  rank(), (rank() + 3) % 4)),
-            std::string::npos) << msg;
+            std::string::npos)
+      << msg;
   c.barrier();
 }

@@ -63,21 +63,24 @@ TEST(GridValidate, WorldSizeMustMatchTheProduct) {
 
 TEST(GridValidate, HeadsVersusUlyssesDegree) {
   auto msg = validate_error(grid(1, 1, 1, 8, 1), 8);
-  EXPECT_HAS(msg, "4 heads cannot be split over sp_ulysses = 8: uneven head splits are allowed "
-                  "only when heads >= degree; valid Ulysses degrees: 1 to 4 (even splits: 1, 2 "
-                  "or 4)");
+  EXPECT_HAS(msg,
+             "4 heads cannot be split over sp_ulysses = 8: uneven head splits are allowed "
+             "only when heads >= degree; valid Ulysses degrees: 1 to 4 (even splits: 1, 2 "
+             "or 4)");
   msg = validate_error(grid(1, 1, 2, 4, 1), 8);
-  EXPECT_HAS(msg, "2 heads per tensor-parallel rank (4 heads / tp 2) cannot be split over "
-                  "sp_ulysses = 4");
+  EXPECT_HAS(msg,
+             "2 heads per tensor-parallel rank (4 heads / tp 2) cannot be split over "
+             "sp_ulysses = 4");
   // 2-D SP lifts it: only the Ulysses degree meets the heads.
   EXPECT_NO_THROW(validate(grid(1, 1, 1, 4, 2, SpMode::TwoD), 8, ModelConfig{}, 8));
 }
 
 TEST(GridValidate, TokensVersusSpDegree) {
   auto msg = validate_error(grid(1, 1, 1, 1, 3, SpMode::Lss), 3);
-  EXPECT_HAS(msg, "128 tokens (aggregate tokenization, 32x64 grid, patch 4) cannot be split into "
-                  "equal segments over sp = 3; SP degrees that divide 128: 1, 2, 4, 8, 16, 32, "
-                  "64 or 128");
+  EXPECT_HAS(msg,
+             "128 tokens (aggregate tokenization, 32x64 grid, patch 4) cannot be split into "
+             "equal segments over sp = 3; SP degrees that divide 128: 1, 2, 4, 8, 16, 32, "
+             "64 or 128");
   ModelConfig m;
   m.tokenization = seqvit::model::Tokenization::PerVariable;  // 5 x 128 = 640 tokens
   msg = validate_error(grid(1, 1, 1, 3, 3, SpMode::TwoD), 9, 8, m);
@@ -96,21 +99,24 @@ TEST(GridValidate, TensorParallelDividesHeadsAndMlp) {
 
 TEST(GridValidate, DepthVersusPipelineStages) {
   auto msg = validate_error(grid(1, 3, 1, 1, 1), 3);
-  EXPECT_HAS(msg, "depth 4 cannot be split into pp = 3 pipeline stages of equal block counts; "
-                  "valid pp: 1, 2 or 4");
+  EXPECT_HAS(msg,
+             "depth 4 cannot be split into pp = 3 pipeline stages of equal block counts; "
+             "valid pp: 1, 2 or 4");
   msg = validate_error(grid(1, 8, 1, 1, 1), 8);
   EXPECT_HAS(msg, "depth 4 cannot be split into pp = 8");
 }
 
 TEST(GridValidate, BatchVersusDpAndMicroBatches) {
   auto msg = validate_error(grid(4, 1, 1, 1, 1), 4, 6);
-  EXPECT_HAS(msg, "global batch 6 cannot be split over dp = 4 data-parallel replicas; use a "
-                  "batch that is a multiple of 4");
+  EXPECT_HAS(msg,
+             "global batch 6 cannot be split over dp = 4 data-parallel replicas; use a "
+             "batch that is a multiple of 4");
   GridConfig c = grid(2, 1, 1, 1, 1);
   c.micro_batches = 3;
   msg = validate_error(c, 2, 8);
-  EXPECT_HAS(msg, "the batch per data-parallel replica, 4 (batch 8 / dp 2), cannot be split into "
-                  "micro_batches = 3; valid micro-batch counts: 1, 2 or 4");
+  EXPECT_HAS(msg,
+             "the batch per data-parallel replica, 4 (batch 8 / dp 2), cannot be split into "
+             "micro_batches = 3; valid micro-batch counts: 1, 2 or 4");
   c.micro_batches = 0;
   EXPECT_HAS(validate_error(c, 2, 8), "micro_batches must be >= 1, got 0");
   EXPECT_HAS(validate_error(GridConfig{}, 1, 0), "batch must be >= 1, got 0");
@@ -127,9 +133,10 @@ TEST(GridValidate, ZeroStageModeOrderAndDegrees) {
 
   c = GridConfig{};
   c.order = "dp,tp,sp";
-  EXPECT_HAS(validate_error(c, 1), "grid order 'dp,tp,sp': 'pp' is missing; the order lists each "
-                                   "of dp, pp, tp, sp exactly once, outermost first, e.g. "
-                                   "'dp,pp,tp,sp'");
+  EXPECT_HAS(validate_error(c, 1),
+             "grid order 'dp,tp,sp': 'pp' is missing; the order lists each "
+             "of dp, pp, tp, sp exactly once, outermost first, e.g. "
+             "'dp,pp,tp,sp'");
   c.order = "dp,pp,tp,sp,sp";
   EXPECT_HAS(validate_error(c, 1), "'sp' is listed twice");
   c.order = "dp,pp,xp,sp";
@@ -189,16 +196,18 @@ TEST(GridLayout, DescribeWorkedExample) {
   GridConfig c = grid(2, 1, 2, 2, 1);
   c.zero = 1, c.micro_batches = 2;
   const std::string d = GridLayout(c).describe();
-  EXPECT_HAS(d, "rank grid: 8 ranks = dp 2 x pp 1 x tp 2 x sp 2, order dp,pp,tp,sp (outermost "
-                "first)\n");
+  EXPECT_HAS(d,
+             "rank grid: 8 ranks = dp 2 x pp 1 x tp 2 x sp 2, order dp,pp,tp,sp (outermost "
+             "first)\n");
   EXPECT_HAS(d, "  sp_mode ulysses, zero 1, micro_batches 2, recompute off\n");
   EXPECT_HAS(d, "0: (0, 0, 0, 0)  1: (0, 0, 0, 1)  2: (0, 0, 1, 0)");
   EXPECT_HAS(d, "  dp groups (4 of 2 ranks): [0 4] [1 5] [2 6] [3 7]\n");
   EXPECT_HAS(d, "  pp groups: size 1, no communication\n");
   EXPECT_HAS(d, "  tp groups (4 of 2 ranks): [0 2] [1 3] [4 6] [5 7]\n");
   EXPECT_HAS(d, "  sp groups (4 of 2 ranks): [0 1] [2 3] [4 5] [6 7]\n");
-  EXPECT_HAS(d, "  sp_dp groups (2 of 4 ranks) (gradient averaging over sp x dp): [0 1 4 5] "
-                "[2 3 6 7]\n");
+  EXPECT_HAS(d,
+             "  sp_dp groups (2 of 4 ranks) (gradient averaging over sp x dp): [0 1 4 5] "
+             "[2 3 6 7]\n");
   const std::string two_d = GridLayout(grid(1, 1, 1, 2, 2, SpMode::TwoD)).describe();
   EXPECT_HAS(two_d, "(sp_ring 2 x sp_ulysses 2)");
   EXPECT_HAS(two_d, "3: (0, 0, 0, 1.1)");

@@ -24,8 +24,8 @@ DriverRun run_mpi(int np, const std::string& program_and_args) {
       "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
       "OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1 "
       "OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none OMP_NUM_THREADS=1 "
-      "timeout 60 " SEQVIT_MPIEXEC " -np " + std::to_string(np) + " --oversubscribe " +
-      program_and_args + " 2>&1";
+      "timeout 60 " SEQVIT_MPIEXEC " -np " +
+      std::to_string(np) + " --oversubscribe " + program_and_args + " 2>&1";
   DriverRun r;
   const auto t0 = std::chrono::steady_clock::now();
   FILE* p = popen(cmd.c_str(), "r");
@@ -48,7 +48,8 @@ void expect_job_ends(const DriverRun& r, const std::regex& names_rank, const cha
   EXPECT_NE(r.status, 124) << how << ": the job hung until `timeout 60`\n" << r.output;
   EXPECT_LT(r.seconds, 15.0) << how << ": the job took " << r.seconds << " s to end\n" << r.output;
   EXPECT_TRUE(std::regex_search(r.output, names_rank))
-      << how << ": the output does not name rank 1\n" << r.output;
+      << how << ": the output does not name rank 1\n"
+      << r.output;
   std::printf("%s: exit %d after %.2f s\n", how, r.status, r.seconds);
 }
 

@@ -148,11 +148,13 @@ TEST_F(Grid, WrongWorldSizeThrowsOnEveryRank) {
 TEST_F(Grid, DescribeListsEveryGroup) {
   RankGrid g(world, config(size() / 4, 1, 2, 2, 1, "dp,pp,tp,sp"));
   const std::string d = g.describe();
-  EXPECT_NE(d.find(fmt::format("rank grid: {} ranks = dp {} x pp 1 x tp 2 x sp 2", size(),
-                               size() / 4)),
-            std::string::npos) << d;
+  EXPECT_NE(
+      d.find(fmt::format("rank grid: {} ranks = dp {} x pp 1 x tp 2 x sp 2", size(), size() / 4)),
+      std::string::npos)
+      << d;
   EXPECT_NE(d.find("tp groups (" + std::to_string(size() / 2) + " of 2 ranks): [0 2] [1 3]"),
-            std::string::npos) << d;
+            std::string::npos)
+      << d;
   EXPECT_NE(d.find("pp groups: size 1, no communication"), std::string::npos) << d;
   if (rank() == 0) std::printf("%s", d.c_str());
 }
