@@ -142,8 +142,12 @@ struct UlyssesLayout {
   int64_t* counts;  // [2][P] send and receive counts of the uneven exchange
   float* send;      // [X] X = 3 B d max(N/P Hh, N Hh_max): the largest packed exchange
   float* recv;      // [X]
-  float* dout;      // [B][N][Hh_max][d]     backward: dO of this rank's heads
-  float* dqkv;      // [B][N][3][Hh_max][d]  backward: dq, dk, dv of this rank's heads
+  // The backward's full-sequence gradients alias the exchange buffers: dO is unpacked into
+  // `send` once the exchange that used it is done, and the flash backward writes dq, dk, dv into
+  // `recv` once dO has been unpacked from it; heads_to_seq packs them into `send` before its
+  // exchange overwrites `recv`.
+  float* dout;  // = send: [B][N][Hh_r][d]     dO of this rank's heads
+  float* dqkv;  // = recv: [B][N][3][Hh_r][d]  dq, dk, dv of this rank's heads
   size_t used;      // bytes before the flash kernels' part
   size_t flash;     // the flash kernels' part for `threads`
 };
@@ -164,8 +168,8 @@ UlyssesLayout ulysses_layout(const SpAttentionShape& s, int P, void* saved, void
   L.counts = cw.take<int64_t>(2 * static_cast<size_t>(P));
   L.send = cw.take<float>(X);
   L.recv = cw.take<float>(X);
-  L.dout = cw.take<float>(full);
-  L.dqkv = cw.take<float>(3 * full);
+  L.dout = L.send;  // X >= B N Hh_max d
+  L.dqkv = L.recv;  // X >= 3 B N Hh_max d
   L.used = cw.used();
   L.flash = flash_bytes(g.B, Hm, g.N, g.N, g.d, threads);
   return L;

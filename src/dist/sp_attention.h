@@ -41,8 +41,10 @@ struct SpAttentionShape {
 struct SpAttentionArgs {
   SpAttentionShape shape;
   float scale = 0.f;                   // usually 1/sqrt(d)
-  kernels::StridedTensor q, k, v, o;   // this rank's tokens, [B, N/P, Hh, d]: read q, k, v;
-                                       // forward writes o, backward reads it (ring, LSS)
+  kernels::StridedTensor q, k, v, o;   // this rank's tokens, [B, N/P, Hh, d]: the forward
+                                       // reads q, k, v and writes o; the LSS and ring
+                                       // backwards read all four again (Ulysses' reads none:
+                                       // it saved its full-sequence copies)
   kernels::StridedTensor dout;         // backward: dO [B, N/P, Hh, d], read
   kernels::StridedTensor dq, dk, dv;   // backward: [B, N/P, Hh, d], written (=, not +=)
   void* saved = nullptr;               // forward -> backward of this call: *_saved_bytes
@@ -67,8 +69,8 @@ struct HeadRange {
 HeadRange ulysses_heads(int64_t heads, int P, int rank);
 
 // saved: qkv [B, N, 3, Hh_r, d], o [B, N, Hh_r, d], lse [B, Hh_r, N] (sized for the largest Hh_r,
-// so the same on every rank). workspace: exchange buffers and the flash kernels' scratch for
-// `threads` OpenMP threads.
+// so the same on every rank): 4 B N D / P floats when P | Hh. workspace: two exchange buffers of
+// 3 B N D / P floats each and the flash kernels' scratch for `threads` OpenMP threads.
 size_t ulysses_saved_bytes(const SpAttentionShape& s, int P);
 size_t ulysses_workspace_bytes(const SpAttentionShape& s, int P, int threads);
 // forward: B (N/P) d (3 (Hh - Hh_r) + (P-1) Hh_r) floats, 4 B N D (P-1) / P^2 when P | Hh;
@@ -79,6 +81,8 @@ void ulysses_attention_backward(Comm& sp, const SpAttentionArgs& a);
 
 // ---- LSS (segment SP) ------------------------------------------------------------------------
 // saved: kv [B, N, 2, Hh, d] (the gathered keys and values: O(N) memory), lse [B, Hh, N/P].
+// workspace: 4 B N D + 2 B N D / P floats (gathered blocks, full dK/dV, own [K | V]) and the
+// flash kernels' scratch.
 size_t lss_saved_bytes(const SpAttentionShape& s, int P);
 size_t lss_workspace_bytes(const SpAttentionShape& s, int P, int threads);
 // forward and backward: 2 B (N/P) Hh d (P-1) floats = 2 B N D (P-1)/P.
@@ -88,6 +92,8 @@ void lss_attention_backward(Comm& sp, const SpAttentionArgs& a);
 
 // ---- Ring ------------------------------------------------------------------------------------
 // saved: lse [B, Hh, N/P] only (the backward re-circulates K and V): O(N/P) memory.
+// workspace: 10 B N D / P floats (two K/V blocks; two dK/dV accumulators and the incoming one, or
+// the forward's partial output) and the flash kernels' scratch.
 size_t ring_saved_bytes(const SpAttentionShape& s, int P);
 size_t ring_workspace_bytes(const SpAttentionShape& s, int P, int threads);
 // forward: 2 B N D (P-1)/P in P-1 messages of [K | V]; backward: twice that, the K/V blocks
