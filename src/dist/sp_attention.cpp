@@ -97,9 +97,10 @@ void validate(const char* scheme, const Comm& sp, const SpAttentionArgs& a, bool
                "{} attention: need batch, tokens, heads, head_dim >= 1, got {}, {}, {}, {}", scheme,
                s.batch, s.tokens, s.heads, s.head_dim);
   if (s.tokens % P != 0)
-    fail("{} attention: {} tokens cannot be split into equal segments over the {} ranks of "
-         "communicator '{}'; the token count must be a multiple of the SP degree",
-         scheme, s.tokens, P, sp.name());
+    fail(
+        "{} attention: {} tokens cannot be split into equal segments over the {} ranks of "
+        "communicator '{}'; the token count must be a multiple of the SP degree",
+        scheme, s.tokens, P, sp.name());
   if (inputs || !backward)
     SEQVIT_CHECK(a.q.data && a.k.data && a.v.data && a.o.data,
                  "{} attention: q, k, v and o must be set", scheme);
@@ -107,15 +108,17 @@ void validate(const char* scheme, const Comm& sp, const SpAttentionArgs& a, bool
     SEQVIT_CHECK(a.dout.data && a.dq.data && a.dk.data && a.dv.data,
                  "{} attention backward: dout, dq, dk and dv must be set", scheme);
   if ((saved_need && !a.saved) || a.saved_bytes < saved_need)
-    fail("{} attention: saved buffer of {} bytes is too small; {}_saved_bytes() = {} for batch {} "
-         "tokens {} heads {} head_dim {} over P = {}",
-         scheme, a.saved ? a.saved_bytes : 0, scheme, saved_need, s.batch, s.tokens, s.heads,
-         s.head_dim, P);
+    fail(
+        "{} attention: saved buffer of {} bytes is too small; {}_saved_bytes() = {} for batch {} "
+        "tokens {} heads {} head_dim {} over P = {}",
+        scheme, a.saved ? a.saved_bytes : 0, scheme, saved_need, s.batch, s.tokens, s.heads,
+        s.head_dim, P);
   if (!a.workspace || a.workspace_bytes < ws_need)
-    fail("{} attention: workspace of {} bytes is too small; {}_workspace_bytes() = {} (for 1 "
-         "thread) for batch {} tokens {} heads {} head_dim {} over P = {}",
-         scheme, a.workspace ? a.workspace_bytes : 0, scheme, ws_need, s.batch, s.tokens, s.heads,
-         s.head_dim, P);
+    fail(
+        "{} attention: workspace of {} bytes is too small; {}_workspace_bytes() = {} (for 1 "
+        "thread) for batch {} tokens {} heads {} head_dim {} over P = {}",
+        scheme, a.workspace ? a.workspace_bytes : 0, scheme, ws_need, s.batch, s.tokens, s.heads,
+        s.head_dim, P);
 }
 
 // ---- Ulysses ----------------------------------------------------------------------------------
@@ -146,14 +149,13 @@ struct UlyssesLayout {
   // `send` once the exchange that used it is done, and the flash backward writes dq, dk, dv into
   // `recv` once dO has been unpacked from it; heads_to_seq packs them into `send` before its
   // exchange overwrites `recv`.
-  float* dout;  // = send: [B][N][Hh_r][d]     dO of this rank's heads
-  float* dqkv;  // = recv: [B][N][3][Hh_r][d]  dq, dk, dv of this rank's heads
-  size_t used;      // bytes before the flash kernels' part
-  size_t flash;     // the flash kernels' part for `threads`
+  float* dout;   // = send: [B][N][Hh_r][d]     dO of this rank's heads
+  float* dqkv;   // = recv: [B][N][3][Hh_r][d]  dq, dk, dv of this rank's heads
+  size_t used;   // bytes before the flash kernels' part
+  size_t flash;  // the flash kernels' part for `threads`
 };
 
-UlyssesLayout ulysses_layout(const SpAttentionShape& s, int P, void* saved, void* ws,
-                             int threads) {
+UlyssesLayout ulysses_layout(const SpAttentionShape& s, int P, void* saved, void* ws, int threads) {
   const Dims g = dims(s, P, 0);
   const int64_t Hm = (g.Hh + P - 1) / P;
   const size_t X = static_cast<size_t>(3 * g.B * g.d * std::max(g.Nl * g.Hh, g.N * Hm));
@@ -185,7 +187,7 @@ void exchange(Comm& sp, const Dims& g, int64_t parts, bool to_heads, const float
     sp.all_to_all<float>(std::span(send, n_send), std::span(recv, n_recv));
     return;
   }
-  int64_t* theirs = counts;   // block j holds rank j's heads
+  int64_t* theirs = counts;      // block j holds rank j's heads
   int64_t* mine = counts + g.P;  // block i holds this rank's heads
   for (int j = 0; j < g.P; ++j) {
     theirs[j] = parts * g.B * g.Nl * ulysses_heads(g.Hh, g.P, j).count * g.d;
@@ -251,9 +253,9 @@ struct LssLayout {
   float* lse;  // [B][Hh][N/P]
   size_t saved_bytes;
   // workspace
-  float* mine;     // [B][N/P][2][Hh][d]     this rank's packed [K | V] (forward), [dK | dV] (bwd)
-  float* blocks;   // [P][B][N/P][2][Hh][d]  all-gather output; reduce-scatter input
-  float* dkv;      // [B][N][2][Hh][d]       backward: dK, dV of all N rows from local queries
+  float* mine;    // [B][N/P][2][Hh][d]     this rank's packed [K | V] (forward), [dK | dV] (bwd)
+  float* blocks;  // [P][B][N/P][2][Hh][d]  all-gather output; reduce-scatter input
+  float* dkv;     // [B][N][2][Hh][d]       backward: dK, dV of all N rows from local queries
   size_t used;
   size_t flash;
 };
@@ -323,7 +325,7 @@ void unpack_dkv(const Dims& g, const float* dkv, const StridedTensor& dk, const 
 struct RingLayout {
   float* lse;  // saved: [B][Hh][N/P]
   size_t saved_bytes;
-  float* kv[2];   // [B][N/P][2][Hh][d] each: the block being used and the one arriving
+  float* kv[2];  // [B][N/P][2][Hh][d] each: the block being used and the one arriving
   // forward only
   float* o_blk;    // [B][N/P][Hh][d]   this block's partial output
   float* lse_blk;  // [B][Hh][N/P]      and its LSE
@@ -404,9 +406,10 @@ SpAttentionBytes ulysses_bytes_sent(const SpAttentionShape& s, int P, int rank) 
 static void validate_ulysses(const Comm& sp, const SpAttentionArgs& a, bool backward) {
   const int P = sp.size();
   if (a.shape.heads < P)
-    fail("ulysses attention: {} heads cannot be split over the {} ranks of communicator '{}': "
-         "every rank needs at least one head; use an SP degree of at most {} (or LSS / ring)",
-         a.shape.heads, P, sp.name(), a.shape.heads);
+    fail(
+        "ulysses attention: {} heads cannot be split over the {} ranks of communicator '{}': "
+        "every rank needs at least one head; use an SP degree of at most {} (or LSS / ring)",
+        a.shape.heads, P, sp.name(), a.shape.heads);
   validate("ulysses", sp, a, backward, ulysses_saved_bytes(a.shape, P),
            ulysses_workspace_bytes(a.shape, P, 1), /*inputs=*/!backward);
 }

@@ -40,16 +40,16 @@ struct SpAttentionShape {
 
 struct SpAttentionArgs {
   SpAttentionShape shape;
-  float scale = 0.f;                   // usually 1/sqrt(d)
-  kernels::StridedTensor q, k, v, o;   // this rank's tokens, [B, N/P, Hh, d]: the forward
-                                       // reads q, k, v and writes o; the LSS and ring
-                                       // backwards read all four again (Ulysses' reads none:
-                                       // it saved its full-sequence copies)
-  kernels::StridedTensor dout;         // backward: dO [B, N/P, Hh, d], read
-  kernels::StridedTensor dq, dk, dv;   // backward: [B, N/P, Hh, d], written (=, not +=)
-  void* saved = nullptr;               // forward -> backward of this call: *_saved_bytes
+  float scale = 0.f;                  // usually 1/sqrt(d)
+  kernels::StridedTensor q, k, v, o;  // this rank's tokens, [B, N/P, Hh, d]: the forward
+                                      // reads q, k, v and writes o; the LSS and ring
+                                      // backwards read all four again (Ulysses' reads none:
+                                      // it saved its full-sequence copies)
+  kernels::StridedTensor dout;        // backward: dO [B, N/P, Hh, d], read
+  kernels::StridedTensor dq, dk, dv;  // backward: [B, N/P, Hh, d], written (=, not +=)
+  void* saved = nullptr;              // forward -> backward of this call: *_saved_bytes
   size_t saved_bytes = 0;
-  void* workspace = nullptr;           // scratch: *_workspace_bytes
+  void* workspace = nullptr;  // scratch: *_workspace_bytes
   size_t workspace_bytes = 0;
 };
 
