@@ -96,6 +96,9 @@ void validate(const char* scheme, const Comm& sp, const SpAttentionArgs& a, bool
   SEQVIT_CHECK(s.batch >= 1 && s.tokens >= 1 && s.heads >= 1 && s.head_dim >= 1,
                "{} attention: need batch, tokens, heads, head_dim >= 1, got {}, {}, {}, {}", scheme,
                s.batch, s.tokens, s.heads, s.head_dim);
+  SEQVIT_CHECK(a.scale > 0.f && std::isfinite(a.scale),
+               "{} attention: scale={} must be positive (usually 1/sqrt(head_dim))", scheme,
+               a.scale);
   if (s.tokens % P != 0)
     fail(
         "{} attention: {} tokens cannot be split into equal segments over the {} ranks of "
@@ -136,10 +139,10 @@ void validate(const char* scheme, const Comm& sp, const SpAttentionArgs& a, bool
 // and the exchange is all_to_all; otherwise all_to_all_v with these counts.
 
 struct UlyssesLayout {
-  // saved
-  float* qkv;  // [B][N][3][Hh_max][d]
-  float* o;    // [B][N][Hh_max][d]
-  float* lse;  // [B][Hh_max][N]
+  // saved; Hh_r = this rank's heads, each region sized for Hh_max = ceil(Hh / P)
+  float* qkv;  // [B][N][3][Hh_r][d]
+  float* o;    // [B][N][Hh_r][d]
+  float* lse;  // [B][Hh_r][N]
   size_t saved_bytes;
   // workspace
   int64_t* counts;  // [2][P] send and receive counts of the uneven exchange
