@@ -43,9 +43,12 @@ size_t SpBlockAttention::saved_bytes(int64_t batch, int64_t tokens, int64_t head
                                      int64_t head_dim) const {
   const auto s = shape_of(batch, tokens, heads, head_dim);
   switch (mode_) {
-    case SpMode::Ulysses: return ulysses_saved_bytes(s, size());
-    case SpMode::Lss: return lss_saved_bytes(s, size());
-    default: return ring_saved_bytes(s, size());
+    case SpMode::Ulysses:
+      return ulysses_saved_bytes(s, size());
+    case SpMode::Lss:
+      return lss_saved_bytes(s, size());
+    default:
+      return ring_saved_bytes(s, size());
   }
 }
 
@@ -53,27 +56,42 @@ size_t SpBlockAttention::workspace_bytes(int64_t batch, int64_t tokens, int64_t 
                                          int64_t head_dim, int threads) const {
   const auto s = shape_of(batch, tokens, heads, head_dim);
   switch (mode_) {
-    case SpMode::Ulysses: return ulysses_workspace_bytes(s, size(), threads);
-    case SpMode::Lss: return lss_workspace_bytes(s, size(), threads);
-    default: return ring_workspace_bytes(s, size(), threads);
+    case SpMode::Ulysses:
+      return ulysses_workspace_bytes(s, size(), threads);
+    case SpMode::Lss:
+      return lss_workspace_bytes(s, size(), threads);
+    default:
+      return ring_workspace_bytes(s, size(), threads);
   }
 }
 
 void SpBlockAttention::forward(const kernels::AttentionArgs& a, void* saved, size_t bytes) {
   const auto s = to_sp(a, size(), saved, bytes);
   switch (mode_) {
-    case SpMode::Ulysses: ulysses_attention_forward(sp_, s); break;
-    case SpMode::Lss: lss_attention_forward(sp_, s); break;
-    default: ring_attention_forward(sp_, s); break;
+    case SpMode::Ulysses:
+      ulysses_attention_forward(sp_, s);
+      break;
+    case SpMode::Lss:
+      lss_attention_forward(sp_, s);
+      break;
+    default:
+      ring_attention_forward(sp_, s);
+      break;
   }
 }
 
 void SpBlockAttention::backward(const kernels::AttentionArgs& a, void* saved, size_t bytes) {
   const auto s = to_sp(a, size(), saved, bytes);
   switch (mode_) {
-    case SpMode::Ulysses: ulysses_attention_backward(sp_, s); break;
-    case SpMode::Lss: lss_attention_backward(sp_, s); break;
-    default: ring_attention_backward(sp_, s); break;
+    case SpMode::Ulysses:
+      ulysses_attention_backward(sp_, s);
+      break;
+    case SpMode::Lss:
+      lss_attention_backward(sp_, s);
+      break;
+    default:
+      ring_attention_backward(sp_, s);
+      break;
   }
 }
 

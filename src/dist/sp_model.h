@@ -20,8 +20,7 @@ class SpBlockAttention final : public model::SequenceParallelAttention {
 
   int size() const override { return sp_.size(); }
   int rank() const override { return sp_.rank(); }
-  size_t saved_bytes(int64_t batch, int64_t tokens, int64_t heads,
-                     int64_t head_dim) const override;
+  size_t saved_bytes(int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim) const override;
   size_t workspace_bytes(int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
                          int threads) const override;
   void forward(const kernels::AttentionArgs& a, void* saved, size_t saved_bytes) override;

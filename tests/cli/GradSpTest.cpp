@@ -80,8 +80,8 @@ class GradSpTest : public ::testing::Test {
     w.write(path("batch.safetensors"));
   }
   std::string grad_args(const std::string& out) const {
-    return "grad --model " + path("model.safetensors") + " --batch " +
-           path("batch.safetensors") + " --out " + path(out);
+    return "grad --model " + path("model.safetensors") + " --batch " + path("batch.safetensors") +
+           " --out " + path(out);
   }
   // Every tensor of `out` against the single-process file.
   void compare(const std::string& out, const std::string& what) {
@@ -133,8 +133,7 @@ TEST_F(GradSpTest, BadConfigurationsEndEveryRankWithOneMessage) {
   expect_error(run_mpi(2, grad_args("o.safetensors")), "launched as 2 ranks without --sp");
   expect_error(seqvit_test::run_seqvit(grad_args("o.safetensors") + " --sp 2 --sp-mode sideways"),
                "unknown sp_mode 'sideways'");
-  expect_error(seqvit_test::run_seqvit(grad_args("o.safetensors") + " --sp 2 --bf16"),
-               "fp32 only");
+  expect_error(seqvit_test::run_seqvit(grad_args("o.safetensors") + " --sp 2 --bf16"), "fp32 only");
   EXPECT_FALSE(fs::exists(path("o.safetensors")));
 }
 

@@ -59,7 +59,8 @@ class SpModelMpiTest : public seqvit_test::MpiTest {
     ASSERT_EQ(m.local_tokens(), c.N() / size());
     ASSERT_EQ(m.first_token(), rank() * c.N() / size());
     std::vector<float> grads(np, 0.f), pred(pref.size(), 0.f), full(pref.size(), NAN);
-    const double loss = dist::sp_reduce_loss(grid.sp(), m.forward(params.data(), batch, pred.data()));
+    const double loss =
+        dist::sp_reduce_loss(grid.sp(), m.forward(params.data(), batch, pred.data()));
     m.backward(params.data(), grads.data());
     dist::sp_reduce_gradients(grid.sp(), grads.data(), np);
     dist::sp_gather_pred(grid.sp(), pred.data(), full.data(), static_cast<int64_t>(full.size()), 0);
@@ -81,8 +82,8 @@ class SpModelMpiTest : public seqvit_test::MpiTest {
   }
 };
 
-using model::Tokenization;
 using dist::SpMode;
+using model::Tokenization;
 
 TEST_F(SpModelMpiTest, UlyssesAggregate) { check(Tokenization::Aggregate, SpMode::Ulysses, 4, 32); }
 TEST_F(SpModelMpiTest, UlyssesPerVariable) {
