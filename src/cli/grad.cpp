@@ -143,8 +143,8 @@ void run_grad(const GradOptions& o) {
     w.add_f32("grad." + e.name, e.shape, grads.data() + e.offset);
   w.write(o.out);
   if (mode)
-    fmt::print("sequence parallel: {} ranks, {}, {} of {} tokens per rank\n", o.sp, o.sp_mode,
-               m.local_tokens(), cfg.N());
+    fmt::print("sequence parallel: {} rank{}, {}, {} of {} tokens per rank\n", o.sp,
+               o.sp == 1 ? "" : "s", o.sp_mode, m.local_tokens(), cfg.N());
   fmt::print("loss {:.9g}; wrote pred, loss and {} gradients to {}\n", loss,
              m.params().entries().size(), o.out);
 }
