@@ -1,12 +1,25 @@
 // seqvit grad: one forward and backward of the loss for a model and a batch file, written as
 // pred, loss and grad.<parameter> — the hook for checking seqvit against another framework.
+//
+// With --sp P (under `mpirun -np P`) the token sequence is split over P ranks (docs/
+// parallelism.md "The model under sequence parallelism"): every rank reads the same files,
+// computes its shard, the loss and gradients are summed over the group, pred is gathered, and
+// rank 0 writes the same file a single process would. MPI is initialised only with --sp; without
+// it the command never touches MPI, and launching it as several ranks is refused (they would
+// all write the same file).
 #include <fmt/core.h>
 
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
 #include <set>
 #include <vector>
 
 #include "cli/commands.h"
 #include "core/check.h"
+#include "dist/comm.h"
+#include "dist/grid.h"
+#include "dist/sp_model.h"
 #include "io/safetensors.h"
 #include "model/climax.h"
 #include "train/checkpoint.h"
@@ -17,14 +30,39 @@ namespace {
 struct GradOptions {
   std::string model, batch, out;
   bool bf16 = false;
+  int sp = 0;  // 0: no MPI at all
+  std::string sp_mode = "ulysses";
 };
 
+// The number of ranks this process was launched among by mpirun (Open MPI, MPICH/PMI), or 1.
+int launched_ranks() {
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"})
+    if (const char* v = std::getenv(var)) return std::max(1, std::atoi(v));
+  return 1;
+}
+
 void run_grad(const GradOptions& o) {
+  std::optional<dist::SpMode> mode;
+  if (o.sp == 0) {
+    if (launched_ranks() > 1)
+      fail("seqvit grad was launched as {} ranks without --sp; to split the sequence pass "
+           "--sp {} --sp-mode ulysses|lss|ring, or run it as one process",
+           launched_ranks(), launched_ranks());
+  } else {
+    if (o.sp < 1) fail("--sp must be >= 1, got {}", o.sp);
+    mode = dist::parse_sp_mode(o.sp_mode);
+    if (*mode == dist::SpMode::TwoD)
+      fail("--sp-mode 2d is not supported by seqvit grad yet; use ulysses, lss or ring");
+    if (o.bf16) fail("--sp runs in fp32 only (the SP attention operators have no bf16 mode); "
+                     "drop --bf16");
+  }
+  // Declared first so that it is destroyed last (MPI_Finalize after every communicator).
+  std::optional<dist::MpiRuntime> mpi;
+  if (mode) mpi.emplace(nullptr, nullptr);
+
   const io::SafetensorsReader model_file(o.model);  // read once: configuration and weights
   const auto cfg = train::read_model_config(model_file);
   model::ClimaX m(cfg);
-  Buffer<float> params(m.params().total()), grads(m.params().total());
-  train::load_parameters(model_file, m.params(), params.data());
 
   io::SafetensorsReader br(o.batch);
   for (const char* need : {"x", "y", "lead_times", "lat"})
@@ -40,6 +78,29 @@ void run_grad(const GradOptions& o) {
   if (xs.size() != 4) fail("{}: x must be [B, V, H, W], got {}", o.batch, shape_str(xs));
   const int64_t B = xs[0];
   if (B < 1) fail("{}: x has an empty batch", o.batch);
+
+  // Sequence parallelism: the configuration is checked (world size vs --sp, tokens vs P,
+  // heads vs P for Ulysses) on every rank alike before anything else is allocated, so a bad one
+  // ends every rank with the same message.
+  std::optional<dist::Comm> world;
+  std::optional<dist::RankGrid> grid;
+  std::optional<dist::SpBlockAttention> attn;
+  if (mode) {
+    world.emplace(dist::Comm::world());
+    if (world->size() != o.sp)
+      fail("--sp {} needs {} ranks (mpirun -np {}), but this job has {}", o.sp, o.sp, o.sp,
+           world->size());
+    dist::GridConfig g;
+    g.sp_mode = *mode;
+    (*mode == dist::SpMode::Ulysses ? g.sp_ulysses : g.sp_ring) = o.sp;
+    dist::validate(g, world->size(), cfg, B);
+    grid.emplace(*world, g);
+    attn.emplace(grid->sp(), *mode);
+  }
+  const bool root = !grid || grid->sp().rank() == 0;
+
+  Buffer<float> params(m.params().total()), grads(m.params().total());
+  train::load_parameters(model_file, m.params(), params.data());
   const int64_t V = cfg.V(), Vo = cfg.Vo(), H = cfg.img_h, W = cfg.img_w;
   std::vector<float> x(B * V * H * W), y(B * Vo * H * W), lt(B), lat(H);
   br.read_f32("x", {B, V, H, W}, x.data());
@@ -47,12 +108,30 @@ void run_grad(const GradOptions& o) {
   br.read_f32("lead_times", {B}, lt.data());
   br.read_f32("lat", {H}, lat.data());
 
-  m.plan(B, o.bf16 ? model::Precision::BF16 : model::Precision::F32);
+  m.plan(B, o.bf16 ? model::Precision::BF16 : model::Precision::F32,
+         attn ? &*attn : nullptr);
   m.sync_weights(params.data());
   std::vector<float> pred(B * Vo * H * W);
-  const double loss = m.forward(params.data(), {B, x.data(), y.data(), lt.data(), lat.data()},
-                                pred.data());
-  m.backward(params.data(), grads.data());
+  double loss = 0;
+  const model::BatchView batch{B, x.data(), y.data(), lt.data(), lat.data()};
+  if (!mode) {
+    loss = m.forward(params.data(), batch, pred.data());
+    m.backward(params.data(), grads.data());
+  } else {
+    // From here on the ranks communicate: an error on one rank ends them all (no hang).
+    try {
+      std::vector<float> shard(pred.size(), 0.f);  // this rank's pixels, zeros elsewhere
+      loss = dist::sp_reduce_loss(grid->sp(), m.forward(params.data(), batch, shard.data()));
+      m.backward(params.data(), grads.data());
+      dist::sp_reduce_gradients(grid->sp(), grads.data(), m.params().total());
+      dist::sp_gather_pred(grid->sp(), shard.data(), pred.data(),
+                           static_cast<int64_t>(pred.size()), 0);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "\nseqvit: error on rank %d: %s\n", grid->rank(), e.what());
+      dist::abort_all(1);
+    }
+  }
+  if (!root) return;
 
   io::SafetensorsWriter w;
   w.set_metadata("seqvit.config", cfg.to_json());
@@ -63,6 +142,9 @@ void run_grad(const GradOptions& o) {
   for (const auto& e : m.params().entries())
     w.add_f32("grad." + e.name, e.shape, grads.data() + e.offset);
   w.write(o.out);
+  if (mode)
+    fmt::print("sequence parallel: {} rank{}, {}, {} of {} tokens per rank\n", o.sp,
+               o.sp == 1 ? "" : "s", o.sp_mode, m.local_tokens(), cfg.N());
   fmt::print("loss {:.9g}; wrote pred, loss and {} gradients to {}\n", loss,
              m.params().entries().size(), o.out);
 }
@@ -78,6 +160,11 @@ void add_grad(CLI::App& app) {
       ->required();
   c->add_option("--out", opts->out, "output file (.safetensors)")->required();
   c->add_flag("--bf16", opts->bf16, "mixed precision: bf16 matrix inputs, fp32 accumulation");
+  c->add_option("--sp", opts->sp,
+                "sequence-parallel degree: split the tokens over P ranks (run under "
+                "mpirun -np P; fp32)");
+  c->add_option("--sp-mode", opts->sp_mode, "sequence-parallel attention: ulysses, lss or ring")
+      ->default_str("ulysses");
   c->callback([opts] { run_grad(*opts); });
 }
 

@@ -189,6 +189,7 @@ struct ClimaX::Act {
   Buffer<bf16> stage_a, stage_b;   // bf16 staging of matrix inputs
   // attention scratch
   Buffer<unsigned char> attn_ws;
+  std::vector<Buffer<unsigned char>> sp_saved;  // per block: the SP scheme's saved state
 
   size_t saved_bytes = 0, scratch_bytes = 0;
 };
@@ -198,6 +199,8 @@ ClimaX::~ClimaX() { delete act_; }
 ClimaX::ClimaX(const ModelConfig& cfg) : cfg_(cfg) {
   cfg_.validate();
   out_index_ = cfg_.out_index();
+  out_slot_.assign(cfg_.V(), -1);
+  for (int64_t o = 0; o < cfg_.Vo(); ++o) out_slot_[out_index_[o]] = o;
   const int64_t D = cfg_.embed_dim, V = cfg_.V(), p = cfg_.patch_size, F = cfg_.hidden();
   for (int64_t v = 0; v < V; ++v) {
     tok_w_.push_back(table_.add(fmt::format("token_embeds.{}.proj.weight", v), {D, 1, p, p}));
@@ -280,8 +283,18 @@ void ClimaX::init(float* P, uint64_t seed) const {
   for (int w : head_w_) fill_tn(w);
 }
 
-void ClimaX::plan(int64_t max_batch, Precision precision) {
+void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttention* sp) {
   SEQVIT_CHECK(max_batch >= 1, "batch size must be >= 1, got {}", max_batch);
+  const int P = sp ? sp->size() : 1;
+  SEQVIT_CHECK(P >= 1 && cfg_.N() % P == 0,
+               "{} tokens cannot be split into equal segments over a sequence-parallel group of {}",
+               cfg_.N(), P);
+  SEQVIT_CHECK(!sp || precision == Precision::F32,
+               "sequence parallelism runs in fp32 only (the SP attention operators have no bf16 "
+               "mode)");
+  sp_ = sp;
+  n_local_ = cfg_.N() / P;
+  n_first_ = sp ? static_cast<int64_t>(sp->rank()) * n_local_ : 0;
   delete act_;
   act_ = new Act();
   Act& a = *act_;
@@ -290,8 +303,9 @@ void ClimaX::plan(int64_t max_batch, Precision precision) {
   const bool agg = cfg_.tokenization == Tokenization::Aggregate;
   const int64_t B = max_batch, V = cfg_.V(), Vo = cfg_.Vo(), Lp = cfg_.Lp(), N = cfg_.N(),
                 D = cfg_.embed_dim, F = cfg_.hidden(), Hh = cfg_.num_heads, pp = cfg_.pp(),
-                H = cfg_.img_h, W = cfg_.img_w, T = B * N, L = cfg_.depth;
+                H = cfg_.img_h, W = cfg_.img_w, Nl = n_local_, T = B * Nl, L = cfg_.depth;
   const int64_t outw = agg ? V * pp : pp;
+  const int64_t Ll = agg ? Nl : Lp;  // patches this rank aggregates (aggregate: its tokens)
   size_t saved = 0, scratch = 0;
   auto S = [&](Buffer<float>& buf, int64_t n) {
     buf.resize(n);
@@ -303,15 +317,15 @@ void ClimaX::plan(int64_t max_batch, Precision precision) {
   };
   S(a.patches, B * V * Lp * pp);
   if (agg) {
-    S(a.tok, B * V * Lp * D);
-    S(a.kv, B * V * Lp * 2 * D);
+    S(a.tok, B * V * Ll * D);
+    S(a.kv, B * V * Ll * 2 * D);
     S(a.qagg, D);
-    S(a.agg_o, B * Lp * D);
-    S(a.agg_lse, B * Lp * Hh);
-    X(a.dtok, B * V * Lp * D);
-    X(a.dkv, B * V * Lp * 2 * D);
-    X(a.dq_agg, B * Lp * D);
-    X(a.dagg_o, B * Lp * D);
+    S(a.agg_o, B * Ll * D);
+    S(a.agg_lse, B * Ll * Hh);
+    X(a.dtok, B * V * Ll * D);
+    X(a.dkv, B * V * Ll * 2 * D);
+    X(a.dq_agg, B * Ll * D);
+    X(a.dagg_o, B * Ll * D);
     a.dq_sum.resize(D);
   }
   S(a.tscaled, B);
@@ -320,13 +334,20 @@ void ClimaX::plan(int64_t max_batch, Precision precision) {
   for (auto* v : {&a.ln1_mean, &a.ln1_rstd, &a.qkv, &a.attn_o, &a.lse, &a.x_mid, &a.ln2_mean,
                   &a.ln2_rstd, &a.fc1_pre})
     v->resize(L);
+  a.sp_saved.resize(sp ? L : 0);
   for (int64_t i = 0; i <= L; ++i) S(a.xs[i], T * D);
   for (int64_t i = 0; i < L; ++i) {
     S(a.ln1_mean[i], T);
     S(a.ln1_rstd[i], T);
     S(a.qkv[i], T * 3 * D);
     S(a.attn_o[i], T * D);
-    S(a.lse[i], B * Hh * N);
+    if (sp) {  // the SP scheme keeps its own LSE (and, for Ulysses and LSS, K/V copies)
+      a.sp_saved[i].resize(
+          static_cast<int64_t>(sp->saved_bytes(B, N, Hh, cfg_.head_dim())));
+      saved += a.sp_saved[i].bytes();
+    } else {
+      S(a.lse[i], B * Hh * N);
+    }
     S(a.x_mid[i], T * D);
     S(a.ln2_mean[i], T);
     S(a.ln2_rstd[i], T);
@@ -342,8 +363,8 @@ void ClimaX::plan(int64_t max_batch, Precision precision) {
     S(a.head_act[k], T * D);
   }
   S(a.head_out, T * outw);
-  S(a.img, B * V * H * W);
-  S(a.dpred, B * Vo * H * W);
+  if (!sp) S(a.img, B * V * H * W);
+  S(a.dpred, sp ? T * outw : B * Vo * H * W);  // SP: the loss gradient in head_out's layout
   S(a.wlat, H);
   X(a.lnbuf, T * D);
   X(a.dx, T * D);
@@ -352,13 +373,13 @@ void ClimaX::plan(int64_t max_batch, Precision precision) {
   X(a.dqkv, T * 3 * D);
   X(a.hbuf, T * F);
   X(a.dh, T * F);
-  X(a.dhead, T * outw);
-  X(a.dimg, B * V * H * W);
+  if (!sp) X(a.dhead, T * outw);
+  if (!sp) X(a.dimg, B * V * H * W);
   if (precision == Precision::BF16) {
     a.wb.resize(table_.total());
     // the largest matrix input staged: rows x width over every linear layer
     int64_t stage = std::max({T * 3 * D, T * F, T * outw});
-    if (agg) stage = std::max(stage, B * V * Lp * 2 * D);
+    if (agg) stage = std::max(stage, B * V * Ll * 2 * D);
     a.stage_a.resize(stage);
     a.stage_b.resize(stage);
     scratch += a.wb.bytes() + a.stage_a.bytes() + a.stage_b.bytes();
@@ -370,10 +391,11 @@ void ClimaX::plan(int64_t max_batch, Precision precision) {
   blk.nq = blk.nk = N;
   blk.head_dim = cfg_.head_dim();
   blk.bf16 = precision == Precision::BF16;
-  size_t ws = kernels::flash_attention_workspace_bytes(blk, omp_get_max_threads());
+  size_t ws = sp ? sp->workspace_bytes(B, N, Hh, cfg_.head_dim(), omp_get_max_threads())
+                : kernels::flash_attention_workspace_bytes(blk, omp_get_max_threads());
   if (agg) {
     kernels::AttentionArgs ag = blk;
-    ag.batch = Lp;
+    ag.batch = Ll;
     ag.nq = 1;
     ag.nk = V;
     ws = std::max(ws, kernels::flash_attention_workspace_bytes(ag, omp_get_max_threads()));
@@ -417,6 +439,7 @@ double ClimaX::forward(const float* P, const BatchView& b, float* pred) {
   // pred and the latitude-weighted MSE, with its gradient dpred for backward
   const int64_t H = cfg_.img_h, W = cfg_.img_w, V = cfg_.V(), Vo = cfg_.Vo(), HW = H * W;
   latitude_weights(b.lat, H, a.wlat.data());
+  if (sp_) return shard_loss(b, pred);
   const float* w = a.wlat.data();
   const auto& oi = out_index_;
   const double count = static_cast<double>(B_ * Vo * HW);
@@ -442,11 +465,53 @@ double ClimaX::forward(const float* P, const BatchView& b, float* pred) {
   return loss / count;
 }
 
+// The loss of one sequence-parallel shard, read straight from head_out: each token owns p x p
+// pixels of one variable (per_variable) or of every variable (aggregate), so every pixel is
+// scored by exactly one rank. Normalised by the GLOBAL count B*Vo*H*W, so the sum over the group
+// is the single-process loss; dpred receives the gradient in head_out's layout [T, outw].
+double ClimaX::shard_loss(const BatchView& b, float* pred) {
+  Act& a = *act_;
+  const bool agg = cfg_.tokenization == Tokenization::Aggregate;
+  const int64_t W = cfg_.img_w, HW = cfg_.img_h * W, V = cfg_.V(), Vo = cfg_.Vo(),
+                p = cfg_.patch_size, pp = cfg_.pp(), gw = cfg_.grid_w(), Lp = cfg_.Lp(),
+                Nl = n_local_, n0 = n_first_;
+  const int64_t outw = agg ? V * pp : pp;
+  const double count = static_cast<double>(B_ * Vo * HW);
+  const float* w = a.wlat.data();
+  float* dpred = a.dpred.data();
+  std::fill(dpred, dpred + B_ * Nl * outw, 0.f);  // variables that are not outputs: zero
+  double loss = 0;
+  for (int64_t s = 0; s < B_; ++s)
+    for (int64_t j = 0; j < Nl; ++j) {
+      const int64_t n = n0 + j, l = agg ? n : n % Lp, gr = l / gw, gc = l % gw;
+      const int64_t v_first = agg ? 0 : n / Lp, v_end = agg ? V : v_first + 1;
+      const float* h = a.head_out.data() + (s * Nl + j) * outw;
+      float* dh = dpred + (s * Nl + j) * outw;
+      for (int64_t v = v_first; v < v_end; ++v) {
+        const int64_t o = out_slot_[v];
+        if (o < 0) continue;
+        for (int64_t pr = 0; pr < p; ++pr)
+          for (int64_t pc = 0; pc < p; ++pc) {
+            const int64_t k = agg ? (pr * p + pc) * V + v : pr * p + pc;  // head_out column
+            const int64_t row = gr * p + pr;
+            const int64_t pix = (s * Vo + o) * HW + row * W + gc * p + pc;
+            const double e = static_cast<double>(h[k]) - b.y[pix];
+            loss += w[row] * e * e;
+            dh[k] = static_cast<float>(2.0 * w[row] * e / count);
+            if (pred) pred[pix] = h[k];
+          }
+      }
+    }
+  return loss / count;
+}
+
 void ClimaX::embed_forward(const float* P, const BatchView& b) {
   Act& a = *act_;
   const bool agg = cfg_.tokenization == Tokenization::Aggregate;
   const int64_t B = B_, V = cfg_.V(), Lp = cfg_.Lp(), D = cfg_.embed_dim, pp = cfg_.pp(),
-                Hh = cfg_.num_heads, d = cfg_.head_dim(), N = cfg_.N();
+                Hh = cfg_.num_heads, d = cfg_.head_dim(), N = cfg_.N(), Nl = n_local_,
+                n0 = n_first_;
+  const int64_t Ll = agg ? Nl : Lp;  // patches aggregated here (this rank's tokens)
   const bf16* wb = precision_ == Precision::BF16 ? a.wb.data() : nullptr;
   for (int64_t s = 0; s < B; ++s) a.tscaled[s] = b.lead_times[s] / 100.f;
   kernels::patchify(b.x, a.patches.data(), B, V, cfg_.img_h, cfg_.img_w, cfg_.patch_size);
@@ -455,13 +520,19 @@ void ClimaX::embed_forward(const float* P, const BatchView& b) {
     kernels::add(P + table_[tok_b_[v]].offset, P + table_[var_embed_].offset + v * D,
                  a.embias.data() + v * D, D);
   // per-variable patch embedding (a p x p stride-p conv 1 -> D is a [pp] -> [D] linear map);
-  // K = pp is tiny, so it stays in fp32
-  float* dst_base = agg ? a.tok.data() : a.xs[0].data();  // both [B, V, Lp, D]
+  // K = pp is tiny, so it stays in fp32. Only this rank's tokens: aggregate, patches
+  // [n0, n0 + Nl) of every variable into tok [B, V, Ll, D]; per_variable, the run of each
+  // variable's patches that falls in [n0, n0 + Nl) into xs[0] [B, Nl, D].
   for (int64_t s = 0; s < B; ++s)
-    for (int64_t v = 0; v < V; ++v)
-      linear_forward(a.patches.data() + (s * V + v) * Lp * pp, P + table_[tok_w_[v]].offset,
-                     nullptr, a.embias.data() + v * D, dst_base + (s * V + v) * Lp * D, Lp, pp, D,
-                     nullptr);
+    for (int64_t v = 0; v < V; ++v) {
+      const int64_t lo = agg ? n0 : std::max(n0, v * Lp);
+      const int64_t hi = agg ? n0 + Nl : std::min(n0 + Nl, (v + 1) * Lp);
+      if (lo >= hi) continue;
+      const float* src = a.patches.data() + (agg ? (s * V + v) * Lp + lo : s * N + lo) * pp;
+      float* dst = agg ? a.tok.data() + (s * V + v) * Ll * D : a.xs[0].data() + (s * Nl + lo - n0) * D;
+      linear_forward(src, P + table_[tok_w_[v]].offset, nullptr, a.embias.data() + v * D, dst,
+                     hi - lo, pp, D, nullptr);
+    }
   const float* pos = P + table_[pos_embed_].offset;
   const float* ltw = P + table_[lt_w_].offset;
   const float* ltb = P + table_[lt_b_].offset;
@@ -473,11 +544,11 @@ void ClimaX::embed_forward(const float* P, const BatchView& b) {
     float* x0 = a.xs[0].data();
 #pragma omp parallel for collapse(2)
     for (int64_t s = 0; s < B; ++s)
-      for (int64_t n = 0; n < N; ++n) add_pos_time(x0 + (s * N + n) * D, s, n % Lp);
+      for (int64_t j = 0; j < Nl; ++j) add_pos_time(x0 + (s * Nl + j) * D, s, (n0 + j) % Lp);
     return;
   }
   // variable aggregation: one attention per patch, query = var_query, keys/values = V tokens
-  const int64_t rows = B * V * Lp;
+  const int64_t rows = B * V * Ll;
   const float* inw = P + table_[agg_in_w_].offset;
   const float* inb = P + table_[agg_in_b_].offset;
   linear_forward(a.tok.data(), inw + D * D, wb ? wb + table_[agg_in_w_].offset + D * D : nullptr,
@@ -490,23 +561,23 @@ void ClimaX::embed_forward(const float* P, const BatchView& b) {
   }
   for (int64_t s = 0; s < B; ++s)
     kernels::flash_attention_forward(aggregation_attention(
-        V, Lp, Hh, d, wb != nullptr, a.qagg.data(), a.kv.data() + s * V * Lp * 2 * D,
-        a.agg_o.data() + s * Lp * D, a.agg_lse.data() + s * Lp * Hh, nullptr, nullptr, nullptr,
+        V, Ll, Hh, d, wb != nullptr, a.qagg.data(), a.kv.data() + s * V * Ll * 2 * D,
+        a.agg_o.data() + s * Ll * D, a.agg_lse.data() + s * Ll * Hh, nullptr, nullptr, nullptr,
         a.attn_ws.data(), a.attn_ws.bytes()));
   linear_forward(a.agg_o.data(), P + table_[agg_out_w_].offset,
                  wb ? wb + table_[agg_out_w_].offset : nullptr, P + table_[agg_out_b_].offset,
-                 a.xs[0].data(), B * Lp, D, D, a.stage_a.data());
+                 a.xs[0].data(), B * Ll, D, D, a.stage_a.data());
   float* x0 = a.xs[0].data();
 #pragma omp parallel for collapse(2)
   for (int64_t s = 0; s < B; ++s)
-    for (int64_t l = 0; l < Lp; ++l) add_pos_time(x0 + (s * Lp + l) * D, s, l);
+    for (int64_t j = 0; j < Ll; ++j) add_pos_time(x0 + (s * Ll + j) * D, s, n0 + j);
 }
 
 void ClimaX::block_forward(const float* P, int i) {
   Act& a = *act_;
   const BlockParams& bp = blocks_[i];
-  const int64_t N = cfg_.N(), D = cfg_.embed_dim, F = cfg_.hidden(), T = B_ * N,
-                Hh = cfg_.num_heads, d = cfg_.head_dim();
+  const int64_t N = n_local_, D = cfg_.embed_dim, F = cfg_.hidden(), T = B_ * N,
+                Hh = cfg_.num_heads, d = cfg_.head_dim();  // N: this rank's tokens
   const bf16* wb = precision_ == Precision::BF16 ? a.wb.data() : nullptr;
   auto WB = [&](int idx) { return wb ? wb + table_[idx].offset : nullptr; };
   auto p = [&](int idx) { return P + table_[idx].offset; };
@@ -516,9 +587,13 @@ void ClimaX::block_forward(const float* P, int i) {
                              a.ln1_mean[i].data(), a.ln1_rstd[i].data(), T, D, kLnEps);
   linear_forward(a.lnbuf.data(), p(bp.qkv_w), WB(bp.qkv_w), p(bp.qkv_b), a.qkv[i].data(), T, D,
                  3 * D, st);
-  kernels::flash_attention_forward(block_attention(
-      B_, N, Hh, d, wb != nullptr, a.qkv[i].data(), a.attn_o[i].data(), a.lse[i].data(), nullptr,
-      nullptr, a.attn_ws.data(), a.attn_ws.bytes()));
+  const auto at = block_attention(B_, N, Hh, d, wb != nullptr, a.qkv[i].data(), a.attn_o[i].data(),
+                                  a.lse[i].data(), nullptr, nullptr, a.attn_ws.data(),
+                                  a.attn_ws.bytes());
+  if (sp_)  // the only exchange between the ranks of an SP group
+    sp_->forward(at, a.sp_saved[i].data(), a.sp_saved[i].bytes());
+  else
+    kernels::flash_attention_forward(at);
   linear_forward(a.attn_o[i].data(), p(bp.proj_w), WB(bp.proj_w), p(bp.proj_b),
                  a.x_mid[i].data(), T, D, D, st);
   kernels::add_inplace(a.x_mid[i].data(), x, T * D);
@@ -535,7 +610,7 @@ void ClimaX::block_forward(const float* P, int i) {
 void ClimaX::head_forward(const float* P) {
   Act& a = *act_;
   const bool agg = cfg_.tokenization == Tokenization::Aggregate;
-  const int64_t T = B_ * cfg_.N(), D = cfg_.embed_dim, V = cfg_.V(), pp = cfg_.pp();
+  const int64_t T = B_ * n_local_, D = cfg_.embed_dim, V = cfg_.V(), pp = cfg_.pp();
   const int64_t outw = agg ? V * pp : pp;
   const bf16* wb = precision_ == Precision::BF16 ? a.wb.data() : nullptr;
   auto WB = [&](int idx) { return wb ? wb + table_[idx].offset : nullptr; };
@@ -552,6 +627,7 @@ void ClimaX::head_forward(const float* P) {
   const int kl = static_cast<int>(cfg_.decoder_depth);
   linear_forward(cur, p(head_w_[kl]), WB(head_w_[kl]), p(head_b_[kl]), a.head_out.data(), T, D,
                  outw, a.stage_a.data());
+  if (sp_) return;  // shard_loss reads head_out directly
   if (agg)
     kernels::unpatchify_channels_last(a.head_out.data(), a.img.data(), B_, V, cfg_.img_h,
                                       cfg_.img_w, cfg_.patch_size);
@@ -571,31 +647,35 @@ void ClimaX::backward(const float* P, float* G) {
 void ClimaX::head_backward(const float* P, float* G) {
   Act& a = *act_;
   const bool agg = cfg_.tokenization == Tokenization::Aggregate;
-  const int64_t T = B_ * cfg_.N(), D = cfg_.embed_dim, V = cfg_.V(), Vo = cfg_.Vo(),
+  const int64_t T = B_ * n_local_, D = cfg_.embed_dim, V = cfg_.V(), Vo = cfg_.Vo(),
                 pp = cfg_.pp(), HW = cfg_.img_h * cfg_.img_w;
   const int64_t outw = agg ? V * pp : pp;
   const bf16* wb = precision_ == Precision::BF16 ? a.wb.data() : nullptr;
   auto WB = [&](int idx) { return wb ? wb + table_[idx].offset : nullptr; };
   auto p = [&](int idx) { return P + table_[idx].offset; };
   auto g = [&](int idx) { return G + table_[idx].offset; };
-  // scatter dpred into the full-variable image gradient (variables not output get zero)
-  std::fill(a.dimg.data(), a.dimg.data() + B_ * V * HW, 0.f);
-  const auto& oi = out_index_;
-  for (int64_t s = 0; s < B_; ++s)
-    for (int64_t o = 0; o < Vo; ++o)
-      kernels::add_inplace(a.dimg.data() + (s * V + oi[o]) * HW,
-                           a.dpred.data() + (s * Vo + o) * HW, HW);
-  if (agg)
-    kernels::patchify_channels_last(a.dimg.data(), a.dhead.data(), B_, V, cfg_.img_h, cfg_.img_w,
-                                    cfg_.patch_size);
-  else
-    kernels::patchify(a.dimg.data(), a.dhead.data(), B_, V, cfg_.img_h, cfg_.img_w,
-                      cfg_.patch_size);
+  // scatter dpred into the full-variable image gradient (variables not output get zero); under
+  // SP, shard_loss already wrote it in head_out's layout
+  const float* dhead = sp_ ? a.dpred.data() : a.dhead.data();
+  if (!sp_) {
+    std::fill(a.dimg.data(), a.dimg.data() + B_ * V * HW, 0.f);
+    const auto& oi = out_index_;
+    for (int64_t s = 0; s < B_; ++s)
+      for (int64_t o = 0; o < Vo; ++o)
+        kernels::add_inplace(a.dimg.data() + (s * V + oi[o]) * HW,
+                             a.dpred.data() + (s * Vo + o) * HW, HW);
+    if (agg)
+      kernels::patchify_channels_last(a.dimg.data(), a.dhead.data(), B_, V, cfg_.img_h,
+                                      cfg_.img_w, cfg_.patch_size);
+    else
+      kernels::patchify(a.dimg.data(), a.dhead.data(), B_, V, cfg_.img_h, cfg_.img_w,
+                        cfg_.patch_size);
+  }
   const int kl = static_cast<int>(cfg_.decoder_depth);
   float* dcur = a.dln.data();  // ping-pong between dln and d_o
   float* dnext = a.d_o.data();
   const float* in = kl > 0 ? a.head_act[kl - 1].data() : a.lnf_out.data();
-  linear_backward(a.dhead.data(), in, p(head_w_[kl]), WB(head_w_[kl]), dcur, g(head_w_[kl]),
+  linear_backward(dhead, in, p(head_w_[kl]), WB(head_w_[kl]), dcur, g(head_w_[kl]),
                   g(head_b_[kl]), T, D, outw, false, a.stage_a.data(), a.stage_b.data());
   for (int k = kl - 1; k >= 0; --k) {
     kernels::gelu_backward(a.head_pre[k].data(), dcur, dcur, T * D);
@@ -612,8 +692,8 @@ void ClimaX::head_backward(const float* P, float* G) {
 void ClimaX::block_backward(const float* P, float* G, int i) {
   Act& a = *act_;
   const BlockParams& bp = blocks_[i];
-  const int64_t N = cfg_.N(), D = cfg_.embed_dim, F = cfg_.hidden(), T = B_ * N,
-                Hh = cfg_.num_heads, d = cfg_.head_dim();
+  const int64_t N = n_local_, D = cfg_.embed_dim, F = cfg_.hidden(), T = B_ * N,
+                Hh = cfg_.num_heads, d = cfg_.head_dim();  // N: this rank's tokens
   const bf16* wb = precision_ == Precision::BF16 ? a.wb.data() : nullptr;
   auto WB = [&](int idx) { return wb ? wb + table_[idx].offset : nullptr; };
   auto p = [&](int idx) { return P + table_[idx].offset; };
@@ -637,9 +717,13 @@ void ClimaX::block_backward(const float* P, float* G, int i) {
   linear_backward(dx, a.attn_o[i].data(), p(bp.proj_w), WB(bp.proj_w), a.d_o.data(),
                   g(bp.proj_w), g(bp.proj_b), T, D, D, false, sa, sb);
   float* dqkv = a.dqkv.data();
-  kernels::flash_attention_backward(block_attention(
-      B_, N, Hh, d, wb != nullptr, a.qkv[i].data(), a.attn_o[i].data(), a.lse[i].data(),
-      a.d_o.data(), dqkv, a.attn_ws.data(), a.attn_ws.bytes()));
+  const auto at = block_attention(B_, N, Hh, d, wb != nullptr, a.qkv[i].data(), a.attn_o[i].data(),
+                                  a.lse[i].data(), a.d_o.data(), dqkv, a.attn_ws.data(),
+                                  a.attn_ws.bytes());
+  if (sp_)
+    sp_->backward(at, a.sp_saved[i].data(), a.sp_saved[i].bytes());
+  else
+    kernels::flash_attention_backward(at);
   kernels::layernorm_forward(a.xs[i].data(), p(bp.norm1_w), p(bp.norm1_b), a.lnbuf.data(),
                              a.ln1_mean[i].data(), a.ln1_rstd[i].data(), T, D, kLnEps);
   linear_backward(dqkv, a.lnbuf.data(), p(bp.qkv_w), WB(bp.qkv_w), a.dln.data(), g(bp.qkv_w),
@@ -652,7 +736,9 @@ void ClimaX::embed_backward(const float* P, float* G, const float* dx0) {
   Act& a = *act_;
   const bool agg = cfg_.tokenization == Tokenization::Aggregate;
   const int64_t B = B_, V = cfg_.V(), Lp = cfg_.Lp(), D = cfg_.embed_dim, pp = cfg_.pp(),
-                Hh = cfg_.num_heads, d = cfg_.head_dim(), N = cfg_.N();
+                Hh = cfg_.num_heads, d = cfg_.head_dim(), N = cfg_.N(), Nl = n_local_,
+                n0 = n_first_;
+  const int64_t Ll = agg ? Nl : Lp;
   const bf16* wb = precision_ == Precision::BF16 ? a.wb.data() : nullptr;
   auto p = [&](int idx) { return P + table_[idx].offset; };
   auto g = [&](int idx) { return G + table_[idx].offset; };
@@ -666,14 +752,15 @@ void ClimaX::embed_backward(const float* P, float* G, const float* dx0) {
       double tw = 0, tb = 0;
       for (int64_t s = 0; s < B; ++s) {
         double rs = 0;
-        for (int64_t n = 0; n < N; ++n) rs += dx0[(s * N + n) * D + k];
+        for (int64_t j = 0; j < Nl; ++j) rs += dx0[(s * Nl + j) * D + k];
         tw += rs * a.tscaled[s];
         tb += rs;
       }
       for (int64_t l = 0; l < Lp; ++l) {
-        double acc = 0;
+        double acc = 0;  // tokens n = l (mod Lp) among this rank's [n0, n0 + Nl)
+        const int64_t first = n0 + ((l - n0) % Lp + Lp) % Lp;
         for (int64_t s = 0; s < B; ++s)
-          for (int64_t n = l; n < N; n += Lp) acc += dx0[(s * N + n) * D + k];
+          for (int64_t n = first; n < n0 + Nl; n += Lp) acc += dx0[(s * Nl + n - n0) * D + k];
         dpos[l * D + k] += static_cast<float>(acc);
       }
       dltw[k] += static_cast<float>(tw);
@@ -683,18 +770,18 @@ void ClimaX::embed_backward(const float* P, float* G, const float* dx0) {
   const float* dtok = dx0;  // per_variable: the tokens' gradient is dx0 itself, [B,V,Lp,D]
   if (agg) {
     linear_backward(dx0, a.agg_o.data(), p(agg_out_w_), wb ? wb + table_[agg_out_w_].offset : nullptr,
-                    a.dagg_o.data(), g(agg_out_w_), g(agg_out_b_), B * Lp, D, D, false,
+                    a.dagg_o.data(), g(agg_out_w_), g(agg_out_b_), B * Ll, D, D, false,
                     a.stage_a.data(), a.stage_b.data());
     for (int64_t s = 0; s < B; ++s)
       kernels::flash_attention_backward(aggregation_attention(
-          V, Lp, Hh, d, wb != nullptr, a.qagg.data(), a.kv.data() + s * V * Lp * 2 * D,
-          a.agg_o.data() + s * Lp * D, a.agg_lse.data() + s * Lp * Hh,
-          a.dagg_o.data() + s * Lp * D, a.dq_agg.data() + s * Lp * D,
-          a.dkv.data() + s * V * Lp * 2 * D, a.attn_ws.data(), a.attn_ws.bytes()));
+          V, Ll, Hh, d, wb != nullptr, a.qagg.data(), a.kv.data() + s * V * Ll * 2 * D,
+          a.agg_o.data() + s * Ll * D, a.agg_lse.data() + s * Ll * Hh,
+          a.dagg_o.data() + s * Ll * D, a.dq_agg.data() + s * Ll * D,
+          a.dkv.data() + s * V * Ll * 2 * D, a.attn_ws.data(), a.attn_ws.bytes()));
     // q = Wq var_query + bq is shared by every patch: sum its gradient over patches
     double* dq = a.dq_sum.data();
     std::fill(dq, dq + D, 0.0);
-    for (int64_t r = 0; r < B * Lp; ++r)
+    for (int64_t r = 0; r < B * Ll; ++r)
       for (int64_t j = 0; j < D; ++j) dq[j] += a.dq_agg[r * D + j];
     const float* inw = p(agg_in_w_);
     const float* vq = p(var_query_);
@@ -712,19 +799,22 @@ void ClimaX::embed_backward(const float* P, float* G, const float* dx0) {
     }
     linear_backward(a.dkv.data(), a.tok.data(), inw + D * D,
                     wb ? wb + table_[agg_in_w_].offset + D * D : nullptr, a.dtok.data(),
-                    dinw + D * D, dinb + D, B * V * Lp, D, 2 * D, false, a.stage_a.data(),
+                    dinw + D * D, dinb + D, B * V * Ll, D, 2 * D, false, a.stage_a.data(),
                     a.stage_b.data());
     dtok = a.dtok.data();
   }
   // per-variable patch embeddings, conv biases and var_embed
   float* dve = g(var_embed_);
   for (int64_t v = 0; v < V; ++v) {
-    for (int64_t s = 0; s < B; ++s) {
-      const float* dt = dtok + (s * V + v) * Lp * D;
-      kernels::gemm_f32(Op::T, Op::N, D, pp, Lp, 1.f, dt, D,
-                        a.patches.data() + (s * V + v) * Lp * pp, pp, 1.f, g(tok_w_[v]), pp);
-      kernels::bias_backward(dt, g(tok_b_[v]), Lp, D);
-      kernels::bias_backward(dt, dve + v * D, Lp, D);
+    for (int64_t s = 0; s < B; ++s) {  // this rank's rows, as in embed_forward
+      const int64_t lo = agg ? n0 : std::max(n0, v * Lp);
+      const int64_t hi = agg ? n0 + Nl : std::min(n0 + Nl, (v + 1) * Lp);
+      if (lo >= hi) continue;
+      const float* dt = agg ? dtok + (s * V + v) * Ll * D : dtok + (s * Nl + lo - n0) * D;
+      const float* x = a.patches.data() + (agg ? (s * V + v) * Lp + lo : s * N + lo) * pp;
+      kernels::gemm_f32(Op::T, Op::N, D, pp, hi - lo, 1.f, dt, D, x, pp, 1.f, g(tok_w_[v]), pp);
+      kernels::bias_backward(dt, g(tok_b_[v]), hi - lo, D);
+      kernels::bias_backward(dt, dve + v * D, hi - lo, D);
     }
   }
 }

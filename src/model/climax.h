@@ -13,6 +13,7 @@
 #include "core/bf16.h"
 #include "core/tensor_table.h"
 #include "model/config.h"
+#include "model/sequence_parallel.h"
 
 namespace seqvit::model {
 
@@ -46,8 +47,19 @@ class ClimaX {
 
   // Plans (allocates) every activation and workspace buffer for batches of up to max_batch.
   // Nothing is allocated by forward/backward afterwards.
-  void plan(int64_t max_batch, Precision precision);
+  //
+  // With `sp` (not owned; must outlive the model's use, fp32 only) the model is shard
+  // sp->rank() of sp->size() = P of a sequence-parallel group: it owns the tokens
+  // [first_token(), first_token() + local_tokens()) of the N in the single-process order
+  // (aggregate: patches, row-major; per_variable: (variable, patch), variable-major), and block
+  // attention goes through `sp`. forward() then returns this rank's PART of the loss (its
+  // pixels' squared errors over the global count B*Vo*H*W), pred receives only the pixels of
+  // its tokens (others untouched), and backward() accumulates this rank's PARTIAL gradient:
+  // summing losses and gradients over the group gives the single-process ones.
+  void plan(int64_t max_batch, Precision precision, SequenceParallelAttention* sp = nullptr);
   int64_t max_batch() const { return max_batch_; }
+  int64_t local_tokens() const { return n_local_; }  // N / P (N without SP)
+  int64_t first_token() const { return n_first_; }   // rank * N / P
   Precision precision() const { return precision_; }
   size_t activation_bytes() const;  // saved activations for backward
   size_t workspace_bytes() const;   // backward scratch, bf16 staging, attention scratch
@@ -71,6 +83,7 @@ class ClimaX {
   void block_backward(const float* P, float* G, int i);
   void head_forward(const float* P);
   void head_backward(const float* P, float* G);
+  double shard_loss(const BatchView& b, float* pred);  // sequence-parallel loss, see plan()
 
   ModelConfig cfg_;
   TensorTable table_;
@@ -81,9 +94,12 @@ class ClimaX {
   std::vector<BlockParams> blocks_;
   std::vector<int> head_w_, head_b_;
   std::vector<int64_t> out_index_;  // position of each out variable in `variables`
+  std::vector<int64_t> out_slot_;   // [V]: output slot of each variable, -1 if not an output
 
   int64_t max_batch_ = 0;
   int64_t B_ = 0;  // batch of the last forward
+  SequenceParallelAttention* sp_ = nullptr;
+  int64_t n_local_ = 0, n_first_ = 0;  // this rank's tokens [n_first_, n_first_ + n_local_)
   Precision precision_ = Precision::F32;
   Act* act_ = nullptr;
 

@@ -1,0 +1,113 @@
+// The model's sequence-parallel attention hook over dist/sp_attention.h (see sp_model.h).
+#include "dist/sp_model.h"
+
+#include <span>
+
+#include "core/check.h"
+#include "dist/sp_attention.h"
+
+namespace seqvit::dist {
+
+namespace {
+SpAttentionShape shape_of(int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim) {
+  return {batch, tokens, heads, head_dim};
+}
+
+// The kernels' arguments over this rank's N/P tokens -> the SP operators' arguments.
+SpAttentionArgs to_sp(const kernels::AttentionArgs& a, int P, void* saved, size_t saved_bytes) {
+  SpAttentionArgs s;
+  s.shape = shape_of(a.batch, a.nq * P, a.heads, a.head_dim);
+  s.scale = a.scale;
+  s.q = a.q;
+  s.k = a.k;
+  s.v = a.v;
+  s.o = a.o;
+  s.dout = a.dout;
+  s.dq = a.dq;
+  s.dk = a.dk;
+  s.dv = a.dv;
+  s.saved = saved;
+  s.saved_bytes = saved_bytes;
+  s.workspace = a.workspace;
+  s.workspace_bytes = a.workspace_bytes;
+  return s;
+}
+}  // namespace
+
+SpBlockAttention::SpBlockAttention(Comm& sp, SpMode mode) : sp_(sp), mode_(mode) {
+  SEQVIT_CHECK(mode != SpMode::TwoD,
+               "sp_mode 2d is not a one-communicator scheme; use ulysses, lss or ring");
+}
+
+size_t SpBlockAttention::saved_bytes(int64_t batch, int64_t tokens, int64_t heads,
+                                     int64_t head_dim) const {
+  const auto s = shape_of(batch, tokens, heads, head_dim);
+  switch (mode_) {
+    case SpMode::Ulysses:
+      return ulysses_saved_bytes(s, size());
+    case SpMode::Lss:
+      return lss_saved_bytes(s, size());
+    default:
+      return ring_saved_bytes(s, size());
+  }
+}
+
+size_t SpBlockAttention::workspace_bytes(int64_t batch, int64_t tokens, int64_t heads,
+                                         int64_t head_dim, int threads) const {
+  const auto s = shape_of(batch, tokens, heads, head_dim);
+  switch (mode_) {
+    case SpMode::Ulysses:
+      return ulysses_workspace_bytes(s, size(), threads);
+    case SpMode::Lss:
+      return lss_workspace_bytes(s, size(), threads);
+    default:
+      return ring_workspace_bytes(s, size(), threads);
+  }
+}
+
+void SpBlockAttention::forward(const kernels::AttentionArgs& a, void* saved, size_t bytes) {
+  const auto s = to_sp(a, size(), saved, bytes);
+  switch (mode_) {
+    case SpMode::Ulysses:
+      ulysses_attention_forward(sp_, s);
+      break;
+    case SpMode::Lss:
+      lss_attention_forward(sp_, s);
+      break;
+    default:
+      ring_attention_forward(sp_, s);
+      break;
+  }
+}
+
+void SpBlockAttention::backward(const kernels::AttentionArgs& a, void* saved, size_t bytes) {
+  const auto s = to_sp(a, size(), saved, bytes);
+  switch (mode_) {
+    case SpMode::Ulysses:
+      ulysses_attention_backward(sp_, s);
+      break;
+    case SpMode::Lss:
+      lss_attention_backward(sp_, s);
+      break;
+    default:
+      ring_attention_backward(sp_, s);
+      break;
+  }
+}
+
+double sp_reduce_loss(Comm& sp, double partial_loss) {
+  double loss = partial_loss;
+  sp.all_reduce(std::span<double>(&loss, 1));
+  return loss;
+}
+
+void sp_reduce_gradients(Comm& sp, float* grads, int64_t n) {
+  sp.all_reduce(std::span<float>(grads, static_cast<size_t>(n)));
+}
+
+void sp_gather_pred(Comm& sp, const float* pred, float* recv, int64_t n, int root) {
+  sp.reduce(std::span<const float>(pred, static_cast<size_t>(n)),
+            std::span<float>(recv, recv && sp.rank() == root ? static_cast<size_t>(n) : 0), root);
+}
+
+}  // namespace seqvit::dist

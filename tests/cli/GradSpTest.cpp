@@ -1,0 +1,140 @@
+// `mpirun -np P seqvit grad --sp P --sp-mode M` against the single-process `seqvit grad` on the
+// same model and batch files: rank 0's output file must hold the same pred, loss and every
+// grad.<name> (relative error <= 1e-5, fp32), for ulysses, lss and ring at P = 2 and 4, both
+// tokenizations; and bad SP configurations end every rank with one clear message.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "cli/run_seqvit.h"
+#include "io/safetensors.h"
+#include "model/climax.h"
+#include "train/checkpoint.h"
+#include "train/synthetic_batch.h"
+
+using namespace seqvit;
+namespace fs = std::filesystem;
+
+namespace {
+
+// `timeout 60 mpirun -np <np> seqvit <args>` with the environment of the MPI tests.
+seqvit_test::Result run_mpi(int np, const std::string& args) {
+  const std::string cmd =
+      "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+      "OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1 "
+      "OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none OMP_NUM_THREADS=1 "
+      "timeout 60 " SEQVIT_MPIEXEC " -np " +
+      std::to_string(np) + " --oversubscribe " SEQVIT_BINARY_DIR "/seqvit " + args + " 2>&1";
+  seqvit_test::Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
+  const int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
+
+double rel_err(const std::vector<float>& a, const std::vector<float>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double d = static_cast<double>(a[i]) - ref[i];
+    num += std::isfinite(d) ? d * d : INFINITY;
+    den += static_cast<double>(ref[i]) * ref[i];
+  }
+  return std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
+}
+
+class GradSpTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    tmp_ = fs::temp_directory_path() / ("seqvit_gradsp_" + std::to_string(::getpid()));
+    fs::create_directories(tmp_);
+  }
+  void TearDown() override { fs::remove_all(tmp_); }
+  std::string path(const std::string& name) const { return (tmp_ / name).string(); }
+
+  // Writes model.safetensors (tiny config, 4 heads) and batch.safetensors (B = 2).
+  void write_inputs(model::Tokenization tok, int64_t heads = 4) {
+    model::ModelConfig c = seqvit_test::tiny_config(tok);
+    c.num_heads = heads;
+    model::ClimaX m(c);
+    std::vector<float> params(m.params().total());
+    m.init(params.data(), 5);
+    train::save_model(path("model.safetensors"), c, m.params(), params.data());
+    constexpr int64_t B = 2;
+    seqvit_test::SyntheticBatch data(c, B);
+    const model::BatchView b = data.batch(1);
+    io::SafetensorsWriter w;
+    w.add_f32("x", {B, c.V(), c.img_h, c.img_w}, b.x);
+    w.add_f32("y", {B, c.Vo(), c.img_h, c.img_w}, b.y);
+    w.add_f32("lead_times", {B}, b.lead_times);
+    w.add_f32("lat", {c.img_h}, b.lat);
+    w.write(path("batch.safetensors"));
+  }
+  std::string grad_args(const std::string& out) const {
+    return "grad --model " + path("model.safetensors") + " --batch " + path("batch.safetensors") +
+           " --out " + path(out);
+  }
+  // Every tensor of `out` against the single-process file.
+  void compare(const std::string& out, const std::string& what) {
+    io::SafetensorsReader ref(path("single.safetensors")), got(path(out));
+    ASSERT_EQ(ref.names(), got.names()) << what;
+    for (const auto& n : ref.names())
+      EXPECT_LE(rel_err(got.read_f32(n), ref.read_f32(n)), 1e-5) << what << ": " << n;
+  }
+  void check_modes(model::Tokenization tok) {
+    write_inputs(tok);
+    auto single = seqvit_test::run_seqvit(grad_args("single.safetensors"));
+    ASSERT_EQ(single.status, 0) << single.output;
+    for (int P : {2, 4})
+      for (const char* mode : {"ulysses", "lss", "ring"}) {
+        const std::string out = fmt_name(mode, P);
+        auto r = run_mpi(P, grad_args(out) + " --sp " + std::to_string(P) + " --sp-mode " + mode);
+        ASSERT_EQ(r.status, 0) << r.output;
+        EXPECT_NE(r.output.find("sequence parallel: " + std::to_string(P) + " ranks"),
+                  std::string::npos)
+            << r.output;
+        compare(out, std::string(mode) + " P=" + std::to_string(P));
+      }
+  }
+  static std::string fmt_name(const char* mode, int P) {
+    return std::string("sp_") + mode + "_" + std::to_string(P) + ".safetensors";
+  }
+  static void expect_error(const seqvit_test::Result& r, const std::string& needle) {
+    EXPECT_NE(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find("seqvit: error:"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find(needle), std::string::npos) << "wanted '" << needle << "' in:\n"
+                                                        << r.output;
+  }
+  fs::path tmp_;
+};
+
+TEST_F(GradSpTest, AggregateMatchesSingleProcess) { check_modes(model::Tokenization::Aggregate); }
+TEST_F(GradSpTest, PerVariableMatchesSingleProcess) {
+  check_modes(model::Tokenization::PerVariable);
+}
+
+TEST_F(GradSpTest, BadConfigurationsEndEveryRankWithOneMessage) {
+  write_inputs(model::Tokenization::Aggregate, 2);  // 32 tokens, 2 heads
+  expect_error(run_mpi(2, grad_args("o.safetensors") + " --sp 4"),
+               "--sp 4 needs 4 ranks (mpirun -np 4), but this job has 2");
+  expect_error(run_mpi(3, grad_args("o.safetensors") + " --sp 3 --sp-mode ring"),
+               "cannot be split into equal segments over sp = 3");
+  expect_error(run_mpi(4, grad_args("o.safetensors") + " --sp 4 --sp-mode ulysses"),
+               "2 heads cannot be split over sp_ulysses = 4");
+  expect_error(run_mpi(2, grad_args("o.safetensors")), "launched as 2 ranks without --sp");
+  expect_error(seqvit_test::run_seqvit(grad_args("o.safetensors") + " --sp 2 --sp-mode sideways"),
+               "unknown sp_mode 'sideways'");
+  expect_error(seqvit_test::run_seqvit(grad_args("o.safetensors") + " --sp 2 --bf16"), "fp32 only");
+  EXPECT_FALSE(fs::exists(path("o.safetensors")));
+}
+
+}  // namespace
