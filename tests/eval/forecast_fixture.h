@@ -25,6 +25,14 @@ struct ForecastFixture {
   // The model: 16x32 grid (coarsen 2), patch 4, D 32, 2 heads, depth 1.
   static const ForecastFixture& get() {
     static ForecastFixture f = make();
+    // Destroyed before f (reverse order of construction): removes the data at exit.
+    static const struct Cleanup {
+      std::string dir;
+      ~Cleanup() {
+        std::error_code ec;
+        std::filesystem::remove_all(dir, ec);
+      }
+    } cleanup{f.dir};
     return f;
   }
 
@@ -40,7 +48,6 @@ struct ForecastFixture {
     s.days = 8;
     s.spinup_days = 2;
     data::synthesize(s);
-    std::atexit([] { std::filesystem::remove_all(get().dir); });
     f.data.paths = {f.dir};
     f.data.inputs = {"t2m", "u10", "v10", "z_500", "t_850", "lsm", "orography"};
     f.data.outputs = {"t2m", "z_500", "t_850"};
