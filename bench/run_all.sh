@@ -20,3 +20,9 @@ for n in $BIG; do
     "$BUILD"/bench/bench_block_step --n "$n" --steps 1 $p | tee -a "$OUT/step_long.txt"
   done
 done
+# As root, mpirun needs the OMPI_* variables of docs/parallelism.md "Running the MPI tests".
+echo "== SP communication volume vs the formulas (one step, tiny shape; bytes, not time)"
+for np in 2 4; do
+  mpirun -np "$np" --oversubscribe "$BUILD"/bench/bench_sp_comm --n 64 --embed-dim 64 --heads 4 \
+    --depth 2 --batch 2 --check --csv "$OUT/sp_comm_np$np.csv" | tee "$OUT/sp_comm_np$np.txt"
+done
