@@ -95,6 +95,9 @@ std::string scores_line(const std::vector<eval::Scores>& sc) {
 
 void run_train_data(TrainOptions o) {
   if (o.threads > 0) omp_set_num_threads(o.threads);
+  if (o.dp != 1 || o.sp != 1)
+    fail("--dp/--sp are supported in the synthetic mode only so far (drop --data, or train "
+         "this data set as one process)");
   if (o.steps < 1) fail("--steps must be >= 1, got {}", o.steps);
   if (o.batch < 1) fail("--batch must be >= 1, got {}", o.batch);
   if (o.log_every < 1) fail("--log-every must be >= 1, got {}", o.log_every);
