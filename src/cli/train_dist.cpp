@@ -9,14 +9,11 @@
 
 namespace seqvit::cli {
 
-namespace {
-// The number of ranks this process was launched among by mpirun (Open MPI, MPICH/PMI), or 1.
 int launched_ranks() {
   for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"})
     if (const char* v = std::getenv(var)) return std::max(1, std::atoi(v));
   return 1;
 }
-}  // namespace
 
 uint64_t hash_floats(const float* p, int64_t n) {
   uint64_t h = 1469598103934665603ull;

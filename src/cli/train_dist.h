@@ -64,6 +64,9 @@ class TrainDist {
   std::optional<SpDpReducer> reducer_;
 };
 
+// The number of ranks this process was launched among by mpirun (Open MPI, MPICH/PMI), or 1.
+int launched_ranks();
+
 // FNV-1a of the bytes of p[n].
 uint64_t hash_floats(const float* p, int64_t n);
 

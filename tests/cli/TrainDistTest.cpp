@@ -133,6 +133,7 @@ TEST_F(TrainDistTest, BadConfigurationsExitWithOneMessage) {
                "global batch 3 cannot be split over dp = 2");
   expect_error(seqvit_test::run_seqvit(train_args("aggregate", "o") + " --sp 2 --sp-mode sideways"),
                "unknown sp_mode 'sideways'");
+  expect_error(run_mpi(2, train_args("aggregate", "o")), "launched as 2 ranks without --dp/--sp");
   EXPECT_FALSE(fs::exists(path("o.safetensors")));
 }
 
