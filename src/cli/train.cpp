@@ -1,5 +1,7 @@
-// seqvit train: trains ClimaX on the built-in synthetic travelling-wave fields (a later issue
-// brings NetCDF/ERA5 data), showing progress on one line and writing a checkpoint at the end.
+// seqvit train: trains ClimaX on the built-in synthetic travelling-wave fields (the NetCDF mode
+// is train_data.cpp), showing progress on one line and writing a checkpoint at the end. With
+// --dp D --sp P under `mpirun -np D*P` each step's global batch is split over D data-parallel
+// replicas and each sample's tokens over P sequence-parallel ranks (train_dist.h).
 #include <fmt/core.h>
 #include <omp.h>
 #include <unistd.h>
@@ -7,21 +9,25 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <memory>
 #include <sstream>
 #include <vector>
 
 #include "cli/commands.h"
 #include "cli/grid_flag.h"
+#include "cli/train_dist.h"
 #include "cli/train_options.h"
 #include "core/check.h"
 #include "data/synthetic.h"
+#include "dist/comm.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
 namespace seqvit::cli {
 
 namespace {
-
+void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainDist& dist);
 }  // namespace
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -102,6 +108,23 @@ void run_train_synthetic(TrainOptions o) {
   if (o.log_every < 1) fail("--log-every must be >= 1, got {}", o.log_every);
   o.opt.total_steps = o.steps;
   o.opt.validate();
+  // Data / sequence parallelism: MPI (only with --dp or --sp > 1) and the whole configuration
+  // checked on every rank alike before anything is allocated.
+  TrainDist dist(o.dp, o.sp, o.sp_mode, o.bf16, mc, o.batch);
+  try {
+    train_synthetic(o, mc, dist);
+  } catch (const std::exception& e) {
+    if (!dist.active()) throw;
+    // the ranks communicate from here on: an error on one rank ends them all (no hang)
+    std::fprintf(stderr, "\nseqvit: error on rank %d: %s\n", dist.grid().rank(), e.what());
+    dist::abort_all(1);
+  }
+}
+
+namespace {
+void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainDist& dist) {
+  const auto [h, w] = std::pair{mc.img_h, mc.img_w};
+  const bool root = dist.root();
   data::SyntheticSpec spec;
   spec.H = h;
   spec.W = w;
@@ -112,33 +135,49 @@ void run_train_synthetic(TrainOptions o) {
   data::SyntheticFields fields(spec);
 
   const auto prec = o.bf16 ? model::Precision::BF16 : model::Precision::F32;
-  train::Trainer tr(mc, o.opt, o.batch, prec, o.seed);
-  const int64_t B = o.batch, V = mc.V(), Vo = mc.Vo(), HW = h * w;
-  fmt::print("seqvit train: ClimaX {} tokenization, {}x{} grid, patch {}, {} tokens/sample, "
-             "D={}, {} heads, depth {}, {} variables -> {}, batch {}, {}, {} threads\n",
-             o.tokenization, h, w, o.patch, mc.N(), mc.embed_dim, mc.num_heads, mc.depth, V, Vo,
-             B, o.bf16 ? "bf16 mixed precision" : "fp32", omp_get_max_threads());
-  fmt::print("{}\n", tr.memory_report());
-  fmt::print("data: synthetic travelling waves, lead {} h (built in; no files needed)\n",
-             o.lead_hours);
-  std::fflush(stdout);
+  // DP rank d trains on samples [d*Bl, (d+1)*Bl) of each global batch of B; the ranks of one
+  // SP group share them and each computes its token shard.
+  const int64_t B = o.batch, Bl = dist.local_batch(), V = mc.V(), Vo = mc.Vo(), HW = h * w;
+  train::Trainer tr(mc, o.opt, Bl, prec, o.seed, dist.trainer_parallel());
+  tr.set_reducer(dist.reducer());
+  if (root) {
+    fmt::print("seqvit train: ClimaX {} tokenization, {}x{} grid, patch {}, {} tokens/sample, "
+               "D={}, {} heads, depth {}, {} variables -> {}, batch {}, {}, {} threads\n",
+               o.tokenization, h, w, o.patch, mc.N(), mc.embed_dim, mc.num_heads, mc.depth, V,
+               Vo, B, o.bf16 ? "bf16 mixed precision" : "fp32", omp_get_max_threads());
+    if (dist.active())
+      fmt::print("parallel: dp {} x sp {} ({}), {} samples and {} of {} tokens per rank\n{}",
+                 o.dp, o.sp, o.sp_mode, Bl, tr.model().local_tokens(), mc.N(),
+                 dist.grid().describe());
+    fmt::print("{}\n", tr.memory_report());
+    fmt::print("data: synthetic travelling waves, lead {} h (built in; no files needed)\n",
+               o.lead_hours);
+    std::fflush(stdout);
+  }
+  std::unique_ptr<FILE, int (*)(FILE*)> loss_log(nullptr, &std::fclose);  // rank 0 only
+  if (root && !o.loss_log.empty()) {
+    loss_log.reset(std::fopen(o.loss_log.c_str(), "w"));
+    if (!loss_log) fail("--loss-log: cannot write {}", o.loss_log);
+  }
 
   // all batch memory up front; the loop below allocates nothing
-  std::vector<float> xb(B * V * HW), yb(B * Vo * HW), lt(B);
+  std::vector<float> xb(Bl * V * HW), yb(Bl * Vo * HW), lt(Bl);
+  // this rank's samples of the global batch whose first sample is `first`
   auto fill = [&](uint64_t first) {
-    for (int64_t s = 0; s < B; ++s)
+    first += static_cast<uint64_t>(dist.dp_rank() * Bl);
+    for (int64_t s = 0; s < Bl; ++s)
       fields.sample(first + s, xb.data() + s * V * HW, yb.data() + s * Vo * HW, lt.data() + s);
   };
-  const model::BatchView view{B, xb.data(), yb.data(), lt.data(), fields.lat().data()};
+  const model::BatchView view{Bl, xb.data(), yb.data(), lt.data(), fields.lat().data()};
   // held-out loss on samples the training stream never draws
   const uint64_t held_out = uint64_t{1} << 40;
   auto eval = [&]() {
     double acc = 0;
     for (int k = 0; k < 4; ++k) {
       fill(held_out + k * B);
-      acc += tr.model().forward(tr.params(), view);
+      acc += tr.model().forward(tr.params(), view);  // this rank's part of the global loss
     }
-    return acc / 4;
+    return dist.sum_over_sp_dp(acc) / 4;
   };
   // the persistence forecast (y_hat = x) on the same held-out samples: the baseline to beat
   auto persistence = [&]() {
@@ -147,23 +186,28 @@ void run_train_synthetic(TrainOptions o) {
     double acc = 0;
     for (int k = 0; k < 4; ++k) {
       fill(held_out + k * B);
-      for (int64_t s = 0; s < B; ++s)
+      for (int64_t s = 0; s < Bl; ++s)
         for (int64_t o = 0; o < Vo; ++o)
           for (int64_t i = 0; i < HW; ++i) {
             const double e = xb[(s * V + oi[o]) * HW + i] - yb[(s * Vo + o) * HW + i];
             acc += wl[i / w] * e * e;
           }
     }
-    return acc / (4.0 * B * Vo * HW);
+    return dist.sum_over_dp(acc) / (4.0 * B * Vo * HW);  // SP ranks hold the same samples
   };
   const double eval0 = eval();
   const bool tty = isatty(fileno(stderr));
   const double flops_step = 3.0 * tr.model().forward_flops(B);
   const auto t0 = std::chrono::steady_clock::now();
   double first_loss = 0, ema = 0;
+  if (dist.active()) dist.grid().reset_stats();
   for (int64_t s = 0; s < o.steps; ++s) {
     fill(static_cast<uint64_t>(s) * B);
     const auto r = tr.step(view);
+    if (loss_log) fmt::print(loss_log.get(), "{:.17g} {:.17g}\n", r.loss, r.grad_norm);
+    if (s == 0 && root && dist.active())
+      fmt::print("communication per step (rank 0): {}\n", dist.grid().stats().report());
+    if (!root) continue;
     if (s == 0) first_loss = ema = r.loss;
     ema = 0.9 * ema + 0.1 * r.loss;
     const double el =
@@ -181,17 +225,29 @@ void run_train_synthetic(TrainOptions o) {
         fmt::print(stderr, "{}\n", line);
     }
   }
-  if (tty) fmt::print(stderr, "\n");
+  if (tty && root) fmt::print(stderr, "\n");
+  loss_log.reset();
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double eval1 = eval();
+  const double pers = persistence();
+  const uint64_t hash = dist.check_replicated(tr.params(), tr.model().params().total());
+  if (!root) {
+    dist.barrier();  // rank 0 writes the checkpoint (the replicas are identical)
+    return;
+  }
+  if (dist.active())
+    fmt::print("weights identical on all {} ranks (hash {:016x})\n", o.dp * o.sp, hash);
   fmt::print("trained {} steps in {:.1f} s; training loss {:.4f} -> {:.4f}; held-out loss "
              "{:.4f} -> {:.4f} (persistence forecast: {:.4f})\n",
-             o.steps, secs, first_loss, ema, eval0, eval1, persistence());
+             o.steps, secs, first_loss, ema, eval0, eval1, pers);
   train::save_model(o.out, mc, tr.model().params(), tr.params());
   train::save_optimizer(train::optimizer_path(o.out), tr.model().params(), tr.optimizer());
   fmt::print("wrote {} and {}\n", o.out, train::optimizer_path(o.out));
+  std::fflush(stdout);
+  dist.barrier();
 }
+}  // namespace
 
 void add_train(CLI::App& app) {
   auto o = std::make_shared<TrainOptions>();
@@ -228,6 +284,17 @@ void add_train(CLI::App& app) {
   c->add_option("--threads", o->threads, "OpenMP threads (default: OMP_NUM_THREADS or all)");
   c->add_option("--out", o->out,
                 "synthetic mode: checkpoint to write (default seqvit_model.safetensors)");
+  c->add_option("--loss-log", o->loss_log,
+                "synthetic mode: each step's loss and gradient norm (before clipping) at full "
+                "precision, one step per line");
+  c->add_option("--dp", o->dp,
+                "data-parallel degree: split each batch over D replicas (mpirun -np D*P)")
+      ->capture_default_str();
+  c->add_option("--sp", o->sp,
+                "sequence-parallel degree: split the tokens over P ranks (fp32)")
+      ->capture_default_str();
+  c->add_option("--sp-mode", o->sp_mode, "sequence-parallel attention: ulysses, lss or ring")
+      ->capture_default_str();
   c->add_option("--log-every", o->log_every, "progress line every k steps when not a terminal")
       ->capture_default_str();
   c->add_option("--lr", o->opt.lr, "peak learning rate")->capture_default_str();

@@ -19,6 +19,7 @@
 #include <set>
 
 #include "cli/grid_flag.h"
+#include "cli/train_dist.h"
 #include "cli/train_options.h"
 #include "core/check.h"
 #include "data/cf_time.h"
@@ -95,6 +96,13 @@ std::string scores_line(const std::vector<eval::Scores>& sc) {
 
 void run_train_data(TrainOptions o) {
   if (o.threads > 0) omp_set_num_threads(o.threads);
+  if (o.dp != 1 || o.sp != 1)
+    fail("--dp/--sp are supported in the synthetic mode only so far (drop --data, or train "
+         "this data set as one process)");
+  if (launched_ranks() > 1)
+    fail("seqvit train --data was launched as {} ranks; it runs as one process (every rank "
+         "would write the same run directory)",
+         launched_ranks());
   if (o.steps < 1) fail("--steps must be >= 1, got {}", o.steps);
   if (o.batch < 1) fail("--batch must be >= 1, got {}", o.batch);
   if (o.log_every < 1) fail("--log-every must be >= 1, got {}", o.log_every);

@@ -22,6 +22,10 @@ struct TrainOptions {
   uint64_t seed = 0;
   int threads = 0;
   std::string out;  // synthetic mode: the checkpoint to write
+  std::string loss_log;  // synthetic mode: each step's loss at full precision, one per line
+  // Data and sequence parallelism (under mpirun -np dp*sp; MPI only if dp or sp > 1).
+  int dp = 1, sp = 1;
+  std::string sp_mode = "ulysses";
   train::OptimConfig opt;
 
   // Data mode.

@@ -283,8 +283,13 @@ void ClimaX::init(float* P, uint64_t seed) const {
   for (int w : head_w_) fill_tn(w);
 }
 
-void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttention* sp) {
+void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttention* sp,
+                  int64_t loss_batch) {
   SEQVIT_CHECK(max_batch >= 1, "batch size must be >= 1, got {}", max_batch);
+  SEQVIT_CHECK(loss_batch == 0 || loss_batch >= max_batch,
+               "the loss batch ({}) must be 0 or at least the planned batch ({})", loss_batch,
+               max_batch);
+  loss_batch_ = loss_batch;
   const int P = sp ? sp->size() : 1;
   SEQVIT_CHECK(P >= 1 && cfg_.N() % P == 0,
                "{} tokens cannot be split into equal segments over a sequence-parallel group of {}",
@@ -442,7 +447,7 @@ double ClimaX::forward(const float* P, const BatchView& b, float* pred) {
   if (sp_) return shard_loss(b, pred);
   const float* w = a.wlat.data();
   const auto& oi = out_index_;
-  const double count = static_cast<double>(B_ * Vo * HW);
+  const double count = static_cast<double>((loss_batch_ > 0 ? loss_batch_ : B_) * Vo * HW);
   double loss = 0;
   for (int64_t s = 0; s < B_; ++s)
     for (int64_t o = 0; o < Vo; ++o) {
@@ -476,7 +481,7 @@ double ClimaX::shard_loss(const BatchView& b, float* pred) {
                 p = cfg_.patch_size, pp = cfg_.pp(), gw = cfg_.grid_w(), Lp = cfg_.Lp(),
                 Nl = n_local_, n0 = n_first_;
   const int64_t outw = agg ? V * pp : pp;
-  const double count = static_cast<double>(B_ * Vo * HW);
+  const double count = static_cast<double>((loss_batch_ > 0 ? loss_batch_ : B_) * Vo * HW);
   const float* w = a.wlat.data();
   float* dpred = a.dpred.data();
   std::fill(dpred, dpred + B_ * Nl * outw, 0.f);  // variables that are not outputs: zero

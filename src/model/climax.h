@@ -29,8 +29,7 @@ struct BatchView {
 };
 
 struct BlockParams {
-  int norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b, fc1_w, fc1_b, fc2_w,
-      fc2_b;
+  int norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b;
 };
 
 class ClimaX {
@@ -56,10 +55,16 @@ class ClimaX {
   // pixels' squared errors over the global count B*Vo*H*W), pred receives only the pixels of
   // its tokens (others untouched), and backward() accumulates this rank's PARTIAL gradient:
   // summing losses and gradients over the group gives the single-process ones.
-  void plan(int64_t max_batch, Precision precision, SequenceParallelAttention* sp = nullptr);
+  //
+  // loss_batch > 0 (data parallelism) normalises the loss by loss_batch*Vo*H*W instead of the
+  // forward's own B*Vo*H*W: each data-parallel rank scores its B = loss_batch/dp samples over
+  // the GLOBAL count, so the sum over ranks is the loss (and gradient) of the global batch.
+  void plan(int64_t max_batch, Precision precision, SequenceParallelAttention* sp = nullptr,
+            int64_t loss_batch = 0);
   int64_t max_batch() const { return max_batch_; }
-  int64_t local_tokens() const { return n_local_; }  // N / P (N without SP)
-  int64_t first_token() const { return n_first_; }   // rank * N / P
+  int64_t loss_batch() const { return loss_batch_; }  // 0: the batch of each forward
+  int64_t local_tokens() const { return n_local_; }   // N / P (N without SP)
+  int64_t first_token() const { return n_first_; }    // rank * N / P
   Precision precision() const { return precision_; }
   size_t activation_bytes() const;  // saved activations for backward
   size_t workspace_bytes() const;   // backward scratch, bf16 staging, attention scratch
@@ -97,7 +102,8 @@ class ClimaX {
   std::vector<int64_t> out_slot_;   // [V]: output slot of each variable, -1 if not an output
 
   int64_t max_batch_ = 0;
-  int64_t B_ = 0;  // batch of the last forward
+  int64_t B_ = 0;           // batch of the last forward
+  int64_t loss_batch_ = 0;  // > 0: the loss is normalised by this (global) batch, see plan()
   SequenceParallelAttention* sp_ = nullptr;
   int64_t n_local_ = 0, n_first_ = 0;  // this rank's tokens [n_first_, n_first_ + n_local_)
   Precision precision_ = Precision::F32;

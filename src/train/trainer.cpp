@@ -19,14 +19,14 @@ std::string human_bytes(double b) {
 }
 
 Trainer::Trainer(const model::ModelConfig& mcfg, const OptimConfig& ocfg, int64_t batch,
-                 model::Precision precision, uint64_t seed)
+                 model::Precision precision, uint64_t seed, const TrainerParallel& par)
     : model_(mcfg),
       params_(model_.params().total()),
       grads_(model_.params().total()),
       opt_(model_.params(), ocfg),
       batch_(batch) {
   model_.init(params_.data(), seed);
-  model_.plan(batch, precision);
+  model_.plan(batch, precision, par.sp, par.loss_batch);
   model_.sync_weights(params_.data());
 }
 
@@ -40,10 +40,14 @@ double Trainer::loss_and_grad(const model::BatchView& b, float* pred) {
 StepResult Trainer::step(const model::BatchView& b) {
   StepResult r;
   r.loss = loss_and_grad(b);
+  // every rank gets the same global loss and gradients, so the checks and the update below
+  // agree everywhere and the replicated weights stay identical
+  if (reducer_) r.loss = reducer_->reduce(r.loss, grads_.data(), model_.params().total());
   if (!std::isfinite(r.loss))
-    fail("loss is {} at step {}; stopping before the update so the weights stay intact (try a "
-         "lower learning rate or --grad-clip)",
-         r.loss, opt_.steps_done() + 1);
+    fail(
+        "loss is {} at step {}; stopping before the update so the weights stay intact (try a "
+        "lower learning rate or --grad-clip)",
+        r.loss, opt_.steps_done() + 1);
   r.grad_norm = opt_.step(params_.data(), grads_.data());
   r.lr = opt_.last_lr();
   model_.sync_weights(params_.data());

@@ -16,16 +16,38 @@ struct StepResult {
   double loss = 0, grad_norm = 0, lr = 0;
 };
 
+// How one rank takes part in a distributed step (docs/parallelism.md "Data parallelism"). The
+// default is the single process.
+struct TrainerParallel {
+  // Sequence-parallel attention of this rank's SP group (not owned), or null.
+  model::SequenceParallelAttention* sp = nullptr;
+  // The global batch the loss is normalised by (ClimaX::plan), 0: the local batch.
+  int64_t loss_batch = 0;
+};
+
+// Called by Trainer::step between backward and the optimizer step: turns this rank's partial
+// loss and gradients grads[n] into the global ones (an all-reduce over every rank that holds a
+// replica of the weights) and returns the global loss. Must not allocate.
+class GradientReducer {
+ public:
+  virtual ~GradientReducer() = default;
+  virtual double reduce(double partial_loss, float* grads, int64_t n) = 0;
+};
+
 class Trainer {
  public:
+  // `batch`: the samples of one step on this rank (the local batch under data parallelism).
   Trainer(const model::ModelConfig& mcfg, const OptimConfig& ocfg, int64_t batch,
-          model::Precision precision, uint64_t seed);
+          model::Precision precision, uint64_t seed, const TrainerParallel& par = {});
 
   model::ClimaX& model() { return model_; }
   float* params() { return params_.data(); }
   float* grads() { return grads_.data(); }
   AdamW& optimizer() { return opt_; }
   int64_t batch() const { return batch_; }
+
+  // Distributed steps: `r` (not owned, may be null) runs between backward and the update.
+  void set_reducer(GradientReducer* r) { reducer_ = r; }
 
   // Call after changing params() by hand (e.g. loading a checkpoint).
   void params_changed() { model_.sync_weights(params_.data()); }
@@ -45,6 +67,7 @@ class Trainer {
   Buffer<float> params_, grads_;  // [table.total()]
   AdamW opt_;
   int64_t batch_;
+  GradientReducer* reducer_ = nullptr;
 };
 
 std::string human_bytes(double bytes);  // "1.23 GiB"

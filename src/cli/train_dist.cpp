@@ -1,0 +1,104 @@
+// Data and sequence parallelism for `seqvit train` (see train_dist.h).
+#include "cli/train_dist.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "core/check.h"
+
+namespace seqvit::cli {
+
+int launched_ranks() {
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"})
+    if (const char* v = std::getenv(var)) return std::max(1, std::atoi(v));
+  return 1;
+}
+
+uint64_t hash_floats(const float* p, int64_t n) {
+  uint64_t h = 1469598103934665603ull;
+  const auto* b = reinterpret_cast<const unsigned char*>(p);
+  for (int64_t i = 0; i < n * static_cast<int64_t>(sizeof(float)); ++i) {
+    h ^= b[i];
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+double SpDpReducer::reduce(double partial_loss, float* grads, int64_t n) {
+  c_.all_reduce(std::span<double>(&partial_loss, 1));
+  c_.all_reduce(std::span<float>(grads, static_cast<size_t>(n)));
+  return partial_loss;
+}
+
+TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
+                     const model::ModelConfig& mc, int64_t global_batch)
+    : dp_(dp), local_batch_(global_batch), global_batch_(global_batch) {
+  if (dp < 1) fail("--dp must be >= 1, got {}", dp);
+  if (sp < 1) fail("--sp must be >= 1, got {}", sp);
+  const auto mode = dist::parse_sp_mode(sp_mode);
+  if (dp == 1 && sp == 1) {
+    if (launched_ranks() > 1)
+      fail(
+          "seqvit train was launched as {} ranks without --dp/--sp; pass --dp D --sp P with "
+          "D*P = {} (e.g. --dp {}), or run it as one process",
+          launched_ranks(), launched_ranks(), launched_ranks());
+    return;
+  }
+  if (mode == dist::SpMode::TwoD)
+    fail("--sp-mode 2d is not supported by seqvit train yet; use ulysses, lss or ring");
+  if (sp > 1 && bf16)
+    fail("--sp runs in fp32 only (the SP attention operators have no bf16 mode); drop --bf16");
+  mpi_.emplace(nullptr, nullptr);
+  world_.emplace(dist::Comm::world());
+  dist::GridConfig g;
+  g.dp = dp;
+  g.sp_mode = mode;
+  (mode == dist::SpMode::Ulysses ? g.sp_ulysses : g.sp_ring) = sp;
+  if (world_->size() != g.world_size())
+    fail("--dp {} --sp {} needs {} ranks (mpirun -np {}), but this job has {}", dp, sp,
+         g.world_size(), g.world_size(), world_->size());
+  dist::validate(g, world_->size(), mc, global_batch);
+  local_batch_ = global_batch / dp;
+  grid_.emplace(*world_, g);
+  if (sp > 1) attn_.emplace(grid_->sp(), mode);
+  reducer_.emplace(grid_->sp_dp());
+}
+
+train::TrainerParallel TrainDist::trainer_parallel() {
+  train::TrainerParallel p;
+  p.sp = attn_ ? &*attn_ : nullptr;
+  p.loss_batch = grid_ ? global_batch_ : 0;
+  return p;
+}
+
+double TrainDist::sum_over_sp_dp(double v) {
+  if (grid_) grid_->sp_dp().all_reduce(std::span<double>(&v, 1));
+  return v;
+}
+
+double TrainDist::sum_over_dp(double v) {
+  if (grid_) grid_->dp().all_reduce(std::span<double>(&v, 1));
+  return v;
+}
+
+uint64_t TrainDist::check_replicated(const float* params, int64_t n) {
+  const uint64_t h = hash_floats(params, n);
+  if (!grid_) return h;
+  std::vector<int64_t> all(static_cast<size_t>(world_->size()));
+  const int64_t mine = static_cast<int64_t>(h);
+  world_->all_gather(std::span<const int64_t>(&mine, 1), std::span<int64_t>(all));
+  for (size_t r = 0; r < all.size(); ++r)
+    if (all[r] != mine)
+      fail(
+          "the replicated weights differ between ranks: hash {:016x} on rank {}, {:016x} on "
+          "rank {}",
+          static_cast<uint64_t>(all[r]), r, h, grid_->rank());
+  return h;
+}
+
+void TrainDist::barrier() {
+  if (world_) world_->barrier();
+}
+
+}  // namespace seqvit::cli

@@ -1,0 +1,73 @@
+// `seqvit train --dp D --sp P --sp-mode M` under `mpirun -np D*P` (docs/parallelism.md "Data
+// parallelism"): the MPI runtime, the rank grid, the SP attention of this rank and the gradient
+// all-reduce over the sp x dp group, set up before the model is allocated. Without --dp/--sp
+// above 1 nothing here touches MPI.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "dist/comm.h"
+#include "dist/grid.h"
+#include "dist/sp_model.h"
+#include "train/trainer.h"
+
+namespace seqvit::cli {
+
+// Sums the partial loss and gradients over the sp x dp group (every rank holds a replica of the
+// weights): with every rank's loss normalised by the global count this is exactly the gradient
+// of the global batch.
+class SpDpReducer final : public train::GradientReducer {
+ public:
+  explicit SpDpReducer(dist::Comm& sp_dp) : c_(sp_dp) {}
+  double reduce(double partial_loss, float* grads, int64_t n) override;
+
+ private:
+  dist::Comm& c_;
+};
+
+class TrainDist {
+ public:
+  // Validates dp, sp and sp_mode; initialises MPI only if dp > 1 or sp > 1; then checks the
+  // world size, the model and the global batch (dist::validate) before anything is allocated.
+  // Refuses a multi-rank launch without --dp/--sp (every rank would write the same files).
+  TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16, const model::ModelConfig& mc,
+            int64_t global_batch);
+
+  bool active() const { return grid_.has_value(); }
+  bool root() const { return !grid_ || grid_->rank() == 0; }
+  int dp() const { return dp_; }
+  int dp_rank() const { return grid_ ? grid_->coords().dp : 0; }
+  int64_t local_batch() const { return local_batch_; }
+  // What the Trainer needs: the SP attention (or null) and the global loss batch (or 0).
+  train::TrainerParallel trainer_parallel();
+  dist::RankGrid& grid() { return *grid_; }
+  train::GradientReducer* reducer() { return reducer_ ? &*reducer_ : nullptr; }
+  // Sum of a value over the dp group (eval / persistence losses of the local samples; each is
+  // already normalised by the global count). Identity without MPI.
+  double sum_over_sp_dp(double v);
+  double sum_over_dp(double v);
+  // Every rank's hash of its parameter buffer, gathered: throws unless all are equal; returns
+  // the hash. Single process: the local hash.
+  uint64_t check_replicated(const float* params, int64_t n);
+  void barrier();
+
+ private:
+  int dp_ = 1;
+  int64_t local_batch_ = 0, global_batch_ = 0;
+  // Declared first so that it is destroyed last (MPI_Finalize after every communicator).
+  std::optional<dist::MpiRuntime> mpi_;
+  std::optional<dist::Comm> world_;
+  std::optional<dist::RankGrid> grid_;
+  std::optional<dist::SpBlockAttention> attn_;
+  std::optional<SpDpReducer> reducer_;
+};
+
+// The number of ranks this process was launched among by mpirun (Open MPI, MPICH/PMI), or 1.
+int launched_ranks();
+
+// FNV-1a of the bytes of p[n].
+uint64_t hash_floats(const float* p, int64_t n);
+
+}  // namespace seqvit::cli
