@@ -84,13 +84,10 @@ std::string format_eta(double seconds) {
                    : fmt::format("{}m{:02}s", s / 60, s % 60);
 }
 
-void run_train_synthetic(TrainOptions o) {
-  if (o.img.empty()) o.img = "32x64";
-  if (o.variables.empty()) o.variables = "t2m,u10,v10,z_500,t_850";
-  if (o.out.empty()) o.out = "seqvit_model.safetensors";
-  if (o.threads > 0) omp_set_num_threads(o.threads);
+model::ModelConfig model_config(const TrainOptions& o, int64_t h, int64_t w,
+                                std::vector<std::string> variables,
+                                std::vector<std::string> out_variables) {
   model::ModelConfig mc;
-  const auto [h, w] = parse_grid_flag(o.img, "--img", "e.g. 32x64");
   mc.img_h = h;
   mc.img_w = w;
   mc.patch_size = o.patch;
@@ -99,15 +96,31 @@ void run_train_synthetic(TrainOptions o) {
   mc.decoder_depth = o.decoder_depth;
   mc.num_heads = o.heads;
   mc.mlp_ratio = o.mlp_ratio;
-  mc.variables = split_list(o.variables);
-  mc.out_variables = o.out_variables.empty() ? mc.variables : split_list(o.out_variables);
+  mc.variables = std::move(variables);
+  mc.out_variables = std::move(out_variables);
   mc.tokenization = model::parse_tokenization(o.tokenization);
   mc.validate();
+  return mc;
+}
+
+void check_step_options(TrainOptions& o) {
   if (o.steps < 1) fail("--steps must be >= 1, got {}", o.steps);
   if (o.batch < 1) fail("--batch must be >= 1, got {}", o.batch);
   if (o.log_every < 1) fail("--log-every must be >= 1, got {}", o.log_every);
   o.opt.total_steps = o.steps;
   o.opt.validate();
+}
+
+void run_train_synthetic(TrainOptions o) {
+  if (o.img.empty()) o.img = "32x64";
+  if (o.variables.empty()) o.variables = "t2m,u10,v10,z_500,t_850";
+  if (o.out.empty()) o.out = "seqvit_model.safetensors";
+  if (o.threads > 0) omp_set_num_threads(o.threads);
+  const auto [h, w] = parse_grid_flag(o.img, "--img", "e.g. 32x64");
+  const auto vars = split_list(o.variables);
+  const model::ModelConfig mc =
+      model_config(o, h, w, vars, o.out_variables.empty() ? vars : split_list(o.out_variables));
+  check_step_options(o);
   // Data / sequence parallelism: MPI (only with --dp or --sp > 1) and the whole configuration
   // checked on every rank alike before anything is allocated.
   TrainDist dist(o.dp, o.sp, o.sp_mode, o.bf16, mc, o.batch);

@@ -103,17 +103,13 @@ void run_train_data(TrainOptions o) {
     fail("seqvit train --data was launched as {} ranks; it runs as one process (every rank "
          "would write the same run directory)",
          launched_ranks());
-  if (o.steps < 1) fail("--steps must be >= 1, got {}", o.steps);
-  if (o.batch < 1) fail("--batch must be >= 1, got {}", o.batch);
-  if (o.log_every < 1) fail("--log-every must be >= 1, got {}", o.log_every);
+  check_step_options(o);
   if (o.val_every < 0) fail("--val-every must be >= 0, got {}", o.val_every);
   if (o.val_batches < 0) fail("--val-batches must be >= 0, got {}", o.val_batches);
   if (o.checkpoint_every < 1) fail("--checkpoint-every must be >= 1, got {}", o.checkpoint_every);
   if (o.keep < 1) fail("--keep must be >= 1, got {}", o.keep);
   if (o.train_range.empty())
     fail("--train-range BEGIN/END is required with --data (e.g. 1979-01-01/1980-01-01)");
-  o.opt.total_steps = o.steps;
-  o.opt.validate();
 
   // The dataset.
   data::ForecastConfig dc;
@@ -152,30 +148,19 @@ void run_train_data(TrainOptions o) {
   }
 
   // The model, on the data's grid.
-  model::ModelConfig mc;
-  mc.img_h = train_ds.H();
-  mc.img_w = train_ds.W();
+  const int64_t gh = train_ds.H(), gw = train_ds.W();
   if (!o.img.empty()) {
     const auto [h, w] = parse_grid_flag(o.img, "--img", "e.g. 32x64");
-    if (h != mc.img_h || w != mc.img_w)
+    if (h != gh || w != gw)
       fail("--img {} does not match the data grid {}x{} (after --coarsen {}); leave --img out "
            "with --data",
-           o.img, mc.img_h, mc.img_w, o.coarsen);
+           o.img, gh, gw, o.coarsen);
   }
-  if (mc.img_h % o.patch || mc.img_w % o.patch)
+  if (gh % o.patch || gw % o.patch)
     fail("the data grid {}x{} (after --coarsen {}) is not divisible by --patch {}; valid patch "
          "sizes divide both {} and {}",
-         mc.img_h, mc.img_w, o.coarsen, o.patch, mc.img_h, mc.img_w);
-  mc.patch_size = o.patch;
-  mc.embed_dim = o.embed_dim;
-  mc.depth = o.depth;
-  mc.decoder_depth = o.decoder_depth;
-  mc.num_heads = o.heads;
-  mc.mlp_ratio = o.mlp_ratio;
-  mc.variables = dc.inputs;
-  mc.out_variables = dc.outputs;
-  mc.tokenization = model::parse_tokenization(o.tokenization);
-  mc.validate();
+         gh, gw, o.coarsen, o.patch, gh, gw);
+  const model::ModelConfig mc = model_config(o, gh, gw, dc.inputs, dc.outputs);
   const auto norm = train::normalisation_of(train_ds);
 
   // The run directory: fresh, or resumed from its newest checkpoint.

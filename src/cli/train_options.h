@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "model/config.h"
 #include "train/optimizer.h"
 
 namespace seqvit::cli {
@@ -45,6 +46,12 @@ std::string format_eta(double seconds);
 // Progress of the statistics pass of a forecast dataset on stderr (in place on a terminal,
 // every 10% otherwise), for data::ForecastConfig::stats_progress.
 std::function<void(int64_t, int64_t)> stats_progress_printer();
+// The model the flags describe on an h x w grid with these variables (validated).
+model::ModelConfig model_config(const TrainOptions& o, int64_t h, int64_t w,
+                                std::vector<std::string> variables,
+                                std::vector<std::string> out_variables);
+// Checks --steps, --batch and --log-every and validates the optimizer for --steps steps.
+void check_step_options(TrainOptions& o);
 void run_train_synthetic(TrainOptions o);
 void run_train_data(TrainOptions o);  // train_data.cpp
 

@@ -16,25 +16,11 @@
 #include "core/check.h"
 #include "data/cf_time.h"
 #include "data/forecast_dataset.h"
+#include "data/netcdf_write.h"
 
 namespace seqvit::data {
 
 namespace {
-
-void nc_check(int status, const char* call, const std::string& path) {
-  if (status != NC_NOERR) fail("NetCDF {} failed for '{}': {}", call, path, nc_strerror(status));
-}
-
-void put_text(int ncid, int varid, const char* name, const std::string& value,
-              const std::string& path) {
-  if (value.empty()) return;
-  nc_check(nc_put_att_text(ncid, varid, name, value.size(), value.c_str()), "nc_put_att_text",
-           path);
-}
-
-void put_double(int ncid, int varid, const char* name, double value, const std::string& path) {
-  nc_check(nc_put_att_double(ncid, varid, name, NC_DOUBLE, 1, &value), "nc_put_att_double", path);
-}
 
 constexpr const char* kTimeUnits = "hours since 1970-01-01 00:00:00";
 

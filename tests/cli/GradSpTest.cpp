@@ -23,34 +23,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// `timeout 60 mpirun -np <np> seqvit <args>` with the environment of the MPI tests.
-seqvit_test::Result run_mpi(int np, const std::string& args) {
-  const std::string cmd =
-      "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
-      "OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1 "
-      "OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none OMP_NUM_THREADS=1 "
-      "timeout 60 " SEQVIT_MPIEXEC " -np " +
-      std::to_string(np) + " --oversubscribe " SEQVIT_BINARY_DIR "/seqvit " + args + " 2>&1";
-  seqvit_test::Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
-  const int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return r;
-}
-
-double rel_err(const std::vector<float>& a, const std::vector<float>& ref) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double d = static_cast<double>(a[i]) - ref[i];
-    num += std::isfinite(d) ? d * d : INFINITY;
-    den += static_cast<double>(ref[i]) * ref[i];
-  }
-  return std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
-}
+using seqvit_test::rel_err;
+using seqvit_test::run_seqvit_mpi;
 
 class GradSpTest : public ::testing::Test {
  protected:
@@ -97,7 +71,7 @@ class GradSpTest : public ::testing::Test {
     for (int P : {2, 4})
       for (const char* mode : {"ulysses", "lss", "ring"}) {
         const std::string out = fmt_name(mode, P);
-        auto r = run_mpi(P, grad_args(out) + " --sp " + std::to_string(P) + " --sp-mode " + mode);
+        auto r = run_seqvit_mpi(P, grad_args(out) + " --sp " + std::to_string(P) + " --sp-mode " + mode);
         ASSERT_EQ(r.status, 0) << r.output;
         EXPECT_NE(r.output.find("sequence parallel: " + std::to_string(P) + " ranks"),
                   std::string::npos)
@@ -124,13 +98,13 @@ TEST_F(GradSpTest, PerVariableMatchesSingleProcess) {
 
 TEST_F(GradSpTest, BadConfigurationsEndEveryRankWithOneMessage) {
   write_inputs(model::Tokenization::Aggregate, 2);  // 32 tokens, 2 heads
-  expect_error(run_mpi(2, grad_args("o.safetensors") + " --sp 4"),
+  expect_error(run_seqvit_mpi(2, grad_args("o.safetensors") + " --sp 4"),
                "--sp 4 needs 4 ranks (mpirun -np 4), but this job has 2");
-  expect_error(run_mpi(3, grad_args("o.safetensors") + " --sp 3 --sp-mode ring"),
+  expect_error(run_seqvit_mpi(3, grad_args("o.safetensors") + " --sp 3 --sp-mode ring"),
                "cannot be split into equal segments over sp = 3");
-  expect_error(run_mpi(4, grad_args("o.safetensors") + " --sp 4 --sp-mode ulysses"),
+  expect_error(run_seqvit_mpi(4, grad_args("o.safetensors") + " --sp 4 --sp-mode ulysses"),
                "2 heads cannot be split over sp_ulysses = 4");
-  expect_error(run_mpi(2, grad_args("o.safetensors")), "launched as 2 ranks without --sp");
+  expect_error(run_seqvit_mpi(2, grad_args("o.safetensors")), "launched as 2 ranks without --sp");
   expect_error(seqvit_test::run_seqvit(grad_args("o.safetensors") + " --sp 2 --sp-mode sideways"),
                "unknown sp_mode 'sideways'");
   expect_error(seqvit_test::run_seqvit(grad_args("o.safetensors") + " --sp 2 --bf16"), "fp32 only");

@@ -23,34 +23,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// `timeout 60 mpirun -np <np> seqvit <args>` with the environment of the MPI tests.
-seqvit_test::Result run_mpi(int np, const std::string& args) {
-  const std::string cmd =
-      "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
-      "OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1 "
-      "OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none OMP_NUM_THREADS=1 "
-      "timeout 60 " SEQVIT_MPIEXEC " -np " +
-      std::to_string(np) + " --oversubscribe " SEQVIT_BINARY_DIR "/seqvit " + args + " 2>&1";
-  seqvit_test::Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
-  const int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return r;
-}
-
-double rel_err(const std::vector<float>& a, const std::vector<float>& ref) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double d = static_cast<double>(a[i]) - ref[i];
-    num += std::isfinite(d) ? d * d : INFINITY;
-    den += static_cast<double>(ref[i]) * ref[i];
-  }
-  return std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
-}
+using seqvit_test::rel_err;
+using seqvit_test::run_seqvit_mpi;
 
 std::vector<double> read_losses(const std::string& path) {
   std::ifstream f(path);
@@ -90,7 +64,7 @@ class TrainDistTest : public ::testing::Test {
   }
   void check(const std::string& tok, int dp, int sp, const std::string& mode) {
     const std::string name = tok + "_dp" + std::to_string(dp) + "_sp" + std::to_string(sp) + mode;
-    auto r = run_mpi(dp * sp, train_args(tok, name) + " --dp " + std::to_string(dp) + " --sp " +
+    auto r = run_seqvit_mpi(dp * sp, train_args(tok, name) + " --dp " + std::to_string(dp) + " --sp " +
                                   std::to_string(sp) + " --sp-mode " + mode);
     ASSERT_EQ(r.status, 0) << r.output;
     EXPECT_NE(r.output.find("weights identical on all " + std::to_string(dp * sp) + " ranks"),
@@ -127,13 +101,13 @@ TEST_F(TrainDistTest, PerVariableMatchesSingleProcess) {
 }
 
 TEST_F(TrainDistTest, BadConfigurationsExitWithOneMessage) {
-  expect_error(run_mpi(2, train_args("aggregate", "o") + " --dp 2 --sp 2"),
+  expect_error(run_seqvit_mpi(2, train_args("aggregate", "o") + " --dp 2 --sp 2"),
                "--dp 2 --sp 2 needs 4 ranks (mpirun -np 4), but this job has 2");
-  expect_error(run_mpi(2, train_args("aggregate", "o") + " --dp 2 --batch 3"),
+  expect_error(run_seqvit_mpi(2, train_args("aggregate", "o") + " --dp 2 --batch 3"),
                "global batch 3 cannot be split over dp = 2");
   expect_error(seqvit_test::run_seqvit(train_args("aggregate", "o") + " --sp 2 --sp-mode sideways"),
                "unknown sp_mode 'sideways'");
-  expect_error(run_mpi(2, train_args("aggregate", "o")), "launched as 2 ranks without --dp/--sp");
+  expect_error(run_seqvit_mpi(2, train_args("aggregate", "o")), "launched as 2 ranks without --dp/--sp");
   EXPECT_FALSE(fs::exists(path("o.safetensors")));
 }
 

@@ -4,8 +4,11 @@
 
 #include <sys/wait.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 namespace seqvit_test {
 
@@ -14,10 +17,9 @@ struct Result {
   std::string output;  // stdout (and stderr unless with_stderr is false)
 };
 
-inline Result run_seqvit(const std::string& args, bool with_stderr = true) {
+// Runs a shell command line, capturing its output and exit status.
+inline Result run_command(const std::string& cmd) {
   Result r;
-  const std::string cmd = std::string(SEQVIT_BINARY_DIR) + "/seqvit " + args +
-                          (with_stderr ? " 2>&1" : " 2>/dev/null");
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
   char buf[4096];
@@ -26,6 +28,34 @@ inline Result run_seqvit(const std::string& args, bool with_stderr = true) {
   const int st = pclose(p);
   r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   return r;
+}
+
+inline Result run_seqvit(const std::string& args, bool with_stderr = true) {
+  return run_command(std::string(SEQVIT_BINARY_DIR) + "/seqvit " + args +
+                     (with_stderr ? " 2>&1" : " 2>/dev/null"));
+}
+
+#ifdef SEQVIT_MPIEXEC
+// `timeout 60 mpirun -np <np> seqvit <args>` with the environment of the MPI tests.
+inline Result run_seqvit_mpi(int np, const std::string& args) {
+  return run_command(
+      "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+      "OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1 "
+      "OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none OMP_NUM_THREADS=1 "
+      "timeout 60 " SEQVIT_MPIEXEC " -np " +
+      std::to_string(np) + " --oversubscribe " SEQVIT_BINARY_DIR "/seqvit " + args + " 2>&1");
+}
+#endif
+
+// Norm-wise relative error ||a - ref|| / ||ref||; a non-finite difference gives infinity.
+inline double rel_err(const std::vector<float>& a, const std::vector<float>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double d = static_cast<double>(a[i]) - ref[i];
+    num += std::isfinite(d) ? d * d : INFINITY;
+    den += static_cast<double>(ref[i]) * ref[i];
+  }
+  return std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
 }
 
 }  // namespace seqvit_test

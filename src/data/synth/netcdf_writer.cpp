@@ -9,22 +9,13 @@
 #include <filesystem>
 
 #include "core/check.h"
+#include "data/netcdf_write.h"
 
 namespace seqvit::data::synth {
 
 namespace {
 constexpr int16_t kFill = -32767;
 
-void nc_check(int status, const char* call, const std::string& path) {
-  if (status != NC_NOERR) fail("NetCDF {} failed for '{}': {}", call, path, nc_strerror(status));
-}
-
-void put_text(int ncid, int varid, const char* name, const std::string& value,
-              const std::string& path) {
-  if (value.empty()) return;
-  nc_check(nc_put_att_text(ncid, varid, name, value.size(), value.c_str()), "nc_put_att_text",
-           path);
-}
 }  // namespace
 
 void packing_for_range(double lo, double hi, double* scale, double* offset) {
