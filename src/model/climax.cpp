@@ -244,6 +244,12 @@ ClimaX::ClimaX(const ModelConfig& cfg) : cfg_(cfg) {
   }
 }
 
+std::vector<LogicalRun> ClimaX::logical_runs() const {
+  return {LogicalRun{0, 0, table_.total()}};
+}
+
+int64_t ClimaX::logical_total() const { return table_.total(); }
+
 void ClimaX::init(float* P, uint64_t seed) const {
   Rng rng(seed);
   std::memset(P, 0, sizeof(float) * table_.total());

@@ -28,6 +28,15 @@ struct BatchView {
   const float* lat = nullptr;
 };
 
+// A run of this rank's parameter buffer that is contiguous in the single-process ("logical")
+// buffer: local[local_offset, +count) holds logical[logical_offset, +count). Checkpoints and
+// `seqvit grad` hold logical tensors; a sharded model (tensor or pipeline parallel) describes
+// its share of them with these runs (dist/logical.h gathers and scatters by them). Gradients
+// and optimizer state share the parameters' layout, so the same runs describe them.
+struct LogicalRun {
+  int64_t local_offset = 0, logical_offset = 0, count = 0;
+};
+
 struct BlockParams {
   int norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b;
 };
@@ -38,6 +47,12 @@ class ClimaX {
 
   const ModelConfig& config() const { return cfg_; }
   const TensorTable& params() const { return table_; }
+
+  // This rank's share of the logical parameter buffer (see LogicalRun), in increasing
+  // local_offset; one run covering everything on an unsharded model. logical_total() is the
+  // size of the single-process buffer.
+  std::vector<LogicalRun> logical_runs() const;
+  int64_t logical_total() const;
 
   // ClimaX initialisation into a flat parameter buffer of params().total() floats:
   // truncated normal(0.02) for Linear/conv weights, zero biases, LayerNorm (1, 0), 2-D sin-cos
