@@ -196,8 +196,15 @@ struct ClimaX::Act {
 
 ClimaX::~ClimaX() { delete act_; }
 
-ClimaX::ClimaX(const ModelConfig& cfg) : cfg_(cfg) {
+ClimaX::ClimaX(const ModelConfig& cfg, const ModelShard& shard) : cfg_(cfg), shard_(shard) {
   cfg_.validate();
+  if (shard_.last_block < 0) shard_.last_block = cfg_.depth;
+  SEQVIT_CHECK(shard_.tp_size == 1 && shard_.tp_rank == 0,
+               "tensor parallelism (tp_size {}) is not implemented in the model yet",
+               shard_.tp_size);
+  SEQVIT_CHECK(shard_.first_block == 0 && shard_.last_block == cfg_.depth,
+               "pipeline stages (blocks [{}, {}) of {}) are not implemented in the model yet",
+               shard_.first_block, shard_.last_block, cfg_.depth);
   out_index_ = cfg_.out_index();
   out_slot_.assign(cfg_.V(), -1);
   for (int64_t o = 0; o < cfg_.Vo(); ++o) out_slot_[out_index_[o]] = o;
