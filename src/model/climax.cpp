@@ -155,7 +155,10 @@ std::vector<float> latitude_weights(const float* lat_deg, int64_t H) {
 }
 
 // ------------------------------------------------------------------------ planned buffers
-struct ClimaX::Act {
+// Saved activations: what one forward keeps for its backward. With several slots (pipeline
+// micro-batches in flight) each slot has its own set; the selected slot's set lives in Act (its
+// base) and the others are parked, so the layer code reads a.xs[i] whichever slot is selected.
+struct ClimaX::Saved {
   // embedding
   Buffer<float> patches;  // [B,V,Lp,pp]
   Buffer<float> tok;      // [B,V,Lp,D] per-variable embeddings (aggregate)
@@ -164,10 +167,11 @@ struct ClimaX::Act {
   Buffer<float> agg_o;    // [B*Lp, D] aggregation attention output (aggregate)
   Buffer<float> agg_lse;  // [B, Lp, Hh]
   Buffer<float> tscaled;  // [B] lead time / 100
-  Buffer<float> embias;   // [V, D] conv bias + var_embed, per variable
-  // blocks (index i), xs has depth+1 entries: xs[i] is the input of block i
+  // blocks (index i), xs has depth+1 entries: xs[i] is the input of block i (a pipeline stage
+  // allocates xs[first_block .. last_block] and the blocks [first_block, last_block) only)
   std::vector<Buffer<float>> xs, ln1_mean, ln1_rstd, qkv, attn_o, lse, x_mid, ln2_mean,
       ln2_rstd, fc1_pre;
+  std::vector<Buffer<unsigned char>> sp_saved;  // per block: the SP scheme's saved state
   // final norm and head
   Buffer<float> lnf_out, lnf_mean, lnf_rstd;  // [T,D], [T], [T]
   std::vector<Buffer<float>> head_pre, head_act;  // decoder_depth x [T,D]
@@ -175,7 +179,12 @@ struct ClimaX::Act {
   Buffer<float> img;                              // [B,V,H,W]
   Buffer<float> dpred;                            // [B,Vo,H,W]
   Buffer<float> wlat;                             // [H]
-  Buffer<double> dq_sum;                          // [D] aggregation query gradient
+};
+
+struct ClimaX::Act : ClimaX::Saved {
+  std::vector<Saved> parked;  // [slots]: the other slots' sets (the selected one's is empty)
+  Buffer<float> embias;       // [V, D] conv bias + var_embed, per variable
+  Buffer<double> dq_sum;      // [D] aggregation query gradient
   // backward / forward scratch
   Buffer<float> lnbuf;             // [T,D] LayerNorm outputs (recomputed)
   Buffer<float> dx, dln, d_o;      // [T,D]
@@ -189,7 +198,6 @@ struct ClimaX::Act {
   Buffer<bf16> stage_a, stage_b;   // bf16 staging of matrix inputs
   // attention scratch
   Buffer<unsigned char> attn_ws;
-  std::vector<Buffer<unsigned char>> sp_saved;  // per block: the SP scheme's saved state
 
   size_t saved_bytes = 0, scratch_bytes = 0;
 };
@@ -202,29 +210,36 @@ ClimaX::ClimaX(const ModelConfig& cfg, const ModelShard& shard) : cfg_(cfg), sha
   SEQVIT_CHECK(shard_.tp_size == 1 && shard_.tp_rank == 0,
                "tensor parallelism (tp_size {}) is not implemented in the model yet",
                shard_.tp_size);
-  SEQVIT_CHECK(shard_.first_block == 0 && shard_.last_block == cfg_.depth,
-               "pipeline stages (blocks [{}, {}) of {}) are not implemented in the model yet",
+  SEQVIT_CHECK(shard_.first_block >= 0 && shard_.first_block < shard_.last_block &&
+                   shard_.last_block <= cfg_.depth,
+               "pipeline stage blocks [{}, {}) are not a non-empty range of the {} blocks; a "
+               "stage holds blocks [first, last) with 0 <= first < last <= depth",
                shard_.first_block, shard_.last_block, cfg_.depth);
   out_index_ = cfg_.out_index();
   out_slot_.assign(cfg_.V(), -1);
   for (int64_t o = 0; o < cfg_.Vo(); ++o) out_slot_[out_index_[o]] = o;
   const int64_t D = cfg_.embed_dim, V = cfg_.V(), p = cfg_.patch_size, F = cfg_.hidden();
-  for (int64_t v = 0; v < V; ++v) {
+  // A pipeline stage holds its units only, in the single-process order: the embedding (first
+  // stage), blocks [first_block, last_block) (blocks_ keeps the global index), the head (last).
+  for (int64_t v = 0; v < V && has_embed(); ++v) {
     tok_w_.push_back(table_.add(fmt::format("token_embeds.{}.proj.weight", v), {D, 1, p, p}));
     tok_b_.push_back(table_.add(fmt::format("token_embeds.{}.proj.bias", v), {D}));
   }
-  var_embed_ = table_.add("var_embed", {1, V, D});
-  if (cfg_.tokenization == Tokenization::Aggregate) {
+  if (has_embed()) var_embed_ = table_.add("var_embed", {1, V, D});
+  if (has_embed() && cfg_.tokenization == Tokenization::Aggregate) {
     var_query_ = table_.add("var_query", {1, 1, D});
     agg_in_w_ = table_.add("var_agg.in_proj_weight", {3 * D, D});
     agg_in_b_ = table_.add("var_agg.in_proj_bias", {3 * D});
     agg_out_w_ = table_.add("var_agg.out_proj.weight", {D, D});
     agg_out_b_ = table_.add("var_agg.out_proj.bias", {D});
   }
-  pos_embed_ = table_.add("pos_embed", {1, cfg_.Lp(), D});
-  lt_w_ = table_.add("lead_time_embed.weight", {D, 1});
-  lt_b_ = table_.add("lead_time_embed.bias", {D});
-  for (int64_t i = 0; i < cfg_.depth; ++i) {
+  if (has_embed()) {
+    pos_embed_ = table_.add("pos_embed", {1, cfg_.Lp(), D});
+    lt_w_ = table_.add("lead_time_embed.weight", {D, 1});
+    lt_b_ = table_.add("lead_time_embed.bias", {D});
+  }
+  blocks_.resize(shard_.first_block);  // blocks of earlier stages: not held, never used
+  for (int64_t i = shard_.first_block; i < shard_.last_block; ++i) {
     auto n = [&](const char* s) { return fmt::format("blocks.{}.{}", i, s); };
     BlockParams bp{};
     bp.norm1_w = table_.add(n("norm1.weight"), {D});
@@ -241,6 +256,7 @@ ClimaX::ClimaX(const ModelConfig& cfg, const ModelShard& shard) : cfg_(cfg), sha
     bp.fc2_b = table_.add(n("mlp.fc2.bias"), {D});
     blocks_.push_back(bp);
   }
+  if (!has_head()) return;
   norm_w_ = table_.add("norm.weight", {D});
   norm_b_ = table_.add("norm.bias", {D});
   const int64_t outw = cfg_.tokenization == Tokenization::Aggregate ? V * cfg_.pp() : cfg_.pp();
@@ -252,12 +268,42 @@ ClimaX::ClimaX(const ModelConfig& cfg, const ModelShard& shard) : cfg_(cfg), sha
 }
 
 std::vector<LogicalRun> ClimaX::logical_runs() const {
-  return {LogicalRun{0, 0, table_.total()}};
+  if (has_embed() && has_head()) return {LogicalRun{0, 0, table_.total()}};
+  // A pipeline stage: each tensor at its single-process offset (same name, same shape), runs
+  // merged where both buffers are contiguous (a stage is a contiguous range of the logical
+  // table, so this is one run, padding included).
+  const ClimaX whole(cfg_);
+  std::vector<LogicalRun> runs;
+  for (const auto& e : table_.entries()) {
+    const auto& l = whole.params().get(e.name);
+    if (!runs.empty()) {
+      LogicalRun& r = runs.back();
+      const int64_t gap = e.offset - (r.local_offset + r.count);
+      if (l.offset - (r.logical_offset + r.count) == gap) {
+        r.count += gap + e.numel;
+        continue;
+      }
+    }
+    runs.push_back(LogicalRun{e.offset, l.offset, e.numel});
+  }
+  return runs;
 }
 
-int64_t ClimaX::logical_total() const { return table_.total(); }
+int64_t ClimaX::logical_total() const {
+  if (has_embed() && has_head()) return table_.total();
+  return ClimaX(cfg_).params().total();
+}
 
 void ClimaX::init(float* P, uint64_t seed) const {
+  if (!(has_embed() && has_head())) {  // a stage: the single-process values of its tensors
+    const ClimaX whole(cfg_);
+    std::vector<float> all(static_cast<size_t>(whole.params().total()));
+    whole.init(all.data(), seed);
+    std::memset(P, 0, sizeof(float) * table_.total());
+    for (const auto& r : logical_runs())
+      std::memcpy(P + r.local_offset, all.data() + r.logical_offset, sizeof(float) * r.count);
+    return;
+  }
   Rng rng(seed);
   std::memset(P, 0, sizeof(float) * table_.total());
   const int64_t D = cfg_.embed_dim;
@@ -297,8 +343,9 @@ void ClimaX::init(float* P, uint64_t seed) const {
 }
 
 void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttention* sp,
-                  int64_t loss_batch) {
+                  int64_t loss_batch, int slots) {
   SEQVIT_CHECK(max_batch >= 1, "batch size must be >= 1, got {}", max_batch);
+  SEQVIT_CHECK(slots >= 1, "activation slots must be >= 1, got {}", slots);
   SEQVIT_CHECK(loss_batch == 0 || loss_batch >= max_batch,
                "the loss batch ({}) must be 0 or at least the planned batch ({})", loss_batch,
                max_batch);
@@ -318,72 +365,91 @@ void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttent
   Act& a = *act_;
   max_batch_ = max_batch;
   precision_ = precision;
+  slots_ = slots;
+  slot_ = 0;
+  slot_batch_.assign(static_cast<size_t>(slots), 0);
+  B_ = 0;
   const bool agg = cfg_.tokenization == Tokenization::Aggregate;
+  const bool emb = has_embed(), head = has_head();
   const int64_t B = max_batch, V = cfg_.V(), Vo = cfg_.Vo(), Lp = cfg_.Lp(), N = cfg_.N(),
                 D = cfg_.embed_dim, F = cfg_.hidden(), Hh = cfg_.num_heads, pp = cfg_.pp(),
-                H = cfg_.img_h, W = cfg_.img_w, Nl = n_local_, T = B * Nl, L = cfg_.depth;
+                H = cfg_.img_h, W = cfg_.img_w, Nl = n_local_, T = B * Nl, L = cfg_.depth,
+                i0 = shard_.first_block, i1 = shard_.last_block;
   const int64_t outw = agg ? V * pp : pp;
   const int64_t Ll = agg ? Nl : Lp;  // patches this rank aggregates (aggregate: its tokens)
   size_t saved = 0, scratch = 0;
-  auto S = [&](Buffer<float>& buf, int64_t n) {
-    buf.resize(n);
-    saved += buf.bytes();
-  };
   auto X = [&](Buffer<float>& buf, int64_t n) {
     buf.resize(n);
     scratch += buf.bytes();
   };
-  S(a.patches, B * V * Lp * pp);
-  if (agg) {
-    S(a.tok, B * V * Ll * D);
-    S(a.kv, B * V * Ll * 2 * D);
-    S(a.qagg, D);
-    S(a.agg_o, B * Ll * D);
-    S(a.agg_lse, B * Ll * Hh);
-    X(a.dtok, B * V * Ll * D);
-    X(a.dkv, B * V * Ll * 2 * D);
-    X(a.dq_agg, B * Ll * D);
-    X(a.dagg_o, B * Ll * D);
-    a.dq_sum.resize(D);
-  }
-  S(a.tscaled, B);
-  X(a.embias, V * D);
-  a.xs.resize(L + 1);
-  for (auto* v : {&a.ln1_mean, &a.ln1_rstd, &a.qkv, &a.attn_o, &a.lse, &a.x_mid, &a.ln2_mean,
-                  &a.ln2_rstd, &a.fc1_pre})
-    v->resize(L);
-  a.sp_saved.resize(sp ? L : 0);
-  for (int64_t i = 0; i <= L; ++i) S(a.xs[i], T * D);
-  for (int64_t i = 0; i < L; ++i) {
-    S(a.ln1_mean[i], T);
-    S(a.ln1_rstd[i], T);
-    S(a.qkv[i], T * 3 * D);
-    S(a.attn_o[i], T * D);
-    if (sp) {  // the SP scheme keeps its own LSE (and, for Ulysses and LSS, K/V copies)
-      a.sp_saved[i].resize(
-          static_cast<int64_t>(sp->saved_bytes(B, N, Hh, cfg_.head_dim())));
-      saved += a.sp_saved[i].bytes();
-    } else {
-      S(a.lse[i], B * Hh * N);
+  // one slot's saved activations: the embedding (first stage), blocks [i0, i1), head (last)
+  auto plan_saved = [&](Saved& sv) {
+    auto S = [&](Buffer<float>& buf, int64_t n) {
+      buf.resize(n);
+      saved += buf.bytes();
+    };
+    if (emb) {
+      S(sv.patches, B * V * Lp * pp);
+      if (agg) {
+        S(sv.tok, B * V * Ll * D);
+        S(sv.kv, B * V * Ll * 2 * D);
+        S(sv.qagg, D);
+        S(sv.agg_o, B * Ll * D);
+        S(sv.agg_lse, B * Ll * Hh);
+      }
+      S(sv.tscaled, B);
     }
-    S(a.x_mid[i], T * D);
-    S(a.ln2_mean[i], T);
-    S(a.ln2_rstd[i], T);
-    S(a.fc1_pre[i], T * F);
+    sv.xs.resize(L + 1);
+    for (auto* v : {&sv.ln1_mean, &sv.ln1_rstd, &sv.qkv, &sv.attn_o, &sv.lse, &sv.x_mid,
+                    &sv.ln2_mean, &sv.ln2_rstd, &sv.fc1_pre})
+      v->resize(L);
+    sv.sp_saved.resize(sp ? L : 0);
+    for (int64_t i = i0; i <= i1; ++i) S(sv.xs[i], T * D);
+    for (int64_t i = i0; i < i1; ++i) {
+      S(sv.ln1_mean[i], T);
+      S(sv.ln1_rstd[i], T);
+      S(sv.qkv[i], T * 3 * D);
+      S(sv.attn_o[i], T * D);
+      if (sp) {  // the SP scheme keeps its own LSE (and, for Ulysses and LSS, K/V copies)
+        sv.sp_saved[i].resize(
+            static_cast<int64_t>(sp->saved_bytes(B, N, Hh, cfg_.head_dim())));
+        saved += sv.sp_saved[i].bytes();
+      } else {
+        S(sv.lse[i], B * Hh * N);
+      }
+      S(sv.x_mid[i], T * D);
+      S(sv.ln2_mean[i], T);
+      S(sv.ln2_rstd[i], T);
+      S(sv.fc1_pre[i], T * F);
+    }
+    if (!head) return;
+    S(sv.lnf_out, T * D);
+    S(sv.lnf_mean, T);
+    S(sv.lnf_rstd, T);
+    sv.head_pre.resize(cfg_.decoder_depth);
+    sv.head_act.resize(cfg_.decoder_depth);
+    for (int64_t k = 0; k < cfg_.decoder_depth; ++k) {
+      S(sv.head_pre[k], T * D);
+      S(sv.head_act[k], T * D);
+    }
+    S(sv.head_out, T * outw);
+    if (!sp) S(sv.img, B * V * H * W);
+    S(sv.dpred, sp ? T * outw : B * Vo * H * W);  // SP: the loss gradient in head_out's layout
+    S(sv.wlat, H);
+  };
+  plan_saved(a);
+  a.parked.resize(static_cast<size_t>(slots));
+  for (int k = 1; k < slots; ++k) plan_saved(a.parked[k]);
+  if (emb) {
+    if (agg) {
+      X(a.dtok, B * V * Ll * D);
+      X(a.dkv, B * V * Ll * 2 * D);
+      X(a.dq_agg, B * Ll * D);
+      X(a.dagg_o, B * Ll * D);
+      a.dq_sum.resize(D);
+    }
+    X(a.embias, V * D);
   }
-  S(a.lnf_out, T * D);
-  S(a.lnf_mean, T);
-  S(a.lnf_rstd, T);
-  a.head_pre.resize(cfg_.decoder_depth);
-  a.head_act.resize(cfg_.decoder_depth);
-  for (int64_t k = 0; k < cfg_.decoder_depth; ++k) {
-    S(a.head_pre[k], T * D);
-    S(a.head_act[k], T * D);
-  }
-  S(a.head_out, T * outw);
-  if (!sp) S(a.img, B * V * H * W);
-  S(a.dpred, sp ? T * outw : B * Vo * H * W);  // SP: the loss gradient in head_out's layout
-  S(a.wlat, H);
   X(a.lnbuf, T * D);
   X(a.dx, T * D);
   X(a.dln, T * D);
@@ -391,13 +457,13 @@ void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttent
   X(a.dqkv, T * 3 * D);
   X(a.hbuf, T * F);
   X(a.dh, T * F);
-  if (!sp) X(a.dhead, T * outw);
-  if (!sp) X(a.dimg, B * V * H * W);
+  if (head && !sp) X(a.dhead, T * outw);
+  if (head && !sp) X(a.dimg, B * V * H * W);
   if (precision == Precision::BF16) {
     a.wb.resize(table_.total());
     // the largest matrix input staged: rows x width over every linear layer
-    int64_t stage = std::max({T * 3 * D, T * F, T * outw});
-    if (agg) stage = std::max(stage, B * V * Ll * 2 * D);
+    int64_t stage = std::max({T * 3 * D, T * F, head ? T * outw : 0});
+    if (agg && emb) stage = std::max(stage, B * V * Ll * 2 * D);
     a.stage_a.resize(stage);
     a.stage_b.resize(stage);
     scratch += a.wb.bytes() + a.stage_a.bytes() + a.stage_b.bytes();
@@ -411,7 +477,7 @@ void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttent
   blk.bf16 = precision == Precision::BF16;
   size_t ws = sp ? sp->workspace_bytes(B, N, Hh, cfg_.head_dim(), omp_get_max_threads())
                 : kernels::flash_attention_workspace_bytes(blk, omp_get_max_threads());
-  if (agg) {
+  if (agg && emb) {
     kernels::AttentionArgs ag = blk;
     ag.batch = Ll;
     ag.nq = 1;
@@ -422,6 +488,37 @@ void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttent
   scratch += ws;
   a.saved_bytes = saved;
   a.scratch_bytes = scratch;
+}
+
+void ClimaX::select_slot(int k) {
+  SEQVIT_CHECK(act_, "ClimaX::select_slot before plan()");
+  SEQVIT_CHECK(k >= 0 && k < slots_, "activation slot {} does not exist: plan() made {} (0 to {})",
+               k, slots_, slots_ - 1);
+  if (k == slot_) return;
+  Act& a = *act_;
+  Saved& cur = a;  // moves of buffers and vectors: no allocation, no copy
+  std::swap(cur, a.parked[static_cast<size_t>(slot_)]);
+  std::swap(cur, a.parked[static_cast<size_t>(k)]);
+  slot_batch_[static_cast<size_t>(slot_)] = B_;
+  B_ = slot_batch_[static_cast<size_t>(k)];
+  slot_ = k;
+}
+
+float* ClimaX::stage_input() {
+  SEQVIT_CHECK(act_, "ClimaX::stage_input before plan()");
+  return act_->xs[shard_.first_block].data();
+}
+const float* ClimaX::stage_output() const {
+  SEQVIT_CHECK(act_, "ClimaX::stage_output before plan()");
+  return act_->xs[shard_.last_block].data();
+}
+float* ClimaX::stage_output_grad() {
+  SEQVIT_CHECK(act_, "ClimaX::stage_output_grad before plan()");
+  return act_->dx.data();
+}
+const float* ClimaX::stage_input_grad() const {
+  SEQVIT_CHECK(act_, "ClimaX::stage_input_grad before plan()");
+  return act_->dx.data();
 }
 
 size_t ClimaX::activation_bytes() const { return act_ ? act_->saved_bytes : 0; }
@@ -450,8 +547,10 @@ double ClimaX::forward(const float* P, const BatchView& b, float* pred) {
                "at most {}", b.B, max_batch_);
   Act& a = *act_;
   B_ = b.B;
-  embed_forward(P, b);
-  for (int i = 0; i < static_cast<int>(cfg_.depth); ++i) block_forward(P, i);
+  if (has_embed()) embed_forward(P, b);  // else: stage_input() holds the previous stage's output
+  for (int i = static_cast<int>(shard_.first_block); i < shard_.last_block; ++i)
+    block_forward(P, i);
+  if (!has_head()) return 0;  // stage_output() goes to the next stage
   head_forward(P);
 
   // pred and the latitude-weighted MSE, with its gradient dpred for backward
@@ -657,9 +756,12 @@ void ClimaX::head_forward(const float* P) {
 // ------------------------------------------------------------------------ backward
 void ClimaX::backward(const float* P, float* G) {
   SEQVIT_CHECK(act_ && B_ > 0, "ClimaX::backward without a forward");
-  head_backward(P, G);  // leaves dL/dxs[depth] in act_->dx
-  for (int i = static_cast<int>(cfg_.depth) - 1; i >= 0; --i) block_backward(P, G, i);
-  embed_backward(P, G, act_->dx.data());
+  // leaves dL/dxs[depth] in act_->dx; a stage without the head has it there already
+  // (stage_output_grad(), from the next stage)
+  if (has_head()) head_backward(P, G);
+  for (int i = static_cast<int>(shard_.last_block) - 1; i >= shard_.first_block; --i)
+    block_backward(P, G, i);
+  if (has_embed()) embed_backward(P, G, act_->dx.data());  // else: act_->dx to the previous stage
 }
 
 void ClimaX::head_backward(const float* P, float* G) {

@@ -62,6 +62,10 @@ class ClimaX {
   const ModelConfig& config() const { return cfg_; }
   const ModelShard& shard() const { return shard_; }
   const TensorTable& params() const { return table_; }
+  // Pipeline stage: whether this rank runs the embedding (first_block 0) and the head and loss
+  // (last_block = depth). A whole model has both.
+  bool has_embed() const { return shard_.first_block == 0; }
+  bool has_head() const { return shard_.last_block == cfg_.depth; }
 
   // This rank's share of the logical parameter buffer (see LogicalRun), in increasing
   // local_offset; one run covering everything on an unsharded model. logical_total() is the
@@ -71,7 +75,9 @@ class ClimaX {
 
   // ClimaX initialisation into a flat parameter buffer of params().total() floats:
   // truncated normal(0.02) for Linear/conv weights, zero biases, LayerNorm (1, 0), 2-D sin-cos
-  // pos_embed, 1-D sin-cos var_embed, zero var_query.
+  // pos_embed, 1-D sin-cos var_embed, zero var_query. A shard gets exactly the single-process
+  // values of its tensors (the whole model is initialised into a temporary and cut by
+  // logical_runs(), since the random stream runs over every tensor in table order).
   void init(float* params, uint64_t seed) const;
 
   // Plans (allocates) every activation and workspace buffer for batches of up to max_batch.
@@ -89,29 +95,52 @@ class ClimaX {
   // loss_batch > 0 (data parallelism) normalises the loss by loss_batch*Vo*H*W instead of the
   // forward's own B*Vo*H*W: each data-parallel rank scores its B = loss_batch/dp samples over
   // the GLOBAL count, so the sum over ranks is the loss (and gradient) of the global batch.
+  //
+  // slots > 1 (pipeline schedules, docs/parallelism.md "Pipeline parallelism"): that many sets
+  // of saved activations, so several micro-batches can be in flight between their forward and
+  // backward; select_slot() picks the set the next forward / backward uses. Backward scratch,
+  // bf16 weights and attention workspace are planned once and shared by the slots.
   void plan(int64_t max_batch, Precision precision, SequenceParallelAttention* sp = nullptr,
-            int64_t loss_batch = 0);
+            int64_t loss_batch = 0, int slots = 1);
   int64_t max_batch() const { return max_batch_; }
   int64_t loss_batch() const { return loss_batch_; }  // 0: the batch of each forward
   int64_t local_tokens() const { return n_local_; }   // N / P (N without SP)
   int64_t first_token() const { return n_first_; }    // rank * N / P
   Precision precision() const { return precision_; }
-  size_t activation_bytes() const;  // saved activations for backward
+  int slots() const { return slots_; }
+  size_t activation_bytes() const;  // saved activations for backward (all slots)
   size_t workspace_bytes() const;   // backward scratch, bf16 staging, attention scratch
 
   // bf16 mode: refresh the bf16 copy of the weights (after loading or an optimizer step).
   void sync_weights(const float* params);
 
   // Forward of the loss; saves what backward needs. pred (optional) receives [B,Vo,H,W].
+  // Pipeline stage: without the embedding the stage input (stage_input()) must hold the
+  // previous stage's output, and batch.x is not read; without the head it returns 0, leaves
+  // pred alone and its output is stage_output() (batch.y is not read).
   double forward(const float* params, const BatchView& batch, float* pred = nullptr);
-  // Backward of the last forward; ACCUMULATES into grads (same table as params).
+  // Backward of the last forward (of the selected slot); ACCUMULATES into grads (same table as
+  // params). Without the head, stage_output_grad() must hold dL/d(stage output) first; after
+  // it, stage_input_grad() holds dL/d(stage input) (to send to the previous stage).
   void backward(const float* params, float* grads);
+
+  // Pipeline stages. The activations crossing a stage boundary are the residual stream
+  // [B, N_local, D] (B of the slot's forward): the input of block first_block and the output of
+  // block last_block - 1, per slot. The gradients are in backward scratch shared by the slots.
+  void select_slot(int slot);
+  int slot() const { return slot_; }
+  int64_t stage_elems(int64_t B) const { return B * n_local_ * cfg_.embed_dim; }
+  float* stage_input();               // [B, N_local, D], the selected slot's
+  const float* stage_output() const;  // [B, N_local, D], the selected slot's
+  float* stage_output_grad();         // [B, N_local, D], dL/d stage_output (before backward)
+  const float* stage_input_grad() const;  // [B, N_local, D], dL/d stage_input (after backward)
 
   // FLOPs of one forward pass for a batch of B (matrix products and attention only).
   double forward_flops(int64_t B) const;
 
  private:
-  struct Act;  // planned buffers, defined in climax.cpp
+  struct Saved;  // saved activations of one slot, defined in climax.cpp
+  struct Act;    // planned buffers, defined in climax.cpp
   void embed_forward(const float* P, const BatchView& b);
   void embed_backward(const float* P, float* G, const float* dx0);
   void block_forward(const float* P, int i);
@@ -139,6 +168,8 @@ class ClimaX {
   int64_t n_local_ = 0, n_first_ = 0;  // this rank's tokens [n_first_, n_first_ + n_local_)
   Precision precision_ = Precision::F32;
   Act* act_ = nullptr;
+  int slots_ = 1, slot_ = 0;          // activation slots (plan), the selected one
+  std::vector<int64_t> slot_batch_;  // [slots]: B_ of each slot's last forward
 
  public:
   ~ClimaX();

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "core/tensor_table.h"
@@ -45,6 +46,9 @@ class AdamW {
   const OptimConfig& config() const { return cfg_; }
   size_t state_bytes() const { return m_.bytes() + v_.bytes(); }
   double last_lr() const { return last_lr_; }
+  // Where this rank holds only part of the parameters (pipeline stages), `f` sums the
+  // gradient's sum of squares over the parts so that clipping uses the global norm.
+  void set_sum_squares(std::function<double(double)> f) { sum_squares_ = std::move(f); }
 
  private:
   const TensorTable& table_;
@@ -52,6 +56,7 @@ class AdamW {
   Buffer<float> m_, v_;  // [table.total()]
   int64_t step_ = 0;
   double last_lr_ = 0;
+  std::function<double(double)> sum_squares_;
 };
 
 }  // namespace seqvit::train

@@ -20,21 +20,32 @@ std::string human_bytes(double b) {
 
 Trainer::Trainer(const model::ModelConfig& mcfg, const OptimConfig& ocfg, int64_t batch,
                  model::Precision precision, uint64_t seed, const TrainerParallel& par)
-    : model_(mcfg),
+    : model_(mcfg, par.shard),
       params_(model_.params().total()),
       grads_(model_.params().total()),
       opt_(model_.params(), ocfg),
       batch_(batch) {
   model_.init(params_.data(), seed);
-  model_.plan(batch, precision, par.sp, par.loss_batch);
+  SEQVIT_CHECK(par.micro_batches >= 1 && batch % par.micro_batches == 0,
+               "the batch of {} cannot be split into {} micro-batches", batch, par.micro_batches);
+  model_.plan(batch / par.micro_batches, precision, par.sp, par.loss_batch, par.slots);
   model_.sync_weights(params_.data());
 }
 
 double Trainer::loss_and_grad(const model::BatchView& b, float* pred) {
   std::memset(grads_.data(), 0, grads_.bytes());
+  if (runner_) return runner_->forward_backward(params_.data(), grads_.data(), b);
   const double loss = model_.forward(params_.data(), b, pred);
   model_.backward(params_.data(), grads_.data());
   return loss;
+}
+
+void Trainer::set_reducer(GradientReducer* r) {
+  reducer_ = r;
+  if (r)
+    opt_.set_sum_squares([r](double local) { return r->sum_squares(local); });
+  else
+    opt_.set_sum_squares(nullptr);
 }
 
 StepResult Trainer::step(const model::BatchView& b) {

@@ -23,6 +23,21 @@ struct TrainerParallel {
   model::SequenceParallelAttention* sp = nullptr;
   // The global batch the loss is normalised by (ClimaX::plan), 0: the local batch.
   int64_t loss_batch = 0;
+  // Pipeline stage (blocks of this rank) and micro-batches (docs/parallelism.md "Pipeline
+  // parallelism"): the model is planned for batch / micro_batches samples with `slots`
+  // activation slots, and a StepRunner (set_runner) runs the schedule.
+  model::ModelShard shard;
+  int micro_batches = 1;
+  int slots = 1;
+};
+
+// Replaces the plain forward + backward of a step (pipeline schedules, gradient accumulation):
+// ACCUMULATES this rank's gradients of the batch into grads and returns its loss.
+class StepRunner {
+ public:
+  virtual ~StepRunner() = default;
+  virtual double forward_backward(const float* params, float* grads,
+                                  const model::BatchView& batch) = 0;
 };
 
 // Called by Trainer::step between backward and the optimizer step: turns this rank's partial
@@ -32,6 +47,9 @@ class GradientReducer {
  public:
   virtual ~GradientReducer() = default;
   virtual double reduce(double partial_loss, float* grads, int64_t n) = 0;
+  // The global sum of squares of the gradient from this rank's (for clipping): the identity
+  // where every rank holds every parameter; a sum over the stages under pipeline parallelism.
+  virtual double sum_squares(double local) { return local; }
 };
 
 class Trainer {
@@ -47,7 +65,9 @@ class Trainer {
   int64_t batch() const { return batch_; }
 
   // Distributed steps: `r` (not owned, may be null) runs between backward and the update.
-  void set_reducer(GradientReducer* r) { reducer_ = r; }
+  void set_reducer(GradientReducer* r);
+  // Pipeline / accumulation: `r` (not owned, may be null) replaces forward + backward.
+  void set_runner(StepRunner* r) { runner_ = r; }
 
   // Call after changing params() by hand (e.g. loading a checkpoint).
   void params_changed() { model_.sync_weights(params_.data()); }
@@ -68,6 +88,7 @@ class Trainer {
   AdamW opt_;
   int64_t batch_;
   GradientReducer* reducer_ = nullptr;
+  StepRunner* runner_ = nullptr;
 };
 
 std::string human_bytes(double bytes);  // "1.23 GiB"
