@@ -4,14 +4,20 @@
 // With --sp P (under `mpirun -np P`) the token sequence is split over P ranks (docs/
 // parallelism.md "The model under sequence parallelism"): every rank reads the same files,
 // computes its shard, the loss and gradients are summed over the group, pred is gathered, and
-// rank 0 writes the same file a single process would. MPI is initialised only with --sp; without
-// it the command never touches MPI, and launching it as several ranks is refused (they would
-// all write the same file).
+// rank 0 writes the same file a single process would. With --pp S (x --sp P, under
+// `mpirun -np S*P`) the blocks are split into S pipeline stages and the batch into
+// --micro-batches m that run through the --pp-schedule (1f1b or gpipe); rank 0 assembles the
+// logical gradient file from the stages (docs/parallelism.md "Pipeline parallelism"). MPI is
+// initialised only with --sp, --pp or --micro-batches > 1; without them the command never
+// touches MPI, and launching it as several ranks is refused (they would all write the same
+// file).
 #include <fmt/core.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
+#include <span>
+#include <algorithm>
 #include <set>
 #include <vector>
 
@@ -19,6 +25,8 @@
 #include "core/check.h"
 #include "dist/comm.h"
 #include "dist/grid.h"
+#include "dist/logical.h"
+#include "dist/pipeline.h"
 #include "dist/sp_model.h"
 #include "io/safetensors.h"
 #include "model/climax.h"
@@ -30,8 +38,10 @@ namespace {
 struct GradOptions {
   std::string model, batch, out;
   bool bf16 = false;
-  int sp = 0;  // 0: no MPI at all
+  int sp = 0;  // 0 (with pp 0 and micro_batches 1): no MPI at all
   std::string sp_mode = "ulysses";
+  int pp = 0, micro_batches = 1;
+  std::string pp_schedule = "1f1b";
 };
 
 // The number of ranks this process was launched among by mpirun (Open MPI, MPICH/PMI), or 1.
@@ -43,26 +53,33 @@ int launched_ranks() {
 
 void run_grad(const GradOptions& o) {
   std::optional<dist::SpMode> mode;
-  if (o.sp == 0) {
+  std::optional<dist::PipeSchedule> schedule;
+  const bool distributed = o.sp != 0 || o.pp != 0 || o.micro_batches != 1;
+  if (!distributed) {
     if (launched_ranks() > 1)
-      fail("seqvit grad was launched as {} ranks without --sp; to split the sequence pass "
-           "--sp {} --sp-mode ulysses|lss|ring, or run it as one process",
+      fail("seqvit grad was launched as {} ranks without --sp or --pp; to split the sequence "
+           "pass --sp {} --sp-mode ulysses|lss|ring (or --pp S for pipeline stages), or run it "
+           "as one process",
            launched_ranks(), launched_ranks());
   } else {
-    if (o.sp < 1) fail("--sp must be >= 1, got {}", o.sp);
+    if (o.sp < 0) fail("--sp must be >= 1, got {}", o.sp);
+    if (o.pp < 0) fail("--pp must be >= 1, got {}", o.pp);
+    if (o.micro_batches < 1) fail("--micro-batches must be >= 1, got {}", o.micro_batches);
     mode = dist::parse_sp_mode(o.sp_mode);
+    schedule = dist::parse_pipe_schedule(o.pp_schedule);
     if (*mode == dist::SpMode::TwoD)
       fail("--sp-mode 2d is not supported by seqvit grad yet; use ulysses, lss or ring");
-    if (o.bf16) fail("--sp runs in fp32 only (the SP attention operators have no bf16 mode); "
-                     "drop --bf16");
+    if (o.bf16 && o.sp > 1)
+      fail("--sp runs in fp32 only (the SP attention operators have no bf16 mode); drop --bf16");
   }
+  const int sp = std::max(o.sp, 1), pp = std::max(o.pp, 1);
   // Declared first so that it is destroyed last (MPI_Finalize after every communicator).
   std::optional<dist::MpiRuntime> mpi;
-  if (mode) mpi.emplace(nullptr, nullptr);
+  if (distributed) mpi.emplace(nullptr, nullptr);
 
   const io::SafetensorsReader model_file(o.model);  // read once: configuration and weights
   const auto cfg = train::read_model_config(model_file);
-  model::ClimaX m(cfg);
+  const model::ClimaX whole(cfg);  // the single-process table: the file's layout
 
   io::SafetensorsReader br(o.batch);
   for (const char* need : {"x", "y", "lead_times", "lat"})
@@ -79,28 +96,44 @@ void run_grad(const GradOptions& o) {
   const int64_t B = xs[0];
   if (B < 1) fail("{}: x has an empty batch", o.batch);
 
-  // Sequence parallelism: the configuration is checked (world size vs --sp, tokens vs P,
-  // heads vs P for Ulysses) on every rank alike before anything else is allocated, so a bad one
-  // ends every rank with the same message.
+  // Sequence and pipeline parallelism: the configuration is checked (world size vs --pp x --sp,
+  // tokens vs P, heads vs P for Ulysses, depth vs stages, batch vs micro-batches) on every rank
+  // alike before anything else is allocated, so a bad one ends every rank with the same message.
   std::optional<dist::Comm> world;
   std::optional<dist::RankGrid> grid;
   std::optional<dist::SpBlockAttention> attn;
-  if (mode) {
+  model::ModelShard shard;
+  int slots = 1;
+  if (distributed) {
     world.emplace(dist::Comm::world());
-    if (world->size() != o.sp)
-      fail("--sp {} needs {} ranks (mpirun -np {}), but this job has {}", o.sp, o.sp, o.sp,
-           world->size());
+    if (world->size() != sp * pp)
+      fail("{} needs {} ranks (mpirun -np {}), but this job has {}",
+           o.pp > 0 ? fmt::format("--pp {} --sp {}", pp, sp) : fmt::format("--sp {}", sp),
+           sp * pp, sp * pp, world->size());
     dist::GridConfig g;
     g.sp_mode = *mode;
-    (*mode == dist::SpMode::Ulysses ? g.sp_ulysses : g.sp_ring) = o.sp;
+    (*mode == dist::SpMode::Ulysses ? g.sp_ulysses : g.sp_ring) = sp;
+    g.pp = pp;
+    g.micro_batches = o.micro_batches;
     dist::validate(g, world->size(), cfg, B);
     grid.emplace(*world, g);
-    attn.emplace(grid->sp(), *mode);
+    if (sp > 1) attn.emplace(grid->sp(), *mode);
+    const int stage = grid->coords().pp;
+    shard.first_block = stage * (cfg.depth / pp);
+    shard.last_block = (stage + 1) * (cfg.depth / pp);
+    slots = dist::pipeline_slots(*schedule, pp, stage, o.micro_batches);
   }
-  const bool root = !grid || grid->sp().rank() == 0;
+  const bool root = !grid || grid->rank() == 0;
+  model::ClimaX m(cfg, shard);
 
+  // every rank reads the whole (logical) model file and keeps its stage's tensors
   Buffer<float> params(m.params().total()), grads(m.params().total());
-  train::load_parameters(model_file, m.params(), params.data());
+  {
+    Buffer<float> all(whole.params().total());
+    train::load_parameters(model_file, whole.params(), all.data());
+    for (const auto& r : m.logical_runs())
+      std::copy_n(all.data() + r.logical_offset, r.count, params.data() + r.local_offset);
+  }
   const int64_t V = cfg.V(), Vo = cfg.Vo(), H = cfg.img_h, W = cfg.img_w;
   std::vector<float> x(B * V * H * W), y(B * Vo * H * W), lt(B), lat(H);
   br.read_f32("x", {B, V, H, W}, x.data());
@@ -108,30 +141,37 @@ void run_grad(const GradOptions& o) {
   br.read_f32("lead_times", {B}, lt.data());
   br.read_f32("lat", {H}, lat.data());
 
-  m.plan(B, o.bf16 ? model::Precision::BF16 : model::Precision::F32,
-         attn ? &*attn : nullptr);
+  m.plan(B / o.micro_batches, o.bf16 ? model::Precision::BF16 : model::Precision::F32,
+         attn ? &*attn : nullptr, distributed ? B : 0, slots);
   m.sync_weights(params.data());
   std::vector<float> pred(B * Vo * H * W);
   double loss = 0;
   const model::BatchView batch{B, x.data(), y.data(), lt.data(), lat.data()};
-  if (!mode) {
+  std::vector<float> logical_grads(root ? whole.params().total() : 0);
+  if (!distributed) {
     loss = m.forward(params.data(), batch, pred.data());
     m.backward(params.data(), grads.data());
   } else {
     // From here on the ranks communicate: an error on one rank ends them all (no hang).
     try {
-      std::vector<float> shard(pred.size(), 0.f);  // this rank's pixels, zeros elsewhere
-      loss = dist::sp_reduce_loss(grid->sp(), m.forward(params.data(), batch, shard.data()));
-      m.backward(params.data(), grads.data());
+      dist::Pipeline pipe(grid->pp(), m, *schedule, o.micro_batches);
+      std::vector<float> shard_pred(pred.size(), 0.f);  // this rank's pixels, zeros elsewhere
+      loss = dist::sp_reduce_loss(grid->sp(),
+                                  pipe.run(params.data(), grads.data(), batch, shard_pred.data()));
       dist::sp_reduce_gradients(grid->sp(), grads.data(), m.params().total());
-      dist::sp_gather_pred(grid->sp(), shard.data(), pred.data(),
-                           static_cast<int64_t>(pred.size()), 0);
+      // every pixel has one owner among the last stage's SP ranks: the sum is the prediction
+      world->reduce(std::span<const float>(shard_pred),
+                    std::span<float>(root ? pred.data() : nullptr, root ? pred.size() : 0), 0);
+      const auto runs = m.logical_runs();
+      dist::gather_logical(*world, runs, grads.data(), logical_grads.data(),
+                           whole.params().total(), 0);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "\nseqvit: error on rank %d: %s\n", grid->rank(), e.what());
       dist::abort_all(1);
     }
   }
   if (!root) return;
+  const float* g = distributed ? logical_grads.data() : grads.data();
 
   io::SafetensorsWriter w;
   w.set_metadata("seqvit.config", cfg.to_json());
@@ -139,14 +179,18 @@ void run_grad(const GradOptions& o) {
   w.add_f32("pred", {B, Vo, H, W}, pred.data());
   const float lf = static_cast<float>(loss);
   w.add_f32("loss", {1}, &lf);
-  for (const auto& e : m.params().entries())
-    w.add_f32("grad." + e.name, e.shape, grads.data() + e.offset);
+  for (const auto& e : whole.params().entries())
+    w.add_f32("grad." + e.name, e.shape, g + e.offset);
   w.write(o.out);
-  if (mode)
-    fmt::print("sequence parallel: {} rank{}, {}, {} of {} tokens per rank\n", o.sp,
-               o.sp == 1 ? "" : "s", o.sp_mode, m.local_tokens(), cfg.N());
+  if (o.sp > 0)
+    fmt::print("sequence parallel: {} rank{}, {}, {} of {} tokens per rank\n", sp,
+               sp == 1 ? "" : "s", o.sp_mode, m.local_tokens(), cfg.N());
+  if (o.pp > 0 || o.micro_batches > 1)
+    fmt::print("pipeline: {} stage{} of {} blocks, {} micro-batch{} of {} ({})\n", pp,
+               pp == 1 ? "" : "s", cfg.depth / pp, o.micro_batches,
+               o.micro_batches == 1 ? "" : "es", B / o.micro_batches, o.pp_schedule);
   fmt::print("loss {:.9g}; wrote pred, loss and {} gradients to {}\n", loss,
-             m.params().entries().size(), o.out);
+             whole.params().entries().size(), o.out);
 }
 }  // namespace
 
@@ -165,6 +209,14 @@ void add_grad(CLI::App& app) {
                 "mpirun -np P; fp32)");
   c->add_option("--sp-mode", opts->sp_mode, "sequence-parallel attention: ulysses, lss or ring")
       ->default_str("ulysses");
+  c->add_option("--pp", opts->pp,
+                "pipeline stages: split the blocks over S ranks (mpirun -np S*P with --sp P)");
+  c->add_option("--micro-batches", opts->micro_batches,
+                "split the batch into m micro-batches (pipeline schedule; gradient accumulation "
+                "without --pp)")
+      ->default_str("1");
+  c->add_option("--pp-schedule", opts->pp_schedule, "pipeline schedule: 1f1b or gpipe")
+      ->default_str("1f1b");
   c->callback([opts] { run_grad(*opts); });
 }
 
