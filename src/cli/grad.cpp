@@ -7,10 +7,10 @@
 // rank 0 writes the same file a single process would. With --pp S (x --sp P, under
 // `mpirun -np S*P`) the blocks are split into S pipeline stages and the batch into
 // --micro-batches m that run through the --pp-schedule (1f1b or gpipe); rank 0 assembles the
-// logical gradient file from the stages (docs/parallelism.md "Pipeline parallelism"). MPI is
-// initialised only with --sp, --pp or --micro-batches > 1; without them the command never
-// touches MPI, and launching it as several ranks is refused (they would all write the same
-// file).
+// logical gradient file from the stages (docs/parallelism.md "Pipeline parallelism");
+// --micro-batches alone accumulates the gradient in one process. MPI is initialised only with
+// --sp or --pp; without them the command never touches MPI, and launching it as several ranks
+// is refused (they would all write the same file).
 #include <fmt/core.h>
 
 #include <cstdio>
@@ -54,7 +54,9 @@ int launched_ranks() {
 void run_grad(const GradOptions& o) {
   std::optional<dist::SpMode> mode;
   std::optional<dist::PipeSchedule> schedule;
-  const bool distributed = o.sp != 0 || o.pp != 0 || o.micro_batches != 1;
+  const bool distributed = o.sp != 0 || o.pp != 0;  // MPI; --micro-batches alone accumulates
+  if (o.micro_batches < 1) fail("--micro-batches must be >= 1, got {}", o.micro_batches);
+  schedule = dist::parse_pipe_schedule(o.pp_schedule);
   if (!distributed) {
     if (launched_ranks() > 1)
       fail("seqvit grad was launched as {} ranks without --sp or --pp; to split the sequence "
@@ -64,9 +66,7 @@ void run_grad(const GradOptions& o) {
   } else {
     if (o.sp < 0) fail("--sp must be >= 1, got {}", o.sp);
     if (o.pp < 0) fail("--pp must be >= 1, got {}", o.pp);
-    if (o.micro_batches < 1) fail("--micro-batches must be >= 1, got {}", o.micro_batches);
     mode = dist::parse_sp_mode(o.sp_mode);
-    schedule = dist::parse_pipe_schedule(o.pp_schedule);
     if (*mode == dist::SpMode::TwoD)
       fail("--sp-mode 2d is not supported by seqvit grad yet; use ulysses, lss or ring");
     if (o.bf16 && o.sp > 1)
@@ -103,7 +103,9 @@ void run_grad(const GradOptions& o) {
   std::optional<dist::RankGrid> grid;
   std::optional<dist::SpBlockAttention> attn;
   model::ModelShard shard;
-  int slots = 1;
+  int slots = dist::pipeline_slots(*schedule, 1, 0, o.micro_batches);
+  if (!distributed && B % o.micro_batches != 0)
+    fail("the batch of {} cannot be split into --micro-batches {}", B, o.micro_batches);
   if (distributed) {
     world.emplace(dist::Comm::world());
     if (world->size() != sp * pp)
@@ -142,15 +144,18 @@ void run_grad(const GradOptions& o) {
   br.read_f32("lat", {H}, lat.data());
 
   m.plan(B / o.micro_batches, o.bf16 ? model::Precision::BF16 : model::Precision::F32,
-         attn ? &*attn : nullptr, distributed ? B : 0, slots);
+         attn ? &*attn : nullptr, B, slots);
   m.sync_weights(params.data());
   std::vector<float> pred(B * Vo * H * W);
   double loss = 0;
   const model::BatchView batch{B, x.data(), y.data(), lt.data(), lat.data()};
   std::vector<float> logical_grads(root ? whole.params().total() : 0);
-  if (!distributed) {
+  if (!distributed && o.micro_batches == 1) {
     loss = m.forward(params.data(), batch, pred.data());
     m.backward(params.data(), grads.data());
+  } else if (!distributed) {  // gradient accumulation over the micro-batches
+    loss = dist::Pipeline(m, *schedule, o.micro_batches)
+               .run(params.data(), grads.data(), batch, pred.data());
   } else {
     // From here on the ranks communicate: an error on one rank ends them all (no hang).
     try {

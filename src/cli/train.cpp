@@ -123,7 +123,8 @@ void run_train_synthetic(TrainOptions o) {
   check_step_options(o);
   // Data / sequence parallelism: MPI (only with --dp or --sp > 1) and the whole configuration
   // checked on every rank alike before anything is allocated.
-  TrainDist dist(o.dp, o.sp, o.sp_mode, o.bf16, mc, o.batch);
+  TrainDist dist(o.dp, o.sp, o.sp_mode, o.bf16, mc, o.batch,
+                 PipelineOptions{o.pp, o.micro_batches, o.pp_schedule});
   try {
     train_synthetic(o, mc, dist);
   } catch (const std::exception& e) {
@@ -152,7 +153,7 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
   // SP group share them and each computes its token shard.
   const int64_t B = o.batch, Bl = dist.local_batch(), V = mc.V(), Vo = mc.Vo(), HW = h * w;
   train::Trainer tr(mc, o.opt, Bl, prec, o.seed, dist.trainer_parallel());
-  tr.set_reducer(dist.reducer());
+  dist.attach(tr);  // gradient reducer; pipeline schedule (--pp, --micro-batches)
   if (root) {
     fmt::print("seqvit train: ClimaX {} tokenization, {}x{} grid, patch {}, {} tokens/sample, "
                "D={}, {} heads, depth {}, {} variables -> {}, batch {}, {}, {} threads\n",
@@ -162,6 +163,11 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
       fmt::print("parallel: dp {} x sp {} ({}), {} samples and {} of {} tokens per rank\n{}",
                  o.dp, o.sp, o.sp_mode, Bl, tr.model().local_tokens(), mc.N(),
                  dist.grid().describe());
+    if (dist.pipelined())
+      fmt::print("pipeline: {} stage{} of {} blocks, {} micro-batches of {} per step, {} "
+                 "schedule (ideal bubble {:.2f})\n",
+                 o.pp, o.pp == 1 ? "" : "s", mc.depth / o.pp, o.micro_batches,
+                 Bl / o.micro_batches, o.pp_schedule, dist::ideal_bubble(o.pp, o.micro_batches));
     fmt::print("{}\n", tr.memory_report());
     fmt::print("data: synthetic travelling waves, lead {} h (built in; no files needed)\n",
                o.lead_hours);
@@ -188,7 +194,7 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
     double acc = 0;
     for (int k = 0; k < 4; ++k) {
       fill(held_out + k * B);
-      acc += tr.model().forward(tr.params(), view);  // this rank's part of the global loss
+      acc += dist.forward_loss(tr, view);  // this rank's part of the global loss
     }
     return dist.sum_over_sp_dp(acc) / 4;
   };
@@ -220,6 +226,12 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
     if (loss_log) fmt::print(loss_log.get(), "{:.17g} {:.17g}\n", r.loss, r.grad_norm);
     if (s == 0 && root && dist.active())
       fmt::print("communication per step (rank 0): {}\n", dist.grid().stats().report());
+    if (s + 1 == o.steps && root && dist.pipeline() && o.pp > 1)
+      fmt::print(stderr, "pipeline, last step (rank 0): {:.3f} s, {:.3f} s waiting for messages "
+                 "(measured bubble {:.2f}), {} sent\n",
+                 dist.pipeline()->last_stats().seconds, dist.pipeline()->last_stats().idle,
+                 dist.pipeline()->last_stats().bubble(),
+                 train::human_bytes(static_cast<double>(dist.pipeline()->last_stats().bytes_sent)));
     if (!root) continue;
     if (s == 0) first_loss = ema = r.loss;
     ema = 0.9 * ema + 0.1 * r.loss;
@@ -245,17 +257,24 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
   const double eval1 = eval();
   const double pers = persistence();
   const uint64_t hash = dist.check_replicated(tr.params(), tr.model().params().total());
+  // pipeline stages: the logical checkpoint, assembled from the stages on rank 0 (collective)
+  const bool saved = dist.save_logical(o.out, mc, tr);
   if (!root) {
     dist.barrier();  // rank 0 writes the checkpoint (the replicas are identical)
     return;
   }
-  if (dist.active())
+  if (dist.active() && o.pp > 1)
+    fmt::print("weights identical on the {} replicas of each of the {} stages (stage 0 hash "
+               "{:016x})\n", o.dp * o.sp, o.pp, hash);
+  else if (dist.active())
     fmt::print("weights identical on all {} ranks (hash {:016x})\n", o.dp * o.sp, hash);
   fmt::print("trained {} steps in {:.1f} s; training loss {:.4f} -> {:.4f}; held-out loss "
              "{:.4f} -> {:.4f} (persistence forecast: {:.4f})\n",
              o.steps, secs, first_loss, ema, eval0, eval1, pers);
-  train::save_model(o.out, mc, tr.model().params(), tr.params());
-  train::save_optimizer(train::optimizer_path(o.out), tr.model().params(), tr.optimizer());
+  if (!saved) {
+    train::save_model(o.out, mc, tr.model().params(), tr.params());
+    train::save_optimizer(train::optimizer_path(o.out), tr.model().params(), tr.optimizer());
+  }
   fmt::print("wrote {} and {}\n", o.out, train::optimizer_path(o.out));
   std::fflush(stdout);
   dist.barrier();
@@ -307,6 +326,16 @@ void add_train(CLI::App& app) {
                 "sequence-parallel degree: split the tokens over P ranks (fp32)")
       ->capture_default_str();
   c->add_option("--sp-mode", o->sp_mode, "sequence-parallel attention: ulysses, lss or ring")
+      ->capture_default_str();
+  c->add_option("--pp", o->pp,
+                "pipeline stages: split the blocks over S ranks (synthetic mode; mpirun -np "
+                "D*S*P)")
+      ->capture_default_str();
+  c->add_option("--micro-batches", o->micro_batches,
+                "micro-batches per step and dp replica (pipeline; gradient accumulation "
+                "without --pp)")
+      ->capture_default_str();
+  c->add_option("--pp-schedule", o->pp_schedule, "pipeline schedule: 1f1b or gpipe")
       ->capture_default_str();
   c->add_option("--log-every", o->log_every, "progress line every k steps when not a terminal")
       ->capture_default_str();

@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "core/check.h"
+#include "dist/logical.h"
+#include "train/checkpoint.h"
 
 namespace seqvit::cli {
 
@@ -32,17 +34,28 @@ double SpDpReducer::reduce(double partial_loss, float* grads, int64_t n) {
 }
 
 TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
-                     const model::ModelConfig& mc, int64_t global_batch)
-    : dp_(dp), local_batch_(global_batch), global_batch_(global_batch) {
+                     const model::ModelConfig& mc, int64_t global_batch,
+                     const PipelineOptions& pipe)
+    : dp_(dp),
+      local_batch_(global_batch),
+      global_batch_(global_batch),
+      depth_(mc.depth),
+      pipe_opts_(pipe) {
   if (dp < 1) fail("--dp must be >= 1, got {}", dp);
   if (sp < 1) fail("--sp must be >= 1, got {}", sp);
+  if (pipe.pp < 1) fail("--pp must be >= 1, got {}", pipe.pp);
+  if (pipe.micro_batches < 1) fail("--micro-batches must be >= 1, got {}", pipe.micro_batches);
+  dist::parse_pipe_schedule(pipe.schedule);
   const auto mode = dist::parse_sp_mode(sp_mode);
-  if (dp == 1 && sp == 1) {
+  if (dp == 1 && sp == 1 && pipe.pp == 1) {
     if (launched_ranks() > 1)
       fail(
-          "seqvit train was launched as {} ranks without --dp/--sp; pass --dp D --sp P with "
-          "D*P = {} (e.g. --dp {}), or run it as one process",
+          "seqvit train was launched as {} ranks without --dp/--sp/--pp; pass --dp D --sp P "
+          "--pp S with D*P*S = {} (e.g. --dp {}), or run it as one process",
           launched_ranks(), launched_ranks(), launched_ranks());
+    dist::GridConfig g;  // gradient accumulation only: batch vs micro-batches
+    g.micro_batches = pipe.micro_batches;
+    dist::validate(g, 1, mc, global_batch);
     return;
   }
   if (mode == dist::SpMode::TwoD)
@@ -55,20 +68,72 @@ TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
   g.dp = dp;
   g.sp_mode = mode;
   (mode == dist::SpMode::Ulysses ? g.sp_ulysses : g.sp_ring) = sp;
+  g.pp = pipe.pp;
+  g.micro_batches = pipe.micro_batches;
   if (world_->size() != g.world_size())
-    fail("--dp {} --sp {} needs {} ranks (mpirun -np {}), but this job has {}", dp, sp,
-         g.world_size(), g.world_size(), world_->size());
+    fail("--dp {} --sp {}{} needs {} ranks (mpirun -np {}), but this job has {}", dp, sp,
+         pipe.pp > 1 ? fmt::format(" --pp {}", pipe.pp) : std::string(), g.world_size(),
+         g.world_size(), world_->size());
   dist::validate(g, world_->size(), mc, global_batch);
   local_batch_ = global_batch / dp;
   grid_.emplace(*world_, g);
   if (sp > 1) attn_.emplace(grid_->sp(), mode);
-  reducer_.emplace(grid_->sp_dp());
+  if (pipe.pp > 1)
+    stage_reducer_.emplace(grid_->sp_dp(), grid_->pp());
+  else
+    reducer_.emplace(grid_->sp_dp());
+}
+
+void TrainDist::attach(train::Trainer& tr) {
+  tr.set_reducer(reducer());
+  if (!pipelined()) return;
+  const auto s = dist::parse_pipe_schedule(pipe_opts_.schedule);
+  if (grid_)
+    pipe_.emplace(grid_->pp(), tr.model(), s, pipe_opts_.micro_batches);
+  else
+    pipe_.emplace(tr.model(), s, pipe_opts_.micro_batches);
+  tr.set_runner(&*pipe_);
+}
+
+double TrainDist::forward_loss(train::Trainer& tr, const model::BatchView& b) {
+  if (pipe_) return pipe_->evaluate(tr.params(), b);
+  return tr.model().forward(tr.params(), b);
+}
+
+bool TrainDist::save_logical(const std::string& out, const model::ModelConfig& mc,
+                             train::Trainer& tr) {
+  if (pipe_opts_.pp == 1) return false;
+  // the replicas of each stage are identical (check_replicated): the pp group of rank 0
+  // (dp, tp, sp coordinates 0) assembles the logical buffers on rank 0
+  const dist::GridCoords& c = grid_->coords();
+  if (c.dp != 0 || c.tp != 0 || c.sp != 0) return true;
+  const model::ClimaX whole(mc);
+  const int64_t n = whole.params().total();
+  const bool root = grid_->rank() == 0;
+  const auto runs = tr.model().logical_runs();
+  std::vector<float> params(root ? n : 0);
+  train::AdamW opt(root ? whole.params() : tr.model().params(), tr.optimizer().config());
+  dist::gather_logical(grid_->pp(), runs, tr.params(), params.data(), n, 0);
+  dist::gather_logical(grid_->pp(), runs, tr.optimizer().m(), opt.m(), n, 0);
+  dist::gather_logical(grid_->pp(), runs, tr.optimizer().v(), opt.v(), n, 0);
+  if (!root) return true;
+  opt.set_steps_done(tr.optimizer().steps_done());
+  train::save_model(out, mc, whole.params(), params.data());
+  train::save_optimizer(train::optimizer_path(out), whole.params(), opt);
+  return true;
 }
 
 train::TrainerParallel TrainDist::trainer_parallel() {
   train::TrainerParallel p;
   p.sp = attn_ ? &*attn_ : nullptr;
-  p.loss_batch = grid_ ? global_batch_ : 0;
+  p.loss_batch = grid_ || pipelined() ? global_batch_ : 0;
+  const int S = pipe_opts_.pp, stage = this->stage();
+  const int64_t depth = depth_;
+  p.shard.first_block = stage * (depth / S);
+  p.shard.last_block = (stage + 1) * (depth / S);
+  p.micro_batches = pipe_opts_.micro_batches;
+  p.slots = dist::pipeline_slots(dist::parse_pipe_schedule(pipe_opts_.schedule), S, stage,
+                                 pipe_opts_.micro_batches);
   return p;
 }
 
@@ -85,15 +150,17 @@ double TrainDist::sum_over_dp(double v) {
 uint64_t TrainDist::check_replicated(const float* params, int64_t n) {
   const uint64_t h = hash_floats(params, n);
   if (!grid_) return h;
-  std::vector<int64_t> all(static_cast<size_t>(world_->size()));
+  dist::Comm& group = grid_->sp_dp();  // the replicas of this rank's weights (its stage)
+  std::vector<int64_t> all(static_cast<size_t>(group.size()));
   const int64_t mine = static_cast<int64_t>(h);
-  world_->all_gather(std::span<const int64_t>(&mine, 1), std::span<int64_t>(all));
+  group.all_gather(std::span<const int64_t>(&mine, 1), std::span<int64_t>(all));
+  const auto ranks = grid_->layout().group(dist::Axis::SpDp, grid_->rank());
   for (size_t r = 0; r < all.size(); ++r)
     if (all[r] != mine)
       fail(
           "the replicated weights differ between ranks: hash {:016x} on rank {}, {:016x} on "
           "rank {}",
-          static_cast<uint64_t>(all[r]), r, h, grid_->rank());
+          static_cast<uint64_t>(all[r]), ranks[r], h, grid_->rank());
   return h;
 }
 

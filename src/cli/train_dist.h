@@ -10,6 +10,7 @@
 
 #include "dist/comm.h"
 #include "dist/grid.h"
+#include "dist/pipeline.h"
 #include "dist/sp_model.h"
 #include "train/trainer.h"
 
@@ -27,41 +28,71 @@ class SpDpReducer final : public train::GradientReducer {
   dist::Comm& c_;
 };
 
+// Pipeline options of `seqvit train` (docs/parallelism.md "Pipeline parallelism").
+struct PipelineOptions {
+  int pp = 1;              // stages (--pp)
+  int micro_batches = 1;   // per step and dp replica (--micro-batches)
+  std::string schedule = "1f1b";  // --pp-schedule: 1f1b | gpipe
+};
+
 class TrainDist {
  public:
-  // Validates dp, sp and sp_mode; initialises MPI only if dp > 1 or sp > 1; then checks the
-  // world size, the model and the global batch (dist::validate) before anything is allocated.
-  // Refuses a multi-rank launch without --dp/--sp (every rank would write the same files).
+  // Validates dp, sp, sp_mode, pp, micro-batches and the schedule; initialises MPI only if dp,
+  // sp or pp > 1; then checks the world size, the model and the global batch (dist::validate)
+  // before anything is allocated. Refuses a multi-rank launch without --dp/--sp/--pp (every
+  // rank would write the same files).
   TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16, const model::ModelConfig& mc,
-            int64_t global_batch);
+            int64_t global_batch, const PipelineOptions& pipe = {});
 
   bool active() const { return grid_.has_value(); }
   bool root() const { return !grid_ || grid_->rank() == 0; }
   int dp() const { return dp_; }
   int dp_rank() const { return grid_ ? grid_->coords().dp : 0; }
   int64_t local_batch() const { return local_batch_; }
-  // What the Trainer needs: the SP attention (or null) and the global loss batch (or 0).
+  // What the Trainer needs: the SP attention (or null), the global loss batch (or 0), the
+  // pipeline stage's blocks, micro-batches and activation slots.
   train::TrainerParallel trainer_parallel();
+  // After the Trainer exists: its gradient reducer and, with pipeline stages or micro-batches,
+  // the schedule that runs its forward and backward.
+  void attach(train::Trainer& tr);
+  bool pipelined() const { return pipe_opts_.pp > 1 || pipe_opts_.micro_batches > 1; }
+  int pp() const { return pipe_opts_.pp; }
+  int stage() const { return grid_ ? grid_->coords().pp : 0; }
+  const dist::Pipeline* pipeline() const { return pipe_ ? &*pipe_ : nullptr; }
+  // This rank's part of the loss of the local batch b, summed over the stages (forward only;
+  // through the pipeline when there is one).
+  double forward_loss(train::Trainer& tr, const model::BatchView& b);
+  // Pipeline stages: assembles the logical (single-process) weights and optimizer state on
+  // rank 0 and writes the model file and its optimizer file there. Collective: every rank
+  // calls it. Returns false (doing nothing) when the model is not split into stages.
+  bool save_logical(const std::string& out, const model::ModelConfig& mc, train::Trainer& tr);
   dist::RankGrid& grid() { return *grid_; }
-  train::GradientReducer* reducer() { return reducer_ ? &*reducer_ : nullptr; }
+  train::GradientReducer* reducer() {
+    if (stage_reducer_) return &*stage_reducer_;
+    return reducer_ ? &*reducer_ : nullptr;
+  }
   // Sum of a value over the dp group (eval / persistence losses of the local samples; each is
   // already normalised by the global count). Identity without MPI.
   double sum_over_sp_dp(double v);
   double sum_over_dp(double v);
-  // Every rank's hash of its parameter buffer, gathered: throws unless all are equal; returns
-  // the hash. Single process: the local hash.
+  // Every rank's hash of its parameter buffer, gathered over the ranks that replicate it (the
+  // sp x dp group: the same pipeline stage): throws unless all are equal; returns the hash.
+  // Single process: the local hash.
   uint64_t check_replicated(const float* params, int64_t n);
   void barrier();
 
  private:
   int dp_ = 1;
-  int64_t local_batch_ = 0, global_batch_ = 0;
+  int64_t local_batch_ = 0, global_batch_ = 0, depth_ = 0;
   // Declared first so that it is destroyed last (MPI_Finalize after every communicator).
   std::optional<dist::MpiRuntime> mpi_;
   std::optional<dist::Comm> world_;
   std::optional<dist::RankGrid> grid_;
   std::optional<dist::SpBlockAttention> attn_;
   std::optional<SpDpReducer> reducer_;
+  PipelineOptions pipe_opts_;
+  std::optional<dist::StageReducer> stage_reducer_;  // pp > 1: also the clipping norm over stages
+  std::optional<dist::Pipeline> pipe_;
 };
 
 // The number of ranks this process was launched among by mpirun (Open MPI, MPICH/PMI), or 1.

@@ -84,13 +84,19 @@ model::BatchView micro_batch(const model::BatchView& b, const model::ModelConfig
   return v;
 }
 
+Pipeline::Pipeline(model::ClimaX& model, PipeSchedule schedule, int micro_batches)
+    : Pipeline(nullptr, model, schedule, micro_batches) {}
+
 Pipeline::Pipeline(Comm& pp, model::ClimaX& model, PipeSchedule schedule, int micro_batches)
+    : Pipeline(&pp, model, schedule, micro_batches) {}
+
+Pipeline::Pipeline(Comm* pp, model::ClimaX& model, PipeSchedule schedule, int micro_batches)
     : pp_(pp),
       model_(model),
       schedule_(schedule),
       m_(micro_batches),
-      stages_(pp.size()),
-      stage_(pp.rank()) {
+      stages_(pp ? pp->size() : 1),
+      stage_(pp ? pp->rank() : 0) {
   SEQVIT_CHECK(m_ >= 1, "micro_batches must be >= 1, got {}", m_);
   order_ = pipeline_order(schedule_, stages_, stage_, m_);
   const int need = pipeline_slots(schedule_, stages_, stage_, m_);
@@ -132,28 +138,28 @@ double Pipeline::run(const float* P, float* G, const model::BatchView& b, float*
       timed_wait(act_sends_[static_cast<size_t>(slot)]);  // the slot's previous output is gone
       model_.select_slot(slot);
       if (!first) {
-        Request r = pp_.irecv(std::span<float>(model_.stage_input(), n), stage_ - 1, kTagAct);
+        Request r = pp_->irecv(std::span<float>(model_.stage_input(), n), stage_ - 1, kTagAct);
         timed_wait(r);
       }
       float* p = pred && last ? pred + op.micro * mb.B * c.Vo() * c.img_h * c.img_w : nullptr;
       loss += model_.forward(P, mb, p);
       if (!last) {
         act_sends_[static_cast<size_t>(slot)] =
-            pp_.isend(std::span<const float>(model_.stage_output(), n), stage_ + 1, kTagAct);
+            pp_->isend(std::span<const float>(model_.stage_output(), n), stage_ + 1, kTagAct);
         stats_.bytes_sent += n * sizeof(float);
       }
     } else {
       model_.select_slot(slot);
       if (!last) {
         Request r =
-            pp_.irecv(std::span<float>(model_.stage_output_grad(), n), stage_ + 1, kTagGrad);
+            pp_->irecv(std::span<float>(model_.stage_output_grad(), n), stage_ + 1, kTagGrad);
         timed_wait(r);
       }
       model_.backward(P, G);
       if (!first) {
         timed_wait(grad_send_);
         std::copy_n(model_.stage_input_grad(), n, grad_out_.data());
-        grad_send_ = pp_.isend(std::span<const float>(grad_out_.data(), n), stage_ - 1, kTagGrad);
+        grad_send_ = pp_->isend(std::span<const float>(grad_out_.data(), n), stage_ - 1, kTagGrad);
         stats_.bytes_sent += n * sizeof(float);
       }
     }
@@ -161,7 +167,7 @@ double Pipeline::run(const float* P, float* G, const model::BatchView& b, float*
   for (auto& r : act_sends_) timed_wait(r);
   timed_wait(grad_send_);
   stats_.seconds = now() - t0;
-  if (stages_ > 1) pp_.all_reduce(std::span<double>(&loss, 1));  // only the last stage scores
+  if (stages_ > 1) pp_->all_reduce(std::span<double>(&loss, 1));  // only the last stage scores
   return loss;
 }
 
@@ -189,14 +195,14 @@ double Pipeline::evaluate(const float* P, const model::BatchView& b) {
     act_sends_[static_cast<size_t>(slot)].wait();
     model_.select_slot(slot);
     if (stage_ > 0)
-      pp_.irecv(std::span<float>(model_.stage_input(), n), stage_ - 1, kTagAct).wait();
+      pp_->irecv(std::span<float>(model_.stage_input(), n), stage_ - 1, kTagAct).wait();
     loss += model_.forward(P, mb);
     if (stage_ < stages_ - 1)
       act_sends_[static_cast<size_t>(slot)] =
-          pp_.isend(std::span<const float>(model_.stage_output(), n), stage_ + 1, kTagAct);
+          pp_->isend(std::span<const float>(model_.stage_output(), n), stage_ + 1, kTagAct);
   }
   for (auto& r : act_sends_) r.wait();
-  if (stages_ > 1) pp_.all_reduce(std::span<double>(&loss, 1));
+  if (stages_ > 1) pp_->all_reduce(std::span<double>(&loss, 1));
   return loss;
 }
 

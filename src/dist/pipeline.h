@@ -55,6 +55,8 @@ struct PipelineStats {
 class Pipeline final : public train::StepRunner {
  public:
   Pipeline(Comm& pp, model::ClimaX& model, PipeSchedule schedule, int micro_batches);
+  // One stage, no communicator (gradient accumulation in a single process, no MPI).
+  Pipeline(model::ClimaX& model, PipeSchedule schedule, int micro_batches);
 
   // Forward and backward of the m micro-batches of b; ACCUMULATES into grads. Returns the loss
   // summed over the micro-batches and the stages (an all-reduce over pp: every stage returns
@@ -74,7 +76,8 @@ class Pipeline final : public train::StepRunner {
   const PipelineStats& last_stats() const { return stats_; }
 
  private:
-  Comm& pp_;
+  Pipeline(Comm* pp, model::ClimaX& model, PipeSchedule schedule, int micro_batches);
+  Comm* pp_;  // null: one stage, no MPI
   model::ClimaX& model_;
   PipeSchedule schedule_;
   int m_, stages_, stage_;

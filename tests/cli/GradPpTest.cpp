@@ -72,9 +72,13 @@ class GradPpTest : public ::testing::Test {
     const std::vector<Run> runs = {
         {2, "--pp 2 --micro-batches 2", "pp2_1f1b"},
         {2, "--pp 2 --micro-batches 2 --pp-schedule gpipe", "pp2_gpipe"},
-        {1, "--micro-batches 4", "accumulate"},
+        {1, "--pp 1 --micro-batches 4 --pp-schedule gpipe", "pp1_gpipe"},
         {4, "--pp 2 --sp 2 --sp-mode ring --micro-batches 2", "pp2_sp2"},
     };
+    // gradient accumulation in one process (no MPI)
+    auto acc = seqvit_test::run_seqvit(grad_args("accumulate.safetensors") + " --micro-batches 4");
+    ASSERT_EQ(acc.status, 0) << acc.output;
+    compare("accumulate.safetensors", "--micro-batches 4");
     for (const auto& r : runs) {
       auto res = run_seqvit_mpi(r.np, grad_args(r.name + ".safetensors") + " " + r.flags);
       ASSERT_EQ(res.status, 0) << r.flags << "\n" << res.output;
@@ -104,6 +108,8 @@ TEST_F(GradPpTest, BadConfigurationsEndEveryRankWithOneMessage) {
                "cannot be split into micro_batches = 3");
   expect_error(seqvit_test::run_seqvit(grad_args("o.safetensors") + " --pp 1 --pp-schedule zb"),
                "unknown pipeline schedule 'zb': valid schedules are 1f1b and gpipe");
+  expect_error(seqvit_test::run_seqvit(grad_args("o.safetensors") + " --micro-batches 3"),
+               "the batch of 4 cannot be split into --micro-batches 3");
   EXPECT_FALSE(fs::exists(path("o.safetensors")));
 }
 
