@@ -45,6 +45,7 @@ int launched_ranks() {
 
 void run_grad(const GradOptions& o) {
   std::optional<dist::SpMode> mode;
+  dist::GridConfig g;  // with --sp: the SP degrees, checked before MPI starts
   if (o.sp == 0) {
     if (launched_ranks() > 1)
       fail("seqvit grad was launched as {} ranks without --sp; to split the sequence pass "
@@ -53,6 +54,7 @@ void run_grad(const GradOptions& o) {
   } else {
     if (o.sp < 1) fail("--sp must be >= 1, got {}", o.sp);
     mode = dist::parse_sp_mode(o.sp_mode);
+    dist::set_sp_degrees(g, o.sp, *mode, o.sp_ulysses, dist::parse_sp_outer(o.sp_outer));
     if (o.bf16) fail("--sp runs in fp32 only (the SP attention operators have no bf16 mode); "
                      "drop --bf16");
   }
@@ -90,8 +92,6 @@ void run_grad(const GradOptions& o) {
     if (world->size() != o.sp)
       fail("--sp {} needs {} ranks (mpirun -np {}), but this job has {}", o.sp, o.sp, o.sp,
            world->size());
-    dist::GridConfig g;
-    dist::set_sp_degrees(g, o.sp, *mode, o.sp_ulysses, dist::parse_sp_outer(o.sp_outer));
     dist::validate(g, world->size(), cfg, B);
     grid.emplace(*world, g);
     attn.emplace(*grid);

@@ -46,13 +46,13 @@ TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
           launched_ranks(), launched_ranks(), launched_ranks());
     return;
   }
+  dist::GridConfig g;  // the SP degrees, checked before MPI starts
+  g.dp = dp;
+  dist::set_sp_degrees(g, sp, mode, sp_ulysses, dist::parse_sp_outer(sp_outer));
   if (sp > 1 && bf16)
     fail("--sp runs in fp32 only (the SP attention operators have no bf16 mode); drop --bf16");
   mpi_.emplace(nullptr, nullptr);
   world_.emplace(dist::Comm::world());
-  dist::GridConfig g;
-  g.dp = dp;
-  dist::set_sp_degrees(g, sp, mode, sp_ulysses, dist::parse_sp_outer(sp_outer));
   if (world_->size() != g.world_size())
     fail("--dp {} --sp {} needs {} ranks (mpirun -np {}), but this job has {}", dp, sp,
          g.world_size(), g.world_size(), world_->size());

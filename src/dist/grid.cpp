@@ -379,7 +379,7 @@ void set_sp_degrees(GridConfig& g, int sp, SpMode mode, int sp_ulysses, SpMode o
   if (sp_ulysses < 1 || sp % sp_ulysses != 0)
     fail(
         "--sp-mode 2d needs --sp-ulysses U dividing --sp {} (U ranks split the heads inside a "
-        "group, --sp / U groups run {} across); got {}; valid U: {}",
+        "group, --sp / U groups run {} across them); got {}; valid U: {}",
         sp, to_string(outer), sp_ulysses == 0 ? std::string("none") : std::to_string(sp_ulysses),
         join(divisors(sp)));
   g.sp_ulysses = sp_ulysses;
