@@ -89,6 +89,14 @@ class SpModelMpiTest : public seqvit_test::MpiTest {
                   model::to_string(tok).c_str(),
                   static_cast<long long>(heads), size(), std::fabs(loss - lref) / lref, worst);
   }
+  // 2-D SP with `outer` across: both tokenizations, 4 heads, and 3 heads (2 + 1 over sp_ulysses
+  // 2: the two ring groups then run different head counts).
+  void check_two_d(dist::SpMode outer) {
+    for (auto tok : {model::Tokenization::Aggregate, model::Tokenization::PerVariable}) {
+      check(tok, dist::SpMode::TwoD, 4, 32, outer);
+      check(tok, dist::SpMode::TwoD, 3, 24, outer);
+    }
+  }
 };
 
 using dist::SpMode;
@@ -111,24 +119,7 @@ TEST_F(SpModelMpiTest, UlyssesUnevenHeadsPerVariable) {
 }
 
 // 2-D SP: Ulysses over sp_ulysses inside, ring or LSS over sp_ring across.
-TEST_F(SpModelMpiTest, UlyssesRingAggregate) {
-  check(Tokenization::Aggregate, SpMode::TwoD, 4, 32, SpMode::Ring);
-}
-TEST_F(SpModelMpiTest, UlyssesRingPerVariable) {
-  check(Tokenization::PerVariable, SpMode::TwoD, 4, 32, SpMode::Ring);
-}
-TEST_F(SpModelMpiTest, UlyssesLssAggregate) {
-  check(Tokenization::Aggregate, SpMode::TwoD, 4, 32, SpMode::Lss);
-}
-TEST_F(SpModelMpiTest, UlyssesLssPerVariable) {
-  check(Tokenization::PerVariable, SpMode::TwoD, 4, 32, SpMode::Lss);
-}
-// 3 heads over sp_ulysses 2: 2 + 1, so the two ring (LSS) groups run different head counts.
-TEST_F(SpModelMpiTest, UlyssesRingUnevenHeads) {
-  check(Tokenization::Aggregate, SpMode::TwoD, 3, 24, SpMode::Ring);
-}
-TEST_F(SpModelMpiTest, UlyssesLssUnevenHeads) {
-  check(Tokenization::PerVariable, SpMode::TwoD, 3, 24, SpMode::Lss);
-}
+TEST_F(SpModelMpiTest, UlyssesRing) { check_two_d(SpMode::Ring); }
+TEST_F(SpModelMpiTest, UlyssesLss) { check_two_d(SpMode::Lss); }
 
 }  // namespace
