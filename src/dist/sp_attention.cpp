@@ -366,7 +366,7 @@ void merge_by_lse(const Dims& g, const StridedTensor& o, float* lse, const float
 // throws on every rank alike; a buffer error is local (the caller planned it with the functions
 // below, so it is a programming error).
 // `inputs`: whether the call reads the caller's q, k, v, o (Ulysses' backward does not).
-void check_sp_args(const char* scheme, const std::string& group, int P, const SpAttentionArgs& a,
+void check_sp_args(const char* scheme, std::string_view group, int P, const SpAttentionArgs& a,
                    bool backward, size_t saved_need, size_t ws_need, bool inputs) {
   const SpAttentionShape& s = a.shape;
   SEQVIT_CHECK(s.batch >= 1 && s.tokens >= 1 && s.heads >= 1 && s.head_dim >= 1,

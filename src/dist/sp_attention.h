@@ -23,7 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <string>
+#include <string_view>
 
 #include "dist/comm.h"
 #include "kernels/attention.h"
@@ -108,7 +108,7 @@ void ring_attention_backward(Comm& sp, const SpAttentionArgs& a);
 // `group`: positive shape and scale, tokens % P == 0, the tensors the call reads and writes
 // set (`inputs`: whether it reads the caller's q, k, v, o), saved and workspace at least
 // saved_need and ws_need bytes. Throws seqvit::Error naming `scheme` and the values.
-void check_sp_args(const char* scheme, const std::string& group, int P, const SpAttentionArgs& a,
+void check_sp_args(const char* scheme, std::string_view group, int P, const SpAttentionArgs& a,
                    bool backward, size_t saved_need, size_t ws_need, bool inputs = true);
 
 // The Ulysses exchange on its own. Its buffers are the first ulysses_buffers(..).bytes of a

@@ -14,8 +14,6 @@
 //              outer the ring / LSS workspace, flash kernels included
 #include "dist/sp_attention_2d.h"
 
-#include <fmt/core.h>
-
 #include "core/check.h"
 
 namespace seqvit::dist {
@@ -91,7 +89,8 @@ void validate(const Comm& uly, const Comm& ring, SpMode outer, const SpAttention
         "rank needs at least one head; use a Ulysses degree of at most {}",
         a.shape.heads, U, uly.name(), a.shape.heads);
   const Layout L = layout(a.shape, U, R, outer, 1, nullptr, nullptr);
-  check_sp_args("sp2d", fmt::format("{} x {}", uly.name(), ring.name()), U * R, a, backward,
+  // (a literal group name: nothing allocates per call)
+  check_sp_args("sp2d", "sp_ulysses x sp_ring", U * R, a, backward,
                 L.saved_bytes, L.ws_head + L.outer_ws_bytes, /*inputs=*/!backward);
 }
 

@@ -48,18 +48,11 @@ SpBlockAttention::SpBlockAttention(Comm& sp_ulysses, Comm& sp_ring, SpMode outer
                to_string(outer));
 }
 
-SpBlockAttention::SpBlockAttention(RankGrid& grid) : mode_(grid.config().sp_mode) {
-  if (mode_ == SpMode::TwoD) {
-    ulysses_ = &grid.sp_ulysses();
-    ring_ = &grid.sp_ring();
-    outer_ = grid.config().sp_outer;
-    SEQVIT_CHECK(outer_ == SpMode::Ring || outer_ == SpMode::Lss,
-                 "sp_outer {} is not a scheme across Ulysses groups; use ring or lss",
-                 to_string(outer_));
-  } else {
-    sp_ = &grid.sp();
-  }
-}
+SpBlockAttention::SpBlockAttention(RankGrid& grid)
+    : SpBlockAttention(grid.config().sp_mode == SpMode::TwoD
+                           ? SpBlockAttention(grid.sp_ulysses(), grid.sp_ring(),
+                                              grid.config().sp_outer)
+                           : SpBlockAttention(grid.sp(), grid.config().sp_mode)) {}
 
 int SpBlockAttention::size() const {
   return sp_ ? sp_->size() : ulysses_->size() * ring_->size();

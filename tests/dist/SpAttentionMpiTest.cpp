@@ -276,6 +276,28 @@ TEST_F(SpAttention, TwoD) {
     EXPECT_EQ(b.forward, (4 * BND * 1 / (2 * 4) + 2 * BND * 1 / 4) * F);
     EXPECT_EQ(b.backward, (4 * BND * 1 / (2 * 4) + 4 * BND * 1 / 4) * F);
   }
+  if (size() >= 2) {  // one head cannot be split over sp_ulysses = 2: refused before any exchange
+    const int r = rank();
+    Comm uly = world.split(r / 2, r % 2, "sp_ulysses"), ring = world.split(r % 2, r / 2, "sp_ring");
+    std::vector<float> buf(64);
+    std::vector<char> big(1 << 20);
+    SpAttentionArgs a;
+    a.shape = shape(1, 4 * size(), 1, 4);
+    a.scale = 1.f;
+    a.q = a.k = a.v = a.o = dense(buf.data(), 1, 1, 1);
+    a.saved = a.workspace = big.data();
+    a.saved_bytes = a.workspace_bytes = big.size();
+    try {
+      sd::sp2d_attention_forward(uly, ring, sd::SpMode::Ring, a);
+      ADD_FAILURE() << "no error for 1 head over sp_ulysses 2";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("1 heads cannot be split over the 2 ranks of "
+                                           "communicator 'sp_ulysses'"),
+                std::string::npos)
+          << e.what();
+    }
+    EXPECT_EQ(uly.stats().total_bytes() + ring.stats().total_bytes(), 0u);
+  }
 }
 
 // Configuration errors throw on every rank alike (same shape everywhere), before any collective.
