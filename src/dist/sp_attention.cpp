@@ -85,7 +85,48 @@ void give_rest(AttentionArgs& f, const SpAttentionArgs& a, size_t used) {
   f.workspace_bytes = a.workspace_bytes - used;
 }
 
-// Checks everything before the first collective (check_sp_args, sp_attention.h).
+}  // namespace
+
+// Checks everything before the first collective. All ranks pass the same shape, so a shape error
+// throws on every rank alike; a buffer error is local (the caller planned it with the functions
+// below, so it is a programming error).
+// `inputs`: whether the call reads the caller's q, k, v, o (Ulysses' backward does not).
+void check_sp_args(const char* scheme, std::string_view group, int P, const SpAttentionArgs& a,
+                   bool backward, size_t saved_need, size_t ws_need, bool inputs) {
+  const SpAttentionShape& s = a.shape;
+  SEQVIT_CHECK(s.batch >= 1 && s.tokens >= 1 && s.heads >= 1 && s.head_dim >= 1,
+               "{} attention: need batch, tokens, heads, head_dim >= 1, got {}, {}, {}, {}", scheme,
+               s.batch, s.tokens, s.heads, s.head_dim);
+  SEQVIT_CHECK(a.scale > 0.f && std::isfinite(a.scale),
+               "{} attention: scale={} must be positive (usually 1/sqrt(head_dim))", scheme,
+               a.scale);
+  if (s.tokens % P != 0)
+    fail(
+        "{} attention: {} tokens cannot be split into equal segments over the {} ranks of "
+        "communicator '{}'; the token count must be a multiple of the SP degree",
+        scheme, s.tokens, P, group);
+  if (inputs || !backward)
+    SEQVIT_CHECK(a.q.data && a.k.data && a.v.data && a.o.data,
+                 "{} attention: q, k, v and o must be set", scheme);
+  if (backward)
+    SEQVIT_CHECK(a.dout.data && a.dq.data && a.dk.data && a.dv.data,
+                 "{} attention backward: dout, dq, dk and dv must be set", scheme);
+  if ((saved_need && !a.saved) || a.saved_bytes < saved_need)
+    fail(
+        "{} attention: saved buffer of {} bytes is too small; {}_saved_bytes() = {} for batch {} "
+        "tokens {} heads {} head_dim {} over P = {}",
+        scheme, a.saved ? a.saved_bytes : 0, scheme, saved_need, s.batch, s.tokens, s.heads,
+        s.head_dim, P);
+  if (!a.workspace || a.workspace_bytes < ws_need)
+    fail(
+        "{} attention: workspace of {} bytes is too small; {}_workspace_bytes() = {} (for 1 "
+        "thread) for batch {} tokens {} heads {} head_dim {} over P = {}",
+        scheme, a.workspace ? a.workspace_bytes : 0, scheme, ws_need, s.batch, s.tokens, s.heads,
+        s.head_dim, P);
+}
+
+namespace {
+
 void validate(const char* scheme, const Comm& sp, const SpAttentionArgs& a, bool backward,
               size_t saved_need, size_t ws_need, bool inputs = true) {
   check_sp_args(scheme, sp.name(), sp.size(), a, backward, saved_need, ws_need, inputs);
@@ -125,20 +166,6 @@ struct UlyssesLayout {
   size_t flash;  // the flash kernels' part for `threads`
 };
 
-// The exchange buffers (UlyssesBuffers, sp_attention.h), at the start of `ws`.
-UlyssesBuffers exchange_buffers(const SpAttentionShape& s, int P, void* ws) {
-  const Dims g = dims(s, P, 0);
-  const int64_t Hm = (g.Hh + P - 1) / P;
-  const size_t X = static_cast<size_t>(3 * g.B * g.d * std::max(g.Nl * g.Hh, g.N * Hm));
-  Carve cw(ws);
-  UlyssesBuffers b{};
-  b.counts = cw.take<int64_t>(2 * static_cast<size_t>(P));
-  b.send = cw.take<float>(X);
-  b.recv = cw.take<float>(X);
-  b.bytes = cw.used();
-  return b;
-}
-
 UlyssesLayout ulysses_layout(const SpAttentionShape& s, int P, void* saved, void* ws, int threads) {
   const Dims g = dims(s, P, 0);
   const int64_t Hm = (g.Hh + P - 1) / P;
@@ -149,7 +176,7 @@ UlyssesLayout ulysses_layout(const SpAttentionShape& s, int P, void* saved, void
   L.o = cs.take<float>(full);
   L.lse = cs.take<float>(static_cast<size_t>(g.B * Hm * g.N));
   L.saved_bytes = cs.used();
-  const UlyssesBuffers x = exchange_buffers(s, P, ws);
+  const UlyssesBuffers x = ulysses_buffers(s, P, ws);  // first in the workspace
   L.counts = x.counts;
   L.send = x.send;
   L.recv = x.recv;
@@ -362,44 +389,6 @@ void merge_by_lse(const Dims& g, const StridedTensor& o, float* lse, const float
 
 }  // namespace
 
-// Checks everything before the first collective. All ranks pass the same shape, so a shape error
-// throws on every rank alike; a buffer error is local (the caller planned it with the functions
-// below, so it is a programming error).
-// `inputs`: whether the call reads the caller's q, k, v, o (Ulysses' backward does not).
-void check_sp_args(const char* scheme, std::string_view group, int P, const SpAttentionArgs& a,
-                   bool backward, size_t saved_need, size_t ws_need, bool inputs) {
-  const SpAttentionShape& s = a.shape;
-  SEQVIT_CHECK(s.batch >= 1 && s.tokens >= 1 && s.heads >= 1 && s.head_dim >= 1,
-               "{} attention: need batch, tokens, heads, head_dim >= 1, got {}, {}, {}, {}", scheme,
-               s.batch, s.tokens, s.heads, s.head_dim);
-  SEQVIT_CHECK(a.scale > 0.f && std::isfinite(a.scale),
-               "{} attention: scale={} must be positive (usually 1/sqrt(head_dim))", scheme,
-               a.scale);
-  if (s.tokens % P != 0)
-    fail(
-        "{} attention: {} tokens cannot be split into equal segments over the {} ranks of "
-        "communicator '{}'; the token count must be a multiple of the SP degree",
-        scheme, s.tokens, P, group);
-  if (inputs || !backward)
-    SEQVIT_CHECK(a.q.data && a.k.data && a.v.data && a.o.data,
-                 "{} attention: q, k, v and o must be set", scheme);
-  if (backward)
-    SEQVIT_CHECK(a.dout.data && a.dq.data && a.dk.data && a.dv.data,
-                 "{} attention backward: dout, dq, dk and dv must be set", scheme);
-  if ((saved_need && !a.saved) || a.saved_bytes < saved_need)
-    fail(
-        "{} attention: saved buffer of {} bytes is too small; {}_saved_bytes() = {} for batch {} "
-        "tokens {} heads {} head_dim {} over P = {}",
-        scheme, a.saved ? a.saved_bytes : 0, scheme, saved_need, s.batch, s.tokens, s.heads,
-        s.head_dim, P);
-  if (!a.workspace || a.workspace_bytes < ws_need)
-    fail(
-        "{} attention: workspace of {} bytes is too small; {}_workspace_bytes() = {} (for 1 "
-        "thread) for batch {} tokens {} heads {} head_dim {} over P = {}",
-        scheme, a.workspace ? a.workspace_bytes : 0, scheme, ws_need, s.batch, s.tokens, s.heads,
-        s.head_dim, P);
-}
-
 // ---- Ulysses ----------------------------------------------------------------------------------
 
 HeadRange ulysses_heads(int64_t heads, int P, int rank) {
@@ -424,8 +413,17 @@ SpAttentionBytes ulysses_bytes_sent(const SpAttentionShape& s, int P, int rank) 
                           rows * (others + 3 * (P - 1) * hr) * f};
 }
 
-UlyssesBuffers ulysses_buffers(const SpAttentionShape& s, int P, void* workspace) {
-  return exchange_buffers(s, P, workspace);
+UlyssesBuffers ulysses_buffers(const SpAttentionShape& s, int P, void* ws) {
+  const Dims g = dims(s, P, 0);
+  const int64_t Hm = (g.Hh + P - 1) / P;
+  const size_t X = static_cast<size_t>(3 * g.B * g.d * std::max(g.Nl * g.Hh, g.N * Hm));
+  Carve cw(ws);
+  UlyssesBuffers b{};
+  b.counts = cw.take<int64_t>(2 * static_cast<size_t>(P));
+  b.send = cw.take<float>(X);
+  b.recv = cw.take<float>(X);
+  b.bytes = cw.used();
+  return b;
 }
 
 void ulysses_seq_to_heads(Comm& sp, const SpAttentionShape& s, const StridedTensor* in,
