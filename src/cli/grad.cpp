@@ -40,6 +40,8 @@ struct GradOptions {
   bool bf16 = false;
   int sp = 0;  // 0 (with pp 0 and micro_batches 1): no MPI at all
   std::string sp_mode = "ulysses";
+  int sp_ulysses = 0;            // --sp-mode 2d: the Ulysses degree U (P / U ring or LSS groups)
+  std::string sp_outer = "ring";  // --sp-mode 2d: ring or lss across the Ulysses groups
   int pp = 0, micro_batches = 1;
   std::string pp_schedule = "1f1b";
 };
@@ -54,21 +56,22 @@ int launched_ranks() {
 void run_grad(const GradOptions& o) {
   std::optional<dist::SpMode> mode;
   std::optional<dist::PipeSchedule> schedule;
+  dist::GridConfig g;  // with --sp / --pp: the SP degrees, checked before MPI starts
   const bool distributed = o.sp != 0 || o.pp != 0;  // MPI; --micro-batches alone accumulates
   if (o.micro_batches < 1) fail("--micro-batches must be >= 1, got {}", o.micro_batches);
   schedule = dist::parse_pipe_schedule(o.pp_schedule);
   if (!distributed) {
     if (launched_ranks() > 1)
       fail("seqvit grad was launched as {} ranks without --sp or --pp; to split the sequence "
-           "pass --sp {} --sp-mode ulysses|lss|ring (or --pp S for pipeline stages), or run it "
-           "as one process",
+           "pass --sp {} --sp-mode ulysses|lss|ring|2d (or --pp S for pipeline stages), or run "
+           "it as one process",
            launched_ranks(), launched_ranks());
   } else {
     if (o.sp < 0) fail("--sp must be >= 1, got {}", o.sp);
     if (o.pp < 0) fail("--pp must be >= 1, got {}", o.pp);
     mode = dist::parse_sp_mode(o.sp_mode);
-    if (*mode == dist::SpMode::TwoD)
-      fail("--sp-mode 2d is not supported by seqvit grad yet; use ulysses, lss or ring");
+    dist::set_sp_degrees(g, std::max(o.sp, 1), *mode, o.sp_ulysses,
+                         dist::parse_sp_outer(o.sp_outer));
     if (o.bf16 && o.sp > 1)
       fail("--sp runs in fp32 only (the SP attention operators have no bf16 mode); drop --bf16");
   }
@@ -112,14 +115,11 @@ void run_grad(const GradOptions& o) {
       fail("{} needs {} ranks (mpirun -np {}), but this job has {}",
            o.pp > 0 ? fmt::format("--pp {} --sp {}", pp, sp) : fmt::format("--sp {}", sp),
            sp * pp, sp * pp, world->size());
-    dist::GridConfig g;
-    g.sp_mode = *mode;
-    (*mode == dist::SpMode::Ulysses ? g.sp_ulysses : g.sp_ring) = sp;
     g.pp = pp;
     g.micro_batches = o.micro_batches;
     dist::validate(g, world->size(), cfg, B);
     grid.emplace(*world, g);
-    if (sp > 1) attn.emplace(grid->sp(), *mode);
+    if (sp > 1) attn.emplace(*grid);
     const int stage = grid->coords().pp;
     shard.first_block = stage * (cfg.depth / pp);
     shard.last_block = (stage + 1) * (cfg.depth / pp);
@@ -176,7 +176,7 @@ void run_grad(const GradOptions& o) {
     }
   }
   if (!root) return;
-  const float* g = distributed ? logical_grads.data() : grads.data();
+  const float* gl = distributed ? logical_grads.data() : grads.data();
 
   io::SafetensorsWriter w;
   w.set_metadata("seqvit.config", cfg.to_json());
@@ -185,11 +185,16 @@ void run_grad(const GradOptions& o) {
   const float lf = static_cast<float>(loss);
   w.add_f32("loss", {1}, &lf);
   for (const auto& e : whole.params().entries())
-    w.add_f32("grad." + e.name, e.shape, g + e.offset);
+    w.add_f32("grad." + e.name, e.shape, gl + e.offset);
   w.write(o.out);
   if (o.sp > 0)
     fmt::print("sequence parallel: {} rank{}, {}, {} of {} tokens per rank\n", sp,
-               sp == 1 ? "" : "s", o.sp_mode, m.local_tokens(), cfg.N());
+               sp == 1 ? "" : "s",
+               *mode == dist::SpMode::TwoD
+                   ? fmt::format("2d (ulysses {} x {} {})", grid->sp_ulysses().size(),
+                                 o.sp_outer, grid->sp_ring().size())
+                   : o.sp_mode,
+               m.local_tokens(), cfg.N());
   if (o.pp > 0 || o.micro_batches > 1)
     fmt::print("pipeline: {} stage{} of {} blocks, {} micro-batch{} of {} ({})\n", pp,
                pp == 1 ? "" : "s", cfg.depth / pp, o.micro_batches,
@@ -212,8 +217,15 @@ void add_grad(CLI::App& app) {
   c->add_option("--sp", opts->sp,
                 "sequence-parallel degree: split the tokens over P ranks (run under "
                 "mpirun -np P; fp32)");
-  c->add_option("--sp-mode", opts->sp_mode, "sequence-parallel attention: ulysses, lss or ring")
+  c->add_option("--sp-mode", opts->sp_mode,
+                "sequence-parallel attention: ulysses, lss, ring or 2d (Ulysses inside groups "
+                "of --sp-ulysses ranks, --sp-outer across them)")
       ->default_str("ulysses");
+  c->add_option("--sp-ulysses", opts->sp_ulysses,
+                "--sp-mode 2d: Ulysses degree U, dividing --sp P and at most the heads");
+  c->add_option("--sp-outer", opts->sp_outer,
+                "--sp-mode 2d: ring or lss across the P / U Ulysses groups")
+      ->default_str("ring");
   c->add_option("--pp", opts->pp,
                 "pipeline stages: split the blocks over S ranks (mpirun -np S*P with --sp P)");
   c->add_option("--micro-batches", opts->micro_batches,

@@ -40,9 +40,11 @@ class TrainDist {
   // Validates dp, sp, sp_mode, pp, micro-batches and the schedule; initialises MPI only if dp,
   // sp or pp > 1; then checks the world size, the model and the global batch (dist::validate)
   // before anything is allocated. Refuses a multi-rank launch without --dp/--sp/--pp (every
-  // rank would write the same files).
+  // rank would write the same files). sp_ulysses, sp_outer: --sp-mode 2d's Ulysses degree
+  // (dividing sp) and ring or lss across.
   TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16, const model::ModelConfig& mc,
-            int64_t global_batch, const PipelineOptions& pipe = {});
+            int64_t global_batch, int sp_ulysses = 0, const std::string& sp_outer = "ring",
+            const PipelineOptions& pipe = {});
 
   bool active() const { return grid_.has_value(); }
   bool root() const { return !grid_ || grid_->rank() == 0; }
