@@ -2,7 +2,8 @@
 // against the single-process `seqvit grad` on the same model and batch files: rank 0 assembles
 // the logical file from the stages (dist::gather_logical), which must hold the same pred, loss
 // and every grad.<name> (relative error <= 1e-5, fp32); gradient accumulation (--micro-batches
-// without --pp) too; and bad pipeline configurations end every rank with one clear message.
+// without --pp) too; bf16 stages against the bf16 single process (1e-4); and bad pipeline
+// configurations end every rank with one clear message.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -55,11 +56,12 @@ class GradPpTest : public ::testing::Test {
     return "grad --model " + path("model.safetensors") + " --batch " + path("batch.safetensors") +
            " --out " + path(out);
   }
-  void compare(const std::string& out, const std::string& what) {
-    io::SafetensorsReader ref(path("single.safetensors")), got(path(out));
+  void compare(const std::string& out, const std::string& what,
+               const std::string& single = "single.safetensors", double tol = 1e-5) {
+    io::SafetensorsReader ref(path(single)), got(path(out));
     ASSERT_EQ(ref.names(), got.names()) << what;
     for (const auto& n : ref.names())
-      EXPECT_LE(rel_err(got.read_f32(n), ref.read_f32(n)), 1e-5) << what << ": " << n;
+      EXPECT_LE(rel_err(got.read_f32(n), ref.read_f32(n)), tol) << what << ": " << n;
   }
   void check(model::Tokenization tok) {
     write_inputs(tok);
@@ -79,6 +81,14 @@ class GradPpTest : public ::testing::Test {
     auto acc = seqvit_test::run_seqvit(grad_args("accumulate.safetensors") + " --micro-batches 4");
     ASSERT_EQ(acc.status, 0) << acc.output;
     compare("accumulate.safetensors", "--micro-batches 4");
+    // bf16 stages against the bf16 single process (the same bf16 roundings of the same values;
+    // the micro-batch sums differ in order only)
+    auto b1 = seqvit_test::run_seqvit(grad_args("single_bf16.safetensors") + " --bf16");
+    ASSERT_EQ(b1.status, 0) << b1.output;
+    auto b2 = run_seqvit_mpi(2, grad_args("pp2_bf16.safetensors") +
+                                    " --bf16 --pp 2 --micro-batches 2");
+    ASSERT_EQ(b2.status, 0) << b2.output;
+    compare("pp2_bf16.safetensors", "--bf16 --pp 2", "single_bf16.safetensors", 1e-4);
     for (const auto& r : runs) {
       auto res = run_seqvit_mpi(r.np, grad_args(r.name + ".safetensors") + " " + r.flags);
       ASSERT_EQ(res.status, 0) << r.flags << "\n" << res.output;
