@@ -5,7 +5,10 @@
 // replicated weights bitwise identical on every rank; recomputation on vs off gives bitwise the
 // same loss and gradients (single process and under SP); ZeRO-3 keeps only about one unit of
 // the full parameter and gradient buffers resident (mincore).
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <new>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -20,6 +23,20 @@
 #include "model/climax.h"
 #include "train/synthetic_batch.h"
 #include "train/trainer.h"
+
+// Counts operator new while ZeRO steps run (after the first): the step must not allocate.
+namespace {
+std::atomic<bool> g_counting{false};
+std::atomic<long> g_allocations{0};
+}  // namespace
+
+void* operator new(std::size_t n) {
+  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 using namespace seqvit;
 
@@ -86,7 +103,12 @@ class ZeroMpiTest : public seqvit_test::MpiTest {
     const int d = grid.coords().dp;
     for (int s = 0; s < kSteps; ++s) {
       // DP rank d takes samples [s B + d Bl, s B + (d + 1) Bl) of the global batch
-      const double loss = tr.step(data.batch(static_cast<uint64_t>(s * dp + d))).loss;
+      const model::BatchView view = data.batch(static_cast<uint64_t>(s * dp + d));
+      g_allocations = 0;
+      g_counting = s > 0;  // the first step may grow per-thread scratch once
+      const double loss = tr.step(view).loss;
+      g_counting = false;
+      EXPECT_EQ(g_allocations.load(), 0) << "operator new called inside ZeRO step " << s + 1;
       EXPECT_LE(std::fabs(loss - ref_loss[s]) / std::fabs(ref_loss[s]), kTol)
           << "step " << s + 1 << ": " << loss << " vs " << ref_loss[s];
     }
