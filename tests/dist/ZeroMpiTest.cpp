@@ -106,8 +106,19 @@ class ZeroMpiTest : public seqvit_test::MpiTest {
       const model::BatchView view = data.batch(static_cast<uint64_t>(s * dp + d));
       g_allocations = 0;
       g_counting = s > 0;  // the first step may grow per-thread scratch once
+      grid.sp_dp().reset_stats();
       const double loss = tr.step(view).loss;
       g_counting = false;
+      // bytes this rank sent over sp_dp in the step: docs/parallelism.md "ZeRO / FSDP"
+      const int Z = grid.sp_dp().size(), r = grid.sp_dp().rank();
+      const int64_t own = tr.optimizer().end() - tr.optimizer().begin(), nn = n;
+      auto share = [&](int64_t m) { return m / Z + (r < m % Z ? 1 : 0); };  // all-reduce
+      uint64_t want = 2 * 2 * (1 - share(1)) * sizeof(double);  // loss and squared norm
+      if (stage == 1) want += 2 * (nn - share(nn)) * sizeof(float);        // gradients
+      if (stage <= 2) want += (Z - 1) * own * sizeof(float);               // parameters
+      if (stage >= 2) want += (nn - own) * sizeof(float);                  // per-unit RS
+      if (stage == 3) want += 2 * (Z - 1) * own * sizeof(float);           // per-unit AG x 2
+      EXPECT_EQ(grid.sp_dp().stats().total_bytes(), want) << "sp_dp bytes in step " << s + 1;
       EXPECT_EQ(g_allocations.load(), 0) << "operator new called inside ZeRO step " << s + 1;
       EXPECT_LE(std::fabs(loss - ref_loss[s]) / std::fabs(ref_loss[s]), kTol)
           << "step " << s + 1 << ": " << loss << " vs " << ref_loss[s];
