@@ -164,7 +164,16 @@ void ZeroOptimizer::backward_end(int u) {
 }
 
 std::vector<model::LogicalRun> ZeroOptimizer::moment_runs() const {
-  return {model::LogicalRun{0, begin_, end_ - begin_}};
+  // the model's runs (local parameter buffer -> logical buffer) cut to the own range, with
+  // local offsets relative to the range's start
+  std::vector<model::LogicalRun> out;
+  for (const auto& run : model_->logical_runs()) {
+    const int64_t lo = std::max(run.local_offset, begin_);
+    const int64_t hi = std::min(run.local_offset + run.count, end_);
+    if (lo < hi)
+      out.push_back({lo - begin_, run.logical_offset + (lo - run.local_offset), hi - lo});
+  }
+  return out;
 }
 
 void ZeroOptimizer::gather_all_parameters() {

@@ -54,7 +54,8 @@ class ZeroOptimizer final : public train::ShardedOptimizer, public model::Parame
   void backward_end(int unit) override;
 
   // This rank's share of the logical buffer (for dist::gather_logical of the moments, which
-  // the AdamW keeps as [end - begin]).
+  // the AdamW keeps as [end - begin], and of the stage-2/3 shards): the model's logical_runs()
+  // cut to the own range. After attach().
   std::vector<model::LogicalRun> moment_runs() const;
   // Stage 3: all-gathers every unit into the full parameter buffer on every rank (for the
   // checkpoint and the replica check at the end of training). Stages 1, 2: nothing to do.

@@ -83,7 +83,8 @@ class Trainer {
   // One optimizer step on a batch. Throws seqvit::Error if the loss is NaN/Inf (weights are left
   // untouched in that case).
   StepResult step(const model::BatchView& batch);
-  // Forward + backward only (gradients in grads()); returns the loss.
+  // Forward + backward only (gradients in grads()); returns the loss. Under ZeRO-2/3 the
+  // gradients end up reduce-scattered into the ShardedOptimizer's shard instead.
   double loss_and_grad(const model::BatchView& batch, float* pred = nullptr);
 
   // A human-readable memory plan: bytes of parameters, gradients, optimizer state,

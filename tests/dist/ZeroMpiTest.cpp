@@ -206,6 +206,8 @@ TEST_F(ZeroMpiTest, RecomputeIdentical) {
   constexpr int64_t B = 2;
   seqvit_test::SyntheticBatch data(c, B);
   const model::BatchView batch = data.batch(1);
+  dist::Comm* sp_comm = nullptr;  // SP bytes sent in forward and in the whole step
+  uint64_t fwd_bytes = 0, step_bytes = 0;
   auto run = [&](bool recompute, model::SequenceParallelAttention* sp, std::vector<float>& grads,
                  size_t& act) {
     model::ClimaX m(c);
@@ -214,8 +216,11 @@ TEST_F(ZeroMpiTest, RecomputeIdentical) {
     m.set_recompute(recompute);
     m.plan(B, model::Precision::F32, sp);
     grads.assign(params.size(), 0.f);
+    if (sp_comm) sp_comm->reset_stats();
     const double loss = m.forward(params.data(), batch);
+    if (sp_comm) fwd_bytes = sp_comm->stats().total_bytes();
     m.backward(params.data(), grads.data());
+    if (sp_comm) step_bytes = sp_comm->stats().total_bytes();
     act = m.activation_bytes();
     return loss;
   };
@@ -239,14 +244,22 @@ TEST_F(ZeroMpiTest, RecomputeIdentical) {
   dist::SpBlockAttention attn(grid.sp(), dist::SpMode::Ulysses);
   std::vector<float> s0, s1;
   size_t b0 = 0, b1 = 0;
-  const double m0 = run(false, &attn, s0, b0), m1 = run(true, &attn, s1, b1);
+  sp_comm = &grid.sp();
+  const double m0 = run(false, &attn, s0, b0);
+  const uint64_t fwd0 = fwd_bytes, step0 = step_bytes;
+  const double m1 = run(true, &attn, s1, b1);
+  // the recomputed forwards repeat the forward's attention exchanges, nothing else
+  EXPECT_EQ(fwd_bytes, fwd0);
+  EXPECT_EQ(step_bytes, step0 + fwd0) << "SP bytes of a step with recomputation";
   EXPECT_EQ(m0, m1);
   EXPECT_EQ(std::memcmp(s0.data(), s1.data(), sizeof(float) * s0.size()), 0)
       << "SP gradients differ with recomputation";
   EXPECT_LT(b1, b0);
   if (rank() == 0)
     std::printf("  recompute, SP 2: activations %zu -> %zu bytes, loss and gradients bitwise "
-                "equal\n", b0, b1);
+                "equal; SP bytes per step %llu -> %llu (forward %llu)\n",
+                b0, b1, static_cast<unsigned long long>(step0),
+                static_cast<unsigned long long>(step_bytes), static_cast<unsigned long long>(fwd0));
 }
 
 }  // namespace
