@@ -399,6 +399,14 @@ void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttent
     S(a.ln2_rstd[i], T);
     S(a.fc1_pre[i], T * F);
   }
+  if (recompute_ && L > 0) {  // the shared slot is scratch: live only in one block's backward
+    size_t slot = a.sp_saved.slots.empty() ? 0 : a.sp_saved[0].bytes();
+    for (auto* v : {&a.ln1_mean, &a.ln1_rstd, &a.qkv, &a.attn_o, &a.lse, &a.x_mid, &a.ln2_mean,
+                    &a.ln2_rstd, &a.fc1_pre})
+      slot += (*v)[0].bytes();
+    saved -= slot;
+    scratch += slot;
+  }
   S(a.lnf_out, T * D);
   S(a.lnf_mean, T);
   S(a.lnf_rstd, T);

@@ -103,8 +103,9 @@ class ClimaX {
 
   // Activation recomputation (call before plan()): forward keeps only each block's input, and
   // backward recomputes the block's forward (into one set of buffers shared by all blocks)
-  // before its backward. Results are identical; activation_bytes() drops by (L - 1) blocks'
-  // saved state, and each backward runs each block's forward again (with SP: its collectives).
+  // before its backward. Results are identical; activation_bytes() drops by L blocks' saved
+  // state (except their inputs), workspace_bytes() grows by one block's (the shared slot), and
+  // each backward runs each block's forward again (with SP: its collectives).
   void set_recompute(bool on) { recompute_ = on; }
   bool recompute() const { return recompute_; }
 

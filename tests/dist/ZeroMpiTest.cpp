@@ -208,6 +208,7 @@ TEST_F(ZeroMpiTest, RecomputeIdentical) {
   const model::BatchView batch = data.batch(1);
   dist::Comm* sp_comm = nullptr;  // SP bytes sent in forward and in the whole step
   uint64_t fwd_bytes = 0, step_bytes = 0;
+  size_t total_bytes = 0;  // activations + workspace of the last run
   auto run = [&](bool recompute, model::SequenceParallelAttention* sp, std::vector<float>& grads,
                  size_t& act) {
     model::ClimaX m(c);
@@ -222,18 +223,22 @@ TEST_F(ZeroMpiTest, RecomputeIdentical) {
     m.backward(params.data(), grads.data());
     if (sp_comm) step_bytes = sp_comm->stats().total_bytes();
     act = m.activation_bytes();
+    total_bytes = m.activation_bytes() + m.workspace_bytes();
     return loss;
   };
   std::vector<float> g0, g1;
   size_t a0 = 0, a1 = 0;
-  const double l0 = run(false, nullptr, g0, a0), l1 = run(true, nullptr, g1, a1);
+  const double l0 = run(false, nullptr, g0, a0);
+  const size_t t0 = total_bytes;
+  const double l1 = run(true, nullptr, g1, a1);
+  EXPECT_LT(total_bytes, t0);
   EXPECT_EQ(l0, l1);
   EXPECT_EQ(std::memcmp(g0.data(), g1.data(), sizeof(float) * g0.size()), 0)
       << "gradients differ with recomputation";
   EXPECT_LT(a1, a0);
   if (rank() == 0)
-    std::printf("  recompute, 1 process: activations %zu -> %zu bytes, loss and gradients "
-                "bitwise equal\n", a0, a1);
+    std::printf("  recompute, 1 process: activations %zu -> %zu bytes, with workspace %zu -> "
+                "%zu; loss and gradients bitwise equal\n", a0, a1, t0, total_bytes);
   if (size() < 2) return;
   // SP over ranks {0, 1} (the others form their own groups of 2, or sit alone when odd)
   dist::GridConfig g;
@@ -247,7 +252,9 @@ TEST_F(ZeroMpiTest, RecomputeIdentical) {
   sp_comm = &grid.sp();
   const double m0 = run(false, &attn, s0, b0);
   const uint64_t fwd0 = fwd_bytes, step0 = step_bytes;
+  const size_t u0 = total_bytes;
   const double m1 = run(true, &attn, s1, b1);
+  EXPECT_LT(total_bytes, u0);
   // the recomputed forwards repeat the forward's attention exchanges, nothing else
   EXPECT_EQ(fwd_bytes, fwd0);
   EXPECT_EQ(step_bytes, step0 + fwd0) << "SP bytes of a step with recomputation";
@@ -256,9 +263,10 @@ TEST_F(ZeroMpiTest, RecomputeIdentical) {
       << "SP gradients differ with recomputation";
   EXPECT_LT(b1, b0);
   if (rank() == 0)
-    std::printf("  recompute, SP 2: activations %zu -> %zu bytes, loss and gradients bitwise "
-                "equal; SP bytes per step %llu -> %llu (forward %llu)\n",
-                b0, b1, static_cast<unsigned long long>(step0),
+    std::printf("  recompute, SP 2: activations %zu -> %zu bytes, with workspace %zu -> %zu; "
+                "loss and gradients bitwise equal; SP bytes per step %llu -> %llu (forward "
+                "%llu)\n",
+                b0, b1, u0, total_bytes, static_cast<unsigned long long>(step0),
                 static_cast<unsigned long long>(step_bytes), static_cast<unsigned long long>(fwd0));
 }
 
