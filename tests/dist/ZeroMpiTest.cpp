@@ -70,7 +70,8 @@ class ZeroMpiTest : public seqvit_test::MpiTest {
  protected:
   // stage 1..3 over dp x sp (= the world), sp in Ulysses mode.
   void check(int stage, int dp, int sp, double clip, bool recompute,
-             model::Tokenization tok = model::Tokenization::Aggregate) {
+             model::Tokenization tok = model::Tokenization::Aggregate,
+             dist::SpMode mode = dist::SpMode::Ulysses) {
     if (dp * sp != size()) GTEST_SKIP() << "needs " << dp * sp << " ranks";
     const model::ModelConfig c = seqvit_test::tiny_config(tok);
     const auto oc = optim(clip);
@@ -83,13 +84,13 @@ class ZeroMpiTest : public seqvit_test::MpiTest {
 
     dist::GridConfig g;
     g.dp = dp;
-    g.sp_ulysses = sp;
+    dist::set_sp_degrees(g, sp, mode, mode == dist::SpMode::TwoD ? 2 : 0, dist::SpMode::Ring);
     g.zero = stage;
     g.recompute = recompute;
     dist::validate(g, size(), c, kBatch);
     dist::RankGrid grid(world, g);
     std::optional<dist::SpBlockAttention> attn;
-    if (sp > 1) attn.emplace(grid.sp(), dist::SpMode::Ulysses);
+    if (sp > 1) attn.emplace(grid);
     dist::ZeroOptimizer zero(grid.sp_dp(), stage);
     zero.track_residency(true);
     train::TrainerParallel par;
@@ -179,7 +180,8 @@ class ZeroMpiTest : public seqvit_test::MpiTest {
     if (rank() == 0)
       std::printf(
           "  ZeRO-%d dp %d x sp %d%s%s: worst weight error %.2e; optimizer state %zu of %zu "
-          "bytes; peak resident params+grads %zu of %zu bytes (one unit: %zu)\n",
+          "bytes; peak resident params+grads %zu of %zu bytes (one unit: %zu; sampled in the "
+          "hooks of stages 2, 3)\n",
           stage, dp, sp, clip > 0 ? ", clipped" : "", recompute ? ", recompute" : "", worst,
           tr.optimizer().state_bytes(), 2 * sizeof(float) * static_cast<size_t>(n),
           zero.peak_resident(), full, 2 * sizeof(float) * static_cast<size_t>(biggest));
@@ -198,6 +200,10 @@ TEST_F(ZeroMpiTest, Zero1Dp2Sp2) { check(1, 2, 2, 0, false); }
 TEST_F(ZeroMpiTest, Zero2Dp2Sp2) { check(2, 2, 2, 0, true); }
 TEST_F(ZeroMpiTest, Zero3Dp2Sp2Clipped) { check(3, 2, 2, 1e-3, false); }
 TEST_F(ZeroMpiTest, Zero3Dp4) { check(3, 4, 1, 0, false); }
+// 2-D SP: Ulysses 2 inside x ring 2 across; the four ranks of sp_dp shard
+TEST_F(ZeroMpiTest, Zero3Sp2dRecompute) {
+  check(3, 1, 4, 0, true, model::Tokenization::PerVariable, dist::SpMode::TwoD);
+}
 
 // Recomputation on vs off: the same loss and bitwise the same gradients, with activation
 // memory down. Single process on every rank, then (np >= 2) under Ulysses SP over 2 ranks.
