@@ -278,7 +278,7 @@ std::pair<int64_t, int64_t> ClimaX::unit_range(int u) const {
   auto first = [&](int k) -> int64_t {
     if (k == 0) return 0;
     if (k == num_units()) return table_.total();
-    if (k == num_units() - 1) return table_[norm_w_].offset;
+    if (k == num_units() - 1) return norm_w_ >= 0 ? table_[norm_w_].offset : table_.total();
     return table_[blocks_[k - 1].norm1_w].offset;
   };
   return {first(u), first(u + 1)};
