@@ -35,7 +35,7 @@ double SpDpReducer::reduce(double partial_loss, float* grads, int64_t n) {
 
 TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
                      const model::ModelConfig& mc, int64_t global_batch, int sp_ulysses,
-                     const std::string& sp_outer, const PipelineOptions& pipe)
+                     const std::string& sp_outer, int zero, const PipelineOptions& pipe)
     : dp_(dp),
       local_batch_(global_batch),
       global_batch_(global_batch),
@@ -46,7 +46,20 @@ TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
   if (pipe.pp < 1) fail("--pp must be >= 1, got {}", pipe.pp);
   if (pipe.micro_batches < 1) fail("--micro-batches must be >= 1, got {}", pipe.micro_batches);
   dist::parse_pipe_schedule(pipe.schedule);
+  if (zero < 0 || zero > 3)
+    fail("--zero {} is out of range: valid stages are 0 (off), 1 (optimizer state), 2 (and "
+         "gradients) and 3 (and parameters)",
+         zero);
   const auto mode = dist::parse_sp_mode(sp_mode);
+  if (zero > 0 && dp * sp == 1)
+    fail("--zero {} shards over the data- and sequence-parallel ranks, but --dp 1 --sp 1 is a "
+         "single rank; add --dp D (and/or --sp P) under mpirun -np D*P, or drop --zero",
+         zero);
+  if (zero > 0 && (pipe.pp > 1 || pipe.micro_batches > 1))
+    fail("--zero {} is not combined with --pp / --micro-batches yet; drop one of them", zero);
+  if (zero == 3 && bf16)
+    fail("--zero 3 runs in fp32 only (the bf16 weight copy would be the whole model); use "
+         "--zero 1 or 2 with --bf16");
   if (dp == 1 && sp == 1 && pipe.pp == 1) {
     if (launched_ranks() > 1)
       fail(
@@ -60,6 +73,7 @@ TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
   }
   dist::GridConfig g;  // the SP degrees, checked before MPI starts
   g.dp = dp;
+  g.zero = zero;
   dist::set_sp_degrees(g, sp, mode, sp_ulysses, dist::parse_sp_outer(sp_outer));
   if (sp > 1 && bf16)
     fail("--sp runs in fp32 only (the SP attention operators have no bf16 mode); drop --bf16");
@@ -79,6 +93,7 @@ TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
     stage_reducer_.emplace(grid_->sp_dp(), grid_->pp());
   else
     reducer_.emplace(grid_->sp_dp());
+  if (zero > 0) zero_.emplace(grid_->sp_dp(), zero);
 }
 
 void TrainDist::attach(train::Trainer& tr) {
@@ -120,10 +135,18 @@ bool TrainDist::save_logical(const std::string& out, const model::ModelConfig& m
   return true;
 }
 
+void TrainDist::gather_optimizer(train::AdamW& shard, train::AdamW* full, int64_t total) {
+  const auto runs = zero_->moment_runs();
+  dist::gather_logical(grid_->sp_dp(), runs, shard.m(), full ? full->m() : nullptr, total, 0);
+  dist::gather_logical(grid_->sp_dp(), runs, shard.v(), full ? full->v() : nullptr, total, 0);
+  if (full) full->set_steps_done(shard.steps_done());
+}
+
 train::TrainerParallel TrainDist::trainer_parallel() {
   train::TrainerParallel p;
   p.sp = attn_ ? &*attn_ : nullptr;
   p.loss_batch = grid_ || pipelined() ? global_batch_ : 0;
+  p.sharded = zero_ ? &*zero_ : nullptr;
   const int S = pipe_opts_.pp, stage = this->stage();
   const int64_t depth = depth_;
   p.shard.first_block = stage * (depth / S);

@@ -12,6 +12,7 @@
 #include "dist/grid.h"
 #include "dist/pipeline.h"
 #include "dist/sp_model.h"
+#include "dist/zero.h"
 #include "train/trainer.h"
 
 namespace seqvit::cli {
@@ -41,10 +42,11 @@ class TrainDist {
   // sp or pp > 1; then checks the world size, the model and the global batch (dist::validate)
   // before anything is allocated. Refuses a multi-rank launch without --dp/--sp/--pp (every
   // rank would write the same files). sp_ulysses, sp_outer: --sp-mode 2d's Ulysses degree
-  // (dividing sp) and ring or lss across.
+  // (dividing sp) and ring or lss across. zero > 0: ZeRO stage over the sp x dp group
+  // (dist/zero.h; needs dp * sp > 1; not with pp > 1 yet).
   TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16, const model::ModelConfig& mc,
             int64_t global_batch, int sp_ulysses = 0, const std::string& sp_outer = "ring",
-            const PipelineOptions& pipe = {});
+            int zero = 0, const PipelineOptions& pipe = {});
 
   bool active() const { return grid_.has_value(); }
   bool root() const { return !grid_ || grid_->rank() == 0; }
@@ -82,6 +84,11 @@ class TrainDist {
   // Single process: the local hash.
   uint64_t check_replicated(const float* params, int64_t n);
   void barrier();
+  // ZeRO (or null): the sharded optimizer the Trainer uses.
+  dist::ZeroOptimizer* zero() { return zero_ ? &*zero_ : nullptr; }
+  // ZeRO: the logical AdamW moments from every rank's range into `full` on rank 0 (null
+  // elsewhere), with its step count; collective.
+  void gather_optimizer(train::AdamW& shard, train::AdamW* full, int64_t total);
 
  private:
   int dp_ = 1;
@@ -92,6 +99,7 @@ class TrainDist {
   std::optional<dist::RankGrid> grid_;
   std::optional<dist::SpBlockAttention> attn_;
   std::optional<SpDpReducer> reducer_;
+  std::optional<dist::ZeroOptimizer> zero_;
   PipelineOptions pipe_opts_;
   std::optional<dist::StageReducer> stage_reducer_;  // pp > 1: also the clipping norm over stages
   std::optional<dist::Pipeline> pipe_;

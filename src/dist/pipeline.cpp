@@ -149,6 +149,8 @@ double Pipeline::run(const float* P, float* G, const model::BatchView& b, float*
         stats_.bytes_sent += n * sizeof(float);
       }
     } else {
+      // recomputation rewrites the stage output in backward: its send must be complete
+      timed_wait(act_sends_[static_cast<size_t>(slot)]);
       model_.select_slot(slot);
       if (!last) {
         Request r =

@@ -155,6 +155,20 @@ std::vector<float> latitude_weights(const float* lat_deg, int64_t H) {
 }
 
 // ------------------------------------------------------------------------ planned buffers
+// A block's saved buffer of one kind: one per block, or with activation recomputation one
+// slot shared by every block (the block being recomputed and back-propagated), so that the
+// block code indexes [i] either way.
+template <typename T>
+struct PerBlock {
+  std::vector<Buffer<T>> slots;
+  bool shared = false;
+  void resize(int64_t blocks, bool share = false) {
+    shared = share;
+    slots.resize(share ? std::min<int64_t>(blocks, 1) : blocks);
+  }
+  Buffer<T>& operator[](int64_t i) { return slots[shared ? 0 : i]; }
+};
+
 // Saved activations: what one forward keeps for its backward. With several slots (pipeline
 // micro-batches in flight) each slot has its own set; the selected slot's set lives in Act (its
 // base) and the others are parked, so the layer code reads a.xs[i] whichever slot is selected.
@@ -169,9 +183,9 @@ struct ClimaX::Saved {
   Buffer<float> tscaled;  // [B] lead time / 100
   // blocks (index i), xs has depth+1 entries: xs[i] is the input of block i (a pipeline stage
   // allocates xs[first_block .. last_block] and the blocks [first_block, last_block) only)
-  std::vector<Buffer<float>> xs, ln1_mean, ln1_rstd, qkv, attn_o, lse, x_mid, ln2_mean,
-      ln2_rstd, fc1_pre;
-  std::vector<Buffer<unsigned char>> sp_saved;  // per block: the SP scheme's saved state
+  std::vector<Buffer<float>> xs;
+  PerBlock<float> ln1_mean, ln1_rstd, qkv, attn_o, lse, x_mid, ln2_mean, ln2_rstd, fc1_pre;
+  PerBlock<unsigned char> sp_saved;  // per block: the SP scheme's saved state
   // final norm and head
   Buffer<float> lnf_out, lnf_mean, lnf_rstd;  // [T,D], [T], [T]
   std::vector<Buffer<float>> head_pre, head_act;  // decoder_depth x [T,D]
@@ -294,6 +308,19 @@ int64_t ClimaX::logical_total() const {
   return ClimaX(cfg_).params().total();
 }
 
+std::pair<int64_t, int64_t> ClimaX::unit_range(int u) const {
+  SEQVIT_CHECK(u >= 0 && u < num_units(), "parameter unit {} out of range: valid units are 0 to {}",
+               u, num_units() - 1);
+  // first tensor of each unit: embeddings from 0, block i from its norm1, the head from norm
+  auto first = [&](int k) -> int64_t {
+    if (k == 0) return 0;
+    if (k == num_units()) return table_.total();
+    if (k == num_units() - 1) return norm_w_ >= 0 ? table_[norm_w_].offset : table_.total();
+    return table_[blocks_[k - 1].norm1_w].offset;
+  };
+  return {first(u), first(u + 1)};
+}
+
 void ClimaX::init(float* P, uint64_t seed) const {
   if (!(has_embed() && has_head())) {  // a stage: the single-process values of its tensors
     const ClimaX whole(cfg_);
@@ -402,10 +429,11 @@ void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttent
     sv.xs.resize(L + 1);
     for (auto* v : {&sv.ln1_mean, &sv.ln1_rstd, &sv.qkv, &sv.attn_o, &sv.lse, &sv.x_mid,
                     &sv.ln2_mean, &sv.ln2_rstd, &sv.fc1_pre})
-      v->resize(L);
-    sv.sp_saved.resize(sp ? L : 0);
+      v->resize(L, recompute_);
+    sv.sp_saved.resize(sp ? L : 0, recompute_);
     for (int64_t i = i0; i <= i1; ++i) S(sv.xs[i], T * D);
-    for (int64_t i = i0; i < i1; ++i) {
+    // with recomputation only the block inputs xs are kept per block: one shared slot of the rest
+    for (int64_t i = i0; i < (recompute_ ? std::min<int64_t>(i1, i0 + 1) : i1); ++i) {
       S(sv.ln1_mean[i], T);
       S(sv.ln1_rstd[i], T);
       S(sv.qkv[i], T * 3 * D);
@@ -421,6 +449,14 @@ void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttent
       S(sv.ln2_mean[i], T);
       S(sv.ln2_rstd[i], T);
       S(sv.fc1_pre[i], T * F);
+    }
+    if (recompute_ && i1 > i0) {  // the shared slot is scratch: live only in one block's backward
+      size_t slot = sv.sp_saved.slots.empty() ? 0 : sv.sp_saved[i0].bytes();
+      for (auto* v : {&sv.ln1_mean, &sv.ln1_rstd, &sv.qkv, &sv.attn_o, &sv.lse, &sv.x_mid,
+                      &sv.ln2_mean, &sv.ln2_rstd, &sv.fc1_pre})
+        slot += (*v)[i0].bytes();
+      saved -= slot;
+      scratch += slot;
     }
     if (!head) return;
     S(sv.lnf_out, T * D);
@@ -547,11 +583,21 @@ double ClimaX::forward(const float* P, const BatchView& b, float* pred) {
                "at most {}", b.B, max_batch_);
   Act& a = *act_;
   B_ = b.B;
-  if (has_embed()) embed_forward(P, b);  // else: stage_input() holds the previous stage's output
-  for (int i = static_cast<int>(shard_.first_block); i < shard_.last_block; ++i)
+  const int head_unit = num_units() - 1;
+  if (has_embed()) {  // else: stage_input() holds the previous stage's output
+    if (hooks_) hooks_->forward_begin(0);
+    embed_forward(P, b);
+    if (hooks_) hooks_->forward_end(0);
+  }
+  for (int i = static_cast<int>(shard_.first_block); i < shard_.last_block; ++i) {
+    if (hooks_) hooks_->forward_begin(1 + i);
     block_forward(P, i);
+    if (hooks_) hooks_->forward_end(1 + i);
+  }
   if (!has_head()) return 0;  // stage_output() goes to the next stage
+  if (hooks_) hooks_->forward_begin(head_unit);
   head_forward(P);
+  if (hooks_) hooks_->forward_end(head_unit);
 
   // pred and the latitude-weighted MSE, with its gradient dpred for backward
   const int64_t H = cfg_.img_h, W = cfg_.img_w, V = cfg_.V(), Vo = cfg_.Vo(), HW = H * W;
@@ -756,12 +802,25 @@ void ClimaX::head_forward(const float* P) {
 // ------------------------------------------------------------------------ backward
 void ClimaX::backward(const float* P, float* G) {
   SEQVIT_CHECK(act_ && B_ > 0, "ClimaX::backward without a forward");
+  const int head_unit = num_units() - 1;
   // leaves dL/dxs[depth] in act_->dx; a stage without the head has it there already
   // (stage_output_grad(), from the next stage)
-  if (has_head()) head_backward(P, G);
-  for (int i = static_cast<int>(shard_.last_block) - 1; i >= shard_.first_block; --i)
+  if (has_head()) {
+    if (hooks_) hooks_->backward_begin(head_unit);
+    head_backward(P, G);
+    if (hooks_) hooks_->backward_end(head_unit);
+  }
+  for (int i = static_cast<int>(shard_.last_block) - 1; i >= shard_.first_block; --i) {
+    if (hooks_) hooks_->backward_begin(1 + i);
+    if (recompute_) block_forward(P, i);  // from the saved input xs[i] (rewrites xs[i+1])
     block_backward(P, G, i);
-  if (has_embed()) embed_backward(P, G, act_->dx.data());  // else: act_->dx to the previous stage
+    if (hooks_) hooks_->backward_end(1 + i);
+  }
+  if (has_embed()) {  // else: act_->dx (stage_input_grad()) goes to the previous stage
+    if (hooks_) hooks_->backward_begin(0);
+    embed_backward(P, G, act_->dx.data());
+    if (hooks_) hooks_->backward_end(0);
+  }
 }
 
 void ClimaX::head_backward(const float* P, float* G) {

@@ -48,6 +48,7 @@ struct Case {
   PipeSchedule schedule = PipeSchedule::OneFOneB;
   int pp = 1, dp = 1, sp = 1, micro = 4;
   int64_t depth = 2;
+  bool recompute = false;  // activation recomputation inside the stages
 };
 
 class PipelineMpiTest : public seqvit_test::MpiTest {
@@ -93,6 +94,7 @@ class PipelineMpiTest : public seqvit_test::MpiTest {
     par.shard = shard;
     par.micro_batches = k.micro;
     par.slots = dist::pipeline_slots(k.schedule, k.pp, stage, k.micro);
+    par.recompute = k.recompute;
     train::Trainer tr(c, oc, Bl, model::Precision::F32, 7, par);
     dist::Pipeline pipe(grid.pp(), tr.model(), k.schedule, k.micro);
     dist::StageReducer red(grid.sp_dp(), grid.pp());
@@ -161,6 +163,13 @@ TEST_F(PipelineMpiTest, Pp2GPipeAggregate) { check({Agg, GPipe, 2, 1, 1, 4}); }
 TEST_F(PipelineMpiTest, Pp2OneFOneBAggregate) { check({Agg, F1B1, 2, 1, 1, 4}); }
 TEST_F(PipelineMpiTest, Pp2GPipePerVariable) { check({PerVar, GPipe, 2, 1, 1, 4}); }
 TEST_F(PipelineMpiTest, Pp2OneFOneBPerVariable) { check({PerVar, F1B1, 2, 1, 1, 4}); }
+// np 2: with activation recomputation in the stages (xs[last] is recomputed after its send)
+TEST_F(PipelineMpiTest, Pp2OneFOneBRecomputeAggregate) {
+  check({Agg, F1B1, 2, 1, 1, 4, 4, true});
+}
+TEST_F(PipelineMpiTest, Pp2GPipeRecomputePerVariable) {
+  check({PerVar, GPipe, 2, 1, 1, 4, 4, true});
+}
 // np 2: accumulation (pp 1) over 4 micro-batches of 1, with dp 2
 TEST_F(PipelineMpiTest, AccumulateDp2Aggregate) { check({Agg, F1B1, 1, 2, 1, 4}); }
 TEST_F(PipelineMpiTest, AccumulateDp2PerVariable) { check({PerVar, F1B1, 1, 2, 1, 4}); }
