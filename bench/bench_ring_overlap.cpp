@@ -6,7 +6,8 @@
 // Per local block size n (tokens per rank; one K/V block is [B, n, 2, Hh, d] floats) the program
 // times one ring step on every rank (median over --reps, then the max over ranks):
 //   transfer  irecv from r-1 + isend to r+1 of the block, then wait: nothing else
-//   compute   the block's flash attention forward (n queries x n keys), alone
+//   compute   the block's flash attention forward (n queries x n keys), alone: one call, and
+//             in the pieces below without communication (their own overhead)
 //   nominal   post, one flash call, wait: the seconds in the call and in the wait after it
 //   progress  post, the flash call split into pieces of one (batch, head) pair and --rows
 //             queries with Request::test() on both requests between pieces, wait: the same
@@ -46,7 +47,7 @@ namespace {
 
 struct Options {
   std::vector<int64_t> tokens{16, 256, 1024, 2048};
-  int64_t batch = 1, heads = 8, dim = 64, rows = 96;
+  int64_t batch = 1, heads = 8, dim = 64, rows = 768;
   int reps = 5;
   bool check = false;
 };
@@ -202,10 +203,12 @@ double transfer_only(dist::Comm& world, Block& blk) {
   return since(t0);
 }
 
-double compute_only(dist::Comm& world, Block& blk) {
+// rows == 0: one call; else the pieces without any request to test (their own overhead).
+double compute_only(dist::Comm& world, Block& blk, int64_t rows) {
   world.barrier();
   const auto t0 = Clock::now();
-  kernels::flash_attention_forward(blk.args());
+  if (rows == 0) kernels::flash_attention_forward(blk.args());
+  else pieced_forward(blk.args(), rows, nullptr, 0);
   return since(t0);
 }
 
@@ -280,8 +283,8 @@ int run(int argc, char** argv) {
     fmt::print("ring step per rank, np {}, OMP threads {}, B {} Hh {} d {}, piece rows {}, median of "
                "{}, max over ranks (ms)\n",
                P, omp_get_max_threads(), o.batch, o.heads, o.dim, o.rows, o.reps);
-    fmt::print("{:>6} {:>10} {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9}\n", "n", "block", "transfer",
-               "compute", "nominal", "wait", "progress", "wait");
+    fmt::print("{:>6} {:>10} {:>9} {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9}\n", "n", "block",
+               "transfer", "compute", "pieces", "nominal", "wait", "progress", "wait");
   }
   for (const int64_t n : o.tokens) {
     Block blk = make_block(o.batch, n, o.heads, o.dim, r);
@@ -299,21 +302,24 @@ int run(int argc, char** argv) {
       if (!arrived) fmt::print(stderr, "rank {}: n {}: received block differs\n", r, n);
       ok = ok && same && arrived;
     }
-    std::vector<double> tr, co, nc, nw, pc, pw;
+    std::vector<double> tr, co, cp, nc, nw, pc, pw;
     for (int rep = 0; rep < o.reps; ++rep) {
       tr.push_back(transfer_only(world, blk));
-      co.push_back(compute_only(world, blk));
+      co.push_back(compute_only(world, blk, 0));
+      cp.push_back(compute_only(world, blk, o.rows));
       const StepTimes a = ring_step(world, blk, 0);
       nc.push_back(a.compute), nw.push_back(a.wait);
       const StepTimes b = ring_step(world, blk, o.rows);
       pc.push_back(b.compute), pw.push_back(b.wait);
     }
-    double v[6] = {median(tr), median(co), median(nc), median(nw), median(pc), median(pw)};
+    double v[7] = {median(tr), median(co), median(cp), median(nc),
+                   median(nw), median(pc), median(pw)};
     for (double& x : v) x = max_over_ranks(world, x) * 1e3;
     const double kib = 2.0 * o.batch * n * o.heads * o.dim * 4 / 1024.0;
     if (r == 0)
-      fmt::print("{:>6} {:>6.0f} KiB {:>9.3f} {:>9.3f} | {:>9.3f} {:>9.3f} | {:>9.3f} {:>9.3f}\n",
-                 n, kib, v[0], v[1], v[2], v[3], v[4], v[5]);
+      fmt::print("{:>6} {:>6.0f} KiB {:>9.3f} {:>9.3f} {:>9.3f} | {:>9.3f} {:>9.3f} | {:>9.3f} "
+                 "{:>9.3f}\n",
+                 n, kib, v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
   }
   if (r == 0)
     fmt::print("\nring operator, N = {} x n (ms per call; wait = Comm counters' Send + Recv "

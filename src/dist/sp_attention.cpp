@@ -381,14 +381,17 @@ RingLayout ring_layout(const SpAttentionShape& s, int P, void* saved, void* ws, 
 // pair: queries in the forward, keys in the backward (dQ then accumulates over the key pieces in
 // the same order as over the kernel's own key tiles). The kernels take every piece through the
 // same strides, without copies. Row ranges are multiples of the kernels' tiles (96 queries, 128
-// keys) and never shorter than one, so every row is computed exactly as in one call: with one
-// thread O, LSE, dQ, dK, dV are bit-identical to the unpieced step; with several threads the
-// backward's dQ may be summed in another order (fp32 rounding).
-// Piece size: kPieceFlops per thread, ~1 ms at the kernels' rate, unless the environment sets
-// SEQVIT_RING_PIECE_FLOPS (a positive number; tests use 1 to cut every step as finely as the
-// tiles allow, and a cluster whose transport needs fewer progress calls may raise it).
-constexpr double kPieceFlops = 64.0 * (1 << 20);
+// keys), so every row is computed exactly as in one call: with one thread O, LSE, dQ, dK, dV are
+// bit-identical to the unpieced step; with several threads the backward's dQ may be summed in
+// another order (fp32 rounding). A forward call packs K^T of all its keys, so query ranges are
+// at least 8 tiles (768 rows: the packing then costs ~3%, bench_ring_overlap "pieces"); a
+// backward call packs only its own keys, so key ranges may be as short as 2 tiles.
+// Piece size: kPieceFlops per thread (~1.3 ms at the kernels' ~100 GFLOP/s), unless the
+// environment sets SEQVIT_RING_PIECE_FLOPS (a positive number; tests use 1 to cut every step as
+// finely as the tiles allow; a transport that needs fewer progress calls may raise it).
+constexpr double kPieceFlops = 128.0 * (1 << 20);
 constexpr int64_t kQueryTile = 96, kKeyTile = 128;  // the flash kernels' kBq, kBk
+constexpr int64_t kMinQueryTiles = 8, kMinKeyTiles = 2;
 
 double piece_flops() {
   const char* e = std::getenv("SEQVIT_RING_PIECE_FLOPS");
@@ -407,12 +410,15 @@ struct RingPieces {
   int64_t rows;            // rows per piece (N/P: not split; else batches = heads = 1)
 };
 
-// `row_flops`: the flops of one row (query or key) of one pair.
-RingPieces ring_pieces(const Dims& g, int threads, int64_t tile, double row_flops) {
+// `rows` of `min_rows` or more in multiples of `tile`; `row_flops`: the flops of one row (query
+// or key) of one pair.
+RingPieces ring_pieces(const Dims& g, int threads, int64_t tile, int64_t min_rows,
+                       double row_flops) {
   const double target = piece_flops() * threads, pair = row_flops * static_cast<double>(g.Nl);
   if (pair > target) {
-    const int64_t rows = std::max<int64_t>(
-        static_cast<int64_t>(target / row_flops) / tile * tile, tile * threads);  // < N/P
+    const double fit = std::min(target / row_flops, static_cast<double>(g.Nl));
+    const int64_t rows = std::max<int64_t>(static_cast<int64_t>(fit) / tile * tile,
+                                           std::max<int64_t>(min_rows, tile * threads));
     if (rows < g.Nl) return RingPieces{1, 1, rows};
   }
   const int64_t per = std::max<int64_t>(
@@ -676,7 +682,7 @@ void ring_attention_forward(Comm& sp, const SpAttentionArgs& a) {
   const size_t n = static_cast<size_t>(2 * g.B * g.Nl * g.Hh * g.d);
   const int next = (g.r + 1) % g.P, prev = (g.r + g.P - 1) % g.P;
   const RingPieces pc = ring_pieces(g, omp_get_max_threads(), kQueryTile,
-                                    4.0 * static_cast<double>(g.Nl * g.d));
+                                    kMinQueryTiles * kQueryTile, 4.0 * double(g.Nl * g.d));
   if (g.P > 1) pack_kv(g, a.k, a.v, L.kv[0]);
   AttentionArgs f = flash_args(g.B, g.Hh, g.Nl, g.Nl, g.d, a.scale);
   f.q = a.q;
@@ -717,7 +723,7 @@ void ring_attention_backward(Comm& sp, const SpAttentionArgs& a) {
   const size_t n = static_cast<size_t>(2 * g.B * g.Nl * g.Hh * g.d);
   const int next = (g.r + 1) % g.P, prev = (g.r + g.P - 1) % g.P;
   const RingPieces pc = ring_pieces(g, omp_get_max_threads(), kKeyTile,
-                                    10.0 * static_cast<double>(g.Nl * g.d));
+                                    kMinKeyTiles * kKeyTile, 10.0 * double(g.Nl * g.d));
   if (g.P > 1) pack_kv(g, a.k, a.v, L.kv[0]);
   AttentionArgs f = flash_args(g.B, g.Hh, g.Nl, g.Nl, g.d, a.scale);
   f.q = a.q;

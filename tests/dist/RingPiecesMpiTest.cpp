@@ -60,7 +60,7 @@ class RingPieces : public MpiTest {
   // Full-sequence inputs, the same on every rank; this rank's slice packed as the model's qkv.
   void SetUp() override {
     const int P = size(), r = rank();
-    N = Nl * P;
+    Nl = N / P;
     const size_t full = static_cast<size_t>(B * N * H * d);
     q = same_on_every_rank(full, 11), k = same_on_every_rank(full, 12);
     v = same_on_every_rank(full, 13), dout = same_on_every_rank(full, 14);
@@ -134,10 +134,11 @@ class RingPieces : public MpiTest {
     return out;
   }
 
-  // 300 rows per rank: forward query ranges 96, 96, 108 and backward key ranges 128, 172 when
-  // cut as finely as possible; 2 x 4 (batch, head) pairs for the grouped pieces.
-  const int64_t B = 2, H = 4, d = 8, Nl = 300;
-  int64_t N = 0;
+  // N = 3200: at np 2, 1600 rows per rank, cut as finely as the tiles allow into query ranges
+  // 768, 832 and key ranges 256 x 5, 320; at np 4, 800 rows: one query range, key ranges
+  // 256 x 2, 288. 2 x 3 (batch, head) pairs for the grouped pieces.
+  const int64_t B = 2, H = 3, d = 4;
+  int64_t Nl = 0, N = 3200;
   std::vector<float> q, k, v, dout, qkv, do_l;
 };
 
@@ -157,17 +158,20 @@ TEST_F(RingPieces, EveryPieceSizeGivesTheSameResult) {
     one = ring();
   }
   EXPECT_LE(rel_err(one, reference()), 1e-5);
-  // 1: row ranges of one pair; 1e7: fwd 3 pairs (head ranges), bwd single pairs; 2.5e7: fwd
-  // whole batches, bwd 3 pairs. The default cuts this shape into one piece too.
-  for (const char* flops : {"1", "1e7", "2.5e7"}) {
-    EnvVar e("SEQVIT_RING_PIECE_FLOPS", flops);
+  // In flops of one forward pair (4 Nl^2 d; a backward pair is 2.5 times that): 2: forward
+  // head ranges of 2 and 1, backward key ranges; 3.5: forward whole batches, backward single
+  // pairs; 7: forward both batches, backward head ranges. 1: the finest cut.
+  const double fp = 4.0 * double(Nl * Nl * d);
+  for (const double flops : {1.0, 2 * fp, 3.5 * fp, 7 * fp}) {
+    const std::string value = std::to_string(flops);
+    EnvVar e("SEQVIT_RING_PIECE_FLOPS", value.c_str());
     const std::vector<float> x = ring();
     if (omp_get_max_threads() == 1) {
       size_t differ = 0;
       for (size_t i = 0; i < x.size(); ++i) differ += x[i] == one[i] ? 0 : 1;
-      EXPECT_EQ(differ, 0u) << "SEQVIT_RING_PIECE_FLOPS=" << flops;
+      EXPECT_EQ(differ, 0u) << "SEQVIT_RING_PIECE_FLOPS=" << value;
     } else {  // the backward may sum dQ in another order
-      EXPECT_LE(rel_err(x, one), 1e-6) << "SEQVIT_RING_PIECE_FLOPS=" << flops;
+      EXPECT_LE(rel_err(x, one), 1e-6) << "SEQVIT_RING_PIECE_FLOPS=" << value;
     }
   }
 }
