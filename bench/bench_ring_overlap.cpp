@@ -4,7 +4,9 @@
 // kernel call may not move at all until the wait after it.
 //
 // Per local block size n (tokens per rank; one K/V block is [B, n, 2, Hh, d] floats) the program
-// times one ring step on every rank (median over --reps, then the max over ranks):
+// times one ring step on every rank (per rep the max over ranks; for a wait the min over ranks,
+// i.e. the wait of the rank that arrived last, which is not waiting for a slower peer's compute;
+// then the median over --reps):
 //   transfer  irecv from r-1 + isend to r+1 of the block, then wait: nothing else
 //   compute   the block's flash attention forward (n queries x n keys), alone: one call, and
 //             in the pieces below without communication (their own overhead)
@@ -14,7 +16,8 @@
 //             two numbers
 // A wait after compute of ~0 means the transfer overlapped; ~transfer means it did not.
 // Then the ring operator itself, dist::ring_attention_forward + _backward at N = P n: wall
-// seconds per call and the seconds its Comm counters spent in wait()/test() (Send + Recv).
+// seconds per call and the seconds its Comm counters spent in wait()/test() (Send + Recv, summed
+// over the steps; min over ranks as above).
 //   mpirun -np 2 bench_ring_overlap [--tokens n1,n2,..] [--batch B] [--heads Hh] [--dim d]
 //       [--rows R] [--reps R] [--check]
 // --check: validate only (tiny sizes, one rep): the pieces give bit-identical O and LSE, every
@@ -100,6 +103,11 @@ double median(std::vector<double> v) {
 double max_over_ranks(dist::Comm& world, double x) {
   double y = x;
   MPI_Allreduce(&x, &y, 1, MPI_DOUBLE, MPI_MAX, world.handle());
+  return y;
+}
+double min_over_ranks(dist::Comm& world, double x) {
+  double y = x;
+  MPI_Allreduce(&x, &y, 1, MPI_DOUBLE, MPI_MIN, world.handle());
   return y;
 }
 
@@ -212,7 +220,7 @@ double compute_only(dist::Comm& world, Block& blk, int64_t rows) {
   return since(t0);
 }
 
-// The ring operator at N = P n: forward + backward wall seconds (max over ranks of the medians)
+// The ring operator at N = P n: forward + backward wall seconds (medians of the max over ranks)
 // and the seconds its counters spent in wait()/test(), per call.
 struct OpTimes {
   double fwd = 0, fwd_wait = 0, bwd = 0, bwd_wait = 0;
@@ -255,21 +263,19 @@ OpTimes ring_operator(dist::Comm& world, const Options& o, int64_t n) {
     world.reset_stats();
     auto t0 = Clock::now();
     dist::ring_attention_forward(world, a);
-    fwd.push_back(since(t0));
-    fwd_wait.push_back(waited());
+    fwd.push_back(max_over_ranks(world, since(t0)));
+    fwd_wait.push_back(min_over_ranks(world, waited()));
     t.bytes_ok = t.bytes_ok && world.stats().bytes("", dist::OpKind::Send) == want.forward;
     world.barrier();
     world.reset_stats();
     t0 = Clock::now();
     dist::ring_attention_backward(world, a);
-    bwd.push_back(since(t0));
-    bwd_wait.push_back(waited());
+    bwd.push_back(max_over_ranks(world, since(t0)));
+    bwd_wait.push_back(min_over_ranks(world, waited()));
     t.bytes_ok = t.bytes_ok && world.stats().bytes("", dist::OpKind::Send) == want.backward;
   }
-  t.fwd = max_over_ranks(world, median(fwd));
-  t.fwd_wait = max_over_ranks(world, median(fwd_wait));
-  t.bwd = max_over_ranks(world, median(bwd));
-  t.bwd_wait = max_over_ranks(world, median(bwd_wait));
+  t.fwd = median(fwd), t.fwd_wait = median(fwd_wait);
+  t.bwd = median(bwd), t.bwd_wait = median(bwd_wait);
   return t;
 }
 
@@ -280,8 +286,8 @@ int run(int argc, char** argv) {
   SEQVIT_CHECK(P >= 2, "bench_ring_overlap needs at least 2 ranks (mpirun -np 2), got {}", P);
   bool ok = true;
   if (r == 0) {
-    fmt::print("ring step per rank, np {}, OMP threads {}, B {} Hh {} d {}, piece rows {}, median of "
-               "{}, max over ranks (ms)\n",
+    fmt::print("ring step per rank, np {}, OMP threads {}, B {} Hh {} d {}, piece rows {}, ms, median "
+               "over {} reps of the max over ranks (wait: of the min, the last rank to arrive)\n",
                P, omp_get_max_threads(), o.batch, o.heads, o.dim, o.rows, o.reps);
     fmt::print("{:>6} {:>10} {:>9} {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9}\n", "n", "block",
                "transfer", "compute", "pieces", "nominal", "wait", "progress", "wait");
@@ -303,18 +309,20 @@ int run(int argc, char** argv) {
       ok = ok && same && arrived;
     }
     std::vector<double> tr, co, cp, nc, nw, pc, pw;
+    auto mx = [&](double x) { return max_over_ranks(world, x); };
+    auto mn = [&](double x) { return min_over_ranks(world, x); };
     for (int rep = 0; rep < o.reps; ++rep) {
-      tr.push_back(transfer_only(world, blk));
-      co.push_back(compute_only(world, blk, 0));
-      cp.push_back(compute_only(world, blk, o.rows));
+      tr.push_back(mx(transfer_only(world, blk)));
+      co.push_back(mx(compute_only(world, blk, 0)));
+      cp.push_back(mx(compute_only(world, blk, o.rows)));
       const StepTimes a = ring_step(world, blk, 0);
-      nc.push_back(a.compute), nw.push_back(a.wait);
+      nc.push_back(mx(a.compute)), nw.push_back(mn(a.wait));
       const StepTimes b = ring_step(world, blk, o.rows);
-      pc.push_back(b.compute), pw.push_back(b.wait);
+      pc.push_back(mx(b.compute)), pw.push_back(mn(b.wait));
     }
     double v[7] = {median(tr), median(co), median(cp), median(nc),
                    median(nw), median(pc), median(pw)};
-    for (double& x : v) x = max_over_ranks(world, x) * 1e3;
+    for (double& x : v) x *= 1e3;
     const double kib = 2.0 * o.batch * n * o.heads * o.dim * 4 / 1024.0;
     if (r == 0)
       fmt::print("{:>6} {:>6.0f} KiB {:>9.3f} {:>9.3f} {:>9.3f} | {:>9.3f} {:>9.3f} | {:>9.3f} "
@@ -322,8 +330,9 @@ int run(int argc, char** argv) {
                  n, kib, v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
   }
   if (r == 0)
-    fmt::print("\nring operator, N = {} x n (ms per call; wait = Comm counters' Send + Recv "
-               "seconds, max over ranks)\n{:>6} {:>9} {:>9} | {:>9} {:>9}\n",
+    fmt::print("\nring operator, N = {} x n (ms per call, max over ranks; wait = Comm counters' "
+               "Send + Recv seconds, in wait() and test(), min over ranks)\n"
+               "{:>6} {:>9} {:>9} | {:>9} {:>9}\n",
                P, "n", "forward", "wait", "backward", "wait");
   for (const int64_t n : o.tokens) {
     const OpTimes t = ring_operator(world, o, n);
