@@ -372,9 +372,9 @@ RingLayout ring_layout(const SpAttentionShape& s, int P, void* saved, void* ws, 
 }
 
 // ---- Ring: pieces and progress ----
-// Open MPI (ob1 over vader, UCX or OFI alike) moves a message above the eager limit with a
-// rendezvous that advances only inside MPI calls, so K/V posted before one long flash call would
-// sit until the wait after it. Each ring step therefore runs its local attention in pieces of
+// Open MPI (ob1 over vader; UCX and OFI rendezvous likewise unless the network progresses on its
+// own) moves a message above the eager limit with a rendezvous that advances only inside MPI
+// calls, so K/V posted before one long flash call would sit until the wait after it. Each ring step therefore runs its local attention in pieces of
 // about kPieceFlops per thread and calls test() on the step's pending requests between pieces.
 // A piece is whole batches or a head range of one batch (its LSE rows, [B][Hh][N/P], are then
 // contiguous), or, when one (batch, head) pair is more work than a piece, a row range of one
@@ -388,7 +388,8 @@ RingLayout ring_layout(const SpAttentionShape& s, int P, void* saved, void* ws, 
 // backward call packs only its own keys, so key ranges may be as short as 2 tiles.
 // Piece size: kPieceFlops per thread (~1.3 ms at the kernels' ~100 GFLOP/s), unless the
 // environment sets SEQVIT_RING_PIECE_FLOPS (a positive number; tests use 1 to cut every step as
-// finely as the tiles allow; a transport that needs fewer progress calls may raise it).
+// finely as the tiles allow; a transport that needs fewer progress calls may raise it). With
+// P = 1 there is nothing to progress: one piece. docs/parallelism.md "Ring attention: overlap".
 constexpr double kPieceFlops = 128.0 * (1 << 20);
 constexpr int64_t kQueryTile = 96, kKeyTile = 128;  // the flash kernels' kBq, kBk
 constexpr int64_t kMinQueryTiles = 8, kMinKeyTiles = 2;
@@ -414,6 +415,7 @@ struct RingPieces {
 // or key) of one pair.
 RingPieces ring_pieces(const Dims& g, int threads, int64_t tile, int64_t min_rows,
                        double row_flops) {
+  if (g.P == 1) return RingPieces{g.B, g.Hh, g.Nl};
   const double target = piece_flops() * threads, pair = row_flops * static_cast<double>(g.Nl);
   if (pair > target) {
     const double fit = std::min(target / row_flops, static_cast<double>(g.Nl));
