@@ -52,6 +52,9 @@ class TrainDist {
   // the hash. Single process: the local hash.
   uint64_t check_replicated(const float* params, int64_t n);
   void barrier();
+  // The maximum of v over every rank (a stop flag that a signal set on some ranks only).
+  // Identity without MPI.
+  int64_t max_over_world(int64_t v);
 
  private:
   int dp_ = 1;
