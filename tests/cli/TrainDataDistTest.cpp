@@ -3,8 +3,8 @@
 // validation scores and final weights as the single process with the same global batch
 // (relative error <= 1e-5); checkpoints written by one layout resumed by another (dp 2 x sp 2 ->
 // 1 process, 1 process -> dp 2, 1 process -> sp 2 -> sp 4) continuing with the uninterrupted
-// run's losses; SIGTERM to one rank of four checkpoints and stops every rank; a multi-rank
-// launch without --dp/--sp is refused.
+// run's losses; SIGTERM to one rank of four checkpoints and stops every rank, and so does a NaN
+// loss; a multi-rank launch without --dp/--sp is refused.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -241,6 +241,43 @@ TEST_F(TrainDataDistTest, SigtermToOneRankCheckpointsOnEveryRankAndResumes) {
   std::vector<int64_t> after;
   for (const auto& [s, dir] : train::list_checkpoints((tmp_ / "sig").string())) after.push_back(s);
   EXPECT_EQ(after.back(), steps[0] + 2);
+}
+
+TEST_F(TrainDataDistTest, NanLossStopsEveryRankAtTheSameStep) {
+  // An absurd learning rate without clipping: step 1 is fine, step 2 overflows on every rank
+  // (the loss is all-reduced), which stop together with the checkpoint of step 1 intact.
+  const auto r = run_seqvit_mpi(2, base("nan") + mpi(2, 1) +
+                                       " --lr 1e3 --warmup 0 --grad-clip 0 --checkpoint-every 1 "
+                                       "--val-every 0");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("at step 2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("step_00000001"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("error on rank"), std::string::npos) << r.output;  // no abort
+  const auto cks = train::list_checkpoints((tmp_ / "nan").string());
+  ASSERT_EQ(cks.size(), 1u);
+  EXPECT_EQ(cks[0].first, 1);
+  EXPECT_EQ(events("nan", "non_finite_loss").size(), 1u);
+}
+
+TEST_F(TrainDataDistTest, AnErrorOnOneRankEndsTheJobNamingTheRank) {
+  // MPMD launch: rank 1 looks for the statistics cache elsewhere than rank 0 wrote it (as on a
+  // node that does not share the file system): it fails alone, and the job ends at once.
+  std::string other = base("run") + mpi(2, 1);
+  const std::string cache = (tmp_ / "stats.safetensors").string();
+  other.replace(other.find(cache), cache.size(), (tmp_ / "elsewhere.safetensors").string());
+  const auto r = seqvit_test::run_command(
+      "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+      "OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1 "
+      "OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none OMP_NUM_THREADS=1 "
+      "timeout 60 " SEQVIT_MPIEXEC " --oversubscribe -np 1 " SEQVIT_BINARY_DIR "/seqvit " +
+      base("run") + mpi(2, 1) + " : -np 1 " SEQVIT_BINARY_DIR "/seqvit " + other + " 2>&1");
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_NE(r.status, 124) << "timed out (a hang):\n" << r.output;
+  EXPECT_NE(r.output.find("seqvit: error on rank 1: forecast dataset: the statistics cache"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("elsewhere.safetensors"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(tmp_ / "elsewhere.safetensors"));  // never written by rank 1
 }
 
 TEST_F(TrainDataDistTest, MultiRankLaunchWithoutDpSpIsRefused) {
