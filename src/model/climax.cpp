@@ -196,8 +196,15 @@ struct ClimaX::Act {
 
 ClimaX::~ClimaX() { delete act_; }
 
-ClimaX::ClimaX(const ModelConfig& cfg) : cfg_(cfg) {
+ClimaX::ClimaX(const ModelConfig& cfg, const ModelShard& shard) : cfg_(cfg), shard_(shard) {
   cfg_.validate();
+  if (shard_.last_block < 0) shard_.last_block = cfg_.depth;
+  SEQVIT_CHECK(shard_.tp_size == 1 && shard_.tp_rank == 0,
+               "tensor parallelism (tp_size {}) is not implemented in the model yet",
+               shard_.tp_size);
+  SEQVIT_CHECK(shard_.first_block == 0 && shard_.last_block == cfg_.depth,
+               "pipeline stages (blocks [{}, {}) of {}) are not implemented in the model yet",
+               shard_.first_block, shard_.last_block, cfg_.depth);
   out_index_ = cfg_.out_index();
   out_slot_.assign(cfg_.V(), -1);
   for (int64_t o = 0; o < cfg_.Vo(); ++o) out_slot_[out_index_[o]] = o;
@@ -243,6 +250,12 @@ ClimaX::ClimaX(const ModelConfig& cfg) : cfg_(cfg) {
     head_b_.push_back(table_.add(fmt::format("head.{}.bias", 2 * k), {out}));
   }
 }
+
+std::vector<LogicalRun> ClimaX::logical_runs() const {
+  return {LogicalRun{0, 0, table_.total()}};
+}
+
+int64_t ClimaX::logical_total() const { return table_.total(); }
 
 void ClimaX::init(float* P, uint64_t seed) const {
   Rng rng(seed);

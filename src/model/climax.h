@@ -28,16 +28,46 @@ struct BatchView {
   const float* lat = nullptr;
 };
 
+// A run of this rank's parameter buffer that is contiguous in the single-process ("logical")
+// buffer: local[local_offset, +count) holds logical[logical_offset, +count). Checkpoints and
+// `seqvit grad` hold logical tensors; a sharded model (tensor or pipeline parallel) describes
+// its share of them with these runs (dist/logical.h gathers and scatters by them). Gradients
+// and optimizer state share the parameters' layout, so the same runs describe them.
+struct LogicalRun {
+  int64_t local_offset = 0, logical_offset = 0, count = 0;
+};
+
+// The part of the model this rank holds; the default is the whole model.
+//  - Tensor parallelism (Megatron, DESIGN §4): rank tp_rank of tp_size holds its columns of
+//    qkv and fc1 (heads and hidden units), its rows of proj and fc2, and likewise of the
+//    variable aggregation attention; the rest is replicated.
+//  - Pipeline parallelism: the blocks [first_block, last_block) (last_block < 0: depth); the
+//    stage with first_block 0 also holds the embeddings, the one ending at depth the head.
+// The parameter table then holds only this rank's tensors, with the single-process names and
+// this rank's shapes; logical_runs() maps it into the single-process buffer.
+struct ModelShard {
+  int tp_size = 1, tp_rank = 0;
+  int64_t first_block = 0, last_block = -1;
+};
+
 struct BlockParams {
   int norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b;
 };
 
 class ClimaX {
  public:
-  explicit ClimaX(const ModelConfig& cfg);  // validates cfg, builds the parameter table
+  // Validates cfg and the shard, builds the parameter table of this rank's share.
+  explicit ClimaX(const ModelConfig& cfg, const ModelShard& shard = {});
 
   const ModelConfig& config() const { return cfg_; }
+  const ModelShard& shard() const { return shard_; }
   const TensorTable& params() const { return table_; }
+
+  // This rank's share of the logical parameter buffer (see LogicalRun), in increasing
+  // local_offset; one run covering everything on an unsharded model. logical_total() is the
+  // size of the single-process buffer.
+  std::vector<LogicalRun> logical_runs() const;
+  int64_t logical_total() const;
 
   // ClimaX initialisation into a flat parameter buffer of params().total() floats:
   // truncated normal(0.02) for Linear/conv weights, zero biases, LayerNorm (1, 0), 2-D sin-cos
@@ -91,6 +121,7 @@ class ClimaX {
   double shard_loss(const BatchView& b, float* pred);  // sequence-parallel loss, see plan()
 
   ModelConfig cfg_;
+  ModelShard shard_;
   TensorTable table_;
   // parameter indices
   std::vector<int> tok_w_, tok_b_;
