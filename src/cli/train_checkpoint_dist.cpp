@@ -20,7 +20,20 @@ ReplicatedState::ReplicatedState(TrainDist& dist, const TrainOptions& o) : dist_
   layout_ = j.dump();
 }
 
+namespace {
+// The replicated state is the whole logical buffer on every rank (no TP/PP shard).
+void check_unsharded(const model::ClimaX& m) {
+  const auto runs = m.logical_runs();
+  if (runs.size() != 1 || runs[0].count != m.logical_total() || runs[0].local_offset != 0 ||
+      runs[0].logical_offset != 0 || m.params().total() != m.logical_total())
+    fail("checkpoint: this rank holds a shard of the model ({} logical runs of {} floats); the "
+         "replicated checkpoint writer handles whole replicas only (DP x SP)",
+         runs.size(), m.logical_total());
+}
+}  // namespace
+
 LogicalState ReplicatedState::gather(train::Trainer& tr) {
+  check_unsharded(tr.model());
   const int64_t n = tr.model().params().total();
   auto& opt = tr.optimizer();
   LogicalState s{tr.params(), opt.m(), opt.v(), opt.steps_done(), 0};
@@ -51,6 +64,7 @@ LogicalState ReplicatedState::gather(train::Trainer& tr) {
 }
 
 void ReplicatedState::scatter(const LogicalState& logical, train::Trainer& tr) {
+  check_unsharded(tr.model());
   const int64_t n = tr.model().params().total();
   std::copy_n(logical.params, n, tr.params());
   std::copy_n(logical.m, n, tr.optimizer().m());
