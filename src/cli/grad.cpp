@@ -32,6 +32,8 @@ struct GradOptions {
   bool bf16 = false;
   int sp = 0;  // 0: no MPI at all
   std::string sp_mode = "ulysses";
+  int sp_ulysses = 0;            // --sp-mode 2d: the Ulysses degree U (P / U ring or LSS groups)
+  std::string sp_outer = "ring";  // --sp-mode 2d: ring or lss across the Ulysses groups
 };
 
 // The number of ranks this process was launched among by mpirun (Open MPI, MPICH/PMI), or 1.
@@ -43,16 +45,16 @@ int launched_ranks() {
 
 void run_grad(const GradOptions& o) {
   std::optional<dist::SpMode> mode;
+  dist::GridConfig g;  // with --sp: the SP degrees, checked before MPI starts
   if (o.sp == 0) {
     if (launched_ranks() > 1)
       fail("seqvit grad was launched as {} ranks without --sp; to split the sequence pass "
-           "--sp {} --sp-mode ulysses|lss|ring, or run it as one process",
+           "--sp {} --sp-mode ulysses|lss|ring|2d, or run it as one process",
            launched_ranks(), launched_ranks());
   } else {
     if (o.sp < 1) fail("--sp must be >= 1, got {}", o.sp);
     mode = dist::parse_sp_mode(o.sp_mode);
-    if (*mode == dist::SpMode::TwoD)
-      fail("--sp-mode 2d is not supported by seqvit grad yet; use ulysses, lss or ring");
+    dist::set_sp_degrees(g, o.sp, *mode, o.sp_ulysses, dist::parse_sp_outer(o.sp_outer));
     if (o.bf16) fail("--sp runs in fp32 only (the SP attention operators have no bf16 mode); "
                      "drop --bf16");
   }
@@ -90,12 +92,9 @@ void run_grad(const GradOptions& o) {
     if (world->size() != o.sp)
       fail("--sp {} needs {} ranks (mpirun -np {}), but this job has {}", o.sp, o.sp, o.sp,
            world->size());
-    dist::GridConfig g;
-    g.sp_mode = *mode;
-    (*mode == dist::SpMode::Ulysses ? g.sp_ulysses : g.sp_ring) = o.sp;
     dist::validate(g, world->size(), cfg, B);
     grid.emplace(*world, g);
-    attn.emplace(grid->sp(), *mode);
+    attn.emplace(*grid);
   }
   const bool root = !grid || grid->sp().rank() == 0;
 
@@ -144,7 +143,12 @@ void run_grad(const GradOptions& o) {
   w.write(o.out);
   if (mode)
     fmt::print("sequence parallel: {} rank{}, {}, {} of {} tokens per rank\n", o.sp,
-               o.sp == 1 ? "" : "s", o.sp_mode, m.local_tokens(), cfg.N());
+               o.sp == 1 ? "" : "s",
+               *mode == dist::SpMode::TwoD
+                   ? fmt::format("2d (ulysses {} x {} {})", grid->sp_ulysses().size(),
+                                 o.sp_outer, grid->sp_ring().size())
+                   : o.sp_mode,
+               m.local_tokens(), cfg.N());
   fmt::print("loss {:.9g}; wrote pred, loss and {} gradients to {}\n", loss,
              m.params().entries().size(), o.out);
 }
@@ -163,8 +167,15 @@ void add_grad(CLI::App& app) {
   c->add_option("--sp", opts->sp,
                 "sequence-parallel degree: split the tokens over P ranks (run under "
                 "mpirun -np P; fp32)");
-  c->add_option("--sp-mode", opts->sp_mode, "sequence-parallel attention: ulysses, lss or ring")
+  c->add_option("--sp-mode", opts->sp_mode,
+                "sequence-parallel attention: ulysses, lss, ring or 2d (Ulysses inside groups "
+                "of --sp-ulysses ranks, --sp-outer across them)")
       ->default_str("ulysses");
+  c->add_option("--sp-ulysses", opts->sp_ulysses,
+                "--sp-mode 2d: Ulysses degree U, dividing --sp P and at most the heads");
+  c->add_option("--sp-outer", opts->sp_outer,
+                "--sp-mode 2d: ring or lss across the P / U Ulysses groups")
+      ->default_str("ring");
   c->callback([opts] { run_grad(*opts); });
 }
 

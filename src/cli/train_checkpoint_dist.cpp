@@ -16,6 +16,10 @@ namespace seqvit::cli {
 ReplicatedState::ReplicatedState(TrainDist& dist, const TrainOptions& o) : dist_(dist) {
   nlohmann::json j{{"world", o.dp * o.sp}, {"dp", o.dp}, {"sp", o.sp}};
   if (o.sp > 1) j["sp_mode"] = o.sp_mode;
+  if (o.sp > 1 && o.sp_mode == "2d") {
+    j["sp_ulysses"] = o.sp_ulysses;
+    j["sp_outer"] = o.sp_outer;
+  }
   j["state"] = "replicated";
   layout_ = j.dump();
 }
@@ -86,7 +90,11 @@ std::string describe_layout(const std::string& layout_json) {
     const int world = j.value("world", 1);
     if (world == 1) return "1 process";
     std::string s = fmt::format("{} ranks: dp {} x sp {}", world, j.value("dp", 1), j.value("sp", 1));
-    if (j.contains("sp_mode")) s += fmt::format(" ({})", j.at("sp_mode").get<std::string>());
+    if (j.contains("sp_ulysses"))
+      s += fmt::format(" (2d: ulysses {} x {})", j.at("sp_ulysses").get<int>(),
+                       j.value("sp_outer", std::string("ring")));
+    else if (j.contains("sp_mode"))
+      s += fmt::format(" ({})", j.at("sp_mode").get<std::string>());
     return s;
   } catch (const std::exception&) {
     return "an unreadable layout (" + layout_json + ")";

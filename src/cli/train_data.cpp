@@ -180,7 +180,7 @@ void run_train_data(TrainOptions o) {
 
   // MPI and the rank grid (only with --dp/--sp > 1; refuses a multi-rank launch without them).
   std::optional<TrainDist> dist;
-  dist.emplace(o.dp, o.sp, o.sp_mode, o.bf16, mc, o.batch);
+  dist.emplace(o.dp, o.sp, o.sp_mode, o.bf16, mc, o.batch, o.sp_ulysses, o.sp_outer);
   if (!dist->active()) return train_data(o, dc, mc, *dist);
   try {
     train_data(o, dc, mc, *dist);

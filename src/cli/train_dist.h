@@ -32,8 +32,9 @@ class TrainDist {
   // Validates dp, sp and sp_mode; initialises MPI only if dp > 1 or sp > 1; then checks the
   // world size, the model and the global batch (dist::validate) before anything is allocated.
   // Refuses a multi-rank launch without --dp/--sp (every rank would write the same files).
+  // sp_ulysses, sp_outer: --sp-mode 2d's Ulysses degree (dividing sp) and ring or lss across.
   TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16, const model::ModelConfig& mc,
-            int64_t global_batch);
+            int64_t global_batch, int sp_ulysses = 0, const std::string& sp_outer = "ring");
 
   bool active() const { return grid_.has_value(); }
   bool root() const { return !grid_ || grid_->rank() == 0; }

@@ -27,6 +27,8 @@ struct TrainOptions {
   // Data and sequence parallelism (under mpirun -np dp*sp; MPI only if dp or sp > 1).
   int dp = 1, sp = 1;
   std::string sp_mode = "ulysses";
+  int sp_ulysses = 0;             // --sp-mode 2d: Ulysses degree (0: not given)
+  std::string sp_outer = "ring";  // --sp-mode 2d: ring or lss across the Ulysses groups
   train::OptimConfig opt;
 
   // Data mode.

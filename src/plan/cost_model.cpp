@@ -12,6 +12,7 @@
 
 #include "core/check.h"
 #include "dist/sp_attention.h"
+#include "dist/sp_attention_2d.h"
 #include "kernels/attention.h"
 
 namespace seqvit::plan {
@@ -122,7 +123,7 @@ std::string describe(const dist::GridConfig& c) {
   std::string s = fmt::format("dp{} pp{} tp{}", c.dp, c.pp, c.tp);
   if (c.sp() > 1) {
     if (c.sp_mode == dist::SpMode::TwoD)
-      s += fmt::format(" sp{}x{} ulysses-ring", c.sp_ulysses, c.sp_ring);
+      s += fmt::format(" sp{}x{} ulysses-{}", c.sp_ulysses, c.sp_ring, dist::to_string(c.sp_outer));
     else
       s += fmt::format(" sp{} {}", c.sp(), dist::to_string(c.sp_mode));
   }
@@ -216,8 +217,7 @@ SpCall sp_call(const dist::GridConfig& c, int64_t b, int64_t N, int64_t heads, i
       r.fwd_msgs = r.bwd_msgs = P - 1;
       break;
     }
-    case dist::SpMode::Ring:
-    case dist::SpMode::TwoD: {  // 2-D: costed as its ring part until the operator lands
+    case dist::SpMode::Ring: {
       r.saved = static_cast<double>(dist::ring_saved_bytes(s, P));
       r.workspace = static_cast<double>(dist::ring_workspace_bytes(s, P, threads));
       const auto by = dist::ring_bytes_sent(s, P, 0);
@@ -225,6 +225,18 @@ SpCall sp_call(const dist::GridConfig& c, int64_t b, int64_t N, int64_t heads, i
       r.bwd = static_cast<double>(by.backward);
       r.fwd_msgs = P - 1;
       r.bwd_msgs = 2.0 * (P - 1);
+      break;
+    }
+    case dist::SpMode::TwoD: {
+      const int U = c.sp_ulysses, R = c.sp_ring;
+      r.saved = static_cast<double>(dist::sp2d_saved_bytes(s, U, R, c.sp_outer));
+      r.workspace = static_cast<double>(dist::sp2d_workspace_bytes(s, U, R, c.sp_outer, threads));
+      const auto by = dist::sp2d_bytes_sent(s, U, R, c.sp_outer, 0);
+      r.fwd = static_cast<double>(by.forward);
+      r.bwd = static_cast<double>(by.backward);
+      const double outer_bwd = c.sp_outer == dist::SpMode::Ring ? 2.0 * (R - 1) : R - 1;
+      r.fwd_msgs = 2.0 * (U - 1) + (R - 1);
+      r.bwd_msgs = 2.0 * (U - 1) + outer_bwd;
       break;
     }
   }

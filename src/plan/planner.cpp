@@ -4,6 +4,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/check.h"
 
@@ -18,7 +19,7 @@ std::vector<int64_t> divisors(int64_t n) {
   return d;
 }
 
-// The SP layouts of degree sp: Ulysses, LSS, ring, and 2-D (Ulysses U x ring sp/U).
+// The SP layouts of degree sp: Ulysses, LSS, ring, and 2-D (Ulysses U x ring or LSS sp/U).
 std::vector<dist::GridConfig> sp_layouts(int64_t sp) {
   std::vector<dist::GridConfig> out;
   dist::GridConfig g;
@@ -33,12 +34,14 @@ std::vector<dist::GridConfig> sp_layouts(int64_t sp) {
   g.sp_mode = dist::SpMode::Ring;
   out.push_back(g);
   for (int64_t u : divisors(sp))
-    if (u > 1 && u < sp) {
-      g.sp_mode = dist::SpMode::TwoD;
-      g.sp_ulysses = static_cast<int>(u);
-      g.sp_ring = static_cast<int>(sp / u);
-      out.push_back(g);
-    }
+    if (u > 1 && u < sp)
+      for (auto outer : {dist::SpMode::Ring, dist::SpMode::Lss}) {
+        g.sp_mode = dist::SpMode::TwoD;
+        g.sp_outer = outer;
+        g.sp_ulysses = static_cast<int>(u);
+        g.sp_ring = static_cast<int>(sp / u);
+        out.push_back(g);
+      }
   return out;
 }
 
@@ -99,8 +102,14 @@ PlanResult plan(const PlanRequest& r) {
           }
         }
       }
-  std::stable_sort(res.fitting.begin(), res.fitting.end(), [](const auto& a, const auto& b) {
-    return a.tokens_per_s > b.tokens_per_s;
+  // Fastest first; throughputs within 0.5% of each other count as equal (the model is not that
+  // precise), and then the layout with less memory per device comes first.
+  auto bucket = [](const Estimate& e) {
+    return static_cast<int64_t>(std::floor(std::log(e.tokens_per_s) / std::log(1.005)));
+  };
+  std::stable_sort(res.fitting.begin(), res.fitting.end(), [&](const auto& a, const auto& b) {
+    const int64_t ba = bucket(a), bb = bucket(b);
+    return ba != bb ? ba > bb : a.memory.total() < b.memory.total();
   });
   std::stable_sort(res.too_big.begin(), res.too_big.end(), [](const auto& a, const auto& b) {
     return a.memory.total() < b.memory.total();

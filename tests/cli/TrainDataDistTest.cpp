@@ -146,18 +146,28 @@ TEST_F(TrainDataDistTest, DpTimesSpMatchesTheSingleProcess) {
   EXPECT_EQ(lay.at("sp_mode"), "lss");
 }
 
-TEST_F(TrainDataDistTest, PerVariableSequenceParallelMatchesTheSingleProcess) {
+TEST_F(TrainDataDistTest, PerVariableRingAnd2dSequenceParallelMatchTheSingleProcess) {
   const auto one = run_seqvit(base("one", "per_variable"));
   ASSERT_EQ(one.status, 0) << one.output;
   const auto par = run_seqvit_mpi(2, base("par", "per_variable") + mpi(1, 2, "ring"));
   ASSERT_EQ(par.status, 0) << par.output;
   expect_same_steps("par", "one", 6);
   expect_same_weights("par", "one");
-  const auto vp = events("par", "validation"), vo = events("one", "validation");
-  ASSERT_EQ(vp.size(), 2u);
-  for (size_t i = 0; i < vo[1].at("scores").size(); ++i)
-    EXPECT_PRED2(close, vp[1].at("scores")[i].at("rmse").get<double>(),
-                 vo[1].at("scores")[i].at("rmse").get<double>());
+  // 2-D SP: Ulysses 2 x LSS 2.
+  const auto p2d = run_seqvit_mpi(4, base("p2d", "per_variable") + mpi(1, 4, "2d") +
+                                         " --sp-ulysses 2 --sp-outer lss");
+  ASSERT_EQ(p2d.status, 0) << p2d.output;
+  expect_same_steps("p2d", "one", 6);
+  expect_same_weights("p2d", "one");
+  EXPECT_EQ(json::parse(layout_of("p2d", 6)).at("sp_ulysses"), 2);
+  for (const char* run : {"par", "p2d"}) {
+    const auto vp = events(run, "validation"), vo = events("one", "validation");
+    ASSERT_EQ(vp.size(), 2u);
+    for (size_t i = 0; i < vo[1].at("scores").size(); ++i)
+      EXPECT_PRED2(close, vp[1].at("scores")[i].at("rmse").get<double>(),
+                   vo[1].at("scores")[i].at("rmse").get<double>())
+          << run;
+  }
 }
 
 TEST_F(TrainDataDistTest, CheckpointsResumeAcrossLayouts) {
