@@ -5,8 +5,9 @@
 
 #include <algorithm>
 #include <array>
-#include <span>
 #include <nlohmann/json.hpp>
+#include <span>
+#include <vector>
 
 #include "cli/train_options.h"
 #include "core/check.h"
@@ -41,10 +42,10 @@ LogicalState ReplicatedState::gather(train::Trainer& tr) {
   const int64_t n = tr.model().params().total();
   auto& opt = tr.optimizer();
   LogicalState s{tr.params(), opt.m(), opt.v(), opt.steps_done(), 0};
-  // One hash of the three buffers (FNV-1a continued over them).
+  // FNV-1a of each buffer; the state's hash is that of the three hashes.
   const uint64_t hp = hash_floats(s.params, n), hm = hash_floats(s.m, n), hv = hash_floats(s.v, n);
-  s.hash = hash_floats(reinterpret_cast<const float*>(std::array<uint64_t, 3>{hp, hm, hv}.data()),
-                       6);
+  const std::array<uint64_t, 3> h3{hp, hm, hv};
+  s.hash = hash_floats(reinterpret_cast<const float*>(h3.data()), 2 * 3);
   if (dist_.active()) {
     // every rank's (world rank, hashes of params, m, v, step), compared on every rank
     auto& c = dist_.grid().sp_dp();
