@@ -30,6 +30,7 @@ namespace {
 struct GradOptions {
   std::string model, batch, out;
   bool bf16 = false;
+  bool recompute = false;
   int sp = 0;  // 0: no MPI at all
   std::string sp_mode = "ulysses";
   int sp_ulysses = 0;            // --sp-mode 2d: the Ulysses degree U (P / U ring or LSS groups)
@@ -107,6 +108,7 @@ void run_grad(const GradOptions& o) {
   br.read_f32("lead_times", {B}, lt.data());
   br.read_f32("lat", {H}, lat.data());
 
+  m.set_recompute(o.recompute);
   m.plan(B, o.bf16 ? model::Precision::BF16 : model::Precision::F32,
          attn ? &*attn : nullptr);
   m.sync_weights(params.data());
@@ -164,6 +166,8 @@ void add_grad(CLI::App& app) {
       ->required();
   c->add_option("--out", opts->out, "output file (.safetensors)")->required();
   c->add_flag("--bf16", opts->bf16, "mixed precision: bf16 matrix inputs, fp32 accumulation");
+  c->add_flag("--recompute", opts->recompute,
+              "activation recomputation (keep block inputs only; identical results)");
   c->add_option("--sp", opts->sp,
                 "sequence-parallel degree: split the tokens over P ranks (run under "
                 "mpirun -np P; fp32)");

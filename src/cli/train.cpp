@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <vector>
 
@@ -21,6 +22,7 @@
 #include "core/check.h"
 #include "data/synthetic.h"
 #include "dist/comm.h"
+#include "dist/zero.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
@@ -123,7 +125,7 @@ void run_train_synthetic(TrainOptions o) {
   check_step_options(o);
   // Data / sequence parallelism: MPI (only with --dp or --sp > 1) and the whole configuration
   // checked on every rank alike before anything is allocated.
-  TrainDist dist(o.dp, o.sp, o.sp_mode, o.bf16, mc, o.batch, o.sp_ulysses, o.sp_outer);
+  TrainDist dist(o.dp, o.sp, o.sp_mode, o.bf16, mc, o.batch, o.sp_ulysses, o.sp_outer, o.zero);
   try {
     train_synthetic(o, mc, dist);
   } catch (const std::exception& e) {
@@ -151,7 +153,9 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
   // DP rank d trains on samples [d*Bl, (d+1)*Bl) of each global batch of B; the ranks of one
   // SP group share them and each computes its token shard.
   const int64_t B = o.batch, Bl = dist.local_batch(), V = mc.V(), Vo = mc.Vo(), HW = h * w;
-  train::Trainer tr(mc, o.opt, Bl, prec, o.seed, dist.trainer_parallel());
+  train::TrainerParallel par = dist.trainer_parallel();
+  par.recompute = o.recompute;
+  train::Trainer tr(mc, o.opt, Bl, prec, o.seed, par);
   tr.set_reducer(dist.reducer());
   if (root) {
     fmt::print("seqvit train: ClimaX {} tokenization, {}x{} grid, patch {}, {} tokens/sample, "
@@ -162,6 +166,13 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
       fmt::print("parallel: dp {} x sp {} ({}), {} samples and {} of {} tokens per rank\n{}",
                  o.dp, o.sp, o.sp_mode, Bl, tr.model().local_tokens(), mc.N(),
                  dist.grid().describe());
+    if (dist.zero())
+      fmt::print("ZeRO-{} over the {} ranks of sp x dp: per rank {} of {} parameter values' "
+                 "optimizer state{}{}\n",
+                 o.zero, o.dp * o.sp, tr.optimizer().end() - tr.optimizer().begin(),
+                 tr.model().params().total(), o.zero >= 2 ? ", gradients" : "",
+                 o.zero == 3 ? " and parameters (plus the unit in use)" : "");
+    if (o.recompute) fmt::print("activation recomputation: only block inputs are kept\n");
     fmt::print("{}\n", tr.memory_report());
     fmt::print("data: synthetic travelling waves, lead {} h (built in; no files needed)\n",
                o.lead_hours);
@@ -214,6 +225,7 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
   const auto t0 = std::chrono::steady_clock::now();
   double first_loss = 0, ema = 0;
   if (dist.active()) dist.grid().reset_stats();
+  dist::reset_peak_rss();  // VmHWM from here: the training steps, not the set-up
   for (int64_t s = 0; s < o.steps; ++s) {
     fill(static_cast<uint64_t>(s) * B);
     const auto r = tr.step(view);
@@ -244,18 +256,31 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double eval1 = eval();
   const double pers = persistence();
+  const size_t peak_rss = dist::peak_rss();
+  if (dist.zero()) dist.zero()->gather_all_parameters();  // ZeRO-3: the whole model again
   const uint64_t hash = dist.check_replicated(tr.params(), tr.model().params().total());
+  // ZeRO: the logical AdamW moments, assembled on rank 0 from every rank's range
+  std::optional<train::AdamW> full_opt;
+  if (dist.zero()) {
+    if (root) full_opt.emplace(tr.model().params(), tr.optimizer().config());
+    dist.gather_optimizer(tr.optimizer(), full_opt ? &*full_opt : nullptr,
+                          tr.model().params().total());
+  }
   if (!root) {
     dist.barrier();  // rank 0 writes the checkpoint (the replicas are identical)
     return;
   }
   if (dist.active())
     fmt::print("weights identical on all {} ranks (hash {:016x})\n", o.dp * o.sp, hash);
+  if (peak_rss > 0)
+    fmt::print("peak resident memory of rank 0 while training (VmHWM): {}\n",
+               train::human_bytes(static_cast<double>(peak_rss)));
   fmt::print("trained {} steps in {:.1f} s; training loss {:.4f} -> {:.4f}; held-out loss "
              "{:.4f} -> {:.4f} (persistence forecast: {:.4f})\n",
              o.steps, secs, first_loss, ema, eval0, eval1, pers);
   train::save_model(o.out, mc, tr.model().params(), tr.params());
-  train::save_optimizer(train::optimizer_path(o.out), tr.model().params(), tr.optimizer());
+  train::save_optimizer(train::optimizer_path(o.out), tr.model().params(),
+                        full_opt ? *full_opt : tr.optimizer());
   fmt::print("wrote {} and {}\n", o.out, train::optimizer_path(o.out));
   std::fflush(stdout);
   dist.barrier();
@@ -315,6 +340,12 @@ void add_train(CLI::App& app) {
   c->add_option("--sp-outer", o->sp_outer,
                 "--sp-mode 2d: ring or lss across the P / U Ulysses groups")
       ->capture_default_str();
+  c->add_option("--zero", o->zero,
+                "ZeRO stage over the dp x sp ranks: 0 off, 1 optimizer state, 2 and gradients, "
+                "3 and parameters (FSDP)")
+      ->capture_default_str();
+  c->add_flag("--recompute", o->recompute,
+              "activation recomputation: keep only block inputs, recompute blocks in backward");
   c->add_option("--log-every", o->log_every, "progress line every k steps when not a terminal")
       ->capture_default_str();
   c->add_option("--lr", o->opt.lr, "peak learning rate")->capture_default_str();

@@ -132,6 +132,9 @@ void train_data(const TrainOptions& o, const data::ForecastConfig& dc,
 
 void run_train_data(TrainOptions o) {
   if (o.threads > 0) omp_set_num_threads(o.threads);
+  if (o.zero != 0)
+    fail("--zero is supported in the synthetic mode only so far (its checkpoint gather is not "
+         "wired into --data yet); drop --zero, or train without --data");
   check_step_options(o);
   if (o.val_every < 0) fail("--val-every must be >= 0, got {}", o.val_every);
   if (o.val_batches < 0) fail("--val-batches must be >= 0, got {}", o.val_batches);
@@ -252,7 +255,9 @@ void train_data(const TrainOptions& o, const data::ForecastConfig& dc,
          run.string());
 
   const auto prec = o.bf16 ? model::Precision::BF16 : model::Precision::F32;
-  train::Trainer tr(mc, o.opt, dist.local_batch(), prec, o.seed, dist.trainer_parallel());
+  train::TrainerParallel tpar = dist.trainer_parallel();
+  tpar.recompute = o.recompute;
+  train::Trainer tr(mc, o.opt, dist.local_batch(), prec, o.seed, tpar);
   tr.set_reducer(dist.reducer());
   const model::ClimaX logical(mc);  // the parameter table of the files
   const auto sharding = make_checkpoint_sharding(dist, o);

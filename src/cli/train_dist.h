@@ -11,6 +11,7 @@
 #include "dist/comm.h"
 #include "dist/grid.h"
 #include "dist/sp_model.h"
+#include "dist/zero.h"
 #include "train/trainer.h"
 
 namespace seqvit::cli {
@@ -33,8 +34,10 @@ class TrainDist {
   // world size, the model and the global batch (dist::validate) before anything is allocated.
   // Refuses a multi-rank launch without --dp/--sp (every rank would write the same files).
   // sp_ulysses, sp_outer: --sp-mode 2d's Ulysses degree (dividing sp) and ring or lss across.
+  // zero > 0: ZeRO stage over the sp x dp group (dist/zero.h; needs dp * sp > 1).
   TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16, const model::ModelConfig& mc,
-            int64_t global_batch, int sp_ulysses = 0, const std::string& sp_outer = "ring");
+            int64_t global_batch, int sp_ulysses = 0, const std::string& sp_outer = "ring",
+            int zero = 0);
 
   bool active() const { return grid_.has_value(); }
   bool root() const { return !grid_ || grid_->rank() == 0; }
@@ -56,6 +59,11 @@ class TrainDist {
   // The maximum of v over every rank (a stop flag that a signal set on some ranks only).
   // Identity without MPI.
   int64_t max_over_world(int64_t v);
+  // ZeRO (or null): the sharded optimizer the Trainer uses.
+  dist::ZeroOptimizer* zero() { return zero_ ? &*zero_ : nullptr; }
+  // ZeRO: the logical AdamW moments from every rank's range into `full` on rank 0 (null
+  // elsewhere), with its step count; collective.
+  void gather_optimizer(train::AdamW& shard, train::AdamW* full, int64_t total);
 
  private:
   int dp_ = 1;
@@ -66,6 +74,7 @@ class TrainDist {
   std::optional<dist::RankGrid> grid_;
   std::optional<dist::SpBlockAttention> attn_;
   std::optional<SpDpReducer> reducer_;
+  std::optional<dist::ZeroOptimizer> zero_;
 };
 
 // The number of ranks this process was launched among by mpirun (Open MPI, MPICH/PMI), or 1.
