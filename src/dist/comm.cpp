@@ -244,12 +244,27 @@ void Request::wait() {
   const int rc = MPI_Wait(&req_, &status);
   state_->check(rc, op_ == OpKind::Send ? "MPI_Wait (isend)" : "MPI_Wait (irecv)", op_);
   state_->count(op_, 0, since(t0), 0);
-  if (op_ == OpKind::Recv) {
-    int got = 0;
-    MPI_Get_count(&status, type_, &got);
-    if (got != count_)
-      state_->bad(op_, "received {} elements from rank {} into a buffer of {}", got, peer_, count_);
-  }
+  check_count(status);
+}
+
+bool Request::test() {
+  if (!active()) return true;
+  const auto t0 = Clock::now();
+  MPI_Status status;
+  int done = 0;
+  const int rc = MPI_Test(&req_, &done, &status);
+  state_->check(rc, op_ == OpKind::Send ? "MPI_Test (isend)" : "MPI_Test (irecv)", op_);
+  state_->count(op_, 0, since(t0), 0);
+  if (done) check_count(status);
+  return done != 0;
+}
+
+void Request::check_count(const MPI_Status& status) const {
+  if (op_ != OpKind::Recv) return;
+  int got = 0;
+  MPI_Get_count(&status, type_, &got);
+  if (got != count_)
+    state_->bad(op_, "received {} elements from rank {} into a buffer of {}", got, peer_, count_);
 }
 
 void wait_all(std::span<Request> requests) {

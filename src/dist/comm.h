@@ -86,7 +86,11 @@ struct CommState;  // name, rank, size, handle, counters, scratch; address stabl
 }
 
 // A pending isend/irecv. wait() completes it (and counts the time) and, for a receive, checks
-// that exactly the posted number of elements arrived. The destructor waits for a request still
+// that exactly the posted number of elements arrived. test() is the non-blocking form: one
+// MPI_Test, which also drives MPI's progress engine (large messages use a rendezvous that moves
+// only inside MPI calls, so a rank computing for long should call test() now and then, see
+// ring attention); it returns whether the request is complete (true for an inactive one), does
+// the same receive check on completion and counts its time like wait(). The destructor waits for a request still
 // pending so that its buffer is never released under MPI. A Request must not outlive its Comm.
 class Request {
  public:
@@ -98,12 +102,14 @@ class Request {
   ~Request();
 
   void wait();
+  bool test();
   bool active() const { return req_ != MPI_REQUEST_NULL; }
 
  private:
   friend class Comm;
   Request(MPI_Request req, detail::CommState* state, OpKind op, int peer, int count,
           MPI_Datatype type);
+  void check_count(const MPI_Status& status) const;  // a completed irecv got count_ elements
   MPI_Request req_ = MPI_REQUEST_NULL;
   detail::CommState* state_ = nullptr;  // the owning Comm's state
   OpKind op_ = OpKind::Send;

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <span>
 
@@ -370,13 +371,121 @@ RingLayout ring_layout(const SpAttentionShape& s, int P, void* saved, void* ws, 
   return L;
 }
 
-// (o, lse) <- the attention over the union of both key ranges:
+// ---- Ring: pieces and progress ----
+// Open MPI (ob1 over vader; UCX and OFI rendezvous likewise unless the network progresses on its
+// own) moves a message above the eager limit with a rendezvous that advances only inside MPI
+// calls, so K/V posted before one long flash call would sit until the wait after it. Each ring step therefore runs its local attention in pieces of
+// about kPieceFlops per thread and calls test() on the step's pending requests between pieces.
+// A piece is whole batches or a head range of one batch (its LSE rows, [B][Hh][N/P], are then
+// contiguous), or, when one (batch, head) pair is more work than a piece, a row range of one
+// pair: queries in the forward, keys in the backward (dQ then accumulates over the key pieces in
+// the same order as over the kernel's own key tiles). The kernels take every piece through the
+// same strides, without copies. Row ranges are multiples of the kernels' tiles (96 queries, 128
+// keys), so every row is computed exactly as in one call: with one thread O, LSE, dQ, dK, dV are
+// bit-identical to the unpieced step; with several threads the backward's dQ may be summed in
+// another order (fp32 rounding). A forward call packs K^T of all its keys, so query ranges are
+// at least 8 tiles (768 rows: the packing then costs ~3%, bench_ring_overlap "pieces"); a
+// backward call packs only its own keys, so key ranges may be as short as 2 tiles.
+// Piece size: kPieceFlops per thread (~1.3 ms at the kernels' ~100 GFLOP/s), unless the
+// environment sets SEQVIT_RING_PIECE_FLOPS (a positive number; tests use 1 to cut every step as
+// finely as the tiles allow; a transport that needs fewer progress calls may raise it). With
+// P = 1 there is nothing to progress: one piece. docs/parallelism.md "Ring attention: overlap".
+constexpr double kPieceFlops = 128.0 * (1 << 20);
+constexpr int64_t kQueryTile = 96, kKeyTile = 128;  // the flash kernels' kBq, kBk
+constexpr int64_t kMinQueryTiles = 8, kMinKeyTiles = 2;
+
+double piece_flops() {
+  const char* e = std::getenv("SEQVIT_RING_PIECE_FLOPS");
+  if (!e || !*e) return kPieceFlops;
+  char* end = nullptr;
+  const double v = std::strtod(e, &end);
+  SEQVIT_CHECK(*end == '\0' && v > 0 && std::isfinite(v),
+               "SEQVIT_RING_PIECE_FLOPS must be a positive number of flops per thread (default "
+               "{}), got '{}'",
+               kPieceFlops, e);
+  return v;
+}
+
+struct RingPieces {
+  int64_t batches, heads;  // pairs per piece: batches > 1 only with heads == Hh
+  int64_t rows;            // rows per piece (N/P: not split; else batches = heads = 1)
+};
+
+// `rows` of `min_rows` or more in multiples of `tile`; `row_flops`: the flops of one row (query
+// or key) of one pair.
+RingPieces ring_pieces(const Dims& g, int threads, int64_t tile, int64_t min_rows,
+                       double row_flops) {
+  if (g.P == 1) return RingPieces{g.B, g.Hh, g.Nl};
+  const double target = piece_flops() * threads, pair = row_flops * static_cast<double>(g.Nl);
+  if (pair > target) {
+    const double fit = std::min(target / row_flops, static_cast<double>(g.Nl));
+    const int64_t rows = std::max<int64_t>(static_cast<int64_t>(fit) / tile * tile,
+                                           std::max<int64_t>(min_rows, tile * threads));
+    if (rows < g.Nl) return RingPieces{1, 1, rows};
+  }
+  const int64_t per = std::max<int64_t>(
+      static_cast<int64_t>(std::min(target / pair, static_cast<double>(g.B * g.Hh))), 1);
+  return per >= g.Hh ? RingPieces{per / g.Hh, g.Hh, g.Nl} : RingPieces{1, per, g.Nl};
+}
+
+// fn(b0, nb, h0, nh, i0, ni) for every piece, in (batch, head, row) order: batches
+// [b0, b0 + nb) x heads [h0, h0 + nh) x rows [i0, i0 + ni). The last row range of a pair takes
+// the remainder, so none is shorter than pc.rows.
+template <typename Fn>
+void for_each_piece(const Dims& g, const RingPieces& pc, Fn&& fn) {
+  for (int64_t b0 = 0; b0 < g.B; b0 += pc.batches)
+    for (int64_t h0 = 0; h0 < g.Hh; h0 += pc.heads)
+      for (int64_t i0 = 0; i0 < g.Nl;) {
+        const int64_t i1 = g.Nl - i0 < 2 * pc.rows ? g.Nl : i0 + pc.rows;
+        fn(b0, std::min(pc.batches, g.B - b0), h0, std::min(pc.heads, g.Hh - h0), i0, i1 - i0);
+        i0 = i1;
+      }
+}
+
+StridedTensor shifted(StridedTensor t, int64_t b, int64_t i, int64_t h) {
+  if (t.data) t.data += b * t.sb + i * t.sn + h * t.sh;
+  return t;
+}
+
+// The forward `f` of one ring step (all B x Hh pairs, N/P queries) restricted to a piece.
+AttentionArgs forward_piece(const AttentionArgs& f, int64_t Hh, int64_t b0, int64_t nb,
+                            int64_t h0, int64_t nh, int64_t i0, int64_t ni) {
+  AttentionArgs p = f;
+  p.batch = nb, p.heads = nh, p.nq = ni;
+  p.q = shifted(f.q, b0, i0, h0);
+  p.o = shifted(f.o, b0, i0, h0);
+  p.k = shifted(f.k, b0, 0, h0);
+  p.v = shifted(f.v, b0, 0, h0);
+  p.lse = f.lse + (b0 * Hh + h0) * f.nq + i0;
+  return p;
+}
+
+// The backward `f` of one ring step restricted to a piece; the rows are keys [j0, j0 + nj).
+AttentionArgs backward_piece(const AttentionArgs& f, int64_t Hh, int64_t b0, int64_t nb,
+                             int64_t h0, int64_t nh, int64_t j0, int64_t nj) {
+  AttentionArgs p = f;
+  p.batch = nb, p.heads = nh, p.nk = nj;
+  for (StridedTensor* t : {&p.q, &p.o, &p.dout, &p.dq}) *t = shifted(*t, b0, 0, h0);
+  for (StridedTensor* t : {&p.k, &p.v, &p.dk, &p.dv}) *t = shifted(*t, b0, j0, h0);
+  p.lse = f.lse + (b0 * Hh + h0) * f.nq;
+  return p;
+}
+
+// One MPI_Test per request still pending: lets rendezvous transfers advance.
+template <typename... R>
+void progress(R&... requests) {
+  (requests.test(), ...);
+}
+
+// (o, lse) <- the attention over the union of both key ranges, for the rows of one piece:
 // lse' = log(e^lse + e^lse2), o' = e^(lse - lse') o + e^(lse2 - lse') o2.
 void merge_by_lse(const Dims& g, const StridedTensor& o, float* lse, const float* o2,
-                  const float* lse2) {
+                  const float* lse2, int64_t b0, int64_t nb, int64_t h0, int64_t nh, int64_t i0,
+                  int64_t ni) {
 #pragma omp parallel for schedule(static)
-  for (int64_t x = 0; x < g.B * g.Hh * g.Nl; ++x) {  // lse order [b][h][t]
-    const int64_t b = x / (g.Hh * g.Nl), h = x % (g.Hh * g.Nl) / g.Nl, t = x % g.Nl;
+  for (int64_t y = 0; y < nb * nh * ni; ++y) {  // lse order [b][h][t]
+    const int64_t b = b0 + y / (nh * ni), h = h0 + y % (nh * ni) / ni, t = i0 + y % ni;
+    const int64_t x = (b * g.Hh + h) * g.Nl + t;
     const float l1 = lse[x], l2 = lse2[x], m = std::max(l1, l2);
     const float l = m + std::log1p(std::exp(-std::abs(l1 - l2)));
     const float w1 = std::exp(l1 - l), w2 = std::exp(l2 - l);
@@ -574,6 +683,8 @@ void ring_attention_forward(Comm& sp, const SpAttentionArgs& a) {
   const RingLayout L = ring_layout(a.shape, g.P, a.saved, a.workspace, 1);
   const size_t n = static_cast<size_t>(2 * g.B * g.Nl * g.Hh * g.d);
   const int next = (g.r + 1) % g.P, prev = (g.r + g.P - 1) % g.P;
+  const RingPieces pc = ring_pieces(g, omp_get_max_threads(), kQueryTile,
+                                    kMinQueryTiles * kQueryTile, 4.0 * double(g.Nl * g.d));
   if (g.P > 1) pack_kv(g, a.k, a.v, L.kv[0]);
   AttentionArgs f = flash_args(g.B, g.Hh, g.Nl, g.Nl, g.d, a.scale);
   f.q = a.q;
@@ -589,8 +700,12 @@ void ring_attention_forward(Comm& sp, const SpAttentionArgs& a) {
     f.v = s == 0 ? a.v : part(cur, g.Nl, 2, g.Hh, g.d, 1);
     f.o = s == 0 ? a.o : part(L.o_blk, g.Nl, 1, g.Hh, g.d, 0);
     f.lse = s == 0 ? L.lse : L.lse_blk;
-    kernels::flash_attention_forward(f);
-    if (s > 0) merge_by_lse(g, a.o, L.lse, L.o_blk, L.lse_blk);
+    for_each_piece(g, pc, [&](int64_t b0, int64_t nb, int64_t h0, int64_t nh, int64_t i0,
+                              int64_t ni) {
+      kernels::flash_attention_forward(forward_piece(f, g.Hh, b0, nb, h0, nh, i0, ni));
+      if (s > 0) merge_by_lse(g, a.o, L.lse, L.o_blk, L.lse_blk, b0, nb, h0, nh, i0, ni);
+      progress(recv, send);
+    });
     recv.wait();
     send.wait();
   }
@@ -609,6 +724,8 @@ void ring_attention_backward(Comm& sp, const SpAttentionArgs& a) {
   const RingLayout L = ring_layout(a.shape, g.P, a.saved, a.workspace, 1);
   const size_t n = static_cast<size_t>(2 * g.B * g.Nl * g.Hh * g.d);
   const int next = (g.r + 1) % g.P, prev = (g.r + g.P - 1) % g.P;
+  const RingPieces pc = ring_pieces(g, omp_get_max_threads(), kKeyTile,
+                                    kMinKeyTiles * kKeyTile, 10.0 * double(g.Nl * g.d));
   if (g.P > 1) pack_kv(g, a.k, a.v, L.kv[0]);
   AttentionArgs f = flash_args(g.B, g.Hh, g.Nl, g.Nl, g.d, a.scale);
   f.q = a.q;
@@ -631,8 +748,20 @@ void ring_attention_backward(Comm& sp, const SpAttentionArgs& a) {
       f.v = a.v;
       f.dk = a.dk;
       f.dv = a.dv;
-      f.accumulate = false;
-      kernels::flash_attention_backward(f);
+      for_each_piece(g, pc, [&](int64_t b0, int64_t nb, int64_t h0, int64_t nh, int64_t j0,
+                                int64_t nj) {
+        AttentionArgs p = backward_piece(f, g.Hh, b0, nb, h0, nh, j0, nj);
+        // The first key range of a pair writes dQ; later ones add to it, onto zeroed dK, dV
+        // rows (0 + x == x: the same values as one call).
+        p.accumulate = j0 > 0;
+        if (p.accumulate)
+          for (int64_t j = 0; j < nj; ++j) {
+            std::fill_n(row(p.dk, 0, j, 0), g.d, 0.f);
+            std::fill_n(row(p.dv, 0, j, 0), g.d, 0.f);
+          }
+        kernels::flash_attention_backward(p);
+        progress(recv, send);
+      });
     } else {
       float* acc = L.acc[s % 2];
       acc_sent[s % 2].wait();  // sent at step s - 2
@@ -642,7 +771,12 @@ void ring_attention_backward(Comm& sp, const SpAttentionArgs& a) {
       f.dk = part(acc, g.Nl, 2, g.Hh, g.d, 0);
       f.dv = part(acc, g.Nl, 2, g.Hh, g.d, 1);
       f.accumulate = true;
-      kernels::flash_attention_backward(f);
+      Request& acc_prev = acc_sent[(s + 1) % 2];  // sent at step s - 1, still in flight
+      for_each_piece(g, pc, [&](int64_t b0, int64_t nb, int64_t h0, int64_t nh, int64_t j0,
+                                int64_t nj) {
+        kernels::flash_attention_backward(backward_piece(f, g.Hh, b0, nb, h0, nh, j0, nj));
+        progress(recv, send, acc_in, acc_prev);
+      });
       if (s >= 2) {
         acc_in.wait();
 #pragma omp parallel for schedule(static)
