@@ -3,7 +3,11 @@
 // kept), --resume that reproduces an uninterrupted run bit for bit (weights, AdamW state and
 // step, schedule, seed and data position are all saved), a NaN/Inf loss that stops the run
 // with the step named and the checkpoints untouched, SIGINT/SIGTERM that checkpoint and stop,
-// and a JSON-lines log beside the checkpoints.
+// and a JSON-lines log beside the checkpoints. Under `mpirun -np D*P` with --dp D --sp P
+// (train_dist.h) each data-parallel replica reads its share of every global batch, validation is
+// sharded over the replicas, rank 0 alone writes the statistics cache, the log and the (logical)
+// checkpoints, and every stop is agreed by all ranks (docs/training.md "Data and sequence
+// parallelism").
 #include <fmt/core.h>
 #include <omp.h>
 #include <unistd.h>
@@ -17,13 +21,16 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
+#include <span>
 
 #include "cli/grid_flag.h"
+#include "cli/train_checkpoint_dist.h"
 #include "cli/train_dist.h"
 #include "cli/train_options.h"
 #include "core/check.h"
 #include "data/cf_time.h"
 #include "data/forecast_dataset.h"
+#include "dist/comm.h"
 #include "eval/metrics.h"
 #include "train/checkpoint.h"
 #include "train/forecast_checkpoint.h"
@@ -92,17 +99,43 @@ std::string scores_line(const std::vector<eval::Scores>& sc) {
   return s;
 }
 
+// A stop that every rank reaches at the same step with the same message (a NaN loss, which
+// is identical on all ranks after the all-reduce; a signal, combined over the ranks): rank 0
+// reports it and every rank exits with status 1 after MPI_Finalize, no MPI_Abort.
+class AgreedStop : public Error {
+ public:
+  using Error::Error;
+};
+
+// The model grid (after --coarsen) from the files' metadata: the model, and so the rank grid,
+// is known before the datasets (whose statistics rank 0 computes first) are built.
+std::pair<int64_t, int64_t> data_grid(const data::NetcdfDataset& nc,
+                                      const data::ForecastConfig& dc) {
+  data::FieldRef ref;
+  try {
+    ref = nc.resolve(dc.inputs.front());
+  } catch (const Error& e) {
+    fail("forecast dataset: unknown variable '{}': {}", dc.inputs.front(), e.what());
+  }
+  const auto& v = nc.variable(ref.variable);
+  if (dc.coarsen < 1) fail("--coarsen must be >= 1, got {}", dc.coarsen);
+  if (v.H() % dc.coarsen || v.W() % dc.coarsen)
+    fail("forecast dataset: grid {}x{} is not divisible by the coarsening factor {}", v.H(),
+         v.W(), dc.coarsen);
+  return {v.H() / dc.coarsen, v.W() / dc.coarsen};
+}
+
+void train_data(const TrainOptions& o, const data::ForecastConfig& dc,
+                const model::ModelConfig& mc, TrainDist& dist);
+
 }  // namespace
 
 void run_train_data(TrainOptions o) {
   if (o.threads > 0) omp_set_num_threads(o.threads);
-  if (o.dp != 1 || o.sp != 1 || o.zero != 0 || o.pp != 1 || o.micro_batches != 1)
-    fail("--dp/--sp/--zero are supported in the synthetic mode only so far, and so are --pp "
-         "and --micro-batches (drop --data, or train this data set as one process)");
-  if (launched_ranks() > 1)
-    fail("seqvit train --data was launched as {} ranks; it runs as one process (every rank "
-         "would write the same run directory)",
-         launched_ranks());
+  if (o.zero != 0 || o.pp != 1 || o.micro_batches != 1)
+    fail("--zero, --pp and --micro-batches are supported in the synthetic mode only so far "
+         "(their checkpoint gather is not wired into --data yet); drop them, or train without "
+         "--data");
   check_step_options(o);
   if (o.val_every < 0) fail("--val-every must be >= 0, got {}", o.val_every);
   if (o.val_batches < 0) fail("--val-batches must be >= 0, got {}", o.val_batches);
@@ -111,15 +144,15 @@ void run_train_data(TrainOptions o) {
   if (o.train_range.empty())
     fail("--train-range BEGIN/END is required with --data (e.g. 1979-01-01/1980-01-01)");
 
-  // The dataset.
+  // The dataset settings and the model on the data's grid.
   data::ForecastConfig dc;
   dc.paths = o.data;
   dc.inputs = split_list(o.variables.empty() ? "t2m,u10,v10,z_500,t_850,lsm,orography"
                                              : o.variables);
+  const data::NetcdfDataset nc(dc.paths);
   if (!o.out_variables.empty()) {
     dc.outputs = split_list(o.out_variables);
   } else {  // every time-dependent input
-    const data::NetcdfDataset nc(dc.paths);
     for (const auto& n : dc.inputs) {
       const auto ref = nc.resolve(n);
       if (nc.variable(ref.variable).has_time) dc.outputs.push_back(n);
@@ -134,21 +167,8 @@ void run_train_data(TrainOptions o) {
   dc.cache_path = o.stats_cache;
   dc.batch_size = static_cast<int>(o.batch);
   dc.seed = o.seed;
-  dc.stats_progress = stats_progress_printer();
-  data::ForecastDataset train_ds(dc, data::Split::train);
-  const int64_t batches_per_epoch = train_ds.size() / o.batch;  // the last partial one dropped
-  if (batches_per_epoch < 1)
-    fail("the training period {}/{} has {} samples, fewer than --batch {}", dc.train.begin,
-         dc.train.end, train_ds.size(), o.batch);
-  std::optional<data::ForecastDataset> val_ds;
-  if (!o.val_range.empty()) {
-    data::ForecastConfig vc = dc;
-    vc.shuffle = false;
-    val_ds.emplace(vc, data::Split::val);
-  }
-
-  // The model, on the data's grid.
-  const int64_t gh = train_ds.H(), gw = train_ds.W();
+  if (dc.inputs.empty()) fail("--variables is empty");
+  const auto [gh, gw] = data_grid(nc, dc);
   if (!o.img.empty()) {
     const auto [h, w] = parse_grid_flag(o.img, "--img", "e.g. 32x64");
     if (h != gh || w != gw)
@@ -161,11 +181,71 @@ void run_train_data(TrainOptions o) {
          "sizes divide both {} and {}",
          gh, gw, o.coarsen, o.patch, gh, gw);
   const model::ModelConfig mc = model_config(o, gh, gw, dc.inputs, dc.outputs);
-  const auto norm = train::normalisation_of(train_ds);
 
-  // The run directory: fresh, or resumed from its newest checkpoint.
+  // MPI and the rank grid (only with --dp/--sp > 1; refuses a multi-rank launch without them).
+  std::optional<TrainDist> dist;
+  dist.emplace(o.dp, o.sp, o.sp_mode, o.bf16, mc, o.batch, o.sp_ulysses, o.sp_outer);
+  if (!dist->active()) return train_data(o, dc, mc, *dist);
+  try {
+    train_data(o, dc, mc, *dist);
+  } catch (const AgreedStop& e) {
+    // Every rank is here at the same step, rank 0's checkpoint (if any) is written: rank 0
+    // reports, then all ranks finalise MPI and exit with status 1 together.
+    if (dist->root()) {
+      std::fflush(stdout);
+      std::fprintf(stderr, "\nseqvit: error: %s\n", e.what());
+      std::fflush(stderr);
+    }
+    dist->barrier();
+    dist.reset();
+    std::exit(1);
+  } catch (const std::exception& e) {
+    // an error on one rank ends them all (no hang in a collective)
+    std::fprintf(stderr, "\nseqvit: error on rank %d: %s\n", dist->grid().rank(), e.what());
+    dist::abort_all(1);
+  }
+}
+
+namespace {
+
+void train_data(const TrainOptions& o, const data::ForecastConfig& dc,
+                const model::ModelConfig& mc, TrainDist& dist) {
+  const bool root = dist.root();
+  const int D = dist.dp();
+  // The datasets. Rank 0 computes (or reads) the statistics cache; the others wait and then
+  // read it (never computing nor writing it: no concurrent writes to one file).
+  std::optional<data::ForecastDataset> train_ds, val_ds;
+  auto build = [&] {
+    data::ForecastConfig c = dc;
+    if (root) c.stats_progress = stats_progress_printer();
+    c.require_stats_cache = !root;
+    train_ds.emplace(c, data::Split::train);
+    if (!o.val_range.empty()) {
+      c.shuffle = false;
+      val_ds.emplace(c, data::Split::val);
+    }
+  };
+  if (root) build();
+  dist.barrier();
+  if (!root) build();
+  // Data parallelism: replica d reads samples [d B/D, (d+1) B/D) of every global batch (the
+  // epoch order is a function of the seed and the epoch, the same on every rank); the ranks of
+  // one SP group read the same samples.
+  train_ds->set_shard(dist.dp_rank(), D);
+  if (val_ds) val_ds->set_shard(dist.dp_rank(), D);
+  const int64_t batches_per_epoch = train_ds->size() / o.batch;  // the last partial one dropped
+  if (batches_per_epoch < 1)
+    fail("the training period {}/{} has {} samples, fewer than --batch {}", dc.train.begin,
+         dc.train.end, train_ds->size(), o.batch);
+  if (train_ds->H() != mc.img_h || train_ds->W() != mc.img_w)
+    fail("internal error: the dataset grid {}x{} differs from the files' {}x{}", train_ds->H(),
+         train_ds->W(), mc.img_h, mc.img_w);
+  const auto norm = train::normalisation_of(*train_ds);
+
+  // The run directory: fresh, or resumed from its newest checkpoint. Every rank reads it; only
+  // rank 0 writes.
   const fs::path run = o.run_dir;
-  fs::create_directories(run / "checkpoints");
+  if (root) fs::create_directories(run / "checkpoints");
   const auto existing = train::list_checkpoints(run.string());
   if (!o.resume && !existing.empty())
     fail("run directory '{}' already has checkpoints (newest: step {}); pass --resume to "
@@ -176,11 +256,16 @@ void run_train_data(TrainOptions o) {
          run.string());
 
   const auto prec = o.bf16 ? model::Precision::BF16 : model::Precision::F32;
-  train::TrainerParallel par;
-  par.recompute = o.recompute;
-  train::Trainer tr(mc, o.opt, o.batch, prec, o.seed, par);
+  train::TrainerParallel tpar = dist.trainer_parallel();
+  tpar.recompute = o.recompute;
+  train::Trainer tr(mc, o.opt, dist.local_batch(), prec, o.seed, tpar);
+  tr.set_reducer(dist.reducer());
+  const model::ClimaX logical(mc);  // the parameter table of the files
+  const auto sharding = make_checkpoint_sharding(dist, o);
   RunState st;
+  std::string written_by;
   if (o.resume) {
+    // Every rank reads the logical files and takes its part (any layout may have written them).
     const std::string file = (fs::path(existing.back().second) / "model.safetensors").string();
     const auto ck = train::load_forecast_checkpoint(file);
     if (ck.model.to_json() != mc.to_json())
@@ -196,9 +281,6 @@ void run_train_data(TrainOptions o) {
       fail("--resume: the training statistics of the data changed since {} was written (were "
            "files replaced?)",
            file);
-    std::copy(ck.params.begin(), ck.params.end(), tr.params());
-    tr.params_changed();
-    train::load_optimizer(train::optimizer_path(file), tr.model().params(), tr.optimizer());
     const io::SafetensorsReader r(file);
     try {
       const auto j = json::parse(r.metadata().at("seqvit.train"));
@@ -213,72 +295,113 @@ void run_train_data(TrainOptions o) {
     } catch (const std::exception& e) {
       fail("--resume: {} has no usable training state (seqvit.train): {}", file, e.what());
     }
-    if (tr.optimizer().steps_done() != st.step)
+    const auto lay = r.metadata().find("seqvit.layout");  // information only
+    written_by = describe_layout(lay == r.metadata().end() ? "" : lay->second);
+    const auto os = train::read_optimizer(train::optimizer_path(file), logical.params());
+    if (os.steps_done != st.step)
       fail("--resume: {} is at step {} but its optimizer file at step {}", file, st.step,
-           tr.optimizer().steps_done());
+           os.steps_done);
     if (st.step >= o.steps)
       fail("--resume: the checkpoint is at step {}, already at --steps {}; raise --steps to "
            "train further (the cosine schedule then changes)",
            st.step, o.steps);
+    LogicalState ls;
+    ls.params = ck.params.data();
+    ls.m = os.m.data();
+    ls.v = os.v.data();
+    ls.steps_done = os.steps_done;
+    sharding->scatter(ls, tr);
   }
-  JsonLog log((run / "log.jsonl").string());
+  std::optional<JsonLog> log;  // rank 0 only
+  if (root) log.emplace((run / "log.jsonl").string());
+  auto log_write = [&](json j) {
+    if (log) log->write(std::move(j));
+  };
 
   const int64_t B = o.batch, N = mc.N();
-  fmt::print("seqvit train: ClimaX {} tokenization, {}x{} grid (coarsen {}), patch {}, {} "
-             "tokens/sample, D={}, {} heads, depth {}, {} variables -> {}, batch {}, {}, {} "
-             "threads\n",
-             o.tokenization, mc.img_h, mc.img_w, o.coarsen, o.patch, N, mc.embed_dim,
-             mc.num_heads, mc.depth, mc.V(), mc.Vo(), B, o.bf16 ? "bf16 mixed precision" : "fp32",
-             omp_get_max_threads());
-  fmt::print("{}\n", tr.memory_report());
-  fmt::print("data: {} file(s); train {}/{}: {} samples ({} batches per epoch, {} skipped for "
-             "missing values); validation: {}; leads {} h; statistics {} ({})\n",
-             train_ds.netcdf().files().size(), dc.train.begin, dc.train.end, train_ds.size(),
-             batches_per_epoch, train_ds.skipped_samples(),
-             val_ds ? fmt::format("{}/{}: {} samples", dc.val.begin, dc.val.end, val_ds->size())
-                    : std::string("none (no --val-range)"),
-             o.lead_hours, train_ds.stats_computed() ? "computed" : "from the cache",
-             train_ds.cache_path());
-  if (o.resume)
-    fmt::print("resuming {} at step {} (epoch {}, batch {})\n", run.string(), st.step, st.epoch,
-               st.batch_in_epoch);
-  std::fflush(stdout);
-  log.write({{"event", o.resume ? "resume" : "start"},
+  if (root) {
+    fmt::print("seqvit train: ClimaX {} tokenization, {}x{} grid (coarsen {}), patch {}, {} "
+               "tokens/sample, D={}, {} heads, depth {}, {} variables -> {}, batch {}, {}, {} "
+               "threads\n",
+               o.tokenization, mc.img_h, mc.img_w, o.coarsen, o.patch, N, mc.embed_dim,
+               mc.num_heads, mc.depth, mc.V(), mc.Vo(), B,
+               o.bf16 ? "bf16 mixed precision" : "fp32", omp_get_max_threads());
+    if (dist.active())
+      fmt::print("parallel: dp {} x sp {} ({}), {} samples and {} of {} tokens per rank; each "
+                 "data-parallel replica reads its {} samples of every batch, the {} rank(s) of "
+                 "an SP group the same ones\n{}",
+                 o.dp, o.sp, o.sp_mode, dist.local_batch(), tr.model().local_tokens(), N,
+                 dist.local_batch(), o.sp, dist.grid().describe());
+    fmt::print("{}\n", tr.memory_report());
+    fmt::print("data: {} file(s); train {}/{}: {} samples ({} batches per epoch, {} skipped for "
+               "missing values); validation: {}; leads {} h; statistics {} ({})\n",
+               train_ds->netcdf().files().size(), dc.train.begin, dc.train.end, train_ds->size(),
+               batches_per_epoch, train_ds->skipped_samples(),
+               val_ds ? fmt::format("{}/{}: {} samples", dc.val.begin, dc.val.end, val_ds->size())
+                      : std::string("none (no --val-range)"),
+               o.lead_hours, train_ds->stats_computed() ? "computed" : "from the cache",
+               train_ds->cache_path());
+    if (o.resume)
+      fmt::print("resuming {} at step {} (epoch {}, batch {}); checkpoint written by {}\n",
+                 run.string(), st.step, st.epoch, st.batch_in_epoch, written_by);
+    std::fflush(stdout);
+  }
+  log_write({{"event", o.resume ? "resume" : "start"},
              {"step", st.step},
              {"model", json::parse(mc.to_json())},
              {"data", json::parse(data::forecast_config_to_json(dc))},
              {"optim", json::parse(o.opt.to_json())},
              {"batch", B},
              {"bf16", o.bf16},
+             {"layout", json::parse(sharding->layout_json())},
              {"threads", omp_get_max_threads()}});
 
   std::string last_checkpoint = o.resume ? existing.back().second : "";
+  // Collective: the sharding gathers the logical state on rank 0, which writes it.
   auto save_checkpoint = [&]() {
     const fs::path dir = run / "checkpoints" / train::step_dir_name(st.step);
+    const LogicalState s = sharding->gather(tr);
+    last_checkpoint = dir.string();
+    if (!root) return;
     const fs::path tmp = dir.string() + ".tmp";
     fs::remove_all(tmp);
     fs::create_directories(tmp);
     train::save_forecast_model((tmp / "model.safetensors").string(), mc, dc, norm,
-                               tr.model().params(), tr.params(), st.to_json(o.seed).dump());
-    train::save_optimizer((tmp / "model.optim.safetensors").string(), tr.model().params(),
-                          tr.optimizer());
+                               logical.params(), s.params, st.to_json(o.seed).dump(),
+                               {{"seqvit.layout", sharding->layout_json()}});
+    train::save_optimizer((tmp / "model.optim.safetensors").string(), logical.params(), s.m, s.v,
+                          s.steps_done, tr.optimizer().config());
     fs::remove_all(dir);  // a checkpoint of this step from an abandoned run
     fs::rename(tmp, dir);
-    last_checkpoint = dir.string();
     auto all = train::list_checkpoints(run.string());
     for (size_t i = 0; i + static_cast<size_t>(o.keep) < all.size(); ++i)
       fs::remove_all(all[i].second);
-    log.write({{"event", "checkpoint"}, {"step", st.step}, {"path", dir.string()}});
+    log_write({{"event", "checkpoint"}, {"step", st.step}, {"path", dir.string()},
+               {"state_hash", fmt::format("{:016x}", s.hash)}});
   };
+  // Validation sharded like training: each replica scores its samples of every batch, the ranks
+  // of an SP group complete each other's forecasts, the score sums are added over the replicas.
+  eval::EvalParallel par;
+  if (dist.active()) {
+    if (o.sp > 1)
+      par.complete_pred = [&dist](float* p, int64_t n) {
+        dist.grid().sp().all_reduce(std::span<float>(p, static_cast<size_t>(n)));
+      };
+    par.sum_over_shards = [&dist](double* p, int64_t n) {
+      dist.grid().dp().all_reduce(std::span<double>(p, static_cast<size_t>(n)));
+    };
+  }
   auto validate = [&]() {
     if (!val_ds) return;
     if (val_ds->size() == 0) fail("the validation period {}/{} has no samples", dc.val.begin, dc.val.end);
     const auto t = std::chrono::steady_clock::now();
-    const auto sc = eval::evaluate(tr.model(), tr.params(), *val_ds, o.val_batches);
+    const auto sc = eval::evaluate(tr.model(), tr.params(), *val_ds, o.val_batches, {},
+                                   dist.active() ? &par : nullptr);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+    if (!root) return;
     fmt::print("validation at step {} ({:.1f} s): {}\n", st.step, secs, scores_line(sc));
     std::fflush(stdout);
-    log.write({{"event", "validation"}, {"step", st.step}, {"seconds", secs},
+    log_write({{"event", "validation"}, {"step", st.step}, {"seconds", secs},
                {"scores", json::parse(eval::scores_to_json(sc))}});
   };
 
@@ -293,31 +416,35 @@ void run_train_data(TrainOptions o) {
     }
   } restore{old_int, old_term};
 
-  const bool tty = isatty(fileno(stderr));
+  const bool tty = root && isatty(fileno(stderr));
   const double flops_step = 3.0 * tr.model().forward_flops(B);
   const auto t0 = std::chrono::steady_clock::now();
   const double elapsed0 = st.elapsed_s;
   const int64_t first_step = st.step;
-  train_ds.start_epoch(st.epoch, st.batch_in_epoch);
+  train_ds->start_epoch(st.epoch, st.batch_in_epoch);
   data::Batch b;
   while (st.step < o.steps) {
-    if (st.batch_in_epoch >= batches_per_epoch || !train_ds.next(b)) {
+    if (st.batch_in_epoch >= batches_per_epoch || !train_ds->next(b)) {
       ++st.epoch;
       st.batch_in_epoch = 0;
-      train_ds.start_epoch(st.epoch);
+      train_ds->start_epoch(st.epoch);
       continue;
     }
     train::StepResult r;
     try {
       r = tr.step(b.view());
     } catch (const Error& e) {
-      log.write({{"event", "non_finite_loss"}, {"step", st.step + 1}, {"message", e.what()}});
-      fail("{}\nthe run stopped at step {} of {}; {}", e.what(), st.step + 1, o.steps,
-           last_checkpoint.empty()
-               ? std::string("no checkpoint had been written yet")
-               : fmt::format("the last good checkpoint, {}, is intact (continue from it with "
-                             "--resume, e.g. after lowering --lr)",
-                             last_checkpoint));
+      // Trainer::step refuses a non-finite loss after the all-reduce: every rank alike. Any
+      // other error (e.g. a failed collective) is this rank's own.
+      if (std::string_view(e.what()).rfind("loss is ", 0) != 0) throw;
+      log_write({{"event", "non_finite_loss"}, {"step", st.step + 1}, {"message", e.what()}});
+      throw AgreedStop(fmt::format(
+          "{}\nthe run stopped at step {} of {}; {}", e.what(), st.step + 1, o.steps,
+          last_checkpoint.empty()
+              ? std::string("no checkpoint had been written yet")
+              : fmt::format("the last good checkpoint, {}, is intact (continue from it with "
+                            "--resume, e.g. after lowering --lr)",
+                            last_checkpoint)));
     }
     ++st.step;
     ++st.batch_in_epoch;
@@ -325,10 +452,10 @@ void run_train_data(TrainOptions o) {
     const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     st.elapsed_s = elapsed0 + el;
     const double per = el / static_cast<double>(st.step - first_step);
-    log.write({{"event", "step"}, {"step", st.step}, {"epoch", st.epoch}, {"loss", r.loss},
+    log_write({{"event", "step"}, {"step", st.step}, {"epoch", st.epoch}, {"loss", r.loss},
                {"grad_norm", r.grad_norm}, {"lr", r.lr},
                {"tokens_per_s", static_cast<double>(B * N) / per}});
-    if (tty || st.step % o.log_every == 0 || st.step == o.steps) {
+    if (root && (tty || st.step % o.log_every == 0 || st.step == o.steps)) {
       const std::string line = fmt::format(
           "step {:>6}/{} | epoch {} | loss {:.4f} (avg {:.4f}) | lr {:.2e} | {:.0f} tok/s | {:.1f} "
           "GFLOP/s | ETA {}",
@@ -340,7 +467,9 @@ void run_train_data(TrainOptions o) {
         fmt::print(stderr, "{}\n", line);
     }
     const bool last = st.step == o.steps;
-    const int sig = g_signal.load();
+    // A signal may have reached some ranks only: stop when any rank saw one (every rank then
+    // checkpoints and stops at this same step).
+    const int sig = static_cast<int>(dist.max_over_world(g_signal.load()));
     if ((o.val_every > 0 && st.step % o.val_every == 0) || last) {
       if (tty) fmt::print(stderr, "\n");
       validate();
@@ -348,17 +477,21 @@ void run_train_data(TrainOptions o) {
     if (st.step % o.checkpoint_every == 0 || last || sig != 0) save_checkpoint();
     if (sig != 0) {
       if (tty) fmt::print(stderr, "\n");
-      log.write({{"event", "interrupted"}, {"step", st.step}, {"signal", sig}});
-      fail("interrupted by signal {} at step {}; checkpoint {} written (continue with --resume)",
-           sig, st.step, last_checkpoint);
+      log_write({{"event", "interrupted"}, {"step", st.step}, {"signal", sig}});
+      throw AgreedStop(fmt::format(
+          "interrupted by signal {} at step {}; checkpoint {} written (continue with --resume)",
+          sig, st.step, last_checkpoint));
     }
   }
   if (tty) fmt::print(stderr, "\n");
-  log.write({{"event", "end"}, {"step", st.step}, {"loss_ema", st.loss_ema},
+  log_write({{"event", "end"}, {"step", st.step}, {"loss_ema", st.loss_ema},
              {"elapsed_s", st.elapsed_s}});
-  fmt::print("trained to step {} in {:.1f} s (this run: {} steps); final checkpoint {} (evaluate "
-             "it with: seqvit evaluate --checkpoint {})\n",
-             st.step, st.elapsed_s, st.step - first_step, last_checkpoint, run.string());
+  if (root)
+    fmt::print("trained to step {} in {:.1f} s (this run: {} steps); final checkpoint {} "
+               "(evaluate it with: seqvit evaluate --checkpoint {})\n",
+               st.step, st.elapsed_s, st.step - first_step, last_checkpoint, run.string());
 }
+
+}  // namespace
 
 }  // namespace seqvit::cli

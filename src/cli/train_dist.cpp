@@ -1,6 +1,7 @@
 // Data and sequence parallelism for `seqvit train` (see train_dist.h).
 #include "cli/train_dist.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -186,6 +187,13 @@ uint64_t TrainDist::check_replicated(const float* params, int64_t n) {
 
 void TrainDist::barrier() {
   if (world_) world_->barrier();
+}
+
+int64_t TrainDist::max_over_world(int64_t v) {
+  if (!world_) return v;
+  std::vector<int64_t> all(static_cast<size_t>(world_->size()));
+  world_->all_gather(std::span<const int64_t>(&v, 1), std::span<int64_t>(all));
+  return *std::max_element(all.begin(), all.end());
 }
 
 }  // namespace seqvit::cli

@@ -84,6 +84,9 @@ class TrainDist {
   // Single process: the local hash.
   uint64_t check_replicated(const float* params, int64_t n);
   void barrier();
+  // The maximum of v over every rank (a stop flag that a signal set on some ranks only).
+  // Identity without MPI.
+  int64_t max_over_world(int64_t v);
   // ZeRO (or null): the sharded optimizer the Trainer uses.
   dist::ZeroOptimizer* zero() { return zero_ ? &*zero_ : nullptr; }
   // ZeRO: the logical AdamW moments from every rank's range into `full` on rank 0 (null

@@ -212,6 +212,11 @@ ForecastDataset::ForecastDataset(const ForecastConfig& cfg, Split split)
   }
   buf_.resize(static_cast<size_t>(Hf_ * Wf_));
   if (!load_cache()) {
+    if (cfg_.require_stats_cache)
+      fail("forecast dataset: the statistics cache '{}' is missing or does not match the data "
+           "(fingerprint {}) on this rank, after rank 0 computed it; every rank must see the "
+           "same files (put --stats-cache and the data on a file system all nodes share)",
+           cache_path_, fingerprint_);
     compute_stats();
     stats_computed_ = true;
     save_cache();
@@ -529,6 +534,21 @@ void ForecastDataset::start_epoch(int64_t epoch, int64_t first_batch) {
   if (cfg_.prefetch) worker_ = std::thread([this] { worker_loop(); });
 }
 
+void ForecastDataset::set_shard(int index, int count) {
+  if (count < 1 || index < 0 || index >= count)
+    fail("forecast dataset: shard {} of {} does not exist (valid: 0 .. count - 1, count >= 1)",
+         index, count);
+  shard_index_ = index;
+  shard_count_ = count;
+}
+
+std::vector<int64_t> ForecastDataset::batch_ids(int64_t k) const {
+  const int64_t lo = k * cfg_.batch_size, hi = std::min<int64_t>(lo + cfg_.batch_size, size());
+  const int64_t n = hi - lo;
+  return std::vector<int64_t>(order_.begin() + lo + n * shard_index_ / shard_count_,
+                              order_.begin() + lo + n * (shard_index_ + 1) / shard_count_);
+}
+
 void ForecastDataset::worker_loop() {
   quiet_hdf5_errors_on_this_thread();
   const int64_t nb = num_batches();
@@ -540,11 +560,10 @@ void ForecastDataset::worker_loop() {
       if (stop_) return;
       k = requested_++;
     }
-    const int64_t lo = k * cfg_.batch_size, hi = std::min<int64_t>(lo + cfg_.batch_size, size());
     std::optional<Batch> b;
     std::exception_ptr err;
     try {
-      b = load(std::vector<int64_t>(order_.begin() + lo, order_.begin() + hi));
+      b = load(batch_ids(k));
     } catch (...) {
       err = std::current_exception();
     }
@@ -562,9 +581,7 @@ bool ForecastDataset::next(Batch& out) {
   if (!started_) fail("forecast dataset: next() before start_epoch()");
   if (next_batch_ >= num_batches()) return false;
   if (!cfg_.prefetch) {
-    const int64_t lo = next_batch_ * cfg_.batch_size,
-                  hi = std::min<int64_t>(lo + cfg_.batch_size, size());
-    out = load(std::vector<int64_t>(order_.begin() + lo, order_.begin() + hi));
+    out = load(batch_ids(next_batch_));
     ++next_batch_;
     return true;
   }

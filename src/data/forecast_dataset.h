@@ -60,6 +60,11 @@ struct ForecastConfig {
   // When set, called now and then while the statistics are computed (a full read of the data):
   // fields-steps read so far and in all. Not part of the dataset's identity.
   std::function<void(int64_t done, int64_t total)> stats_progress;
+  // When true the statistics must come from the cache: the dataset fails (naming the file)
+  // instead of computing and writing them. The ranks of a distributed run other than rank 0 set
+  // it: rank 0 alone writes the cache and the others read it after a barrier. Not part of the
+  // dataset's identity.
+  bool require_stats_cache = false;
 };
 
 // The dataset part of a forecast checkpoint (__metadata__["seqvit.data"]): every field of
@@ -133,6 +138,17 @@ class ForecastDataset {
   void start_epoch(int64_t epoch, int64_t first_batch = 0);
   bool next(Batch& out);
 
+  // Data parallelism: from the next start_epoch() on, next() yields only shard `index` of
+  // `count` of every batch: of the n samples of a batch, [n*index/count, n*(index+1)/count) (a
+  // batch of batch_size = B divisible by count gives every shard B/count samples; a smaller last
+  // batch may leave a shard empty, B = 0). The batches themselves (epoch order, batch_size,
+  // num_batches) are the unsharded ones, so every shard walks the same global batches.
+  void set_shard(int index, int count);
+  int shard_index() const { return shard_index_; }
+  int shard_count() const { return shard_count_; }
+  // The sample ids of this shard of batch k of the current epoch order.
+  std::vector<int64_t> batch_ids(int64_t k) const;
+
   // Physical units from normalised values: v * std + mean, in place.
   void denormalise(const std::string& name, float* data, int64_t n) const;
   void denormalise_y(float* y, int64_t B) const;  // [B, Vo, H, W]
@@ -173,6 +189,8 @@ class ForecastDataset {
   mutable std::mutex fill_mu_;
   mutable int64_t filled_ = 0;
   mutable std::vector<float> buf_;  // [Hf*Wf] read buffer
+
+  int shard_index_ = 0, shard_count_ = 1;
 
   // Prefetch state.
   std::vector<int64_t> order_;

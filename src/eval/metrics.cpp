@@ -20,6 +20,12 @@ MetricAccumulator::MetricAccumulator(const float* lat_deg, int64_t H, int64_t W)
   for (int64_t i = 0; i < H; ++i) w_[i] = w[i];
 }
 
+void MetricAccumulator::set_sums(const std::array<double, 3>& s) {
+  rmse_sum_ = s[0];
+  acc_sum_ = s[1];
+  n_ = std::llround(s[2]);
+}
+
 void MetricAccumulator::add(const float* pred, const float* truth, const float* clim) {
   // A pixel is left out when its truth or climatology is missing (NaN): missing data. A NaN in
   // the prediction at a pixel that counts is the forecast's fault, not the data's: it makes this
@@ -67,7 +73,7 @@ void MetricAccumulator::add(const float* pred, const float* truth, const float* 
 
 std::vector<Scores> evaluate(model::ClimaX& model, const float* params,
                              data::ForecastDataset& ds, int64_t max_batches,
-                             const Progress& progress) {
+                             const Progress& progress, const EvalParallel* par) {
   const auto& mc = model.config();
   const int64_t H = ds.H(), W = ds.W(), HW = H * W, V = mc.V(), Vo = mc.Vo();
   if (mc.img_h != H || mc.img_w != W)
@@ -96,23 +102,36 @@ std::vector<Scores> evaluate(model::ClimaX& model, const float* params,
   int64_t batches = 0;
   const int64_t total =
       max_batches > 0 ? std::min(max_batches, ds.num_batches()) : ds.num_batches();
+  // Every (output, lead) scored, from the samples of the batches evaluated (all shards), so that
+  // every rank of a sharded evaluation holds the same accumulators in the same order.
+  {
+    const auto order = ds.epoch_order(0);
+    const int64_t n = std::min<int64_t>(ds.size(), total * ds.config().batch_size);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t o = 0; o < Vo; ++o)
+        acc.try_emplace(std::make_pair(o, std::llround(ds.sample_lead(order[i]) * 3600.0)),
+                        Acc{MetricAccumulator(ds.lat().data(), H, W),
+                            MetricAccumulator(ds.lat().data(), H, W),
+                            MetricAccumulator(ds.lat().data(), H, W)});
+  }
   while ((max_batches <= 0 || batches < max_batches) && ds.next(b)) {
     ++batches;
     if (b.B > model.max_batch())
       fail("evaluate: batch of {} samples but the model is planned for {}", b.B,
            model.max_batch());
-    pred.resize(static_cast<size_t>(b.B * Vo * HW));
-    model.forward(params, b.view(), pred.data());
+    if (b.B > 0) {
+      pred.assign(static_cast<size_t>(b.B * Vo * HW), 0.0f);
+      model.forward(params, b.view(), pred.data());
+      if (par && par->complete_pred) par->complete_pred(pred.data(), b.B * Vo * HW);
+    }
     for (int64_t s = 0; s < b.B; ++s)
       for (int64_t o = 0; o < Vo; ++o) {
         const std::string& name = mc.out_variables[o];
         const auto key = std::make_pair(o, std::llround(b.lead_times[s] * 3600.0));
         auto it = acc.find(key);
         if (it == acc.end())
-          it = acc.emplace(key, Acc{MetricAccumulator(b.lat.data(), H, W),
-                                    MetricAccumulator(b.lat.data(), H, W),
-                                    MetricAccumulator(b.lat.data(), H, W)})
-                   .first;
+          fail("evaluate: internal error: sample lead {} h not among the dataset's leads",
+               b.lead_times[s]);
         float* p = pred.data() + (s * Vo + o) * HW;
         ds.denormalise(name, p, HW);
         std::copy_n(b.y.data() + (s * Vo + o) * HW, HW, truth.data());
@@ -127,6 +146,19 @@ std::vector<Scores> evaluate(model::ClimaX& model, const float* params,
         }
       }
     if (progress) progress(batches, total);
+  }
+  if (par && par->sum_over_shards) {
+    std::vector<double> sums;
+    for (const auto& [key, a] : acc)
+      for (const auto* m : {&a.model, &a.pers, &a.clim})
+        for (double v : m->sums()) sums.push_back(v);
+    par->sum_over_shards(sums.data(), static_cast<int64_t>(sums.size()));
+    size_t k = 0;
+    for (auto& [key, a] : acc)
+      for (auto* m : {&a.model, &a.pers, &a.clim}) {
+        m->set_sums({sums[k], sums[k + 1], sums[k + 2]});
+        k += 3;
+      }
   }
   std::vector<Scores> out;
   const double nan = std::numeric_limits<double>::quiet_NaN();

@@ -9,6 +9,7 @@
 // forecast; a NaN in pred where truth and clim are valid makes the forecast's scores NaN.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -28,6 +29,10 @@ class MetricAccumulator {
   int64_t count() const { return n_; }
   double rmse() const { return n_ ? rmse_sum_ / static_cast<double>(n_) : 0.0; }
   double acc() const { return n_ ? acc_sum_ / static_cast<double>(n_) : 0.0; }
+  // The running sums (RMSE sum, ACC sum, forecast count), to combine the accumulators of ranks
+  // that scored different forecasts: sum them over the ranks and set them back.
+  std::array<double, 3> sums() const { return {rmse_sum_, acc_sum_, static_cast<double>(n_)}; }
+  void set_sums(const std::array<double, 3>& s);
 
  private:
   int64_t H_ = 0, W_ = 0, n_ = 0;
@@ -51,9 +56,23 @@ struct Scores {
 // layout. Units come from the NetCDF files. `progress`, if set, is called after each batch with
 // (batches done, batches to do).
 using Progress = std::function<void(int64_t done, int64_t total)>;
+
+// A distributed evaluation (seqvit train --data --dp/--sp): `ds` is sharded over the
+// data-parallel ranks (ForecastDataset::set_shard), every rank of an SP group scores the same
+// forecasts. The scores are those of the whole (unsharded) dataset, equal to one process's up to
+// the order of the sums.
+struct EvalParallel {
+  // Sequence parallelism: pred [n], this rank's pixels with zeros elsewhere, becomes the whole
+  // forecast (a sum over the SP group). Called after every forward; an empty batch of a shard
+  // (no forward) is empty on every rank of its SP group alike.
+  std::function<void(float* pred, int64_t n)> complete_pred;
+  // Sums sums[n] over the data-parallel ranks (in place).
+  std::function<void(double* sums, int64_t n)> sum_over_shards;
+};
+
 std::vector<Scores> evaluate(model::ClimaX& model, const float* params,
                              data::ForecastDataset& ds, int64_t max_batches = 0,
-                             const Progress& progress = {});
+                             const Progress& progress = {}, const EvalParallel* par = nullptr);
 
 // A fixed-width table of scores (the model beside persistence and climatology); a score that
 // does not exist (persistence of an output that is not an input) shows as "-".

@@ -58,30 +58,51 @@ std::string optimizer_path(const std::string& model_path) {
 }
 
 void save_optimizer(const std::string& path, const TensorTable& table, AdamW& opt) {
+  save_optimizer(path, table, opt.m(), opt.v(), opt.steps_done(), opt.config());
+}
+
+void save_optimizer(const std::string& path, const TensorTable& table, const float* m,
+                    const float* v, int64_t steps_done, const OptimConfig& cfg) {
   io::SafetensorsWriter w;
-  nlohmann::json meta{{"step", opt.steps_done()},
-                      {"config", nlohmann::json::parse(opt.config().to_json())}};
+  nlohmann::json meta{{"step", steps_done}, {"config", nlohmann::json::parse(cfg.to_json())}};
   w.set_metadata("seqvit.optim", meta.dump());
   for (const auto& e : table.entries()) {
-    w.add_f32("adam.m." + e.name, e.shape, opt.m() + e.offset);
-    w.add_f32("adam.v." + e.name, e.shape, opt.v() + e.offset);
+    w.add_f32("adam.m." + e.name, e.shape, m + e.offset);
+    w.add_f32("adam.v." + e.name, e.shape, v + e.offset);
   }
   w.write(path);
 }
 
-void load_optimizer(const std::string& path, const TensorTable& table, AdamW& opt) {
+namespace {
+int64_t read_optimizer_into(const std::string& path, const TensorTable& table, float* m,
+                            float* v) {
   io::SafetensorsReader r(path);
   auto it = r.metadata().find("seqvit.optim");
   if (it == r.metadata().end()) fail("{}: not an optimizer state file (no 'seqvit.optim')", path);
+  int64_t step = 0;
   try {
-    opt.set_steps_done(nlohmann::json::parse(it->second).at("step").get<int64_t>());
+    step = nlohmann::json::parse(it->second).at("step").get<int64_t>();
   } catch (const nlohmann::json::exception& e) {
     fail("{}: bad 'seqvit.optim' metadata: {}", path, e.what());
   }
   for (const auto& e : table.entries()) {
-    r.read_f32("adam.m." + e.name, e.shape, opt.m() + e.offset);
-    r.read_f32("adam.v." + e.name, e.shape, opt.v() + e.offset);
+    r.read_f32("adam.m." + e.name, e.shape, m + e.offset);
+    r.read_f32("adam.v." + e.name, e.shape, v + e.offset);
   }
+  return step;
+}
+}  // namespace
+
+void load_optimizer(const std::string& path, const TensorTable& table, AdamW& opt) {
+  opt.set_steps_done(read_optimizer_into(path, table, opt.m(), opt.v()));
+}
+
+OptimizerState read_optimizer(const std::string& path, const TensorTable& table) {
+  OptimizerState s;
+  s.m.resize(static_cast<size_t>(table.total()));
+  s.v.resize(static_cast<size_t>(table.total()));
+  s.steps_done = read_optimizer_into(path, table, s.m.data(), s.v.data());
+  return s;
 }
 
 }  // namespace seqvit::train

@@ -33,5 +33,14 @@ void save_model(const std::string& path, const model::ModelConfig& cfg, const Te
 std::string optimizer_path(const std::string& model_path);
 void save_optimizer(const std::string& path, const TensorTable& table, AdamW& opt);
 void load_optimizer(const std::string& path, const TensorTable& table, AdamW& opt);
+// The same file from / into plain buffers in the table layout (a distributed run's logical
+// state, which no single AdamW holds when the state is sharded).
+void save_optimizer(const std::string& path, const TensorTable& table, const float* m,
+                    const float* v, int64_t steps_done, const OptimConfig& cfg);
+struct OptimizerState {
+  std::vector<float> m, v;  // [table.total()]
+  int64_t steps_done = 0;
+};
+OptimizerState read_optimizer(const std::string& path, const TensorTable& table);
 
 }  // namespace seqvit::train

@@ -72,9 +72,11 @@ Normalisation normalisation_from_json(const std::string& text, const std::string
 void save_forecast_model(const std::string& path, const model::ModelConfig& mcfg,
                          const data::ForecastConfig& dcfg, const Normalisation& norm,
                          const TensorTable& table, const float* params,
-                         const std::string& train_state_json) {
-  std::map<std::string, std::string> md{{"seqvit.data", data::forecast_config_to_json(dcfg)},
-                                        {"seqvit.norm", normalisation_to_json(norm)}};
+                         const std::string& train_state_json,
+                         const std::map<std::string, std::string>& extra) {
+  std::map<std::string, std::string> md = extra;
+  md["seqvit.data"] = data::forecast_config_to_json(dcfg);
+  md["seqvit.norm"] = normalisation_to_json(norm);
   if (!train_state_json.empty()) md["seqvit.train"] = train_state_json;
   save_model(path, mcfg, table, params, md);
 }

@@ -41,11 +41,13 @@ struct ForecastCheckpoint {
 std::string resolve_checkpoint(const std::string& path);
 ForecastCheckpoint load_forecast_checkpoint(const std::string& path);
 
-// Writes a forecast model file atomically (train_state_json, if not empty, as seqvit.train).
+// Writes a forecast model file atomically (train_state_json, if not empty, as seqvit.train;
+// `extra` adds __metadata__ entries, e.g. seqvit.layout).
 void save_forecast_model(const std::string& path, const model::ModelConfig& mcfg,
                          const data::ForecastConfig& dcfg, const Normalisation& norm,
                          const TensorTable& table, const float* params,
-                         const std::string& train_state_json = "");
+                         const std::string& train_state_json = "",
+                         const std::map<std::string, std::string>& extra = {});
 // The (mean, std) of every input and output of a dataset.
 Normalisation normalisation_of(const data::ForecastDataset& ds);
 

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <set>
 
 #include "core/check.h"
@@ -403,6 +404,64 @@ TEST_F(ForecastDatasetTest, PrefetchYieldsTheSameBatchesAsSynchronousLoading) {
   ASSERT_TRUE(pre.next(b));
   pre.start_epoch(3);
   ASSERT_TRUE(pre.next(b));
+}
+
+TEST_F(ForecastDatasetTest, ShardsSplitEveryBatchAndTogetherMakeIt) {
+  // Data parallelism: shard d of 3 yields samples [d n/3, (d+1) n/3) of each batch of n, so the
+  // shards of a batch concatenate to the unsharded batch (19 samples: the last batch has 3).
+  write_data(40);
+  auto c = config();
+  c.batch_size = 6;
+  ForecastDataset whole(c, Split::train);
+  std::vector<std::unique_ptr<ForecastDataset>> shard;
+  for (int d = 0; d < 3; ++d) {
+    shard.push_back(std::make_unique<ForecastDataset>(c, Split::train));
+    shard.back()->set_shard(d, 3);
+  }
+  whole.start_epoch(1, 1);
+  for (auto& s : shard) s->start_epoch(1, 1);
+  Batch w;
+  int64_t batches = 0;
+  while (whole.next(w)) {
+    std::vector<double> times;
+    std::vector<float> x;
+    for (int d = 0; d < 3; ++d) {
+      Batch b;
+      ASSERT_TRUE(shard[d]->next(b));
+      EXPECT_EQ(b.B, w.B * (d + 1) / 3 - w.B * d / 3);
+      times.insert(times.end(), b.times.begin(), b.times.end());
+      x.insert(x.end(), b.x.begin(), b.x.end());
+    }
+    EXPECT_EQ(times, w.times);
+    EXPECT_EQ(x, w.x);
+    ++batches;
+  }
+  EXPECT_EQ(batches, 3);  // batches 1..3 of 4: 6, 6, 1 samples
+  Batch b;
+  for (auto& s : shard) EXPECT_FALSE(s->next(b));
+  EXPECT_THROW(whole.set_shard(3, 3), Error);
+  EXPECT_THROW(whole.set_shard(0, 0), Error);
+}
+
+TEST_F(ForecastDatasetTest, RequiredStatisticsCacheIsReadNeverWritten) {
+  // The ranks other than 0 of a distributed run: the cache must be there; they never write it.
+  write_data(40);
+  auto c = config();
+  c.cache_path = (tmp_ / "stats.safetensors").string();
+  c.require_stats_cache = true;
+  try {
+    ForecastDataset d(c, Split::train);
+    FAIL() << "no error without the cache";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("stats.safetensors"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(c.cache_path));
+  c.require_stats_cache = false;
+  ForecastDataset first(c, Split::train);  // rank 0 writes it
+  c.require_stats_cache = true;
+  ForecastDataset other(c, Split::train);
+  EXPECT_FALSE(other.stats_computed());
+  EXPECT_EQ(other.stats("t2m").mean, first.stats("t2m").mean);
 }
 
 TEST_F(ForecastDatasetTest, WorkerExceptionsReachTheCaller) {

@@ -1,0 +1,105 @@
+// Distributed checkpoints (see train_checkpoint_dist.h).
+#include "cli/train_checkpoint_dist.h"
+
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <array>
+#include <nlohmann/json.hpp>
+#include <span>
+#include <vector>
+
+#include "cli/train_options.h"
+#include "core/check.h"
+
+namespace seqvit::cli {
+
+ReplicatedState::ReplicatedState(TrainDist& dist, const TrainOptions& o) : dist_(dist) {
+  nlohmann::json j{{"world", o.dp * o.sp}, {"dp", o.dp}, {"sp", o.sp}};
+  if (o.sp > 1) j["sp_mode"] = o.sp_mode;
+  if (o.sp > 1 && o.sp_mode == "2d") {
+    j["sp_ulysses"] = o.sp_ulysses;
+    j["sp_outer"] = o.sp_outer;
+  }
+  j["state"] = "replicated";
+  layout_ = j.dump();
+}
+
+namespace {
+// The replicated state is the whole logical buffer on every rank (no TP/PP shard).
+void check_unsharded(const model::ClimaX& m) {
+  const auto runs = m.logical_runs();
+  if (runs.size() != 1 || runs[0].count != m.logical_total() || runs[0].local_offset != 0 ||
+      runs[0].logical_offset != 0 || m.params().total() != m.logical_total())
+    fail("checkpoint: this rank holds a shard of the model ({} logical runs of {} floats); the "
+         "replicated checkpoint writer handles whole replicas only (DP x SP)",
+         runs.size(), m.logical_total());
+}
+}  // namespace
+
+LogicalState ReplicatedState::gather(train::Trainer& tr) {
+  check_unsharded(tr.model());
+  const int64_t n = tr.model().params().total();
+  auto& opt = tr.optimizer();
+  LogicalState s{tr.params(), opt.m(), opt.v(), opt.steps_done(), 0};
+  // FNV-1a of each buffer; the state's hash is that of the three hashes.
+  const uint64_t hp = hash_floats(s.params, n), hm = hash_floats(s.m, n), hv = hash_floats(s.v, n);
+  const std::array<uint64_t, 3> h3{hp, hm, hv};
+  s.hash = hash_floats(reinterpret_cast<const float*>(h3.data()), 2 * 3);
+  if (dist_.active()) {
+    // every rank's (world rank, hashes of params, m, v, step), compared on every rank
+    auto& c = dist_.grid().sp_dp();
+    const std::array<int64_t, 5> mine{c.world_rank(), static_cast<int64_t>(hp),
+                                      static_cast<int64_t>(hm), static_cast<int64_t>(hv),
+                                      s.steps_done};
+    std::vector<int64_t> all(5 * static_cast<size_t>(c.size()));
+    c.all_gather(std::span<const int64_t>(mine), std::span<int64_t>(all));
+    const char* what[] = {"", "weights", "AdamW first moments", "AdamW second moments",
+                          "optimizer step counts"};
+    for (size_t r = 0; r < static_cast<size_t>(c.size()); ++r)
+      for (size_t k = 1; k < 5; ++k)
+        if (all[5 * r + k] != all[k])
+          fail("checkpoint at step {}: the replicated {} differ between ranks (world rank {}: "
+               "{:016x}, world rank {}: {:016x}); the replicas diverged, nothing was written",
+               s.steps_done, what[k], all[0], static_cast<uint64_t>(all[k]), all[5 * r],
+               static_cast<uint64_t>(all[5 * r + k]));
+  }
+  if (!dist_.root()) return {};
+  return s;
+}
+
+void ReplicatedState::scatter(const LogicalState& logical, train::Trainer& tr) {
+  check_unsharded(tr.model());
+  const int64_t n = tr.model().params().total();
+  std::copy_n(logical.params, n, tr.params());
+  std::copy_n(logical.m, n, tr.optimizer().m());
+  std::copy_n(logical.v, n, tr.optimizer().v());
+  tr.optimizer().set_steps_done(logical.steps_done);
+  tr.params_changed();
+}
+
+std::unique_ptr<CheckpointSharding> make_checkpoint_sharding(TrainDist& dist,
+                                                             const TrainOptions& o) {
+  // Other schemes (TP, PP, ZeRO) return their own sharding here when their flags are set.
+  return std::make_unique<ReplicatedState>(dist, o);
+}
+
+std::string describe_layout(const std::string& layout_json) {
+  if (layout_json.empty()) return "an unrecorded layout";
+  try {
+    const auto j = nlohmann::json::parse(layout_json);
+    const int world = j.value("world", 1);
+    if (world == 1) return "1 process";
+    std::string s = fmt::format("{} ranks: dp {} x sp {}", world, j.value("dp", 1), j.value("sp", 1));
+    if (j.contains("sp_ulysses"))
+      s += fmt::format(" (2d: ulysses {} x {})", j.at("sp_ulysses").get<int>(),
+                       j.value("sp_outer", std::string("ring")));
+    else if (j.contains("sp_mode"))
+      s += fmt::format(" ({})", j.at("sp_mode").get<std::string>());
+    return s;
+  } catch (const std::exception&) {
+    return "an unreadable layout (" + layout_json + ")";
+  }
+}
+
+}  // namespace seqvit::cli

@@ -1,0 +1,78 @@
+// Distributed checkpoints of `seqvit train --data` (docs/checkpoints.md "Distributed
+// checkpoints", docs/parallelism.md). A checkpoint on disk is always LOGICAL: the single-process
+// parameter table (model.safetensors) and AdamW moments (model.optim.safetensors) in the format
+// one process writes, whatever layout wrote it, so that a run resumes with any other layout
+// (dp 2 x sp 2 -> one process, one process -> dp 2, sp 2 -> sp 4, ...). The layout that wrote a
+// checkpoint is recorded in __metadata__["seqvit.layout"] for information only.
+//
+// The hook for a parallelism scheme is CheckpointSharding: `gather` turns the training state of
+// every rank into the logical state on rank 0 just before rank 0 writes it, `scatter` takes the
+// logical state read from the files (on every rank) into this rank's trainer on resume. Data and
+// sequence parallelism replicate the whole state on every rank, so their gather only verifies
+// the replication (a hash of weights and moments all-gathered) and hands rank 0 its own buffers
+// (ReplicatedState). A scheme that shards the weights or the moments (tensor or pipeline
+// parallelism, ZeRO) implements gather with dist::gather_logical (src/dist/logical.h) by its
+// model's ClimaX::logical_runs(), over the ranks that hold distinct shards (e.g. the tp x pp
+// ranks of one DP/SP replica), into logical buffers it owns on rank 0, and scatter with
+// dist::scatter_logical; make_checkpoint_sharding returns it for its flags. The writer, the
+// reader and the resume checks in train_data.cpp do not change.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cli/train_dist.h"
+#include "train/trainer.h"
+
+namespace seqvit::cli {
+
+struct TrainOptions;
+
+// The single-process training state, in the layout of model::ClimaX(config).params().
+struct LogicalState {
+  const float* params = nullptr;  // [table.total()]
+  const float* m = nullptr;       // AdamW first moments, same layout
+  const float* v = nullptr;       // AdamW second moments
+  int64_t steps_done = 0;         // optimizer steps
+  uint64_t hash = 0;              // of params, m and v (information: logged with a checkpoint)
+  bool valid() const { return params != nullptr; }
+};
+
+class CheckpointSharding {
+ public:
+  virtual ~CheckpointSharding() = default;
+  // Collective: every rank calls it at the same step. Rank 0 receives the logical state
+  // (pointers valid until the trainer steps again or the next gather); the other ranks an empty
+  // one. Throws (on every rank alike) when the ranks' states are inconsistent.
+  virtual LogicalState gather(train::Trainer& tr) = 0;
+  // Every rank, on resume: this rank's part of `logical` (read from the files) into tr, which
+  // is left ready to step (params_changed called).
+  virtual void scatter(const LogicalState& logical, train::Trainer& tr) = 0;
+  // The layout, a JSON object stored as seqvit.layout: {"world": 4, "dp": 2, "sp": 2,
+  // "sp_mode": "ring", "state": "replicated"}.
+  virtual std::string layout_json() const = 0;
+};
+
+// Data x sequence parallelism (and the single process): every rank holds the whole state.
+class ReplicatedState final : public CheckpointSharding {
+ public:
+  ReplicatedState(TrainDist& dist, const TrainOptions& o);
+  LogicalState gather(train::Trainer& tr) override;
+  void scatter(const LogicalState& logical, train::Trainer& tr) override;
+  std::string layout_json() const override { return layout_; }
+
+ private:
+  TrainDist& dist_;
+  std::string layout_;
+};
+
+// The sharding of the state under the layout the options describe.
+std::unique_ptr<CheckpointSharding> make_checkpoint_sharding(TrainDist& dist,
+                                                             const TrainOptions& o);
+
+// "dp 2 x sp 2 (ring)", "1 process": a seqvit.layout JSON for messages ("unknown" if absent).
+std::string describe_layout(const std::string& layout_json);
+
+}  // namespace seqvit::cli
