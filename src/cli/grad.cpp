@@ -4,9 +4,11 @@
 // With --sp P (under `mpirun -np P`) the token sequence is split over P ranks (docs/
 // parallelism.md "The model under sequence parallelism"): every rank reads the same files,
 // computes its shard, the loss and gradients are summed over the group, pred is gathered, and
-// rank 0 writes the same file a single process would. MPI is initialised only with --sp; without
-// it the command never touches MPI, and launching it as several ranks is refused (they would
-// all write the same file).
+// rank 0 writes the same file a single process would. With --tp T (and --sp P, under
+// `mpirun -np T*P`) each rank also holds only its tensor-parallel slice of the weights ("Tensor
+// parallelism"); rank 0 gathers the logical gradients. MPI is initialised only with --sp or
+// --tp; without them the command never touches MPI, and launching it as several ranks is
+// refused (they would all write the same file).
 #include <fmt/core.h>
 
 #include <cstdio>
@@ -19,7 +21,9 @@
 #include "core/check.h"
 #include "dist/comm.h"
 #include "dist/grid.h"
+#include "dist/logical.h"
 #include "dist/sp_model.h"
+#include "dist/tp_model.h"
 #include "io/safetensors.h"
 #include "model/climax.h"
 #include "train/checkpoint.h"
@@ -30,7 +34,8 @@ namespace {
 struct GradOptions {
   std::string model, batch, out;
   bool bf16 = false;
-  int sp = 0;  // 0: no MPI at all
+  int sp = 0;  // 0 (and tp 0): no MPI at all
+  int tp = 0;
   std::string sp_mode = "ulysses";
 };
 
@@ -43,18 +48,21 @@ int launched_ranks() {
 
 void run_grad(const GradOptions& o) {
   std::optional<dist::SpMode> mode;
-  if (o.sp == 0) {
+  const int sp = std::max(o.sp, 1), tp = std::max(o.tp, 1);
+  if (o.sp == 0 && o.tp == 0) {
     if (launched_ranks() > 1)
-      fail("seqvit grad was launched as {} ranks without --sp; to split the sequence pass "
-           "--sp {} --sp-mode ulysses|lss|ring, or run it as one process",
-           launched_ranks(), launched_ranks());
+      fail("seqvit grad was launched as {} ranks without --sp or --tp; to split the sequence "
+           "pass --sp {} --sp-mode ulysses|lss|ring (or the weights, --tp {}), or run it as one "
+           "process",
+           launched_ranks(), launched_ranks(), launched_ranks());
   } else {
-    if (o.sp < 1) fail("--sp must be >= 1, got {}", o.sp);
+    if (o.sp < 0) fail("--sp must be >= 1, got {}", o.sp);
+    if (o.tp < 0) fail("--tp must be >= 1, got {}", o.tp);
     mode = dist::parse_sp_mode(o.sp_mode);
     if (*mode == dist::SpMode::TwoD)
       fail("--sp-mode 2d is not supported by seqvit grad yet; use ulysses, lss or ring");
-    if (o.bf16) fail("--sp runs in fp32 only (the SP attention operators have no bf16 mode); "
-                     "drop --bf16");
+    if (o.bf16 && o.sp != 0)
+      fail("--sp runs in fp32 only (the SP attention operators have no bf16 mode); drop --bf16");
   }
   // Declared first so that it is destroyed last (MPI_Finalize after every communicator).
   std::optional<dist::MpiRuntime> mpi;
@@ -62,7 +70,6 @@ void run_grad(const GradOptions& o) {
 
   const io::SafetensorsReader model_file(o.model);  // read once: configuration and weights
   const auto cfg = train::read_model_config(model_file);
-  model::ClimaX m(cfg);
 
   io::SafetensorsReader br(o.batch);
   for (const char* need : {"x", "y", "lead_times", "lat"})
@@ -79,28 +86,43 @@ void run_grad(const GradOptions& o) {
   const int64_t B = xs[0];
   if (B < 1) fail("{}: x has an empty batch", o.batch);
 
-  // Sequence parallelism: the configuration is checked (world size vs --sp, tokens vs P,
-  // heads vs P for Ulysses) on every rank alike before anything else is allocated, so a bad one
-  // ends every rank with the same message.
+  // Sequence and tensor parallelism: the configuration is checked (world size vs --tp x --sp,
+  // tokens vs P, heads and MLP width vs T, heads / T vs P for Ulysses) on every rank alike
+  // before anything else is allocated, so a bad one ends every rank with the same message.
   std::optional<dist::Comm> world;
   std::optional<dist::RankGrid> grid;
   std::optional<dist::SpBlockAttention> attn;
+  std::optional<dist::TpModel> tpm;
   if (mode) {
     world.emplace(dist::Comm::world());
-    if (world->size() != o.sp)
-      fail("--sp {} needs {} ranks (mpirun -np {}), but this job has {}", o.sp, o.sp, o.sp,
+    if (world->size() != tp * sp) {
+      const std::string flags = o.tp == 0   ? fmt::format("--sp {}", sp)
+                                : o.sp == 0 ? fmt::format("--tp {}", tp)
+                                            : fmt::format("--tp {} --sp {}", tp, sp);
+      fail("{} needs {} ranks (mpirun -np {}), but this job has {}", flags, tp * sp, tp * sp,
            world->size());
+    }
     dist::GridConfig g;
+    g.tp = tp;
     g.sp_mode = *mode;
-    (*mode == dist::SpMode::Ulysses ? g.sp_ulysses : g.sp_ring) = o.sp;
+    (*mode == dist::SpMode::Ulysses ? g.sp_ulysses : g.sp_ring) = sp;
     dist::validate(g, world->size(), cfg, B);
     grid.emplace(*world, g);
-    attn.emplace(grid->sp(), *mode);
+    if (o.sp != 0) attn.emplace(grid->sp(), *mode);
+    tpm.emplace(grid->tp());
   }
-  const bool root = !grid || grid->sp().rank() == 0;
+  const bool root = !grid || grid->rank() == 0;
+  model::ClimaX m(cfg, model::ModelShard{tp, grid ? grid->coords().tp : 0});
+  const model::ClimaX whole(cfg);  // the logical (single-process) layout of the files
 
   Buffer<float> params(m.params().total()), grads(m.params().total());
-  train::load_parameters(model_file, m.params(), params.data());
+  if (tp == 1) {
+    train::load_parameters(model_file, m.params(), params.data());
+  } else {  // every rank reads the whole model and keeps its slice
+    std::vector<float> logical(static_cast<size_t>(whole.params().total()));
+    train::load_parameters(model_file, whole.params(), logical.data());
+    m.slice_logical(logical.data(), params.data());
+  }
   const int64_t V = cfg.V(), Vo = cfg.Vo(), H = cfg.img_h, W = cfg.img_w;
   std::vector<float> x(B * V * H * W), y(B * Vo * H * W), lt(B), lat(H);
   br.read_f32("x", {B, V, H, W}, x.data());
@@ -108,10 +130,12 @@ void run_grad(const GradOptions& o) {
   br.read_f32("lead_times", {B}, lt.data());
   br.read_f32("lat", {H}, lat.data());
 
+  if (tpm) m.set_tensor_parallel(&*tpm);
   m.plan(B, o.bf16 ? model::Precision::BF16 : model::Precision::F32,
          attn ? &*attn : nullptr);
   m.sync_weights(params.data());
   std::vector<float> pred(B * Vo * H * W);
+  std::vector<float> logical_grads;  // tensor parallel: the gathered gradients, on rank 0
   double loss = 0;
   const model::BatchView batch{B, x.data(), y.data(), lt.data(), lat.data()};
   if (!mode) {
@@ -126,6 +150,12 @@ void run_grad(const GradOptions& o) {
       dist::sp_reduce_gradients(grid->sp(), grads.data(), m.params().total());
       dist::sp_gather_pred(grid->sp(), shard.data(), pred.data(),
                            static_cast<int64_t>(pred.size()), 0);
+      // every TP group holds the same gradients after the SP sum: rank 0's group gathers them
+      if (tp > 1 && grid->coords().sp == 0 && grid->coords().dp == 0 && grid->coords().pp == 0) {
+        if (root) logical_grads.resize(static_cast<size_t>(whole.params().total()));
+        dist::gather_logical(grid->tp(), m.logical_runs(), grads.data(), logical_grads.data(),
+                             whole.params().total(), 0);
+      }
     } catch (const std::exception& e) {
       std::fprintf(stderr, "\nseqvit: error on rank %d: %s\n", grid->rank(), e.what());
       dist::abort_all(1);
@@ -139,14 +169,19 @@ void run_grad(const GradOptions& o) {
   w.add_f32("pred", {B, Vo, H, W}, pred.data());
   const float lf = static_cast<float>(loss);
   w.add_f32("loss", {1}, &lf);
-  for (const auto& e : m.params().entries())
-    w.add_f32("grad." + e.name, e.shape, grads.data() + e.offset);
+  const float* g = tp > 1 ? logical_grads.data() : grads.data();
+  for (const auto& e : whole.params().entries())
+    w.add_f32("grad." + e.name, e.shape, g + e.offset);
   w.write(o.out);
-  if (mode)
+  if (o.sp != 0)
     fmt::print("sequence parallel: {} rank{}, {}, {} of {} tokens per rank\n", o.sp,
                o.sp == 1 ? "" : "s", o.sp_mode, m.local_tokens(), cfg.N());
+  if (o.tp != 0)
+    fmt::print("tensor parallel: {} rank{}, {} of {} heads and {} of {} MLP units per rank\n",
+               tp, tp == 1 ? "" : "s", cfg.num_heads / tp, cfg.num_heads, cfg.hidden() / tp,
+               cfg.hidden());
   fmt::print("loss {:.9g}; wrote pred, loss and {} gradients to {}\n", loss,
-             m.params().entries().size(), o.out);
+             whole.params().entries().size(), o.out);
 }
 }  // namespace
 
@@ -165,6 +200,9 @@ void add_grad(CLI::App& app) {
                 "mpirun -np P; fp32)");
   c->add_option("--sp-mode", opts->sp_mode, "sequence-parallel attention: ulysses, lss or ring")
       ->default_str("ulysses");
+  c->add_option("--tp", opts->tp,
+                "tensor-parallel degree: split heads and MLP units over T ranks (run under "
+                "mpirun -np T*P with --sp P)");
   c->callback([opts] { run_grad(*opts); });
 }
 

@@ -1,7 +1,8 @@
 // seqvit train: trains ClimaX on the built-in synthetic travelling-wave fields (the NetCDF mode
 // is train_data.cpp), showing progress on one line and writing a checkpoint at the end. With
-// --dp D --sp P under `mpirun -np D*P` each step's global batch is split over D data-parallel
-// replicas and each sample's tokens over P sequence-parallel ranks (train_dist.h).
+// --dp D --sp P --tp T under `mpirun -np D*T*P` each step's global batch is split over D
+// data-parallel replicas, each sample's tokens over P sequence-parallel ranks and the weights of
+// attention and MLP over T tensor-parallel ranks (train_dist.h).
 #include <fmt/core.h>
 #include <omp.h>
 #include <unistd.h>
@@ -123,7 +124,7 @@ void run_train_synthetic(TrainOptions o) {
   check_step_options(o);
   // Data / sequence parallelism: MPI (only with --dp or --sp > 1) and the whole configuration
   // checked on every rank alike before anything is allocated.
-  TrainDist dist(o.dp, o.sp, o.sp_mode, o.bf16, mc, o.batch);
+  TrainDist dist(o.dp, o.sp, o.tp, o.sp_mode, o.bf16, mc, o.batch);
   try {
     train_synthetic(o, mc, dist);
   } catch (const std::exception& e) {
@@ -159,9 +160,10 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
                o.tokenization, h, w, o.patch, mc.N(), mc.embed_dim, mc.num_heads, mc.depth, V,
                Vo, B, o.bf16 ? "bf16 mixed precision" : "fp32", omp_get_max_threads());
     if (dist.active())
-      fmt::print("parallel: dp {} x sp {} ({}), {} samples and {} of {} tokens per rank\n{}",
-                 o.dp, o.sp, o.sp_mode, Bl, tr.model().local_tokens(), mc.N(),
-                 dist.grid().describe());
+      fmt::print("parallel: dp {} x sp {} ({}) x tp {}, {} samples, {} of {} tokens and {} of {} "
+                 "heads per rank\n{}",
+                 o.dp, o.sp, o.sp_mode, o.tp, Bl, tr.model().local_tokens(), mc.N(),
+                 mc.num_heads / o.tp, mc.num_heads, dist.grid().describe());
     fmt::print("{}\n", tr.memory_report());
     fmt::print("data: synthetic travelling waves, lead {} h (built in; no files needed)\n",
                o.lead_hours);
@@ -244,18 +246,24 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double eval1 = eval();
   const double pers = persistence();
-  const uint64_t hash = dist.check_replicated(tr.params(), tr.model().params().total());
+  const uint64_t hash = dist.check_replicated(tr.params(), tr.model().params());
   if (!root) {
+    dist.save_checkpoint(o.out, mc, tr);  // under TP: this rank's slice goes to rank 0
     dist.barrier();  // rank 0 writes the checkpoint (the replicas are identical)
     return;
   }
   if (dist.active())
-    fmt::print("weights identical on all {} ranks (hash {:016x})\n", o.dp * o.sp, hash);
+    fmt::print("weights identical on all {} ranks{} (hash {:016x})\n", o.dp * o.sp * o.tp,
+               o.tp == 1          ? std::string()
+               : o.dp * o.sp == 1 ? std::string(" (the tensors replicated over tensor parallelism)")
+                                  : fmt::format(" (the tensors replicated over tensor parallelism; "
+                                                "each shard on its {} replicas)",
+                                                o.dp * o.sp),
+               hash);
   fmt::print("trained {} steps in {:.1f} s; training loss {:.4f} -> {:.4f}; held-out loss "
              "{:.4f} -> {:.4f} (persistence forecast: {:.4f})\n",
              o.steps, secs, first_loss, ema, eval0, eval1, pers);
-  train::save_model(o.out, mc, tr.model().params(), tr.params());
-  train::save_optimizer(train::optimizer_path(o.out), tr.model().params(), tr.optimizer());
+  dist.save_checkpoint(o.out, mc, tr);  // the logical (single-process) model
   fmt::print("wrote {} and {}\n", o.out, train::optimizer_path(o.out));
   std::fflush(stdout);
   dist.barrier();
@@ -307,6 +315,10 @@ void add_train(CLI::App& app) {
                 "sequence-parallel degree: split the tokens over P ranks (fp32)")
       ->capture_default_str();
   c->add_option("--sp-mode", o->sp_mode, "sequence-parallel attention: ulysses, lss or ring")
+      ->capture_default_str();
+  c->add_option("--tp", o->tp,
+                "tensor-parallel degree: split heads and MLP units over T ranks "
+                "(mpirun -np D*T*P)")
       ->capture_default_str();
   c->add_option("--log-every", o->log_every, "progress line every k steps when not a terminal")
       ->capture_default_str();

@@ -1,11 +1,16 @@
 // Data and sequence parallelism for `seqvit train` (see train_dist.h).
 #include "cli/train_dist.h"
 
+#include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
 
 #include "core/check.h"
+#include "dist/logical.h"
+#include "model/tp_layout.h"
+#include "train/checkpoint.h"
 
 namespace seqvit::cli {
 
@@ -31,13 +36,14 @@ double SpDpReducer::reduce(double partial_loss, float* grads, int64_t n) {
   return partial_loss;
 }
 
-TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
+TrainDist::TrainDist(int dp, int sp, int tp, const std::string& sp_mode, bool bf16,
                      const model::ModelConfig& mc, int64_t global_batch)
-    : dp_(dp), local_batch_(global_batch), global_batch_(global_batch) {
+    : dp_(dp), tp_(tp), local_batch_(global_batch), global_batch_(global_batch) {
   if (dp < 1) fail("--dp must be >= 1, got {}", dp);
   if (sp < 1) fail("--sp must be >= 1, got {}", sp);
+  if (tp < 1) fail("--tp must be >= 1, got {}", tp);
   const auto mode = dist::parse_sp_mode(sp_mode);
-  if (dp == 1 && sp == 1) {
+  if (dp == 1 && sp == 1 && tp == 1) {
     if (launched_ranks() > 1)
       fail(
           "seqvit train was launched as {} ranks without --dp/--sp; pass --dp D --sp P with "
@@ -53,15 +59,18 @@ TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
   world_.emplace(dist::Comm::world());
   dist::GridConfig g;
   g.dp = dp;
+  g.tp = tp;
   g.sp_mode = mode;
   (mode == dist::SpMode::Ulysses ? g.sp_ulysses : g.sp_ring) = sp;
   if (world_->size() != g.world_size())
-    fail("--dp {} --sp {} needs {} ranks (mpirun -np {}), but this job has {}", dp, sp,
-         g.world_size(), g.world_size(), world_->size());
+    fail("--dp {} --sp {}{} needs {} ranks (mpirun -np {}), but this job has {}", dp, sp,
+         tp > 1 ? fmt::format(" --tp {}", tp) : "", g.world_size(), g.world_size(),
+         world_->size());
   dist::validate(g, world_->size(), mc, global_batch);
   local_batch_ = global_batch / dp;
   grid_.emplace(*world_, g);
   if (sp > 1) attn_.emplace(grid_->sp(), mode);
+  if (tp > 1) tp_model_.emplace(grid_->tp());
   reducer_.emplace(grid_->sp_dp());
 }
 
@@ -69,6 +78,11 @@ train::TrainerParallel TrainDist::trainer_parallel() {
   train::TrainerParallel p;
   p.sp = attn_ ? &*attn_ : nullptr;
   p.loss_batch = grid_ ? global_batch_ : 0;
+  if (tp_model_) {
+    p.shard.tp_size = tp_;
+    p.shard.tp_rank = grid_->coords().tp;
+    p.tp = &*tp_model_;
+  }
   return p;
 }
 
@@ -82,19 +96,61 @@ double TrainDist::sum_over_dp(double v) {
   return v;
 }
 
-uint64_t TrainDist::check_replicated(const float* params, int64_t n) {
-  const uint64_t h = hash_floats(params, n);
+uint64_t TrainDist::check_replicated(const float* params, const TensorTable& table) {
+  const uint64_t h = hash_floats(params, table.total());
   if (!grid_) return h;
-  std::vector<int64_t> all(static_cast<size_t>(world_->size()));
-  const int64_t mine = static_cast<int64_t>(h);
-  world_->all_gather(std::span<const int64_t>(&mine, 1), std::span<int64_t>(all));
-  for (size_t r = 0; r < all.size(); ++r)
-    if (all[r] != mine)
+  // Under TP: the tensors every rank holds whole (LayerNorms, embeddings, head, row-parallel
+  // biases), hashed alone, must agree across TP coordinates too.
+  uint64_t hr = 0;
+  for (const auto& e : table.entries())
+    if (tp_ > 1 && model::tp_split(e.name) == model::TpSplit::Replicated)
+      hr = hr * 1099511628211ull ^ hash_floats(params + e.offset, e.numel);
+  const int P = world_->size();
+  const std::array<int64_t, 3> mine{static_cast<int64_t>(h), static_cast<int64_t>(hr),
+                                    grid_->coords().tp};
+  std::vector<int64_t> all(static_cast<size_t>(3 * P));
+  world_->all_gather(std::span<const int64_t>(mine), std::span<int64_t>(all));
+  for (int r = 0; r < P; ++r) {
+    if (all[3 * r + 2] == mine[2] && all[3 * r] != mine[0])
       fail(
           "the replicated weights differ between ranks: hash {:016x} on rank {}, {:016x} on "
           "rank {}",
-          static_cast<uint64_t>(all[r]), r, h, grid_->rank());
+          static_cast<uint64_t>(all[3 * r]), r, h, grid_->rank());
+    if (all[3 * r + 1] != mine[1])
+      fail(
+          "the weights replicated over tensor parallelism differ between ranks: hash {:016x} on "
+          "rank {} (tp {}), {:016x} on rank {} (tp {})",
+          static_cast<uint64_t>(all[3 * r + 1]), r, all[3 * r + 2], hr, grid_->rank(), mine[2]);
+  }
   return h;
+}
+
+void TrainDist::save_checkpoint(const std::string& out, const model::ModelConfig& mc,
+                                train::Trainer& tr) {
+  const model::ClimaX& m = tr.model();
+  if (!tp_model_) {  // every rank holds the logical buffers
+    if (!root()) return;
+    train::save_model(out, mc, m.params(), tr.params());
+    train::save_optimizer(train::optimizer_path(out), m.params(), tr.optimizer());
+    return;
+  }
+  // One replica of each shard sends its runs (the others send none), rank 0 assembles.
+  const bool sends = grid_->coords().dp == 0 && grid_->coords().sp == 0;
+  const auto runs = sends ? m.logical_runs() : std::vector<model::LogicalRun>{};
+  const model::ClimaX whole(mc);
+  const int64_t n = whole.params().total();
+  const size_t held = root() ? static_cast<size_t>(n) : 0;
+  std::vector<float> params(held, 0.f), mom(held, 0.f), var(held, 0.f);
+  dist::gather_logical(*world_, runs, tr.params(), params.data(), n, 0);
+  dist::gather_logical(*world_, runs, tr.optimizer().m(), mom.data(), n, 0);
+  dist::gather_logical(*world_, runs, tr.optimizer().v(), var.data(), n, 0);
+  if (!root()) return;
+  train::AdamW opt(whole.params(), tr.optimizer().config());
+  std::copy(mom.begin(), mom.end(), opt.m());
+  std::copy(var.begin(), var.end(), opt.v());
+  opt.set_steps_done(tr.optimizer().steps_done());
+  train::save_model(out, mc, whole.params(), params.data());
+  train::save_optimizer(train::optimizer_path(out), whole.params(), opt);
 }
 
 void TrainDist::barrier() {

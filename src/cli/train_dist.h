@@ -1,7 +1,7 @@
-// `seqvit train --dp D --sp P --sp-mode M` under `mpirun -np D*P` (docs/parallelism.md "Data
-// parallelism"): the MPI runtime, the rank grid, the SP attention of this rank and the gradient
-// all-reduce over the sp x dp group, set up before the model is allocated. Without --dp/--sp
-// above 1 nothing here touches MPI.
+// `seqvit train --dp D --sp P --sp-mode M --tp T` under `mpirun -np D*T*P` (docs/parallelism.md
+// "Data parallelism", "Tensor parallelism"): the MPI runtime, the rank grid, the SP attention
+// and the TP group of this rank and the gradient all-reduce over the sp x dp group, set up before
+// the model is allocated. Without --dp/--sp/--tp above 1 nothing here touches MPI.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +11,7 @@
 #include "dist/comm.h"
 #include "dist/grid.h"
 #include "dist/sp_model.h"
+#include "dist/tp_model.h"
 #include "train/trainer.h"
 
 namespace seqvit::cli {
@@ -29,18 +30,21 @@ class SpDpReducer final : public train::GradientReducer {
 
 class TrainDist {
  public:
-  // Validates dp, sp and sp_mode; initialises MPI only if dp > 1 or sp > 1; then checks the
-  // world size, the model and the global batch (dist::validate) before anything is allocated.
-  // Refuses a multi-rank launch without --dp/--sp (every rank would write the same files).
-  TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16, const model::ModelConfig& mc,
-            int64_t global_batch);
+  // Validates dp, sp, tp and sp_mode; initialises MPI only if one of dp, sp, tp is > 1; then
+  // checks the world size, the model and the global batch (dist::validate) before anything is
+  // allocated. Refuses a multi-rank launch without --dp/--sp/--tp (every rank would write the
+  // same files).
+  TrainDist(int dp, int sp, int tp, const std::string& sp_mode, bool bf16,
+            const model::ModelConfig& mc, int64_t global_batch);
 
   bool active() const { return grid_.has_value(); }
   bool root() const { return !grid_ || grid_->rank() == 0; }
   int dp() const { return dp_; }
   int dp_rank() const { return grid_ ? grid_->coords().dp : 0; }
   int64_t local_batch() const { return local_batch_; }
-  // What the Trainer needs: the SP attention (or null) and the global loss batch (or 0).
+  int tp() const { return tp_; }
+  // What the Trainer needs: the SP attention (or null), the global loss batch (or 0), this
+  // rank's model shard and its TP group.
   train::TrainerParallel trainer_parallel();
   dist::RankGrid& grid() { return *grid_; }
   train::GradientReducer* reducer() { return reducer_ ? &*reducer_ : nullptr; }
@@ -48,19 +52,25 @@ class TrainDist {
   // already normalised by the global count). Identity without MPI.
   double sum_over_sp_dp(double v);
   double sum_over_dp(double v);
-  // Every rank's hash of its parameter buffer, gathered: throws unless all are equal; returns
-  // the hash. Single process: the local hash.
-  uint64_t check_replicated(const float* params, int64_t n);
+  // Every rank's hash of its parameter buffer (table layout), gathered: throws unless the ranks
+  // that hold the same shard (the same tp coordinate) agree, and under TP unless every rank
+  // agrees on the replicated tensors; returns the hash. Single process: the local hash.
+  uint64_t check_replicated(const float* params, const TensorTable& table);
+  // Writes the model file `out` and its optimizer state (train::optimizer_path) of the logical,
+  // single-process model on world rank 0. Under TP the slices are gathered first (by
+  // model::LogicalRun, from the ranks with dp = sp = 0): collective, every rank calls it.
+  void save_checkpoint(const std::string& out, const model::ModelConfig& mc, train::Trainer& tr);
   void barrier();
 
  private:
-  int dp_ = 1;
+  int dp_ = 1, tp_ = 1;
   int64_t local_batch_ = 0, global_batch_ = 0;
   // Declared first so that it is destroyed last (MPI_Finalize after every communicator).
   std::optional<dist::MpiRuntime> mpi_;
   std::optional<dist::Comm> world_;
   std::optional<dist::RankGrid> grid_;
   std::optional<dist::SpBlockAttention> attn_;
+  std::optional<dist::TpModel> tp_model_;
   std::optional<SpDpReducer> reducer_;
 };
 

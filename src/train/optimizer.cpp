@@ -73,7 +73,10 @@ AdamW::AdamW(const TensorTable& table, const OptimConfig& cfg)
 
 double AdamW::step(float* P, float* G) {
   double sq = 0;
-  for (const auto& e : table_.entries()) sq += kernels::sum_squares(G + e.offset, e.numel);
+  if (sum_squares_)
+    sq = sum_squares_(G);
+  else
+    for (const auto& e : table_.entries()) sq += kernels::sum_squares(G + e.offset, e.numel);
   const double norm = std::sqrt(sq);
   if (cfg_.grad_clip > 0) {
     // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is < 1

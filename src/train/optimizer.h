@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "core/tensor_table.h"
@@ -38,6 +39,10 @@ class AdamW {
   // Clips (when configured) and applies one update to params using grads. Returns the global
   // gradient norm before clipping. `step` counts completed updates (0-based schedule index).
   double step(float* params, float* grads);
+  // The squared gradient norm that step() clips by, when the gradients are sharded over ranks
+  // (tensor parallelism: a sum over the group of the shards, replicas counted once). Default:
+  // the sum of squares of every local entry. Must not allocate.
+  void set_sum_squares(std::function<double(const float* grads)> f) { sum_squares_ = std::move(f); }
   int64_t steps_done() const { return step_; }
   void set_steps_done(int64_t s) { step_ = s; }
   float* m() { return m_.data(); }
@@ -52,6 +57,7 @@ class AdamW {
   Buffer<float> m_, v_;  // [table.total()]
   int64_t step_ = 0;
   double last_lr_ = 0;
+  std::function<double(const float*)> sum_squares_;
 };
 
 }  // namespace seqvit::train

@@ -5,6 +5,8 @@
 #include <cstring>
 
 #include "core/check.h"
+#include "kernels/ops.h"
+#include "model/tp_layout.h"
 
 namespace seqvit::train {
 
@@ -20,13 +22,20 @@ std::string human_bytes(double b) {
 
 Trainer::Trainer(const model::ModelConfig& mcfg, const OptimConfig& ocfg, int64_t batch,
                  model::Precision precision, uint64_t seed, const TrainerParallel& par)
-    : model_(mcfg),
+    : model_(mcfg, par.shard),
       params_(model_.params().total()),
       grads_(model_.params().total()),
       opt_(model_.params(), ocfg),
       batch_(batch) {
   model_.init(params_.data(), seed);
+  model_.set_tensor_parallel(par.tp);
   model_.plan(batch, precision, par.sp, par.loss_batch);
+  if (par.shard.tp_size > 1) {
+    tp_ = par.tp;
+    for (const auto& e : model_.params().entries())
+      tp_sharded_.push_back(model::tp_split(e.name) != model::TpSplit::Replicated);
+    opt_.set_sum_squares([this](const float* g) { return tp_sum_squares(g); });
+  }
   model_.sync_weights(params_.data());
 }
 
@@ -52,6 +61,17 @@ StepResult Trainer::step(const model::BatchView& b) {
   r.lr = opt_.last_lr();
   model_.sync_weights(params_.data());
   return r;
+}
+
+// Tensor parallelism: the squared norm of the logical gradient. Each shard's squares are summed
+// over the group; a replicated tensor (the same on every TP rank) is counted once.
+double Trainer::tp_sum_squares(const float* G) const {
+  const auto& entries = model_.params().entries();
+  double sharded = 0, replicated = 0;
+  for (size_t i = 0; i < entries.size(); ++i)
+    (tp_sharded_[i] ? sharded : replicated) +=
+        kernels::sum_squares(G + entries[i].offset, entries[i].numel);
+  return tp_->all_reduce_sum(sharded) + replicated;
 }
 
 size_t Trainer::total_bytes() const {

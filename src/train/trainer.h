@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/tensor_table.h"
 #include "model/climax.h"
@@ -23,6 +24,10 @@ struct TrainerParallel {
   model::SequenceParallelAttention* sp = nullptr;
   // The global batch the loss is normalised by (ClimaX::plan), 0: the local batch.
   int64_t loss_batch = 0;
+  // This rank's part of the model and, with shard.tp_size > 1, its tensor-parallel group (not
+  // owned). Under TP the gradient norm that clipping uses is the global one.
+  model::ModelShard shard;
+  model::TensorParallel* tp = nullptr;
 };
 
 // Called by Trainer::step between backward and the optimizer step: turns this rank's partial
@@ -68,6 +73,9 @@ class Trainer {
   AdamW opt_;
   int64_t batch_;
   GradientReducer* reducer_ = nullptr;
+  model::TensorParallel* tp_ = nullptr;
+  std::vector<char> tp_sharded_;  // per parameter entry: split over the TP group (TP only)
+  double tp_sum_squares(const float* grads) const;
 };
 
 std::string human_bytes(double bytes);  // "1.23 GiB"
