@@ -8,10 +8,13 @@
 //   design  the closed-form DESIGN §4 numbers per layer x depth: Ulysses 4 B N D (P-1)/P^2 each
 //           way, LSS 2 B N D (P-1)/P each way, ring 2 B N D (P-1)/P forward and twice that
 //           backward; the gradient all-reduce 2 params (P-1)/P floats (a nominal ring).
+// 2-D SP (modes 2d-ring, 2d-lss; P = U x R with U = --sp-ulysses) gets one row per group and
+// direction: the Ulysses exchange of the segment on sp_ulysses, 4 B N D (U-1)/(U P), and the
+// outer scheme on sp_ring, 2 B N D (R-1)/P (ring backward: twice that), per layer.
 // Timings are not the point (see bench_block_step for those): one step, tiny shapes.
 //   mpirun -np P bench_sp_comm [--n N | --img HxW --patch p] [--embed-dim D] [--heads Hh]
 //       [--depth L] [--batch B] [--vars V] [--tokenization aggregate|per_variable]
-//       [--modes ulysses,lss,ring] [--csv FILE] [--check]
+//       [--modes ulysses,lss,ring,2d-ring,2d-lss] [--sp-ulysses U] [--csv FILE] [--check]
 // --check: exit 1 if any measured value differs from the scheme's formula (on any rank).
 #include <fmt/core.h>
 
@@ -28,6 +31,7 @@
 #include "dist/comm.h"
 #include "dist/grid.h"
 #include "dist/sp_attention.h"
+#include "dist/sp_attention_2d.h"
 #include "dist/sp_model.h"
 #include "model/climax.h"
 
@@ -35,12 +39,32 @@ using namespace seqvit;
 
 namespace {
 
+// A scheme to measure: a 1-D mode, or 2d with the scheme across its Ulysses groups.
+struct Scheme {
+  dist::SpMode mode = dist::SpMode::Ulysses;
+  dist::SpMode outer = dist::SpMode::Ring;  // 2d only
+  std::string name() const {
+    return mode == dist::SpMode::TwoD ? "2d-" + dist::to_string(outer) : dist::to_string(mode);
+  }
+};
+
+Scheme parse_scheme(const std::string& m) {
+  if (m.rfind("2d-", 0) == 0) return {dist::SpMode::TwoD, dist::parse_sp_outer(m.substr(3))};
+  if (m == "2d") return {dist::SpMode::TwoD, dist::SpMode::Ring};
+  return {dist::parse_sp_mode(m), dist::SpMode::Ring};
+}
+
 struct Options {
   int64_t n = 0;  // tokens; 0: from --img/--patch
   int64_t img_h = 0, img_w = 0, patch = 2;
   int64_t embed_dim = 64, heads = 4, depth = 2, batch = 1, vars = 2;
   model::Tokenization tok = model::Tokenization::Aggregate;
-  std::vector<dist::SpMode> modes{dist::SpMode::Ulysses, dist::SpMode::Lss, dist::SpMode::Ring};
+  std::vector<Scheme> modes{{dist::SpMode::Ulysses},
+                            {dist::SpMode::Lss},
+                            {dist::SpMode::Ring},
+                            {dist::SpMode::TwoD, dist::SpMode::Ring},
+                            {dist::SpMode::TwoD, dist::SpMode::Lss}};
+  int sp_ulysses = 0;  // 2d: the Ulysses degree; 0: 2 if P is even, else 1
   std::string csv;
   bool check = false;
 };
@@ -49,7 +73,7 @@ struct Options {
   throw Error(msg +
               " (flags: --n N | --img HxW --patch p, --embed-dim D, --heads Hh, --depth L, "
               "--batch B, --vars V, --tokenization aggregate|per_variable, --modes "
-              "ulysses,lss,ring, --csv FILE, --check)");
+              "ulysses,lss,ring,2d-ring,2d-lss, --sp-ulysses U, --csv FILE, --check)");
 }
 
 Options parse(int argc, char** argv) {
@@ -83,12 +107,9 @@ Options parse(int argc, char** argv) {
     else if (a == "--modes") {
       o.modes.clear();
       std::stringstream ss(value());
-      for (std::string m; std::getline(ss, m, ',');) {
-        const dist::SpMode mode = dist::parse_sp_mode(m);
-        if (mode == dist::SpMode::TwoD) usage_error("--modes: 2d is not measured here");
-        o.modes.push_back(mode);
-      }
-    } else if (a == "--csv") o.csv = value();
+      for (std::string m; std::getline(ss, m, ',');) o.modes.push_back(parse_scheme(m));
+    } else if (a == "--sp-ulysses") o.sp_ulysses = static_cast<int>(number());
+    else if (a == "--csv") o.csv = value();
     else if (a == "--check") o.check = true;
     else usage_error("unknown flag " + a);
   }
@@ -145,25 +166,43 @@ std::string ops_of(const dist::CommStats& s) {
   return out.empty() ? "-" : out;
 }
 
-// A 1-D SP grid of the whole world in `mode`.
-dist::GridConfig grid_config(dist::SpMode mode, int P) {
+// An SP grid of the whole world for `scheme` (2d: U x P/U).
+dist::GridConfig grid_config(const Scheme& scheme, int P, int U) {
   dist::GridConfig g;
-  g.sp_mode = mode;
-  (mode == dist::SpMode::Ulysses ? g.sp_ulysses : g.sp_ring) = P;
+  const bool two_d = scheme.mode == dist::SpMode::TwoD;
+  dist::set_sp_degrees(g, P, scheme.mode, two_d ? (U > 0 ? U : P % 2 == 0 ? 2 : 1) : 0,
+                       scheme.outer);
   return g;
 }
 
 int64_t even_share(int64_t n, int P, int r) { return n / P + (r < n % P ? 1 : 0); }
 
-// Runs one step in `mode` and returns this rank's rows: attention forward, attention backward,
-// loss all-reduce, gradient all-reduce, total.
+// Bytes of the entries of `s` on communicator `comm`.
+uint64_t bytes_on(const dist::CommStats& s, const std::string& comm) {
+  uint64_t b = 0;
+  for (const auto& e : s.entries)
+    if (e.comm == comm) b += e.bytes;
+  return b;
+}
+
+// "sp_ulysses all_to_all" for the entries of `s` on `comm` (or on every other one: `others`).
+std::string ops_on(const dist::CommStats& s, const std::string& comm, bool others) {
+  dist::CommStats part;
+  for (const auto& e : s.entries)
+    if ((e.comm == comm) != others) part.entries.push_back(e);
+  return ops_of(part);
+}
+
+// Runs one step of `scheme` and returns this rank's rows: attention forward, attention backward
+// (2d: each split into its sp_ulysses and sp_ring part), loss all-reduce, gradient all-reduce,
+// total.
 std::vector<Row> measure(const dist::Comm& world, const model::ModelConfig& c, int64_t B,
-                         dist::SpMode mode) {
+                         const Scheme& scheme, int sp_ulysses) {
   const int P = world.size();
-  const dist::GridConfig g = grid_config(mode, P);
+  const dist::GridConfig g = grid_config(scheme, P, sp_ulysses);
   dist::validate(g, P, c, B);
   dist::RankGrid grid(world, g);
-  dist::SpBlockAttention attn(grid.sp(), mode);
+  dist::SpBlockAttention attn(grid);
   model::ClimaX m(c);
   const int64_t np = m.params().total();
   std::vector<float> params(np), grads(np, 0.f);
@@ -193,30 +232,52 @@ std::vector<Row> measure(const dist::Comm& world, const model::ModelConfig& c, i
   grid.reset_stats();
   dist::sp_reduce_gradients(grid.sp(), grads.data(), np);
   phase.push_back(grid.stats());
-  if (!std::isfinite(loss)) throw Error(fmt::format("{}: loss is {}", dist::to_string(mode), loss));
+  const std::string name = scheme.name();
+  if (!std::isfinite(loss)) throw Error(fmt::format("{}: loss is {}", name, loss));
 
   // the formulas
   const int r = grid.sp().rank();
   const dist::SpAttentionShape s{B, c.N(), c.num_heads, c.head_dim()};
-  const dist::SpAttentionBytes per_layer =
-      mode == dist::SpMode::Ulysses ? dist::ulysses_bytes_sent(s, P, r)
-      : mode == dist::SpMode::Lss   ? dist::lss_bytes_sent(s, P, r)
-                                    : dist::ring_bytes_sent(s, P, r);
+  const uint64_t depth = static_cast<uint64_t>(c.depth);
   const double L = static_cast<double>(c.depth), BND = double(B) * c.N() * c.embed_dim,
                f = sizeof(float), q = double(P - 1) / P;
-  const double design_fwd = L * f * BND * (mode == dist::SpMode::Ulysses ? 4 * q / P : 2 * q);
-  const double design_bwd = (mode == dist::SpMode::Ring ? 2 : 1) * design_fwd;
-  const std::string name = dist::to_string(mode);
-  std::vector<Row> rows{
-      {name, "attention forward", ops_of(phase[0]), phase[0].total_bytes(),
-       uint64_t(c.depth) * per_layer.forward, design_fwd},
-      {name, "attention backward", ops_of(phase[1]), phase[1].total_bytes(),
-       uint64_t(c.depth) * per_layer.backward, design_bwd},
-      {name, "loss all-reduce", ops_of(phase[2]), phase[2].total_bytes(),
-       2 * uint64_t(1 - even_share(1, P, r)) * sizeof(double), 2 * q * sizeof(double)},
-      {name, "gradient all-reduce", ops_of(phase[3]), phase[3].total_bytes(),
-       2 * uint64_t(np - even_share(np, P, r)) * sizeof(float), 2 * q * np * f},
-  };
+  std::vector<Row> rows;
+  if (scheme.mode != dist::SpMode::TwoD) {
+    const dist::SpAttentionBytes per_layer = dist::sp_scheme(scheme.mode).bytes_sent(s, P, r);
+    const double design_fwd =
+        L * f * BND * (scheme.mode == dist::SpMode::Ulysses ? 4 * q / P : 2 * q);
+    const double design_bwd = (scheme.mode == dist::SpMode::Ring ? 2 : 1) * design_fwd;
+    rows.push_back({name, "attention forward", ops_of(phase[0]), phase[0].total_bytes(),
+                    depth * per_layer.forward, design_fwd});
+    rows.push_back({name, "attention backward", ops_of(phase[1]), phase[1].total_bytes(),
+                    depth * per_layer.backward, design_bwd});
+  } else {
+    // Ulysses over U on the segment {B, N/R, Hh, d} (sp_ulysses), the outer scheme over R for
+    // this rank's heads {B, N, Hh_u, d} (sp_ring; every other communicator is counted there too,
+    // so that nothing escapes the check).
+    const int U = g.sp_ulysses, R = g.sp_ring, u = r % U;
+    const dist::SpAttentionShape seg{B, c.N() / R, c.num_heads, c.head_dim()},
+        outer{B, c.N(), dist::ulysses_heads(c.num_heads, U, u).count, c.head_dim()};
+    const dist::SpAttentionBytes uly = dist::ulysses_bytes_sent(seg, U, u),
+                                 out = dist::sp_scheme(scheme.outer).bytes_sent(outer, R, r / U);
+    const double uly_design = L * f * BND * 4 * (U - 1) / (double(U) * P),
+                 out_design = L * f * BND * 2 * (R - 1) / P;
+    const char* comp[2][2] = {{"attn fwd sp_ulysses", "attn fwd sp_ring"},
+                              {"attn bwd sp_ulysses", "attn bwd sp_ring"}};
+    for (int dir = 0; dir < 2; ++dir) {
+      const dist::CommStats& ph = phase[dir];
+      const uint64_t on_uly = bytes_on(ph, "sp_ulysses");
+      rows.push_back({name, comp[dir][0], ops_on(ph, "sp_ulysses", false), on_uly,
+                      depth * (dir == 0 ? uly.forward : uly.backward), uly_design});
+      rows.push_back({name, comp[dir][1], ops_on(ph, "sp_ulysses", true),
+                      ph.total_bytes() - on_uly, depth * (dir == 0 ? out.forward : out.backward),
+                      (dir == 1 && scheme.outer == dist::SpMode::Ring ? 2 : 1) * out_design});
+    }
+  }
+  rows.push_back({name, "loss all-reduce", ops_of(phase[2]), phase[2].total_bytes(),
+                  2 * uint64_t(1 - even_share(1, P, r)) * sizeof(double), 2 * q * sizeof(double)});
+  rows.push_back({name, "gradient all-reduce", ops_of(phase[3]), phase[3].total_bytes(),
+                  2 * uint64_t(np - even_share(np, P, r)) * sizeof(float), 2 * q * np * f});
   Row total{name, "total", "", 0, 0, 0};
   for (const Row& row : rows) {
     total.measured += row.measured;
@@ -238,7 +299,7 @@ int run(int argc, char** argv) {
   const Options o = parse(argc, argv);
   const model::ModelConfig c = model_config(o);
   const int P = world.size();
-  for (const dist::SpMode mode : o.modes) dist::validate(grid_config(mode, P), P, c, o.batch);
+  for (const Scheme& sc : o.modes) dist::validate(grid_config(sc, P, o.sp_ulysses), P, c, o.batch);
   const int64_t np = model::ClimaX(c).params().total();
   if (world.rank() == 0)
     fmt::print(
@@ -258,8 +319,8 @@ int run(int argc, char** argv) {
   if (world.rank() == 0)
     fmt::print("{:<8} {:<20} {:>4} {:>12} {:>12} {:>14} {:>7}  {}\n", "mode", "component", "rank",
                "measured", "scheme", "design", "ratio", "ops (rank 0)");
-  for (const dist::SpMode mode : o.modes) {
-    const std::vector<Row> rows = measure(world, c, o.batch, mode);
+  for (const Scheme& sc : o.modes) {
+    const std::vector<Row> rows = measure(world, c, o.batch, sc, o.sp_ulysses);
     // gather (measured, scheme) of every row to every rank
     std::vector<int64_t> mine, all(rows.size() * 2 * P);
     for (const Row& row : rows) {
@@ -300,7 +361,11 @@ int run(int argc, char** argv) {
         " - all-reduces: this rank keeps share_r = floor or ceil(n/P) of n elements, so it sends\n"
         "   2 (n - share_r) elements, vs the nominal 2 n (P-1)/P (at most 2 elements apart);\n"
         "   the loss all-reduce is one double (rank 0 keeps it and sends 0 bytes);\n"
-        " - LSS and ring attention match DESIGN exactly.\n");
+        " - LSS and ring attention match DESIGN exactly;\n"
+        " - 2d (U x R): Ulysses over U on the segment of N/R tokens (sp_ulysses rows,\n"
+        "   4 B N D (U-1)/(U P) each way) and ring or LSS over R for this rank's heads (sp_ring\n"
+        "   rows, 2 B N D (R-1)/P, ring backward twice that); with U not dividing Hh both follow\n"
+        "   the rank's head count Hh_u as above.\n");
     fmt::print("scheme mismatches: {}\n", mismatches);
   }
   return o.check && mismatches > 0 ? 1 : 0;

@@ -37,6 +37,8 @@ struct GradOptions {
   int sp = 0;  // 0 (and tp 0): no MPI at all
   int tp = 0;
   std::string sp_mode = "ulysses";
+  int sp_ulysses = 0;            // --sp-mode 2d: the Ulysses degree U (P / U ring or LSS groups)
+  std::string sp_outer = "ring";  // --sp-mode 2d: ring or lss across the Ulysses groups
 };
 
 // The number of ranks this process was launched among by mpirun (Open MPI, MPICH/PMI), or 1.
@@ -48,19 +50,20 @@ int launched_ranks() {
 
 void run_grad(const GradOptions& o) {
   std::optional<dist::SpMode> mode;
+  dist::GridConfig g;  // with --sp or --tp: the SP and TP degrees, checked before MPI starts
   const int sp = std::max(o.sp, 1), tp = std::max(o.tp, 1);
   if (o.sp == 0 && o.tp == 0) {
     if (launched_ranks() > 1)
       fail("seqvit grad was launched as {} ranks without --sp or --tp; to split the sequence "
-           "pass --sp {} --sp-mode ulysses|lss|ring (or the weights, --tp {}), or run it as one "
-           "process",
+           "pass --sp {} --sp-mode ulysses|lss|ring|2d (or the weights, --tp {}), or run it as "
+           "one process",
            launched_ranks(), launched_ranks(), launched_ranks());
   } else {
     if (o.sp < 0) fail("--sp must be >= 1, got {}", o.sp);
     if (o.tp < 0) fail("--tp must be >= 1, got {}", o.tp);
     mode = dist::parse_sp_mode(o.sp_mode);
-    if (*mode == dist::SpMode::TwoD)
-      fail("--sp-mode 2d is not supported by seqvit grad yet; use ulysses, lss or ring");
+    dist::set_sp_degrees(g, sp, *mode, o.sp_ulysses, dist::parse_sp_outer(o.sp_outer));
+    g.tp = tp;
     if (o.bf16 && o.sp != 0)
       fail("--sp runs in fp32 only (the SP attention operators have no bf16 mode); drop --bf16");
   }
@@ -102,13 +105,9 @@ void run_grad(const GradOptions& o) {
       fail("{} needs {} ranks (mpirun -np {}), but this job has {}", flags, tp * sp, tp * sp,
            world->size());
     }
-    dist::GridConfig g;
-    g.tp = tp;
-    g.sp_mode = *mode;
-    (*mode == dist::SpMode::Ulysses ? g.sp_ulysses : g.sp_ring) = sp;
     dist::validate(g, world->size(), cfg, B);
     grid.emplace(*world, g);
-    if (o.sp != 0) attn.emplace(grid->sp(), *mode);
+    if (o.sp != 0) attn.emplace(*grid);
     tpm.emplace(grid->tp());
   }
   const bool root = !grid || grid->rank() == 0;
@@ -169,13 +168,18 @@ void run_grad(const GradOptions& o) {
   w.add_f32("pred", {B, Vo, H, W}, pred.data());
   const float lf = static_cast<float>(loss);
   w.add_f32("loss", {1}, &lf);
-  const float* g = tp > 1 ? logical_grads.data() : grads.data();
+  const float* gw = tp > 1 ? logical_grads.data() : grads.data();
   for (const auto& e : whole.params().entries())
-    w.add_f32("grad." + e.name, e.shape, g + e.offset);
+    w.add_f32("grad." + e.name, e.shape, gw + e.offset);
   w.write(o.out);
   if (o.sp != 0)
     fmt::print("sequence parallel: {} rank{}, {}, {} of {} tokens per rank\n", o.sp,
-               o.sp == 1 ? "" : "s", o.sp_mode, m.local_tokens(), cfg.N());
+               o.sp == 1 ? "" : "s",
+               *mode == dist::SpMode::TwoD
+                   ? fmt::format("2d (ulysses {} x {} {})", grid->sp_ulysses().size(),
+                                 o.sp_outer, grid->sp_ring().size())
+                   : o.sp_mode,
+               m.local_tokens(), cfg.N());
   if (o.tp != 0)
     fmt::print("tensor parallel: {} rank{}, {} of {} heads and {} of {} MLP units per rank\n",
                tp, tp == 1 ? "" : "s", cfg.num_heads / tp, cfg.num_heads, cfg.hidden() / tp,
@@ -198,8 +202,15 @@ void add_grad(CLI::App& app) {
   c->add_option("--sp", opts->sp,
                 "sequence-parallel degree: split the tokens over P ranks (run under "
                 "mpirun -np P; fp32)");
-  c->add_option("--sp-mode", opts->sp_mode, "sequence-parallel attention: ulysses, lss or ring")
+  c->add_option("--sp-mode", opts->sp_mode,
+                "sequence-parallel attention: ulysses, lss, ring or 2d (Ulysses inside groups "
+                "of --sp-ulysses ranks, --sp-outer across them)")
       ->default_str("ulysses");
+  c->add_option("--sp-ulysses", opts->sp_ulysses,
+                "--sp-mode 2d: Ulysses degree U, dividing --sp P and at most the heads");
+  c->add_option("--sp-outer", opts->sp_outer,
+                "--sp-mode 2d: ring or lss across the P / U Ulysses groups")
+      ->default_str("ring");
   c->add_option("--tp", opts->tp,
                 "tensor-parallel degree: split heads and MLP units over T ranks (run under "
                 "mpirun -np T*P with --sp P)");

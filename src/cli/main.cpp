@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   seqvit::cli::add_evaluate(app);
   seqvit::cli::add_predict(app);
   seqvit::cli::add_data(app);
+  seqvit::cli::add_plan(app);
   try {
     // `--config FILE` becomes flags before the command line's own (config_file.h)
     const auto args = seqvit::cli::expand_config_file(

@@ -124,7 +124,7 @@ void run_train_synthetic(TrainOptions o) {
   check_step_options(o);
   // Data / sequence parallelism: MPI (only with --dp or --sp > 1) and the whole configuration
   // checked on every rank alike before anything is allocated.
-  TrainDist dist(o.dp, o.sp, o.tp, o.sp_mode, o.bf16, mc, o.batch);
+  TrainDist dist(o.dp, o.sp, o.sp_mode, o.bf16, mc, o.batch, o.sp_ulysses, o.sp_outer, o.tp);
   try {
     train_synthetic(o, mc, dist);
   } catch (const std::exception& e) {
@@ -314,7 +314,14 @@ void add_train(CLI::App& app) {
   c->add_option("--sp", o->sp,
                 "sequence-parallel degree: split the tokens over P ranks (fp32)")
       ->capture_default_str();
-  c->add_option("--sp-mode", o->sp_mode, "sequence-parallel attention: ulysses, lss or ring")
+  c->add_option("--sp-mode", o->sp_mode,
+                "sequence-parallel attention: ulysses, lss, ring or 2d (Ulysses inside groups "
+                "of --sp-ulysses ranks, --sp-outer across them)")
+      ->capture_default_str();
+  c->add_option("--sp-ulysses", o->sp_ulysses,
+                "--sp-mode 2d: Ulysses degree U, dividing --sp P and at most the heads");
+  c->add_option("--sp-outer", o->sp_outer,
+                "--sp-mode 2d: ring or lss across the P / U Ulysses groups")
       ->capture_default_str();
   c->add_option("--tp", o->tp,
                 "tensor-parallel degree: split heads and MLP units over T ranks "

@@ -36,8 +36,9 @@ double SpDpReducer::reduce(double partial_loss, float* grads, int64_t n) {
   return partial_loss;
 }
 
-TrainDist::TrainDist(int dp, int sp, int tp, const std::string& sp_mode, bool bf16,
-                     const model::ModelConfig& mc, int64_t global_batch)
+TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
+                     const model::ModelConfig& mc, int64_t global_batch, int sp_ulysses,
+                     const std::string& sp_outer, int tp)
     : dp_(dp), tp_(tp), local_batch_(global_batch), global_batch_(global_batch) {
   if (dp < 1) fail("--dp must be >= 1, got {}", dp);
   if (sp < 1) fail("--sp must be >= 1, got {}", sp);
@@ -51,17 +52,14 @@ TrainDist::TrainDist(int dp, int sp, int tp, const std::string& sp_mode, bool bf
           launched_ranks(), launched_ranks(), launched_ranks());
     return;
   }
-  if (mode == dist::SpMode::TwoD)
-    fail("--sp-mode 2d is not supported by seqvit train yet; use ulysses, lss or ring");
+  dist::GridConfig g;  // the SP degrees, checked before MPI starts
+  g.dp = dp;
+  dist::set_sp_degrees(g, sp, mode, sp_ulysses, dist::parse_sp_outer(sp_outer));
+  g.tp = tp;
   if (sp > 1 && bf16)
     fail("--sp runs in fp32 only (the SP attention operators have no bf16 mode); drop --bf16");
   mpi_.emplace(nullptr, nullptr);
   world_.emplace(dist::Comm::world());
-  dist::GridConfig g;
-  g.dp = dp;
-  g.tp = tp;
-  g.sp_mode = mode;
-  (mode == dist::SpMode::Ulysses ? g.sp_ulysses : g.sp_ring) = sp;
   if (world_->size() != g.world_size())
     fail("--dp {} --sp {}{} needs {} ranks (mpirun -np {}), but this job has {}", dp, sp,
          tp > 1 ? fmt::format(" --tp {}", tp) : "", g.world_size(), g.world_size(),
@@ -69,7 +67,7 @@ TrainDist::TrainDist(int dp, int sp, int tp, const std::string& sp_mode, bool bf
   dist::validate(g, world_->size(), mc, global_batch);
   local_batch_ = global_batch / dp;
   grid_.emplace(*world_, g);
-  if (sp > 1) attn_.emplace(grid_->sp(), mode);
+  if (sp > 1) attn_.emplace(*grid_);
   if (tp > 1) tp_model_.emplace(grid_->tp());
   reducer_.emplace(grid_->sp_dp());
 }

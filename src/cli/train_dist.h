@@ -33,9 +33,11 @@ class TrainDist {
   // Validates dp, sp, tp and sp_mode; initialises MPI only if one of dp, sp, tp is > 1; then
   // checks the world size, the model and the global batch (dist::validate) before anything is
   // allocated. Refuses a multi-rank launch without --dp/--sp/--tp (every rank would write the
-  // same files).
-  TrainDist(int dp, int sp, int tp, const std::string& sp_mode, bool bf16,
-            const model::ModelConfig& mc, int64_t global_batch);
+  // same files). sp_ulysses, sp_outer: --sp-mode 2d's Ulysses degree (dividing sp) and ring or
+  // lss across; tp: the tensor-parallel degree.
+  TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16, const model::ModelConfig& mc,
+            int64_t global_batch, int sp_ulysses = 0, const std::string& sp_outer = "ring",
+            int tp = 1);
 
   bool active() const { return grid_.has_value(); }
   bool root() const { return !grid_ || grid_->rank() == 0; }

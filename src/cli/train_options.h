@@ -27,6 +27,8 @@ struct TrainOptions {
   // Data, sequence and tensor parallelism (under mpirun -np dp*sp*tp; MPI only if one is > 1).
   int dp = 1, sp = 1, tp = 1;
   std::string sp_mode = "ulysses";
+  int sp_ulysses = 0;             // --sp-mode 2d: Ulysses degree (0: not given)
+  std::string sp_outer = "ring";  // --sp-mode 2d: ring or lss across the Ulysses groups
   train::OptimConfig opt;
 
   // Data mode.

@@ -27,6 +27,12 @@ SpMode parse_sp_mode(const std::string& s) {
   fail("unknown sp_mode '{}': valid modes are ulysses, lss, ring and 2d", s);
 }
 
+SpMode parse_sp_outer(const std::string& s) {
+  if (s == "ring") return SpMode::Ring;
+  if (s == "lss") return SpMode::Lss;
+  fail("unknown sp_outer '{}': 2-D SP runs ring or lss across its Ulysses groups", s);
+}
+
 const char* to_string(Axis a) {
   switch (a) {
     case Axis::Dp: return "dp";
@@ -218,7 +224,9 @@ std::string GridLayout::describe() const {
                               c_.dp, c_.pp, c_.tp, c_.sp());
   if (two_d) s += fmt::format(" (sp_ring {} x sp_ulysses {})", c_.sp_ring, c_.sp_ulysses);
   s += fmt::format(", order {} (outermost first)\n", c_.order);
-  s += fmt::format("  sp_mode {}, zero {}, micro_batches {}, recompute {}\n", to_string(c_.sp_mode),
+  s += fmt::format("  sp_mode {}{}, zero {}, micro_batches {}, recompute {}\n",
+                   to_string(c_.sp_mode),
+                   two_d ? fmt::format(" (ulysses inside, {} across)", to_string(c_.sp_outer)) : "",
                    c_.zero, c_.micro_batches, c_.recompute ? "on" : "off");
   s += two_d ? "  rank: (dp, pp, tp, sp = ring.ulysses)\n" : "  rank: (dp, pp, tp, sp)\n";
   std::string line;
@@ -277,6 +285,9 @@ void validate(const GridConfig& c, int64_t world_size, const model::ModelConfig&
         "sp_mode {} splits the sequence into segments over sp_ring, but sp_ulysses = {}; set "
         "sp_ring = {} and sp_ulysses = 1, or use sp_mode 2d",
         mode, c.sp_ulysses, c.sp_ulysses * c.sp_ring);
+  if (c.sp_mode == SpMode::TwoD && c.sp_outer != SpMode::Ring && c.sp_outer != SpMode::Lss)
+    fail("sp_mode 2d runs ring or lss across its Ulysses groups, but sp_outer = {}",
+         to_string(c.sp_outer));
 
   // World size.
   const int64_t product = c.world_size();
@@ -351,6 +362,28 @@ void validate(const GridConfig& c, int64_t world_size, const model::ModelConfig&
         "the batch per data-parallel replica, {} (batch {} / dp {}), cannot be split into "
         "micro_batches = {}; valid micro-batch counts: {}",
         local, batch, c.dp, c.micro_batches, join(divisors(local)));
+}
+
+void set_sp_degrees(GridConfig& g, int sp, SpMode mode, int sp_ulysses, SpMode outer) {
+  if (sp < 1) fail("--sp must be >= 1, got {}", sp);
+  g.sp_mode = mode;
+  g.sp_outer = outer;
+  if (mode != SpMode::TwoD) {
+    if (sp_ulysses != 0 && !(mode == SpMode::Ulysses && sp_ulysses == sp))
+      fail("--sp-ulysses {} is for --sp-mode 2d; with --sp-mode {} all {} SP ranks use one scheme",
+           sp_ulysses, to_string(mode), sp);
+    g.sp_ulysses = mode == SpMode::Ulysses ? sp : 1;
+    g.sp_ring = mode == SpMode::Ulysses ? 1 : sp;
+    return;
+  }
+  if (sp_ulysses < 1 || sp % sp_ulysses != 0)
+    fail(
+        "--sp-mode 2d needs --sp-ulysses U dividing --sp {} (U ranks split the heads inside a "
+        "group, --sp / U groups run {} across them); got {}; valid U: {}",
+        sp, to_string(outer), sp_ulysses == 0 ? std::string("none") : std::to_string(sp_ulysses),
+        join(divisors(sp)));
+  g.sp_ulysses = sp_ulysses;
+  g.sp_ring = sp / sp_ulysses;
 }
 
 // ---- RankGrid ---------------------------------------------------------------------------------

@@ -20,10 +20,11 @@ namespace seqvit::dist {
 
 // Sequence-parallel scheme (docs/parallelism.md): Ulysses (all-to-all over heads), LSS (segments
 // with an all-gather of K,V), ring (K,V blocks passed around), 2d (Ulysses inside a group x ring
-// across groups).
+// across groups: GridConfig::sp_outer, ring or lss).
 enum class SpMode { Ulysses, Lss, Ring, TwoD };
 std::string to_string(SpMode m);             // "ulysses" | "lss" | "ring" | "2d"
 SpMode parse_sp_mode(const std::string& s);  // throws seqvit::Error listing the valid modes
+SpMode parse_sp_outer(const std::string& s);  // "ring" | "lss"; throws otherwise
 
 struct GridConfig {
   int dp = 1;          // data-parallel replicas
@@ -32,6 +33,7 @@ struct GridConfig {
   int sp_ulysses = 1;  // degree of the head-splitting SP axis (sp_mode ulysses or 2d)
   int sp_ring = 1;     // degree of the segment SP axis (sp_mode lss, ring or 2d)
   SpMode sp_mode = SpMode::Ulysses;
+  SpMode sp_outer = SpMode::Ring;  // sp_mode 2d: the scheme across Ulysses groups (ring or lss)
   int zero = 0;            // ZeRO stage 0..3
   bool recompute = false;  // activation recomputation per block
   int micro_batches = 1;   // per step and data-parallel replica (pipeline / accumulation)
@@ -40,6 +42,14 @@ struct GridConfig {
   int sp() const { return sp_ulysses * sp_ring; }
   int64_t world_size() const { return int64_t(dp) * pp * tp * sp(); }
 };
+
+// The SP fields of `g` from the command line's --sp P --sp-mode M [--sp-ulysses U --sp-outer O]:
+// ulysses puts P on sp_ulysses, lss and ring on sp_ring; 2d splits P = U x P/U (U must divide P)
+// with O (ring or lss) across the Ulysses groups. sp_ulysses = 0 means "not given" (required for
+// 2d, refused for the 1-D modes unless equal to P for ulysses). Throws seqvit::Error naming the
+// values; the rest (heads, tokens) is validate()'s.
+void set_sp_degrees(GridConfig& g, int sp, SpMode mode, int sp_ulysses = 0,
+                    SpMode outer = SpMode::Ring);
 
 // One axis of the grid, and the derived groups.
 enum class Axis { Dp, Pp, Tp, Sp, SpUlysses, SpRing, SpDp };

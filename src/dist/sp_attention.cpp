@@ -85,14 +85,15 @@ void give_rest(AttentionArgs& f, const SpAttentionArgs& a, size_t used) {
   f.workspace_bytes = a.workspace_bytes - used;
 }
 
+}  // namespace
+
 // Checks everything before the first collective. All ranks pass the same shape, so a shape error
 // throws on every rank alike; a buffer error is local (the caller planned it with the functions
 // below, so it is a programming error).
 // `inputs`: whether the call reads the caller's q, k, v, o (Ulysses' backward does not).
-void validate(const char* scheme, const Comm& sp, const SpAttentionArgs& a, bool backward,
-              size_t saved_need, size_t ws_need, bool inputs = true) {
+void check_sp_args(const char* scheme, std::string_view group, int P, const SpAttentionArgs& a,
+                   bool backward, size_t saved_need, size_t ws_need, bool inputs) {
   const SpAttentionShape& s = a.shape;
-  const int P = sp.size();
   SEQVIT_CHECK(s.batch >= 1 && s.tokens >= 1 && s.heads >= 1 && s.head_dim >= 1,
                "{} attention: need batch, tokens, heads, head_dim >= 1, got {}, {}, {}, {}", scheme,
                s.batch, s.tokens, s.heads, s.head_dim);
@@ -103,7 +104,7 @@ void validate(const char* scheme, const Comm& sp, const SpAttentionArgs& a, bool
     fail(
         "{} attention: {} tokens cannot be split into equal segments over the {} ranks of "
         "communicator '{}'; the token count must be a multiple of the SP degree",
-        scheme, s.tokens, P, sp.name());
+        scheme, s.tokens, P, group);
   if (inputs || !backward)
     SEQVIT_CHECK(a.q.data && a.k.data && a.v.data && a.o.data,
                  "{} attention: q, k, v and o must be set", scheme);
@@ -122,6 +123,13 @@ void validate(const char* scheme, const Comm& sp, const SpAttentionArgs& a, bool
         "thread) for batch {} tokens {} heads {} head_dim {} over P = {}",
         scheme, a.workspace ? a.workspace_bytes : 0, scheme, ws_need, s.batch, s.tokens, s.heads,
         s.head_dim, P);
+}
+
+namespace {
+
+void validate(const char* scheme, const Comm& sp, const SpAttentionArgs& a, bool backward,
+              size_t saved_need, size_t ws_need, bool inputs = true) {
+  check_sp_args(scheme, sp.name(), sp.size(), a, backward, saved_need, ws_need, inputs);
 }
 
 // ---- Ulysses ----------------------------------------------------------------------------------
@@ -161,7 +169,6 @@ struct UlyssesLayout {
 UlyssesLayout ulysses_layout(const SpAttentionShape& s, int P, void* saved, void* ws, int threads) {
   const Dims g = dims(s, P, 0);
   const int64_t Hm = (g.Hh + P - 1) / P;
-  const size_t X = static_cast<size_t>(3 * g.B * g.d * std::max(g.Nl * g.Hh, g.N * Hm));
   const size_t full = static_cast<size_t>(g.B * g.N * Hm * g.d);
   UlyssesLayout L{};
   Carve cs(saved);
@@ -169,13 +176,13 @@ UlyssesLayout ulysses_layout(const SpAttentionShape& s, int P, void* saved, void
   L.o = cs.take<float>(full);
   L.lse = cs.take<float>(static_cast<size_t>(g.B * Hm * g.N));
   L.saved_bytes = cs.used();
-  Carve cw(ws);
-  L.counts = cw.take<int64_t>(2 * static_cast<size_t>(P));
-  L.send = cw.take<float>(X);
-  L.recv = cw.take<float>(X);
+  const UlyssesBuffers x = ulysses_buffers(s, P, ws);  // first in the workspace
+  L.counts = x.counts;
+  L.send = x.send;
+  L.recv = x.recv;
   L.dout = L.send;  // X >= B N Hh_max d
   L.dqkv = L.recv;  // X >= 3 B N Hh_max d
-  L.used = cw.used();
+  L.used = x.bytes;
   L.flash = flash_bytes(g.B, Hm, g.N, g.N, g.d, threads);
   return L;
 }
@@ -404,6 +411,29 @@ SpAttentionBytes ulysses_bytes_sent(const SpAttentionShape& s, int P, int rank) 
                  others = static_cast<uint64_t>(s.heads) - hr, f = sizeof(float);
   return SpAttentionBytes{rows * (3 * others + (P - 1) * hr) * f,
                           rows * (others + 3 * (P - 1) * hr) * f};
+}
+
+UlyssesBuffers ulysses_buffers(const SpAttentionShape& s, int P, void* ws) {
+  const Dims g = dims(s, P, 0);
+  const int64_t Hm = (g.Hh + P - 1) / P;
+  const size_t X = static_cast<size_t>(3 * g.B * g.d * std::max(g.Nl * g.Hh, g.N * Hm));
+  Carve cw(ws);
+  UlyssesBuffers b{};
+  b.counts = cw.take<int64_t>(2 * static_cast<size_t>(P));
+  b.send = cw.take<float>(X);
+  b.recv = cw.take<float>(X);
+  b.bytes = cw.used();
+  return b;
+}
+
+void ulysses_seq_to_heads(Comm& sp, const SpAttentionShape& s, const StridedTensor* in,
+                          int64_t parts, float* full, const UlyssesBuffers& b) {
+  seq_to_heads(sp, dims(s, sp.size(), sp.rank()), in, parts, full, b.send, b.recv, b.counts);
+}
+
+void ulysses_heads_to_seq(Comm& sp, const SpAttentionShape& s, const float* full, int64_t parts,
+                          const StridedTensor* out, const UlyssesBuffers& b) {
+  heads_to_seq(sp, dims(s, sp.size(), sp.rank()), full, parts, out, b.send, b.recv, b.counts);
 }
 
 static void validate_ulysses(const Comm& sp, const SpAttentionArgs& a, bool backward) {

@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 #include "dist/comm.h"
 #include "kernels/attention.h"
@@ -101,5 +102,32 @@ size_t ring_workspace_bytes(const SpAttentionShape& s, int P, int threads);
 SpAttentionBytes ring_bytes_sent(const SpAttentionShape& s, int P, int rank);
 void ring_attention_forward(Comm& sp, const SpAttentionArgs& a);
 void ring_attention_backward(Comm& sp, const SpAttentionArgs& a);
+
+// ---- Building blocks (2-D SP composes them: dist/sp_attention_2d.h) ---------------------------
+// The checks every operator runs before its first collective, for a group of P ranks named
+// `group`: positive shape and scale, tokens % P == 0, the tensors the call reads and writes
+// set (`inputs`: whether it reads the caller's q, k, v, o), saved and workspace at least
+// saved_need and ws_need bytes. Throws seqvit::Error naming `scheme` and the values.
+void check_sp_args(const char* scheme, std::string_view group, int P, const SpAttentionArgs& a,
+                   bool backward, size_t saved_need, size_t ws_need, bool inputs = true);
+
+// The Ulysses exchange on its own. Its buffers are the first ulysses_buffers(..).bytes of a
+// Ulysses workspace (workspace == nullptr: sizes only):
+struct UlyssesBuffers {
+  int64_t* counts = nullptr;  // [2][P] send and receive counts of the uneven exchange
+  float* send = nullptr;      // [X], X = 3 B d max(N/P Hh, N Hh_max): the largest exchange
+  float* recv = nullptr;      // [X]
+  size_t bytes = 0;           // the three, 64-byte aligned
+};
+UlyssesBuffers ulysses_buffers(const SpAttentionShape& s, int P, void* workspace);
+// seq_to_heads: `parts` tensors (q, k, v, or one) of this rank's tokens, each [B, N/P, Hh, d]
+// strided -> full [B][N][parts][Hh_r][d] (all N tokens of the group, this rank's heads).
+// heads_to_seq: the inverse, which is also the adjoint. Both leave `send` and `recv` free once
+// they return: send holds nothing the caller needs, so `full` may alias send in seq_to_heads
+// (written after the exchange) and recv in heads_to_seq (read before it).
+void ulysses_seq_to_heads(Comm& sp, const SpAttentionShape& s, const kernels::StridedTensor* in,
+                          int64_t parts, float* full, const UlyssesBuffers& b);
+void ulysses_heads_to_seq(Comm& sp, const SpAttentionShape& s, const float* full, int64_t parts,
+                          const kernels::StridedTensor* out, const UlyssesBuffers& b);
 
 }  // namespace seqvit::dist

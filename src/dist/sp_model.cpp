@@ -5,6 +5,7 @@
 
 #include "core/check.h"
 #include "dist/sp_attention.h"
+#include "dist/sp_attention_2d.h"
 
 namespace seqvit::dist {
 
@@ -34,65 +35,61 @@ SpAttentionArgs to_sp(const kernels::AttentionArgs& a, int P, void* saved, size_
 }
 }  // namespace
 
-SpBlockAttention::SpBlockAttention(Comm& sp, SpMode mode) : sp_(sp), mode_(mode) {
+SpBlockAttention::SpBlockAttention(Comm& sp, SpMode mode) : sp_(&sp), mode_(mode) {
   SEQVIT_CHECK(mode != SpMode::TwoD,
-               "sp_mode 2d is not a one-communicator scheme; use ulysses, lss or ring");
+               "sp_mode 2d is not a one-communicator scheme; construct SpBlockAttention with "
+               "the sp_ulysses and sp_ring communicators");
+}
+
+SpBlockAttention::SpBlockAttention(Comm& sp_ulysses, Comm& sp_ring, SpMode outer)
+    : ulysses_(&sp_ulysses), ring_(&sp_ring), mode_(SpMode::TwoD), outer_(outer) {
+  SEQVIT_CHECK(outer == SpMode::Ring || outer == SpMode::Lss,
+               "sp_outer {} is not a scheme across Ulysses groups; use ring or lss",
+               to_string(outer));
+}
+
+SpBlockAttention::SpBlockAttention(RankGrid& grid)
+    : SpBlockAttention(grid.config().sp_mode == SpMode::TwoD
+                           ? SpBlockAttention(grid.sp_ulysses(), grid.sp_ring(),
+                                              grid.config().sp_outer)
+                           : SpBlockAttention(grid.sp(), grid.config().sp_mode)) {}
+
+int SpBlockAttention::size() const {
+  return sp_ ? sp_->size() : ulysses_->size() * ring_->size();
+}
+
+int SpBlockAttention::rank() const {
+  return sp_ ? sp_->rank() : ring_->rank() * ulysses_->size() + ulysses_->rank();
 }
 
 size_t SpBlockAttention::saved_bytes(int64_t batch, int64_t tokens, int64_t heads,
                                      int64_t head_dim) const {
   const auto s = shape_of(batch, tokens, heads, head_dim);
-  switch (mode_) {
-    case SpMode::Ulysses:
-      return ulysses_saved_bytes(s, size());
-    case SpMode::Lss:
-      return lss_saved_bytes(s, size());
-    default:
-      return ring_saved_bytes(s, size());
-  }
+  return sp_ ? sp_scheme(mode_).saved_bytes(s, size())
+             : sp2d_saved_bytes(s, ulysses_->size(), ring_->size(), outer_);
 }
 
 size_t SpBlockAttention::workspace_bytes(int64_t batch, int64_t tokens, int64_t heads,
                                          int64_t head_dim, int threads) const {
   const auto s = shape_of(batch, tokens, heads, head_dim);
-  switch (mode_) {
-    case SpMode::Ulysses:
-      return ulysses_workspace_bytes(s, size(), threads);
-    case SpMode::Lss:
-      return lss_workspace_bytes(s, size(), threads);
-    default:
-      return ring_workspace_bytes(s, size(), threads);
-  }
+  return sp_ ? sp_scheme(mode_).workspace_bytes(s, size(), threads)
+             : sp2d_workspace_bytes(s, ulysses_->size(), ring_->size(), outer_, threads);
 }
 
 void SpBlockAttention::forward(const kernels::AttentionArgs& a, void* saved, size_t bytes) {
   const auto s = to_sp(a, size(), saved, bytes);
-  switch (mode_) {
-    case SpMode::Ulysses:
-      ulysses_attention_forward(sp_, s);
-      break;
-    case SpMode::Lss:
-      lss_attention_forward(sp_, s);
-      break;
-    default:
-      ring_attention_forward(sp_, s);
-      break;
-  }
+  if (sp_)
+    sp_scheme(mode_).forward(*sp_, s);
+  else
+    sp2d_attention_forward(*ulysses_, *ring_, outer_, s);
 }
 
 void SpBlockAttention::backward(const kernels::AttentionArgs& a, void* saved, size_t bytes) {
   const auto s = to_sp(a, size(), saved, bytes);
-  switch (mode_) {
-    case SpMode::Ulysses:
-      ulysses_attention_backward(sp_, s);
-      break;
-    case SpMode::Lss:
-      lss_attention_backward(sp_, s);
-      break;
-    default:
-      ring_attention_backward(sp_, s);
-      break;
-  }
+  if (sp_)
+    sp_scheme(mode_).backward(*sp_, s);
+  else
+    sp2d_attention_backward(*ulysses_, *ring_, outer_, s);
 }
 
 double sp_reduce_loss(Comm& sp, double partial_loss) {

@@ -1,6 +1,7 @@
 // ClimaX under sequence parallelism (docs/parallelism.md "The model under sequence
 // parallelism"): the model's attention hook (model/sequence_parallel.h) implemented with the
-// Ulysses, LSS and ring operators of dist/sp_attention.h, and the reductions that turn the
+// Ulysses, LSS and ring operators of dist/sp_attention.h (or their 2-D composition,
+// dist/sp_attention_2d.h), and the reductions that turn the
 // shards' partial results into the single-process ones.
 #pragma once
 
@@ -12,14 +13,20 @@
 
 namespace seqvit::dist {
 
-// Block attention of one shard of the SP group `sp` with scheme `mode` (ulysses, lss or ring;
-// 2d is not a 1-D operator). `sp` must outlive this object.
+// Block attention of one shard of the SP group. `sp` (or both 2-D groups, and the grid) must
+// outlive this object.
 class SpBlockAttention final : public model::SequenceParallelAttention {
  public:
+  // 1-D: scheme `mode` (ulysses, lss or ring) over `sp`.
   SpBlockAttention(Comm& sp, SpMode mode);
+  // 2-D (dist/sp_attention_2d.h): Ulysses over `sp_ulysses` inside each group, `outer` (ring or
+  // lss) over `sp_ring` across them; this shard is number sp_ring.rank() * U + sp_ulysses.rank().
+  SpBlockAttention(Comm& sp_ulysses, Comm& sp_ring, SpMode outer);
+  // The grid's scheme (config().sp_mode, and sp_outer for 2d) over its communicators.
+  explicit SpBlockAttention(RankGrid& grid);
 
-  int size() const override { return sp_.size(); }
-  int rank() const override { return sp_.rank(); }
+  int size() const override;
+  int rank() const override;
   size_t saved_bytes(int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim) const override;
   size_t workspace_bytes(int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
                          int threads) const override;
@@ -27,8 +34,11 @@ class SpBlockAttention final : public model::SequenceParallelAttention {
   void backward(const kernels::AttentionArgs& a, void* saved, size_t saved_bytes) override;
 
  private:
-  Comm& sp_;
+  Comm* sp_ = nullptr;       // 1-D
+  Comm* ulysses_ = nullptr;  // 2-D
+  Comm* ring_ = nullptr;
   SpMode mode_;
+  SpMode outer_ = SpMode::Ring;  // 2-D only
 };
 
 // After ClimaX::forward/backward on every shard: sums the loss and the partial gradient

@@ -1,7 +1,8 @@
 // `mpirun -np P seqvit grad --sp P --sp-mode M` against the single-process `seqvit grad` on the
 // same model and batch files: rank 0's output file must hold the same pred, loss and every
 // grad.<name> (relative error <= 1e-5, fp32), for ulysses, lss and ring at P = 2 and 4, both
-// tokenizations; and bad SP configurations end every rank with one clear message.
+// tokenizations; 2-D SP (--sp 4 --sp-mode 2d --sp-ulysses 2, ring or lss across); and bad SP
+// configurations end every rank with one clear message.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -96,6 +97,27 @@ TEST_F(GradSpTest, PerVariableMatchesSingleProcess) {
   check_modes(model::Tokenization::PerVariable);
 }
 
+// 2-D SP: 2 Ulysses ranks x 2 ring (LSS) groups under mpirun -np 4.
+TEST_F(GradSpTest, TwoDMatchesSingleProcess) {
+  for (auto tok : {model::Tokenization::Aggregate, model::Tokenization::PerVariable}) {
+    write_inputs(tok);
+    auto single = seqvit_test::run_seqvit(grad_args("single.safetensors"));
+    ASSERT_EQ(single.status, 0) << single.output;
+    for (const char* outer : {"ring", "lss"}) {
+      if (tok == model::Tokenization::PerVariable && std::string(outer) == "lss") continue;
+      const std::string out = fmt_name(outer, 22);
+      auto r = run_seqvit_mpi(
+          4, grad_args(out) + " --sp 4 --sp-mode 2d --sp-ulysses 2 --sp-outer " + outer);
+      ASSERT_EQ(r.status, 0) << r.output;
+      EXPECT_NE(r.output.find("sequence parallel: 4 ranks, 2d (ulysses 2 x " + std::string(outer) +
+                              " 2)"),
+                std::string::npos)
+          << r.output;
+      compare(out, std::string("2d ") + outer + " " + model::to_string(tok));
+    }
+  }
+}
+
 TEST_F(GradSpTest, BadConfigurationsEndEveryRankWithOneMessage) {
   write_inputs(model::Tokenization::Aggregate, 2);  // 32 tokens, 2 heads
   expect_error(run_seqvit_mpi(2, grad_args("o.safetensors") + " --sp 4"),
@@ -105,6 +127,14 @@ TEST_F(GradSpTest, BadConfigurationsEndEveryRankWithOneMessage) {
   expect_error(run_seqvit_mpi(4, grad_args("o.safetensors") + " --sp 4 --sp-mode ulysses"),
                "2 heads cannot be split over sp_ulysses = 4");
   expect_error(run_seqvit_mpi(2, grad_args("o.safetensors")), "launched as 2 ranks without --sp");
+  expect_error(run_seqvit_mpi(4, grad_args("o.safetensors") + " --sp 4 --sp-mode 2d"),
+               "--sp-mode 2d needs --sp-ulysses U dividing --sp 4");
+  expect_error(run_seqvit_mpi(4, grad_args("o.safetensors") + " --sp 4 --sp-mode 2d "
+                                                               "--sp-ulysses 4 --sp-outer lss"),
+               "2 heads cannot be split over sp_ulysses = 4");
+  expect_error(seqvit_test::run_seqvit(grad_args("o.safetensors") +
+                                       " --sp 1 --sp-mode 2d --sp-ulysses 1 --sp-outer tree"),
+               "unknown sp_outer 'tree'");
   expect_error(seqvit_test::run_seqvit(grad_args("o.safetensors") + " --sp 2 --sp-mode sideways"),
                "unknown sp_mode 'sideways'");
   expect_error(seqvit_test::run_seqvit(grad_args("o.safetensors") + " --sp 2 --bf16"), "fp32 only");

@@ -1,4 +1,5 @@
-// `mpirun -np D*P seqvit train --dp D --sp P --sp-mode M` (synthetic mode, tiny model, 3 steps)
+// `mpirun -np D*P seqvit train --dp D --sp P --sp-mode M` (synthetic mode, tiny model, 3 steps;
+// 2-D SP with --sp-mode 2d --sp-ulysses 2 --sp-outer ring|lss)
 // against the single-process run with the same global batch: every step's loss and gradient
 // norm (--loss-log, full precision; the norm catches a wrongly scaled gradient, which AdamW's
 // update would hide) and every tensor of the written checkpoint match (relative error <= 1e-5);
@@ -62,10 +63,14 @@ class TrainDistTest : public ::testing::Test {
     for (const auto& n : r.names())
       EXPECT_LE(rel_err(g.read_f32(n), r.read_f32(n)), 1e-5) << what << ": " << n;
   }
-  void check(const std::string& tok, int dp, int sp, const std::string& mode) {
-    const std::string name = tok + "_dp" + std::to_string(dp) + "_sp" + std::to_string(sp) + mode;
+  // outer: for mode 2d, ring or lss across 2 Ulysses ranks (--sp-ulysses 2).
+  void check(const std::string& tok, int dp, int sp, const std::string& mode,
+             const std::string& outer = "") {
+    const std::string name =
+        tok + "_dp" + std::to_string(dp) + "_sp" + std::to_string(sp) + mode + outer;
     auto r = run_seqvit_mpi(dp * sp, train_args(tok, name) + " --dp " + std::to_string(dp) + " --sp " +
-                                  std::to_string(sp) + " --sp-mode " + mode);
+                                  std::to_string(sp) + " --sp-mode " + mode +
+                                  (outer.empty() ? "" : " --sp-ulysses 2 --sp-outer " + outer));
     ASSERT_EQ(r.status, 0) << r.output;
     EXPECT_NE(r.output.find("weights identical on all " + std::to_string(dp * sp) + " ranks"),
               std::string::npos)
@@ -100,6 +105,14 @@ TEST_F(TrainDistTest, PerVariableMatchesSingleProcess) {
   check("per_variable", 2, 2, "ulysses");
 }
 
+// 2-D SP, sp = 2 Ulysses x 2 ring (LSS) ranks.
+TEST_F(TrainDistTest, TwoDMatchesSingleProcess) {
+  single("aggregate");
+  check("aggregate", 1, 4, "2d", "ring");
+  single("per_variable");
+  check("per_variable", 1, 4, "2d", "lss");
+}
+
 TEST_F(TrainDistTest, BadConfigurationsExitWithOneMessage) {
   expect_error(run_seqvit_mpi(2, train_args("aggregate", "o") + " --dp 2 --sp 2"),
                "--dp 2 --sp 2 needs 4 ranks (mpirun -np 4), but this job has 2");
@@ -108,6 +121,10 @@ TEST_F(TrainDistTest, BadConfigurationsExitWithOneMessage) {
   expect_error(seqvit_test::run_seqvit(train_args("aggregate", "o") + " --sp 2 --sp-mode sideways"),
                "unknown sp_mode 'sideways'");
   expect_error(run_seqvit_mpi(2, train_args("aggregate", "o")), "launched as 2 ranks without --dp/--sp");
+  expect_error(seqvit_test::run_seqvit(train_args("aggregate", "o") +
+                                       " --sp 4 --sp-mode 2d --sp-ulysses 3"),
+               "--sp-mode 2d needs --sp-ulysses U dividing --sp 4 (U ranks split the heads inside "
+               "a group, --sp / U groups run ring across them); got 3; valid U: 1, 2 or 4");
   EXPECT_FALSE(fs::exists(path("o.safetensors")));
 }
 

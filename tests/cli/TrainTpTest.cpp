@@ -90,6 +90,8 @@ TEST_F(TrainTpTest, AggregateMatchesSingleProcess) {
   check("aggregate", "--tp 2", 2, "tp2");
   check("aggregate", "--tp 2 --dp 2", 4, "tp2_dp2");
   check("aggregate", "--tp 2 --sp 2 --sp-mode lss", 4, "tp2_lss2");
+  // 2-D SP inside each TP coordinate: Ulysses 2 splits a TP rank's 2 heads, ring 2 across
+  check("aggregate", "--tp 2 --sp 4 --sp-mode 2d --sp-ulysses 2", 8, "tp2_2d");
 }
 
 TEST_F(TrainTpTest, PerVariableMatchesSingleProcess) {

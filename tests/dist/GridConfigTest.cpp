@@ -213,4 +213,36 @@ TEST(GridLayout, DescribeWorkedExample) {
   EXPECT_HAS(two_d, "3: (0, 0, 0, 1.1)");
   EXPECT_HAS(two_d, "sp_ulysses groups (2 of 2 ranks): [0 1] [2 3]");
   EXPECT_HAS(two_d, "sp_ring groups (2 of 2 ranks): [0 2] [1 3]");
+  EXPECT_HAS(two_d, "sp_mode 2d (ulysses inside, ring across)");
+}
+
+// The command line's --sp P --sp-mode M --sp-ulysses U --sp-outer O.
+TEST(GridValidate, SpDegreesFromTheCommandLine) {
+  GridConfig c;
+  set_sp_degrees(c, 4, SpMode::Ulysses);
+  EXPECT_EQ(c.sp_ulysses, 4);
+  EXPECT_EQ(c.sp_ring, 1);
+  set_sp_degrees(c, 4, SpMode::Ring);
+  EXPECT_EQ(c.sp_ulysses, 1);
+  EXPECT_EQ(c.sp_ring, 4);
+  set_sp_degrees(c, 8, SpMode::TwoD, 2, SpMode::Lss);
+  EXPECT_EQ(c.sp_ulysses, 2);
+  EXPECT_EQ(c.sp_ring, 4);
+  EXPECT_EQ(c.sp_mode, SpMode::TwoD);
+  EXPECT_EQ(c.sp_outer, SpMode::Lss);
+  EXPECT_NO_THROW(validate(c, 8, ModelConfig{}, 8));
+  EXPECT_HAS(error_of([&] { set_sp_degrees(c, 6, SpMode::TwoD, 4); }),
+             "--sp-mode 2d needs --sp-ulysses U dividing --sp 6 (U ranks split the heads inside a "
+             "group, --sp / U groups run ring across them); got 4; valid U: 1, 2, 3 or 6");
+  EXPECT_HAS(error_of([&] { set_sp_degrees(c, 4, SpMode::TwoD); }), "got none");
+  EXPECT_HAS(error_of([&] { set_sp_degrees(c, 4, SpMode::Lss, 2); }),
+             "--sp-ulysses 2 is for --sp-mode 2d");
+  EXPECT_EQ(parse_sp_outer("lss"), SpMode::Lss);
+  EXPECT_HAS(error_of([] { parse_sp_outer("ulysses"); }),
+             "unknown sp_outer 'ulysses': 2-D SP runs ring or lss across its Ulysses groups");
+  // Only the Ulysses degree meets the heads: 4 heads over sp_ulysses 4 x sp_ring 8 is fine.
+  set_sp_degrees(c, 32, SpMode::TwoD, 4);
+  EXPECT_NO_THROW(validate(c, 32, ModelConfig{}, 8));
+  c.sp_outer = SpMode::Ulysses;
+  EXPECT_HAS(validate_error(c, 32), "sp_mode 2d runs ring or lss across its Ulysses groups");
 }

@@ -14,6 +14,7 @@
 
 #include "core/check.h"
 #include "dist/sp_attention.h"
+#include "dist/sp_attention_2d.h"
 #include "kernels/attention.h"
 #include "mpi_test.h"
 
@@ -31,7 +32,7 @@ namespace sk = seqvit::kernels;
 
 namespace {
 
-enum class Scheme { Ulysses, Lss, Ring };
+enum class Scheme { Ulysses, Lss, Ring, UlyssesRing, UlyssesLss };  // the last two: 2-D SP
 
 struct SchemeFns {
   size_t (*saved)(const SpAttentionShape&, int);
@@ -43,6 +44,9 @@ struct SchemeFns {
 
 SchemeFns fns(Scheme s) {
   switch (s) {
+    case Scheme::UlyssesRing:
+    case Scheme::UlyssesLss:
+      break;  // two communicators: check() calls sp2d_* directly
     case Scheme::Ulysses:
       return {sd::ulysses_saved_bytes, sd::ulysses_workspace_bytes, sd::ulysses_bytes_sent,
               sd::ulysses_attention_forward, sd::ulysses_attention_backward};
@@ -128,8 +132,14 @@ class SpAttention : public MpiTest {
                         do_l.data() + (b * Nl + t) * H * d);
         }
 
+    // 2-D: Ulysses degree U = 2 when P >= 2 (sp = ring * U + ulysses, as the rank grid numbers it)
+    const bool two_d = scheme == Scheme::UlyssesRing || scheme == Scheme::UlyssesLss;
+    const sd::SpMode outer = scheme == Scheme::UlyssesLss ? sd::SpMode::Lss : sd::SpMode::Ring;
+    const int U = two_d ? std::min(P, 2) : 1, R = P / U;
     const SchemeFns fn = fns(scheme);
-    std::vector<char> saved(fn.saved(s, P)), ws(fn.workspace(s, P, omp_get_max_threads()));
+    std::vector<char> saved(two_d ? sd::sp2d_saved_bytes(s, U, R, outer) : fn.saved(s, P)),
+        ws(two_d ? sd::sp2d_workspace_bytes(s, U, R, outer, omp_get_max_threads())
+                 : fn.workspace(s, P, omp_get_max_threads()));
     SpAttentionArgs a;
     a.shape = s;
     a.scale = scale;
@@ -142,13 +152,25 @@ class SpAttention : public MpiTest {
     a.workspace = ws.data(), a.workspace_bytes = ws.size();
 
     Comm sp = world.split(0, r, "sp");
-    const SpAttentionBytes want = fn.bytes(s, P, r);
-    fn.forward(sp, a);
-    EXPECT_EQ(sp.stats().total_bytes(), want.forward) << "forward bytes";
-    sp.reset_stats();
-    fn.backward(sp, a);
-    EXPECT_EQ(sp.stats().total_bytes(), want.backward) << "backward bytes";
+    Comm uly = world.split(r / U, r % U, "sp_ulysses"), ring = world.split(r % U, r / U, "sp_ring");
+    const SpAttentionBytes want = two_d ? sd::sp2d_bytes_sent(s, U, R, outer, r) : fn.bytes(s, P, r);
+    auto sent = [&] {
+      return sp.stats().total_bytes() + uly.stats().total_bytes() + ring.stats().total_bytes();
+    };
+    if (two_d)
+      sd::sp2d_attention_forward(uly, ring, outer, a);
+    else
+      fn.forward(sp, a);
+    EXPECT_EQ(sent(), want.forward) << "forward bytes";
+    sp.reset_stats(), uly.reset_stats(), ring.reset_stats();
+    if (two_d)
+      sd::sp2d_attention_backward(uly, ring, outer, a);
+    else
+      fn.backward(sp, a);
+    EXPECT_EQ(sent(), want.backward) << "backward bytes";
     last_stats = sp.stats();
+    last_stats += uly.stats();
+    last_stats += ring.stats();
 
     const double tol = 1e-5;
     EXPECT_LE(rel_error(a.o, o, s, r * Nl, Nl), tol) << "O";
@@ -232,6 +254,50 @@ TEST_F(SpAttention, BytesFollowTheDesignFormulas) {
   }
   EXPECT_EQ(fwd, 4 * rows * 6 * (P - 1) * F);
   EXPECT_EQ(bwd, 4 * rows * 6 * (P - 1) * F);
+}
+
+// 2-D SP (U = 2 when P >= 2): Ulysses over sp_ulysses, ring or LSS over sp_ring. 4 heads split
+// evenly, 3 heads 2 + 1 (the two ring groups then run different head counts); at P = 4 the
+// counters split into an all-to-all on sp_ulysses and the outer scheme's traffic on sp_ring.
+TEST_F(SpAttention, TwoD) {
+  check(Scheme::UlyssesRing, shape(2, 204, 4, 24), 71);
+  if (size() == 4) {
+    EXPECT_EQ(last_stats.calls("sp_ulysses", OpKind::AllToAll), 2u);
+    EXPECT_EQ(last_stats.calls("sp_ring", OpKind::Send), 2u);
+  }
+  check(Scheme::UlyssesLss, shape(2, 204, 4, 24), 72);
+  if (size() == 4) EXPECT_EQ(last_stats.calls("sp_ring", OpKind::ReduceScatter), 1u);
+  check(Scheme::UlyssesRing, shape(2, 204, 3, 24), 73);
+  check(Scheme::UlyssesLss, shape(1, 24, 3, 5), 74);
+  if (size() == 4) {
+    // DESIGN §4 combined, U = R = 2, 4 heads: Ulysses over U on the segment + ring over R.
+    const uint64_t F = sizeof(float), BND = 2 * 204 * 4 * 24;
+    const SpAttentionBytes b = sd::sp2d_bytes_sent(shape(2, 204, 4, 24), 2, 2, sd::SpMode::Ring, 3);
+    EXPECT_EQ(b.forward, (4 * BND * 1 / (2 * 4) + 2 * BND * 1 / 4) * F);
+    EXPECT_EQ(b.backward, (4 * BND * 1 / (2 * 4) + 4 * BND * 1 / 4) * F);
+  }
+  if (size() >= 2) {  // one head cannot be split over sp_ulysses = 2: refused before any exchange
+    const int r = rank();
+    Comm uly = world.split(r / 2, r % 2, "sp_ulysses"), ring = world.split(r % 2, r / 2, "sp_ring");
+    std::vector<float> buf(64);
+    std::vector<char> big(1 << 20);
+    SpAttentionArgs a;
+    a.shape = shape(1, 4 * size(), 1, 4);
+    a.scale = 1.f;
+    a.q = a.k = a.v = a.o = dense(buf.data(), 1, 1, 1);
+    a.saved = a.workspace = big.data();
+    a.saved_bytes = a.workspace_bytes = big.size();
+    try {
+      sd::sp2d_attention_forward(uly, ring, sd::SpMode::Ring, a);
+      ADD_FAILURE() << "no error for 1 head over sp_ulysses 2";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("1 heads cannot be split over the 2 ranks of "
+                                           "communicator 'sp_ulysses'"),
+                std::string::npos)
+          << e.what();
+    }
+    EXPECT_EQ(uly.stats().total_bytes() + ring.stats().total_bytes(), 0u);
+  }
 }
 
 // Configuration errors throw on every rank alike (same shape everywhere), before any collective.

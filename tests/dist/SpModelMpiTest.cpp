@@ -2,9 +2,13 @@
 // dist/sp_model.h) against the single-process model on the same weights and batch: the loss
 // summed over the group, pred gathered to rank 0 and EVERY parameter gradient after the SP
 // all-reduce match with relative error <= 1e-5 (fp32), for Ulysses, LSS and ring, both
-// tokenizations, and Ulysses with uneven head splits (6 heads over 4 ranks: 2, 2, 1, 1).
+// tokenizations, and Ulysses with uneven head splits (6 heads over 4 ranks: 2, 2, 1, 1); and 2-D
+// SP (dist/sp_attention_2d.h), Ulysses x ring and Ulysses x LSS: 2 x 2 at np 4, Ulysses 2 x 1 at
+// np 2, 1 x 1 at np 1, with even (4) and uneven (3 over 2: 2 + 1) heads.
 // Every rank also computes the single-process reference itself (tiny model, cheap).
+#include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "dist/grid.h"
@@ -31,7 +35,10 @@ constexpr double kTol = 1e-5;
 
 class SpModelMpiTest : public seqvit_test::MpiTest {
  protected:
-  void check(model::Tokenization tok, dist::SpMode mode, int64_t heads, int64_t D) {
+  // outer: for mode 2d, the scheme across Ulysses groups; the Ulysses degree is 2 when the world
+  // has 2 or more ranks (so 2 x 2 at np 4).
+  void check(model::Tokenization tok, dist::SpMode mode, int64_t heads, int64_t D,
+             dist::SpMode outer = dist::SpMode::Ring) {
     model::ModelConfig c = seqvit_test::tiny_config(tok);
     c.num_heads = heads;
     c.embed_dim = D;
@@ -49,11 +56,11 @@ class SpModelMpiTest : public seqvit_test::MpiTest {
 
     // the same step, one shard per rank
     dist::GridConfig g;
-    g.sp_mode = mode;
-    (mode == dist::SpMode::Ulysses ? g.sp_ulysses : g.sp_ring) = size();
+    const bool two_d = mode == dist::SpMode::TwoD;
+    dist::set_sp_degrees(g, size(), mode, two_d ? std::min(size(), 2) : 0, outer);
     dist::validate(g, size(), c, B);
     dist::RankGrid grid(world, g);
-    dist::SpBlockAttention attn(grid.sp(), mode);
+    dist::SpBlockAttention attn(grid);
     model::ClimaX m(c);
     m.plan(B, model::Precision::F32, &attn);
     ASSERT_EQ(m.local_tokens(), c.N() / size());
@@ -76,9 +83,19 @@ class SpModelMpiTest : public seqvit_test::MpiTest {
       worst = std::max(worst, err);
     }
     if (rank() == 0)
-      std::printf("  %s %s, %lld heads, P=%d: loss %.3e, worst gradient %.3e\n",
-                  dist::to_string(mode).c_str(), model::to_string(tok).c_str(),
+      std::printf("  %s%s %s, %lld heads, P=%d: loss %.3e, worst gradient %.3e\n",
+                  dist::to_string(mode).c_str(),
+                  two_d ? (" (ulysses x " + dist::to_string(outer) + ")").c_str() : "",
+                  model::to_string(tok).c_str(),
                   static_cast<long long>(heads), size(), std::fabs(loss - lref) / lref, worst);
+  }
+  // 2-D SP with `outer` across: both tokenizations, 4 heads, and 3 heads (2 + 1 over sp_ulysses
+  // 2: the two ring groups then run different head counts).
+  void check_two_d(dist::SpMode outer) {
+    for (auto tok : {model::Tokenization::Aggregate, model::Tokenization::PerVariable}) {
+      check(tok, dist::SpMode::TwoD, 4, 32, outer);
+      check(tok, dist::SpMode::TwoD, 3, 24, outer);
+    }
   }
 };
 
@@ -100,5 +117,9 @@ TEST_F(SpModelMpiTest, UlyssesUnevenHeadsAggregate) {
 TEST_F(SpModelMpiTest, UlyssesUnevenHeadsPerVariable) {
   check(Tokenization::PerVariable, SpMode::Ulysses, 6, 24);
 }
+
+// 2-D SP: Ulysses over sp_ulysses inside, ring or LSS over sp_ring across.
+TEST_F(SpModelMpiTest, UlyssesRing) { check_two_d(SpMode::Ring); }
+TEST_F(SpModelMpiTest, UlyssesLss) { check_two_d(SpMode::Lss); }
 
 }  // namespace
