@@ -157,7 +157,7 @@ std::vector<float> latitude_weights(const float* lat_deg, int64_t H) {
 
 // ------------------------------------------------------------------------ planned buffers
 // Under tensor parallelism (tp_size T) the attention and MLP buffers hold this rank's share:
-// Ht = Hh/T heads of width Dt = D/T, Ft = F/T hidden units (qkv [T,3Dt], attn_o and d_o [T,Dt],
+// Ht = Hh/T heads of width Dt = D/T, Ft = F/T hidden units (qkv and dqkv [T,3Dt], attn_o [T,Dt],
 // fc1_pre [T,Ft], ...); without TP Ht = Hh, Dt = D, Ft = F.
 struct ClimaX::Act {
   // embedding
