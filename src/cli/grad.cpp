@@ -34,6 +34,7 @@ namespace {
 struct GradOptions {
   std::string model, batch, out;
   bool bf16 = false;
+  bool recompute = false;
   int sp = 0;  // 0 (and tp 0): no MPI at all
   int tp = 0;
   std::string sp_mode = "ulysses";
@@ -129,6 +130,7 @@ void run_grad(const GradOptions& o) {
   br.read_f32("lead_times", {B}, lt.data());
   br.read_f32("lat", {H}, lat.data());
 
+  m.set_recompute(o.recompute);
   if (tpm) m.set_tensor_parallel(&*tpm);
   m.plan(B, o.bf16 ? model::Precision::BF16 : model::Precision::F32,
          attn ? &*attn : nullptr);
@@ -199,6 +201,8 @@ void add_grad(CLI::App& app) {
       ->required();
   c->add_option("--out", opts->out, "output file (.safetensors)")->required();
   c->add_flag("--bf16", opts->bf16, "mixed precision: bf16 matrix inputs, fp32 accumulation");
+  c->add_flag("--recompute", opts->recompute,
+              "activation recomputation (keep block inputs only; identical results)");
   c->add_option("--sp", opts->sp,
                 "sequence-parallel degree: split the tokens over P ranks (run under "
                 "mpirun -np P; fp32)");

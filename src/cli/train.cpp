@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include "core/check.h"
 #include "data/synthetic.h"
 #include "dist/comm.h"
+#include "dist/zero.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
@@ -124,7 +126,8 @@ void run_train_synthetic(TrainOptions o) {
   check_step_options(o);
   // Data / sequence parallelism: MPI (only with --dp or --sp > 1) and the whole configuration
   // checked on every rank alike before anything is allocated.
-  TrainDist dist(o.dp, o.sp, o.sp_mode, o.bf16, mc, o.batch, o.sp_ulysses, o.sp_outer, o.tp);
+  TrainDist dist(o.dp, o.sp, o.sp_mode, o.bf16, mc, o.batch, o.sp_ulysses, o.sp_outer, o.zero,
+                 o.tp);
   try {
     train_synthetic(o, mc, dist);
   } catch (const std::exception& e) {
@@ -152,7 +155,9 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
   // DP rank d trains on samples [d*Bl, (d+1)*Bl) of each global batch of B; the ranks of one
   // SP group share them and each computes its token shard.
   const int64_t B = o.batch, Bl = dist.local_batch(), V = mc.V(), Vo = mc.Vo(), HW = h * w;
-  train::Trainer tr(mc, o.opt, Bl, prec, o.seed, dist.trainer_parallel());
+  train::TrainerParallel par = dist.trainer_parallel();
+  par.recompute = o.recompute;
+  train::Trainer tr(mc, o.opt, Bl, prec, o.seed, par);
   tr.set_reducer(dist.reducer());
   if (root) {
     fmt::print("seqvit train: ClimaX {} tokenization, {}x{} grid, patch {}, {} tokens/sample, "
@@ -164,6 +169,13 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
                  "heads per rank\n{}",
                  o.dp, o.sp, o.sp_mode, o.tp, Bl, tr.model().local_tokens(), mc.N(),
                  mc.num_heads / o.tp, mc.num_heads, dist.grid().describe());
+    if (dist.zero())
+      fmt::print("ZeRO-{} over the {} ranks of sp x dp: per rank {} of {} parameter values' "
+                 "optimizer state{}{}\n",
+                 o.zero, o.dp * o.sp, tr.optimizer().end() - tr.optimizer().begin(),
+                 tr.model().params().total(), o.zero >= 2 ? ", gradients" : "",
+                 o.zero == 3 ? " and parameters (plus the unit in use)" : "");
+    if (o.recompute) fmt::print("activation recomputation: only block inputs are kept\n");
     fmt::print("{}\n", tr.memory_report());
     fmt::print("data: synthetic travelling waves, lead {} h (built in; no files needed)\n",
                o.lead_hours);
@@ -216,6 +228,7 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
   const auto t0 = std::chrono::steady_clock::now();
   double first_loss = 0, ema = 0;
   if (dist.active()) dist.grid().reset_stats();
+  dist::reset_peak_rss();  // VmHWM from here: the training steps, not the set-up
   for (int64_t s = 0; s < o.steps; ++s) {
     fill(static_cast<uint64_t>(s) * B);
     const auto r = tr.step(view);
@@ -246,9 +259,18 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double eval1 = eval();
   const double pers = persistence();
+  const size_t peak_rss = dist::peak_rss();
+  if (dist.zero()) dist.zero()->gather_all_parameters();  // ZeRO-3: the whole model again
   const uint64_t hash = dist.check_replicated(tr.params(), tr.model().params());
+  // ZeRO: the logical AdamW moments, assembled on rank 0 from every rank's range
+  std::optional<train::AdamW> full_opt;
+  if (dist.zero()) {
+    if (root) full_opt.emplace(tr.model().params(), tr.optimizer().config());
+    dist.gather_optimizer(tr.optimizer(), full_opt ? &*full_opt : nullptr,
+                          tr.model().params().total());
+  }
   if (!root) {
-    dist.save_checkpoint(o.out, mc, tr);  // under TP: this rank's slice goes to rank 0
+    if (o.tp > 1) dist.save_checkpoint(o.out, mc, tr);  // this rank's slice goes to rank 0
     dist.barrier();  // rank 0 writes the checkpoint (the replicas are identical)
     return;
   }
@@ -260,10 +282,19 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
                                                 "each shard on its {} replicas)",
                                                 o.dp * o.sp),
                hash);
+  if (peak_rss > 0)
+    fmt::print("peak resident memory of rank 0 while training (VmHWM): {}\n",
+               train::human_bytes(static_cast<double>(peak_rss)));
   fmt::print("trained {} steps in {:.1f} s; training loss {:.4f} -> {:.4f}; held-out loss "
              "{:.4f} -> {:.4f} (persistence forecast: {:.4f})\n",
              o.steps, secs, first_loss, ema, eval0, eval1, pers);
-  dist.save_checkpoint(o.out, mc, tr);  // the logical (single-process) model
+  if (o.tp > 1) {
+    dist.save_checkpoint(o.out, mc, tr);  // the logical (single-process) model
+  } else {
+    train::save_model(o.out, mc, tr.model().params(), tr.params());
+    train::save_optimizer(train::optimizer_path(o.out), tr.model().params(),
+                          full_opt ? *full_opt : tr.optimizer());
+  }
   fmt::print("wrote {} and {}\n", o.out, train::optimizer_path(o.out));
   std::fflush(stdout);
   dist.barrier();
@@ -323,6 +354,12 @@ void add_train(CLI::App& app) {
   c->add_option("--sp-outer", o->sp_outer,
                 "--sp-mode 2d: ring or lss across the P / U Ulysses groups")
       ->capture_default_str();
+  c->add_option("--zero", o->zero,
+                "ZeRO stage over the dp x sp ranks: 0 off, 1 optimizer state, 2 and gradients, "
+                "3 and parameters (FSDP)")
+      ->capture_default_str();
+  c->add_flag("--recompute", o->recompute,
+              "activation recomputation: keep only block inputs, recompute blocks in backward");
   c->add_option("--tp", o->tp,
                 "tensor-parallel degree: split heads and MLP units over T ranks "
                 "(mpirun -np D*T*P)")

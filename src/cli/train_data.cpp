@@ -96,9 +96,9 @@ std::string scores_line(const std::vector<eval::Scores>& sc) {
 
 void run_train_data(TrainOptions o) {
   if (o.threads > 0) omp_set_num_threads(o.threads);
-  if (o.dp != 1 || o.sp != 1 || o.tp != 1)
-    fail("--dp/--sp/--tp are supported in the synthetic mode only so far (drop --data, or train "
-         "this data set as one process)");
+  if (o.dp != 1 || o.sp != 1 || o.zero != 0 || o.tp != 1)
+    fail("--dp/--sp/--zero/--tp are supported in the synthetic mode only so far (drop --data, or "
+         "train this data set as one process)");
   if (launched_ranks() > 1)
     fail("seqvit train --data was launched as {} ranks; it runs as one process (every rank "
          "would write the same run directory)",
@@ -176,7 +176,9 @@ void run_train_data(TrainOptions o) {
          run.string());
 
   const auto prec = o.bf16 ? model::Precision::BF16 : model::Precision::F32;
-  train::Trainer tr(mc, o.opt, o.batch, prec, o.seed);
+  train::TrainerParallel par;
+  par.recompute = o.recompute;
+  train::Trainer tr(mc, o.opt, o.batch, prec, o.seed, par);
   RunState st;
   if (o.resume) {
     const std::string file = (fs::path(existing.back().second) / "model.safetensors").string();

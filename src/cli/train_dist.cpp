@@ -38,12 +38,27 @@ double SpDpReducer::reduce(double partial_loss, float* grads, int64_t n) {
 
 TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
                      const model::ModelConfig& mc, int64_t global_batch, int sp_ulysses,
-                     const std::string& sp_outer, int tp)
+                     const std::string& sp_outer, int zero, int tp)
     : dp_(dp), tp_(tp), local_batch_(global_batch), global_batch_(global_batch) {
   if (dp < 1) fail("--dp must be >= 1, got {}", dp);
   if (sp < 1) fail("--sp must be >= 1, got {}", sp);
   if (tp < 1) fail("--tp must be >= 1, got {}", tp);
+  if (zero < 0 || zero > 3)
+    fail("--zero {} is out of range: valid stages are 0 (off), 1 (optimizer state), 2 (and "
+         "gradients) and 3 (and parameters)",
+         zero);
   const auto mode = dist::parse_sp_mode(sp_mode);
+  if (zero > 0 && dp * sp == 1)
+    fail("--zero {} shards over the data- and sequence-parallel ranks, but --dp 1 --sp 1 is a "
+         "single rank; add --dp D (and/or --sp P) under mpirun -np D*P, or drop --zero",
+         zero);
+  if (zero == 3 && bf16)
+    fail("--zero 3 runs in fp32 only (the bf16 weight copy would be the whole model); use "
+         "--zero 1 or 2 with --bf16");
+  if (zero > 0 && tp > 1)
+    fail("--zero {} with --tp {} is not supported yet (the ZeRO shards are of the whole model's "
+         "buffer); drop one of them",
+         zero, tp);
   if (dp == 1 && sp == 1 && tp == 1) {
     if (launched_ranks() > 1)
       fail(
@@ -54,6 +69,7 @@ TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
   }
   dist::GridConfig g;  // the SP degrees, checked before MPI starts
   g.dp = dp;
+  g.zero = zero;
   dist::set_sp_degrees(g, sp, mode, sp_ulysses, dist::parse_sp_outer(sp_outer));
   g.tp = tp;
   if (sp > 1 && bf16)
@@ -70,12 +86,21 @@ TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
   if (sp > 1) attn_.emplace(*grid_);
   if (tp > 1) tp_model_.emplace(grid_->tp());
   reducer_.emplace(grid_->sp_dp());
+  if (zero > 0) zero_.emplace(grid_->sp_dp(), zero);
+}
+
+void TrainDist::gather_optimizer(train::AdamW& shard, train::AdamW* full, int64_t total) {
+  const auto runs = zero_->moment_runs();
+  dist::gather_logical(grid_->sp_dp(), runs, shard.m(), full ? full->m() : nullptr, total, 0);
+  dist::gather_logical(grid_->sp_dp(), runs, shard.v(), full ? full->v() : nullptr, total, 0);
+  if (full) full->set_steps_done(shard.steps_done());
 }
 
 train::TrainerParallel TrainDist::trainer_parallel() {
   train::TrainerParallel p;
   p.sp = attn_ ? &*attn_ : nullptr;
   p.loss_batch = grid_ ? global_batch_ : 0;
+  p.sharded = zero_ ? &*zero_ : nullptr;
   if (tp_model_) {
     p.shard.tp_size = tp_;
     p.shard.tp_rank = grid_->coords().tp;

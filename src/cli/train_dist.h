@@ -12,6 +12,7 @@
 #include "dist/grid.h"
 #include "dist/sp_model.h"
 #include "dist/tp_model.h"
+#include "dist/zero.h"
 #include "train/trainer.h"
 
 namespace seqvit::cli {
@@ -34,10 +35,11 @@ class TrainDist {
   // checks the world size, the model and the global batch (dist::validate) before anything is
   // allocated. Refuses a multi-rank launch without --dp/--sp/--tp (every rank would write the
   // same files). sp_ulysses, sp_outer: --sp-mode 2d's Ulysses degree (dividing sp) and ring or
-  // lss across; tp: the tensor-parallel degree.
+  // lss across. zero > 0: ZeRO stage over the sp x dp group (dist/zero.h; needs dp * sp > 1).
+  // tp: the tensor-parallel degree (not with zero > 0 yet).
   TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16, const model::ModelConfig& mc,
             int64_t global_batch, int sp_ulysses = 0, const std::string& sp_outer = "ring",
-            int tp = 1);
+            int zero = 0, int tp = 1);
 
   bool active() const { return grid_.has_value(); }
   bool root() const { return !grid_ || grid_->rank() == 0; }
@@ -63,6 +65,11 @@ class TrainDist {
   // model::LogicalRun, from the ranks with dp = sp = 0): collective, every rank calls it.
   void save_checkpoint(const std::string& out, const model::ModelConfig& mc, train::Trainer& tr);
   void barrier();
+  // ZeRO (or null): the sharded optimizer the Trainer uses.
+  dist::ZeroOptimizer* zero() { return zero_ ? &*zero_ : nullptr; }
+  // ZeRO: the logical AdamW moments from every rank's range into `full` on rank 0 (null
+  // elsewhere), with its step count; collective.
+  void gather_optimizer(train::AdamW& shard, train::AdamW* full, int64_t total);
 
  private:
   int dp_ = 1, tp_ = 1;
@@ -74,6 +81,7 @@ class TrainDist {
   std::optional<dist::SpBlockAttention> attn_;
   std::optional<dist::TpModel> tp_model_;
   std::optional<SpDpReducer> reducer_;
+  std::optional<dist::ZeroOptimizer> zero_;
 };
 
 // The number of ranks this process was launched among by mpirun (Open MPI, MPICH/PMI), or 1.

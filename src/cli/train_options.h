@@ -29,6 +29,8 @@ struct TrainOptions {
   std::string sp_mode = "ulysses";
   int sp_ulysses = 0;             // --sp-mode 2d: Ulysses degree (0: not given)
   std::string sp_outer = "ring";  // --sp-mode 2d: ring or lss across the Ulysses groups
+  int zero = 0;            // ZeRO stage over the dp x sp ranks (synthetic mode)
+  bool recompute = false;  // activation recomputation per block
   train::OptimConfig opt;
 
   // Data mode.

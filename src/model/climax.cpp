@@ -156,6 +156,20 @@ std::vector<float> latitude_weights(const float* lat_deg, int64_t H) {
 }
 
 // ------------------------------------------------------------------------ planned buffers
+// A block's saved buffer of one kind: one per block, or with activation recomputation one
+// slot shared by every block (the block being recomputed and back-propagated), so that the
+// block code indexes [i] either way.
+template <typename T>
+struct PerBlock {
+  std::vector<Buffer<T>> slots;
+  bool shared = false;
+  void resize(int64_t blocks, bool share = false) {
+    shared = share;
+    slots.resize(share ? std::min<int64_t>(blocks, 1) : blocks);
+  }
+  Buffer<T>& operator[](int64_t i) { return slots[shared ? 0 : i]; }
+};
+
 // Under tensor parallelism (tp_size T) the attention and MLP buffers hold this rank's share:
 // Ht = Hh/T heads of width Dt = D/T, Ft = F/T hidden units (qkv and dqkv [T,3Dt], attn_o [T,Dt],
 // fc1_pre [T,Ft], ...); without TP Ht = Hh, Dt = D, Ft = F.
@@ -170,8 +184,8 @@ struct ClimaX::Act {
   Buffer<float> tscaled;  // [B] lead time / 100
   Buffer<float> embias;   // [V, D] conv bias + var_embed, per variable
   // blocks (index i), xs has depth+1 entries: xs[i] is the input of block i
-  std::vector<Buffer<float>> xs, ln1_mean, ln1_rstd, qkv, attn_o, lse, x_mid, ln2_mean,
-      ln2_rstd, fc1_pre;
+  std::vector<Buffer<float>> xs;
+  PerBlock<float> ln1_mean, ln1_rstd, qkv, attn_o, lse, x_mid, ln2_mean, ln2_rstd, fc1_pre;
   // final norm and head
   Buffer<float> lnf_out, lnf_mean, lnf_rstd;  // [T,D], [T], [T]
   std::vector<Buffer<float>> head_pre, head_act;  // decoder_depth x [T,D]
@@ -194,7 +208,7 @@ struct ClimaX::Act {
   Buffer<bf16> stage_a, stage_b;   // bf16 staging of matrix inputs
   // attention scratch
   Buffer<unsigned char> attn_ws;
-  std::vector<Buffer<unsigned char>> sp_saved;  // per block: the SP scheme's saved state
+  PerBlock<unsigned char> sp_saved;  // per block: the SP scheme's saved state
 
   size_t saved_bytes = 0, scratch_bytes = 0;
 };
@@ -282,6 +296,19 @@ void ClimaX::slice_logical(const float* logical, float* local) const {
   std::memset(local, 0, sizeof(float) * table_.total());
   for (const auto& r : logical_runs())
     std::memcpy(local + r.local_offset, logical + r.logical_offset, sizeof(float) * r.count);
+}
+
+std::pair<int64_t, int64_t> ClimaX::unit_range(int u) const {
+  SEQVIT_CHECK(u >= 0 && u < num_units(), "parameter unit {} out of range: valid units are 0 to {}",
+               u, num_units() - 1);
+  // first tensor of each unit: embeddings from 0, block i from its norm1, the head from norm
+  auto first = [&](int k) -> int64_t {
+    if (k == 0) return 0;
+    if (k == num_units()) return table_.total();
+    if (k == num_units() - 1) return norm_w_ >= 0 ? table_[norm_w_].offset : table_.total();
+    return table_[blocks_[k - 1].norm1_w].offset;
+  };
+  return {first(u), first(u + 1)};
 }
 
 void ClimaX::init(float* P, uint64_t seed) const {
@@ -393,10 +420,11 @@ void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttent
   a.xs.resize(L + 1);
   for (auto* v : {&a.ln1_mean, &a.ln1_rstd, &a.qkv, &a.attn_o, &a.lse, &a.x_mid, &a.ln2_mean,
                   &a.ln2_rstd, &a.fc1_pre})
-    v->resize(L);
-  a.sp_saved.resize(sp ? L : 0);
+    v->resize(L, recompute_);
+  a.sp_saved.resize(sp ? L : 0, recompute_);
   for (int64_t i = 0; i <= L; ++i) S(a.xs[i], T * D);
-  for (int64_t i = 0; i < L; ++i) {
+  // with recomputation only the block inputs xs are kept per block: one shared slot of the rest
+  for (int64_t i = 0; i < (recompute_ ? std::min<int64_t>(L, 1) : L); ++i) {
     S(a.ln1_mean[i], T);
     S(a.ln1_rstd[i], T);
     S(a.qkv[i], T * 3 * Dt);
@@ -412,6 +440,14 @@ void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttent
     S(a.ln2_mean[i], T);
     S(a.ln2_rstd[i], T);
     S(a.fc1_pre[i], T * Ft);
+  }
+  if (recompute_ && L > 0) {  // the shared slot is scratch: live only in one block's backward
+    size_t slot = a.sp_saved.slots.empty() ? 0 : a.sp_saved[0].bytes();
+    for (auto* v : {&a.ln1_mean, &a.ln1_rstd, &a.qkv, &a.attn_o, &a.lse, &a.x_mid, &a.ln2_mean,
+                    &a.ln2_rstd, &a.fc1_pre})
+      slot += (*v)[0].bytes();
+    saved -= slot;
+    scratch += slot;
   }
   S(a.lnf_out, T * D);
   S(a.lnf_mean, T);
@@ -492,9 +528,18 @@ double ClimaX::forward(const float* P, const BatchView& b, float* pred) {
                "at most {}", b.B, max_batch_);
   Act& a = *act_;
   B_ = b.B;
+  const int head_unit = num_units() - 1;
+  if (hooks_) hooks_->forward_begin(0);
   embed_forward(P, b);
-  for (int i = 0; i < static_cast<int>(cfg_.depth); ++i) block_forward(P, i);
+  if (hooks_) hooks_->forward_end(0);
+  for (int i = 0; i < static_cast<int>(cfg_.depth); ++i) {
+    if (hooks_) hooks_->forward_begin(1 + i);
+    block_forward(P, i);
+    if (hooks_) hooks_->forward_end(1 + i);
+  }
+  if (hooks_) hooks_->forward_begin(head_unit);
   head_forward(P);
+  if (hooks_) hooks_->forward_end(head_unit);
 
   // pred and the latitude-weighted MSE, with its gradient dpred for backward
   const int64_t H = cfg_.img_h, W = cfg_.img_w, V = cfg_.V(), Vo = cfg_.Vo(), HW = H * W;
@@ -710,9 +755,19 @@ void ClimaX::head_forward(const float* P) {
 // ------------------------------------------------------------------------ backward
 void ClimaX::backward(const float* P, float* G) {
   SEQVIT_CHECK(act_ && B_ > 0, "ClimaX::backward without a forward");
+  const int head_unit = num_units() - 1;
+  if (hooks_) hooks_->backward_begin(head_unit);
   head_backward(P, G);  // leaves dL/dxs[depth] in act_->dx
-  for (int i = static_cast<int>(cfg_.depth) - 1; i >= 0; --i) block_backward(P, G, i);
+  if (hooks_) hooks_->backward_end(head_unit);
+  for (int i = static_cast<int>(cfg_.depth) - 1; i >= 0; --i) {
+    if (hooks_) hooks_->backward_begin(1 + i);
+    if (recompute_) block_forward(P, i);  // from the saved input xs[i] (rewrites xs[i+1])
+    block_backward(P, G, i);
+    if (hooks_) hooks_->backward_end(1 + i);
+  }
+  if (hooks_) hooks_->backward_begin(0);
   embed_backward(P, G, act_->dx.data());
+  if (hooks_) hooks_->backward_end(0);
 }
 
 void ClimaX::head_backward(const float* P, float* G) {

@@ -8,11 +8,13 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/bf16.h"
 #include "core/tensor_table.h"
 #include "model/config.h"
+#include "model/parameter_hooks.h"
 #include "model/sequence_parallel.h"
 #include "model/tensor_parallel.h"
 
@@ -108,6 +110,22 @@ class ClimaX {
   size_t activation_bytes() const;  // saved activations for backward
   size_t workspace_bytes() const;   // backward scratch, bf16 staging, attention scratch
 
+  // Activation recomputation (call before plan()): forward keeps only each block's input, and
+  // backward recomputes the block's forward (into one set of buffers shared by all blocks)
+  // before its backward. Results are identical; activation_bytes() drops by L blocks' saved
+  // state (except their inputs), workspace_bytes() grows by one block's (the shared slot), and
+  // each backward runs each block's forward again (with SP: its collectives).
+  void set_recompute(bool on) { recompute_ = on; }
+  bool recompute() const { return recompute_; }
+
+  // Units of the parameter buffer (see model/parameter_hooks.h): 0 embeddings, 1 + i block i,
+  // num_units() - 1 final norm and head; unit_range(u) = [begin, end) in floats, consecutive,
+  // covering [0, params().total()). `hooks` (not owned, may be null) are called around each
+  // unit's use of the parameters in forward() and backward().
+  int num_units() const { return static_cast<int>(blocks_.size()) + 2; }
+  std::pair<int64_t, int64_t> unit_range(int unit) const;
+  void set_parameter_hooks(ParameterHooks* hooks) { hooks_ = hooks; }
+
   // bf16 mode: refresh the bf16 copy of the weights (after loading or an optimizer step).
   void sync_weights(const float* params);
 
@@ -160,6 +178,8 @@ class ClimaX {
   int64_t n_local_ = 0, n_first_ = 0;  // this rank's tokens [n_first_, n_first_ + n_local_)
   Precision precision_ = Precision::F32;
   Act* act_ = nullptr;
+  bool recompute_ = false;
+  ParameterHooks* hooks_ = nullptr;
 
  public:
   ~ClimaX();

@@ -1,6 +1,7 @@
 // AdamW, gradient clipping and the warm-up + cosine schedule (see optimizer.h).
 #include "train/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -66,32 +67,55 @@ bool decays(const std::string& name) {
          name.find("var_embed") == std::string::npos;
 }
 
-AdamW::AdamW(const TensorTable& table, const OptimConfig& cfg)
-    : table_(table), cfg_(cfg), m_(table.total()), v_(table.total()) {
+AdamW::AdamW(const TensorTable& table, const OptimConfig& cfg, int64_t begin, int64_t end)
+    : table_(table), cfg_(cfg), begin_(begin), end_(end < 0 ? table.total() : end) {
   cfg_.validate();
+  SEQVIT_CHECK(begin_ >= 0 && begin_ <= end_ && end_ <= table.total(),
+               "AdamW range [{}, {}) is not inside the parameter buffer of {} values", begin_,
+               end_, table.total());
+  m_.resize(end_ - begin_);
+  v_.resize(end_ - begin_);
 }
 
-double AdamW::step(float* P, float* G) {
+// Calls f(offset, count, name) for each piece of a tensor inside [begin_, end_), offsets
+// relative to begin_ (padding between tensors is skipped).
+template <typename F>
+static void for_pieces(const TensorTable& t, int64_t b, int64_t e, F&& f) {
+  for (const auto& en : t.entries()) {
+    const int64_t lo = std::max(b, en.offset), hi = std::min(e, en.offset + en.numel);
+    if (lo < hi) f(lo - b, hi - lo, en.name);
+  }
+}
+
+double AdamW::range_sum_squares(const float* g) const {
   double sq = 0;
-  if (sum_squares_)
-    sq = sum_squares_(G);
-  else
-    for (const auto& e : table_.entries()) sq += kernels::sum_squares(G + e.offset, e.numel);
-  const double norm = std::sqrt(sq);
+  for_pieces(table_, begin_, end_,
+             [&](int64_t o, int64_t n, const std::string&) { sq += kernels::sum_squares(g + o, n); });
+  return sq;
+}
+
+void AdamW::update(float* p, float* g, double norm) {
   if (cfg_.grad_clip > 0) {
     // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is < 1
     const double coef = cfg_.grad_clip / (norm + 1e-6);
     if (coef < 1.0)
-      for (const auto& e : table_.entries())
-        kernels::scale_inplace(G + e.offset, static_cast<float>(coef), e.numel);
+      for_pieces(table_, begin_, end_, [&](int64_t o, int64_t n, const std::string&) {
+        kernels::scale_inplace(g + o, static_cast<float>(coef), n);
+      });
   }
   last_lr_ = learning_rate(cfg_, step_);
   ++step_;
-  for (const auto& e : table_.entries())
-    kernels::adamw_step(P + e.offset, G + e.offset, m_.data() + e.offset, v_.data() + e.offset,
-                        e.numel, static_cast<float>(last_lr_), static_cast<float>(cfg_.beta1),
+  for_pieces(table_, begin_, end_, [&](int64_t o, int64_t n, const std::string& name) {
+    kernels::adamw_step(p + o, g + o, m_.data() + o, v_.data() + o, n,
+                        static_cast<float>(last_lr_), static_cast<float>(cfg_.beta1),
                         static_cast<float>(cfg_.beta2), static_cast<float>(cfg_.eps),
-                        decays(e.name) ? static_cast<float>(cfg_.weight_decay) : 0.f, step_);
+                        decays(name) ? static_cast<float>(cfg_.weight_decay) : 0.f, step_);
+  });
+}
+
+double AdamW::step(float* P, float* G) {
+  const double norm = std::sqrt(range_sum_squares(G + begin_));
+  update(P + begin_, G + begin_, norm);
   return norm;
 }
 

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <string>
 
 #include "core/tensor_table.h"
@@ -35,17 +34,24 @@ bool decays(const std::string& param_name);
 
 class AdamW {
  public:
-  AdamW(const TensorTable& table, const OptimConfig& cfg);
-  // Clips (when configured) and applies one update to params using grads. Returns the global
-  // gradient norm before clipping. `step` counts completed updates (0-based schedule index).
+  // With a range [begin, end) of the flat buffer (ZeRO, dist/zero.h) the optimizer keeps the
+  // moments of that range only and updates only it; end < 0: the whole table. A range may cut
+  // through tensors: weight decay is decided per tensor (decays()) for each piece.
+  AdamW(const TensorTable& table, const OptimConfig& cfg, int64_t begin = 0, int64_t end = -1);
+  // Clips (when configured) and applies one update to params using grads (full table layout,
+  // only the range is read and written). Returns the global gradient norm before clipping.
+  // `step` counts completed updates (0-based schedule index).
   double step(float* params, float* grads);
-  // The squared gradient norm that step() clips by, when the gradients are sharded over ranks
-  // (tensor parallelism: a sum over the group of the shards, replicas counted once). Default:
-  // the sum of squares of every local entry. Must not allocate.
-  void set_sum_squares(std::function<double(const float* grads)> f) { sum_squares_ = std::move(f); }
+  // The two halves of step() for sharded gradients: the sum of squares of the range's
+  // gradients, and the update with the GLOBAL norm (sqrt of the sum over the shards). p and g
+  // point at the range's first element (p[0] is params[begin]).
+  double range_sum_squares(const float* g) const;
+  void update(float* p, float* g, double global_norm);
+  int64_t begin() const { return begin_; }
+  int64_t end() const { return end_; }
   int64_t steps_done() const { return step_; }
   void set_steps_done(int64_t s) { step_ = s; }
-  float* m() { return m_.data(); }
+  float* m() { return m_.data(); }  // [end - begin]: m()[k] belongs to element begin + k
   float* v() { return v_.data(); }
   const OptimConfig& config() const { return cfg_; }
   size_t state_bytes() const { return m_.bytes() + v_.bytes(); }
@@ -54,10 +60,10 @@ class AdamW {
  private:
   const TensorTable& table_;
   OptimConfig cfg_;
-  Buffer<float> m_, v_;  // [table.total()]
+  int64_t begin_ = 0, end_ = 0;
+  Buffer<float> m_, v_;  // [end - begin]
   int64_t step_ = 0;
   double last_lr_ = 0;
-  std::function<double(const float*)> sum_squares_;
 };
 
 }  // namespace seqvit::train

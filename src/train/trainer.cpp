@@ -25,22 +25,30 @@ Trainer::Trainer(const model::ModelConfig& mcfg, const OptimConfig& ocfg, int64_
     : model_(mcfg, par.shard),
       params_(model_.params().total()),
       grads_(model_.params().total()),
-      opt_(model_.params(), ocfg),
-      batch_(batch) {
+      opt_(model_.params(), ocfg,
+           par.sharded ? par.sharded->own_range(model_.params().total()).first : 0,
+           par.sharded ? par.sharded->own_range(model_.params().total()).second : -1),
+      batch_(batch),
+      sharded_(par.sharded) {
   model_.init(params_.data(), seed);
+  model_.set_recompute(par.recompute);
   model_.set_tensor_parallel(par.tp);
   model_.plan(batch, precision, par.sp, par.loss_batch);
+  model_.sync_weights(params_.data());
+  if (sharded_) sharded_->attach(model_, params_.data(), grads_.data());
   if (par.shard.tp_size > 1) {
+    SEQVIT_CHECK(!sharded_, "tensor parallelism with ZeRO is not supported yet");
     tp_ = par.tp;
     for (const auto& e : model_.params().entries())
       tp_sharded_.push_back(model::tp_split(e.name) != model::TpSplit::Replicated);
-    opt_.set_sum_squares([this](const float* g) { return tp_sum_squares(g); });
   }
-  model_.sync_weights(params_.data());
 }
 
 double Trainer::loss_and_grad(const model::BatchView& b, float* pred) {
-  std::memset(grads_.data(), 0, grads_.bytes());
+  if (sharded_)
+    sharded_->zero_grads(grads_.data());
+  else
+    std::memset(grads_.data(), 0, grads_.bytes());
   const double loss = model_.forward(params_.data(), b, pred);
   model_.backward(params_.data(), grads_.data());
   return loss;
@@ -51,13 +59,23 @@ StepResult Trainer::step(const model::BatchView& b) {
   r.loss = loss_and_grad(b);
   // every rank gets the same global loss and gradients, so the checks and the update below
   // agree everywhere and the replicated weights stay identical
-  if (reducer_) r.loss = reducer_->reduce(r.loss, grads_.data(), model_.params().total());
+  if (sharded_)
+    r.loss = sharded_->reduce(r.loss, grads_.data());
+  else if (reducer_)
+    r.loss = reducer_->reduce(r.loss, grads_.data(), model_.params().total());
   if (!std::isfinite(r.loss))
     fail(
         "loss is {} at step {}; stopping before the update so the weights stay intact (try a "
         "lower learning rate or --grad-clip)",
         r.loss, opt_.steps_done() + 1);
-  r.grad_norm = opt_.step(params_.data(), grads_.data());
+  if (sharded_) {
+    r.grad_norm = sharded_->update(params_.data(), grads_.data(), opt_);
+  } else if (tp_) {  // clip by the norm of the logical gradient
+    r.grad_norm = std::sqrt(tp_sum_squares(grads_.data()));
+    opt_.update(params_.data(), grads_.data(), r.grad_norm);
+  } else {
+    r.grad_norm = opt_.step(params_.data(), grads_.data());
+  }
   r.lr = opt_.last_lr();
   model_.sync_weights(params_.data());
   return r;
@@ -75,16 +93,19 @@ double Trainer::tp_sum_squares(const float* G) const {
 }
 
 size_t Trainer::total_bytes() const {
-  return params_.bytes() + grads_.bytes() + opt_.state_bytes() + model_.activation_bytes() +
+  return param_bytes() + grad_bytes() + opt_.state_bytes() + model_.activation_bytes() +
          model_.workspace_bytes();
 }
+
+size_t Trainer::param_bytes() const { return sharded_ ? sharded_->param_bytes() : params_.bytes(); }
+size_t Trainer::grad_bytes() const { return sharded_ ? sharded_->grad_bytes() : grads_.bytes(); }
 
 std::string Trainer::memory_report() const {
   return fmt::format(
       "memory plan: parameters {} ({} values) | gradients {} | optimizer state {} | "
       "activations {} | workspace {} | total {}",
-      human_bytes(static_cast<double>(params_.bytes())), model_.params().count(),
-      human_bytes(static_cast<double>(grads_.bytes())),
+      human_bytes(static_cast<double>(param_bytes())), model_.params().count(),
+      human_bytes(static_cast<double>(grad_bytes())),
       human_bytes(static_cast<double>(opt_.state_bytes())),
       human_bytes(static_cast<double>(model_.activation_bytes())),
       human_bytes(static_cast<double>(model_.workspace_bytes())),

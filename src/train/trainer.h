@@ -5,8 +5,10 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "core/page_buffer.h"
 #include "core/tensor_table.h"
 #include "model/climax.h"
 #include "train/optimizer.h"
@@ -17,6 +19,8 @@ struct StepResult {
   double loss = 0, grad_norm = 0, lr = 0;
 };
 
+class ShardedOptimizer;
+
 // How one rank takes part in a distributed step (docs/parallelism.md "Data parallelism"). The
 // default is the single process.
 struct TrainerParallel {
@@ -24,10 +28,35 @@ struct TrainerParallel {
   model::SequenceParallelAttention* sp = nullptr;
   // The global batch the loss is normalised by (ClimaX::plan), 0: the local batch.
   int64_t loss_batch = 0;
+  // ZeRO (dist/zero.h; not owned), or null: shards optimizer state, gradients, parameters.
+  ShardedOptimizer* sharded = nullptr;
+  // Activation recomputation per block (ClimaX::set_recompute).
+  bool recompute = false;
   // This rank's part of the model and, with shard.tp_size > 1, its tensor-parallel group (not
-  // owned). Under TP the gradient norm that clipping uses is the global one.
+  // owned). Under TP the gradient norm that clipping uses is the global one (not with ZeRO).
   model::ModelShard shard;
   model::TensorParallel* tp = nullptr;
+};
+
+// A sharded optimizer step (ZeRO-1/2/3, docs/parallelism.md "ZeRO / FSDP"). With one set, the
+// Trainer keeps AdamW moments only for own_range() and lets it zero, reduce and update.
+class ShardedOptimizer {
+ public:
+  virtual ~ShardedOptimizer() = default;
+  // [begin, end) of the flat buffer of `total` values whose optimizer state this rank keeps.
+  virtual std::pair<int64_t, int64_t> own_range(int64_t total) const = 0;
+  // Once, after init and plan, with the full initial parameters (identical on every rank).
+  virtual void attach(model::ClimaX& model, float* params, float* grads) = 0;
+  virtual void zero_grads(float* grads) = 0;  // before forward
+  // After backward: returns the global loss; gradients summed (ZeRO-1: all of them; ZeRO-2/3:
+  // this rank's range, reduce-scattered during backward).
+  virtual double reduce(double partial_loss, float* grads) = 0;
+  // Clips by the global norm, runs `opt` on the own range and makes the parameters whole again
+  // where they are replicated; returns the global norm before clipping.
+  virtual double update(float* params, float* grads, AdamW& opt) = 0;
+  // Planned bytes per rank of parameters and gradients under this stage.
+  virtual size_t param_bytes() const = 0;
+  virtual size_t grad_bytes() const = 0;
 };
 
 // Called by Trainer::step between backward and the optimizer step: turns this rank's partial
@@ -59,20 +88,24 @@ class Trainer {
   // One optimizer step on a batch. Throws seqvit::Error if the loss is NaN/Inf (weights are left
   // untouched in that case).
   StepResult step(const model::BatchView& batch);
-  // Forward + backward only (gradients in grads()); returns the loss.
+  // Forward + backward only (gradients in grads()); returns the loss. Under ZeRO-2/3 the
+  // gradients end up reduce-scattered into the ShardedOptimizer's shard instead.
   double loss_and_grad(const model::BatchView& batch, float* pred = nullptr);
 
   // A human-readable memory plan: bytes of parameters, gradients, optimizer state,
   // activations and workspace.
   std::string memory_report() const;
   size_t total_bytes() const;
+  size_t param_bytes() const;  // per rank, as planned for the ZeRO stage
+  size_t grad_bytes() const;
 
  private:
   model::ClimaX model_;
-  Buffer<float> params_, grads_;  // [table.total()]
+  PageBuffer params_, grads_;  // [table.total()]; anonymous mappings (ZeRO releases pages)
   AdamW opt_;
   int64_t batch_;
   GradientReducer* reducer_ = nullptr;
+  ShardedOptimizer* sharded_ = nullptr;
   model::TensorParallel* tp_ = nullptr;
   std::vector<char> tp_sharded_;  // per parameter entry: split over the TP group (TP only)
   double tp_sum_squares(const float* grads) const;

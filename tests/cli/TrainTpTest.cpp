@@ -98,6 +98,8 @@ TEST_F(TrainTpTest, PerVariableMatchesSingleProcess) {
   single("per_variable");
   check("per_variable", "--tp 2 --sp 2 --sp-mode ulysses", 4, "tp2_ulysses2");
   check("per_variable", "--tp 4", 4, "tp4");
+  // recomputation re-runs each block's forward, all-reduces included, on every TP rank
+  check("per_variable", "--tp 2 --dp 2 --recompute", 4, "tp2_dp2_recompute");
 }
 
 TEST_F(TrainTpTest, BadConfigurationsExitWithOneMessage) {
@@ -107,6 +109,8 @@ TEST_F(TrainTpTest, BadConfigurationsExitWithOneMessage) {
                "tp = 3 must divide the 4 heads and the MLP width 32");
   expect_error(seqvit_test::run_seqvit(train_args("aggregate", "o") + " --tp 0"),
                "--tp must be >= 1, got 0");
+  expect_error(run_seqvit_mpi(4, train_args("aggregate", "o") + " --tp 2 --dp 2 --zero 1"),
+               "--zero 1 with --tp 2 is not supported yet");
   EXPECT_FALSE(fs::exists(path("o.safetensors")));
 }
 

@@ -37,11 +37,14 @@ void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 using namespace seqvit;
 
 namespace {
-void steps_without_allocation(model::Tokenization tok, model::Precision prec) {
+void steps_without_allocation(model::Tokenization tok, model::Precision prec,
+                              bool recompute = false) {
   const auto c = seqvit_test::tiny_config(tok);
   train::OptimConfig o;
   o.grad_clip = 1.0;
-  train::Trainer tr(c, o, 2, prec, 0);
+  train::TrainerParallel par;
+  par.recompute = recompute;
+  train::Trainer tr(c, o, 2, prec, 0, par);
   seqvit_test::SyntheticBatch data(c, 2);
   const model::BatchView b = data.batch(0);
   tr.step(b);  // first step: per-thread scratch may grow once
@@ -61,4 +64,7 @@ TEST(StepAllocation, AggregateFp32) {
 }
 TEST(StepAllocation, PerVariableBf16) {
   steps_without_allocation(model::Tokenization::PerVariable, model::Precision::BF16);
+}
+TEST(StepAllocation, AggregateFp32Recompute) {
+  steps_without_allocation(model::Tokenization::Aggregate, model::Precision::F32, true);
 }
