@@ -96,9 +96,12 @@ std::string scores_line(const std::vector<eval::Scores>& sc) {
 
 void run_train_data(TrainOptions o) {
   if (o.threads > 0) omp_set_num_threads(o.threads);
-  if (o.dp != 1 || o.sp != 1 || o.zero != 0 || o.tp != 1)
-    fail("--dp/--sp/--zero/--tp are supported in the synthetic mode only so far (drop --data, or "
+  if (o.dp != 1 || o.sp != 1 || o.zero != 0)
+    fail("--dp/--sp/--zero are supported in the synthetic mode only so far (drop --data, or "
          "train this data set as one process)");
+  if (o.tp != 1)
+    fail("--tp is supported in the synthetic mode only so far (drop --data, or train this data "
+         "set as one process)");
   if (launched_ranks() > 1)
     fail("seqvit train --data was launched as {} ranks; it runs as one process (every rank "
          "would write the same run directory)",
