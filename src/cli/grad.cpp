@@ -8,9 +8,11 @@
 // `mpirun -np S*P`) the blocks are split into S pipeline stages and the batch into
 // --micro-batches m that run through the --pp-schedule (1f1b or gpipe); rank 0 assembles the
 // logical gradient file from the stages (docs/parallelism.md "Pipeline parallelism");
-// --micro-batches alone accumulates the gradient in one process. MPI is initialised only with
-// --sp or --pp; without them the command never touches MPI, and launching it as several ranks
-// is refused (they would all write the same file).
+// --micro-batches alone accumulates the gradient in one process. With --tp T each rank also
+// holds only its tensor-parallel slice of the weights ("Tensor parallelism"). The world is
+// --tp x --pp x --sp ranks; rank 0 assembles the logical gradients. MPI is initialised only with
+// --sp, --tp or --pp; without them the command never touches MPI, and launching it as several
+// ranks is refused (they would all write the same file).
 #include <fmt/core.h>
 
 #include <cstdio>
@@ -28,6 +30,7 @@
 #include "dist/logical.h"
 #include "dist/pipeline.h"
 #include "dist/sp_model.h"
+#include "dist/tp_model.h"
 #include "io/safetensors.h"
 #include "model/climax.h"
 #include "train/checkpoint.h"
@@ -39,7 +42,8 @@ struct GradOptions {
   std::string model, batch, out;
   bool bf16 = false;
   bool recompute = false;
-  int sp = 0;  // 0 (with pp 0): no MPI at all
+  int sp = 0;  // 0 (with tp and pp 0): no MPI at all
+  int tp = 0;
   std::string sp_mode = "ulysses";
   int sp_ulysses = 0;            // --sp-mode 2d: the Ulysses degree U (P / U ring or LSS groups)
   std::string sp_outer = "ring";  // --sp-mode 2d: ring or lss across the Ulysses groups
@@ -57,26 +61,29 @@ int launched_ranks() {
 void run_grad(const GradOptions& o) {
   std::optional<dist::SpMode> mode;
   std::optional<dist::PipeSchedule> schedule;
-  dist::GridConfig g;  // with --sp / --pp: the SP degrees, checked before MPI starts
-  const bool distributed = o.sp != 0 || o.pp != 0;  // MPI; --micro-batches alone accumulates
+  dist::GridConfig g;  // with --sp / --tp / --pp: the degrees, checked before MPI starts
+  const bool distributed = o.sp != 0 || o.pp != 0 || o.tp != 0;  // MPI (--micro-batches alone
+                                                                   // accumulates in-process)
   if (o.micro_batches < 1) fail("--micro-batches must be >= 1, got {}", o.micro_batches);
   schedule = dist::parse_pipe_schedule(o.pp_schedule);
   if (!distributed) {
     if (launched_ranks() > 1)
-      fail("seqvit grad was launched as {} ranks without --sp or --pp; to split the sequence "
-           "pass --sp {} --sp-mode ulysses|lss|ring|2d (or --pp S for pipeline stages), or run "
-           "it as one process",
-           launched_ranks(), launched_ranks());
+      fail("seqvit grad was launched as {} ranks without --sp, --tp or --pp; to split the "
+           "sequence pass --sp {} --sp-mode ulysses|lss|ring|2d (or the weights, --tp {}, or the "
+           "blocks, --pp S), or run it as one process",
+           launched_ranks(), launched_ranks(), launched_ranks());
   } else {
     if (o.sp < 0) fail("--sp must be >= 1, got {}", o.sp);
     if (o.pp < 0) fail("--pp must be >= 1, got {}", o.pp);
+    if (o.tp < 0) fail("--tp must be >= 1, got {}", o.tp);
     mode = dist::parse_sp_mode(o.sp_mode);
     dist::set_sp_degrees(g, std::max(o.sp, 1), *mode, o.sp_ulysses,
                          dist::parse_sp_outer(o.sp_outer));
     if (o.bf16 && o.sp > 1)
       fail("--sp runs in fp32 only (the SP attention operators have no bf16 mode); drop --bf16");
   }
-  const int sp = std::max(o.sp, 1), pp = std::max(o.pp, 1);
+  const int sp = std::max(o.sp, 1), pp = std::max(o.pp, 1), tp = std::max(o.tp, 1);
+  g.tp = tp;
   // Declared first so that it is destroyed last (MPI_Finalize after every communicator).
   std::optional<dist::MpiRuntime> mpi;
   if (distributed) mpi.emplace(nullptr, nullptr);
@@ -100,27 +107,38 @@ void run_grad(const GradOptions& o) {
   const int64_t B = xs[0];
   if (B < 1) fail("{}: x has an empty batch", o.batch);
 
-  // Sequence and pipeline parallelism: the configuration is checked (world size vs --pp x --sp,
-  // tokens vs P, heads vs P for Ulysses, depth vs stages, batch vs micro-batches) on every rank
-  // alike before anything else is allocated, so a bad one ends every rank with the same message.
+  // Sequence, tensor and pipeline parallelism: the configuration is checked (world size vs
+  // --tp x --pp x --sp, tokens vs P, heads and MLP width vs T, heads / T vs P for Ulysses, depth
+  // vs stages, batch vs micro-batches) on every rank alike before anything else is allocated,
+  // so a bad one ends every rank with the same message.
   std::optional<dist::Comm> world;
   std::optional<dist::RankGrid> grid;
   std::optional<dist::SpBlockAttention> attn;
+  std::optional<dist::TpModel> tpm;
   model::ModelShard shard;
   int slots = dist::pipeline_slots(*schedule, 1, 0, o.micro_batches);
   if (!distributed && B % o.micro_batches != 0)
     fail("the batch of {} cannot be split into --micro-batches {}", B, o.micro_batches);
   if (distributed) {
     world.emplace(dist::Comm::world());
-    if (world->size() != sp * pp)
-      fail("{} needs {} ranks (mpirun -np {}), but this job has {}",
-           o.pp > 0 ? fmt::format("--pp {} --sp {}", pp, sp) : fmt::format("--sp {}", sp),
-           sp * pp, sp * pp, world->size());
+    if (world->size() != tp * sp * pp) {
+      std::string flags;
+      if (o.tp > 0) flags += fmt::format(" --tp {}", tp);
+      if (o.pp > 0) flags += fmt::format(" --pp {}", pp);
+      if (o.sp > 0 || o.pp > 0) flags += fmt::format(" --sp {}", sp);
+      fail("{} needs {} ranks (mpirun -np {}), but this job has {}", flags.substr(1),
+           tp * sp * pp, tp * sp * pp, world->size());
+    }
     g.pp = pp;
     g.micro_batches = o.micro_batches;
     dist::validate(g, world->size(), cfg, B);
     grid.emplace(*world, g);
     if (sp > 1) attn.emplace(*grid);
+    if (tp > 1) {
+      tpm.emplace(grid->tp());
+      shard.tp_size = tp;
+      shard.tp_rank = grid->coords().tp;
+    }
     const int stage = grid->coords().pp;
     shard.first_block = stage * (cfg.depth / pp);
     shard.last_block = (stage + 1) * (cfg.depth / pp);
@@ -129,13 +147,12 @@ void run_grad(const GradOptions& o) {
   const bool root = !grid || grid->rank() == 0;
   model::ClimaX m(cfg, shard);
 
-  // every rank reads the whole (logical) model file and keeps its stage's tensors
+  // every rank reads the whole (logical) model file and keeps its share (stage, TP slice)
   Buffer<float> params(m.params().total()), grads(m.params().total());
   {
     Buffer<float> all(whole.params().total());
     train::load_parameters(model_file, whole.params(), all.data());
-    for (const auto& r : m.logical_runs())
-      std::copy_n(all.data() + r.logical_offset, r.count, params.data() + r.local_offset);
+    m.slice_logical(all.data(), params.data());
   }
   const int64_t V = cfg.V(), Vo = cfg.Vo(), H = cfg.img_h, W = cfg.img_w;
   std::vector<float> x(B * V * H * W), y(B * Vo * H * W), lt(B), lat(H);
@@ -145,6 +162,7 @@ void run_grad(const GradOptions& o) {
   br.read_f32("lat", {H}, lat.data());
 
   m.set_recompute(o.recompute);
+  if (tpm) m.set_tensor_parallel(&*tpm);
   m.plan(B / o.micro_batches, o.bf16 ? model::Precision::BF16 : model::Precision::F32,
          attn ? &*attn : nullptr, B, slots);
   m.sync_weights(params.data());
@@ -166,7 +184,9 @@ void run_grad(const GradOptions& o) {
       loss = dist::sp_reduce_loss(grid->sp(),
                                   pipe.run(params.data(), grads.data(), batch, shard_pred.data()));
       dist::sp_reduce_gradients(grid->sp(), grads.data(), m.params().total());
-      // every pixel has one owner among the last stage's SP ranks: the sum is the prediction
+      // every pixel has one owner among the last stage's SP ranks (TP ranks hold copies: only
+      // tp rank 0 contributes), so the sum is the prediction
+      if (grid->coords().tp != 0) std::fill(shard_pred.begin(), shard_pred.end(), 0.f);
       world->reduce(std::span<const float>(shard_pred),
                     std::span<float>(root ? pred.data() : nullptr, root ? pred.size() : 0), 0);
       const auto runs = m.logical_runs();
@@ -197,6 +217,10 @@ void run_grad(const GradOptions& o) {
                                  o.sp_outer, grid->sp_ring().size())
                    : o.sp_mode,
                m.local_tokens(), cfg.N());
+  if (o.tp > 0)
+    fmt::print("tensor parallel: {} rank{}, {} of {} heads and {} of {} MLP units per rank\n",
+               tp, tp == 1 ? "" : "s", cfg.num_heads / tp, cfg.num_heads, cfg.hidden() / tp,
+               cfg.hidden());
   if (o.pp > 0 || o.micro_batches > 1)
     fmt::print("pipeline: {} stage{} of {} blocks, {} micro-batch{} of {} ({})\n", pp,
                pp == 1 ? "" : "s", cfg.depth / pp, o.micro_batches,
@@ -230,8 +254,12 @@ void add_grad(CLI::App& app) {
   c->add_option("--sp-outer", opts->sp_outer,
                 "--sp-mode 2d: ring or lss across the P / U Ulysses groups")
       ->default_str("ring");
+  c->add_option("--tp", opts->tp,
+                "tensor-parallel degree: split heads and MLP units over T ranks (mpirun -np T*S*P "
+                "with --pp S and --sp P)");
   c->add_option("--pp", opts->pp,
-                "pipeline stages: split the blocks over S ranks (mpirun -np S*P with --sp P)");
+                "pipeline stages: split the blocks over S ranks (mpirun -np T*S*P with --tp T and "
+                "--sp P)");
   c->add_option("--micro-batches", opts->micro_batches,
                 "split the batch into m micro-batches (pipeline schedule; gradient accumulation "
                 "without --pp)")

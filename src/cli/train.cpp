@@ -1,7 +1,8 @@
 // seqvit train: trains ClimaX on the built-in synthetic travelling-wave fields (the NetCDF mode
 // is train_data.cpp), showing progress on one line and writing a checkpoint at the end. With
-// --dp D --sp P under `mpirun -np D*P` each step's global batch is split over D data-parallel
-// replicas and each sample's tokens over P sequence-parallel ranks (train_dist.h).
+// --dp D --sp P --tp T under `mpirun -np D*T*P` each step's global batch is split over D
+// data-parallel replicas, each sample's tokens over P sequence-parallel ranks and the weights of
+// attention and MLP over T tensor-parallel ranks (train_dist.h).
 #include <fmt/core.h>
 #include <omp.h>
 #include <unistd.h>
@@ -126,7 +127,7 @@ void run_train_synthetic(TrainOptions o) {
   // Data / sequence parallelism: MPI (only with --dp or --sp > 1) and the whole configuration
   // checked on every rank alike before anything is allocated.
   TrainDist dist(o.dp, o.sp, o.sp_mode, o.bf16, mc, o.batch, o.sp_ulysses, o.sp_outer, o.zero,
-                 PipelineOptions{o.pp, o.micro_batches, o.pp_schedule});
+                 PipelineOptions{o.pp, o.micro_batches, o.pp_schedule}, o.tp);
   try {
     train_synthetic(o, mc, dist);
   } catch (const std::exception& e) {
@@ -164,9 +165,10 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
                o.tokenization, h, w, o.patch, mc.N(), mc.embed_dim, mc.num_heads, mc.depth, V,
                Vo, B, o.bf16 ? "bf16 mixed precision" : "fp32", omp_get_max_threads());
     if (dist.active())
-      fmt::print("parallel: dp {} x sp {} ({}), {} samples and {} of {} tokens per rank\n{}",
-                 o.dp, o.sp, o.sp_mode, Bl, tr.model().local_tokens(), mc.N(),
-                 dist.grid().describe());
+      fmt::print("parallel: dp {} x sp {} ({}) x tp {}, {} samples, {} of {} tokens and {} of {} "
+                 "heads per rank\n{}",
+                 o.dp, o.sp, o.sp_mode, o.tp, Bl, tr.model().local_tokens(), mc.N(),
+                 mc.num_heads / o.tp, mc.num_heads, dist.grid().describe());
     if (dist.pipelined())
       fmt::print("pipeline: {} stage{} of {} blocks, {} micro-batches of {} per step, {} "
                  "schedule (ideal bubble {:.2f})\n",
@@ -270,9 +272,10 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
   const double pers = persistence();
   const size_t peak_rss = dist::peak_rss();
   if (dist.zero()) dist.zero()->gather_all_parameters();  // ZeRO-3: the whole model again
-  const uint64_t hash = dist.check_replicated(tr.params(), tr.model().params().total());
-  // pipeline stages: the logical checkpoint, assembled from the stages on rank 0 (collective)
-  const bool saved = dist.save_logical(o.out, mc, tr);
+  const uint64_t hash = dist.check_replicated(tr.params(), tr.model().params());
+  // tensor or pipeline parallel: the logical checkpoint, assembled on rank 0 (collective)
+  const bool sharded = o.tp > 1 || o.pp > 1;
+  if (sharded) dist.save_checkpoint(o.out, mc, tr);
   // ZeRO: the logical AdamW moments, assembled on rank 0 from every rank's range
   std::optional<train::AdamW> full_opt;
   if (dist.zero()) {
@@ -284,18 +287,25 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
     dist.barrier();  // rank 0 writes the checkpoint (the replicas are identical)
     return;
   }
-  if (dist.active() && o.pp > 1)
-    fmt::print("weights identical on the {} replicas of each of the {} stages (stage 0 hash "
-               "{:016x})\n", o.dp * o.sp, o.pp, hash);
-  else if (dist.active())
-    fmt::print("weights identical on all {} ranks (hash {:016x})\n", o.dp * o.sp, hash);
+  if (dist.active()) {
+    std::string what;
+    if (o.pp > 1) what += fmt::format(" ({} pipeline stages", o.pp);
+    if (o.tp > 1)
+      what += fmt::format("{}the tensors replicated over tensor parallelism",
+                          what.empty() ? " (" : "; ");
+    if (!what.empty() && o.dp * o.sp > 1)
+      what += fmt::format("; each shard on its {} replicas", o.dp * o.sp);
+    if (!what.empty()) what += ")";
+    fmt::print("weights identical on all {} ranks{} (hash {:016x})\n", o.dp * o.sp * o.tp * o.pp,
+               what, hash);
+  }
   if (peak_rss > 0)
     fmt::print("peak resident memory of rank 0 while training (VmHWM): {}\n",
                train::human_bytes(static_cast<double>(peak_rss)));
   fmt::print("trained {} steps in {:.1f} s; training loss {:.4f} -> {:.4f}; held-out loss "
              "{:.4f} -> {:.4f} (persistence forecast: {:.4f})\n",
              o.steps, secs, first_loss, ema, eval0, eval1, pers);
-  if (!saved) {
+  if (!sharded) {
     train::save_model(o.out, mc, tr.model().params(), tr.params());
     train::save_optimizer(train::optimizer_path(o.out), tr.model().params(),
                           full_opt ? *full_opt : tr.optimizer());
@@ -375,6 +385,10 @@ void add_train(CLI::App& app) {
       ->capture_default_str();
   c->add_flag("--recompute", o->recompute,
               "activation recomputation: keep only block inputs, recompute blocks in backward");
+  c->add_option("--tp", o->tp,
+                "tensor-parallel degree: split heads and MLP units over T ranks "
+                "(mpirun -np D*T*P)")
+      ->capture_default_str();
   c->add_option("--log-every", o->log_every, "progress line every k steps when not a terminal")
       ->capture_default_str();
   c->add_option("--lr", o->opt.lr, "peak learning rate")->capture_default_str();

@@ -132,8 +132,8 @@ void train_data(const TrainOptions& o, const data::ForecastConfig& dc,
 
 void run_train_data(TrainOptions o) {
   if (o.threads > 0) omp_set_num_threads(o.threads);
-  if (o.zero != 0 || o.pp != 1 || o.micro_batches != 1)
-    fail("--zero, --pp and --micro-batches are supported in the synthetic mode only so far "
+  if (o.zero != 0 || o.pp != 1 || o.micro_batches != 1 || o.tp != 1)
+    fail("--zero, --tp, --pp and --micro-batches are supported in the synthetic mode only so far "
          "(their checkpoint gather is not wired into --data yet); drop them, or train without "
          "--data");
   check_step_options(o);

@@ -2,12 +2,14 @@
 #include "cli/train_dist.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
 
 #include "core/check.h"
 #include "dist/logical.h"
+#include "model/tp_layout.h"
 #include "train/checkpoint.h"
 
 namespace seqvit::cli {
@@ -36,14 +38,16 @@ double SpDpReducer::reduce(double partial_loss, float* grads, int64_t n) {
 
 TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
                      const model::ModelConfig& mc, int64_t global_batch, int sp_ulysses,
-                     const std::string& sp_outer, int zero, const PipelineOptions& pipe)
+                     const std::string& sp_outer, int zero, const PipelineOptions& pipe, int tp)
     : dp_(dp),
+      tp_(tp),
       local_batch_(global_batch),
       global_batch_(global_batch),
       depth_(mc.depth),
       pipe_opts_(pipe) {
   if (dp < 1) fail("--dp must be >= 1, got {}", dp);
   if (sp < 1) fail("--sp must be >= 1, got {}", sp);
+  if (tp < 1) fail("--tp must be >= 1, got {}", tp);
   if (pipe.pp < 1) fail("--pp must be >= 1, got {}", pipe.pp);
   if (pipe.micro_batches < 1) fail("--micro-batches must be >= 1, got {}", pipe.micro_batches);
   dist::parse_pipe_schedule(pipe.schedule);
@@ -61,7 +65,11 @@ TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
   if (zero == 3 && bf16)
     fail("--zero 3 runs in fp32 only (the bf16 weight copy would be the whole model); use "
          "--zero 1 or 2 with --bf16");
-  if (dp == 1 && sp == 1 && pipe.pp == 1) {
+  if (zero > 0 && tp > 1)
+    fail("--zero {} with --tp {} is not supported yet (the ZeRO shards are of the whole model's "
+         "buffer); drop one of them",
+         zero, tp);
+  if (dp == 1 && sp == 1 && pipe.pp == 1 && tp == 1) {
     if (launched_ranks() > 1)
       fail(
           "seqvit train was launched as {} ranks without --dp/--sp/--pp; pass --dp D --sp P "
@@ -76,6 +84,7 @@ TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
   g.dp = dp;
   g.zero = zero;
   dist::set_sp_degrees(g, sp, mode, sp_ulysses, dist::parse_sp_outer(sp_outer));
+  g.tp = tp;
   if (sp > 1 && bf16)
     fail("--sp runs in fp32 only (the SP attention operators have no bf16 mode); drop --bf16");
   mpi_.emplace(nullptr, nullptr);
@@ -84,12 +93,14 @@ TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
   g.micro_batches = pipe.micro_batches;
   if (world_->size() != g.world_size())
     fail("--dp {} --sp {}{} needs {} ranks (mpirun -np {}), but this job has {}", dp, sp,
-         pipe.pp > 1 ? fmt::format(" --pp {}", pipe.pp) : std::string(), g.world_size(),
-         g.world_size(), world_->size());
+         std::string(pipe.pp > 1 ? fmt::format(" --pp {}", pipe.pp) : "") +
+             std::string(tp > 1 ? fmt::format(" --tp {}", tp) : ""),
+         g.world_size(), g.world_size(), world_->size());
   dist::validate(g, world_->size(), mc, global_batch);
   local_batch_ = global_batch / dp;
   grid_.emplace(*world_, g);
   if (sp > 1) attn_.emplace(*grid_);
+  if (tp > 1) tp_model_.emplace(grid_->tp());
   if (pipe.pp > 1)
     stage_reducer_.emplace(grid_->sp_dp(), grid_->pp());
   else
@@ -113,29 +124,6 @@ double TrainDist::forward_loss(train::Trainer& tr, const model::BatchView& b) {
   return tr.model().forward(tr.params(), b);
 }
 
-bool TrainDist::save_logical(const std::string& out, const model::ModelConfig& mc,
-                             train::Trainer& tr) {
-  if (pipe_opts_.pp == 1) return false;
-  // the replicas of each stage are identical (check_replicated): the pp group of rank 0
-  // (dp, tp, sp coordinates 0) assembles the logical buffers on rank 0
-  const dist::GridCoords& c = grid_->coords();
-  if (c.dp != 0 || c.tp != 0 || c.sp != 0) return true;
-  const model::ClimaX whole(mc);
-  const int64_t n = whole.params().total();
-  const bool root = grid_->rank() == 0;
-  const auto runs = tr.model().logical_runs();
-  std::vector<float> params(root ? n : 0);
-  train::AdamW opt(root ? whole.params() : tr.model().params(), tr.optimizer().config());
-  dist::gather_logical(grid_->pp(), runs, tr.params(), params.data(), n, 0);
-  dist::gather_logical(grid_->pp(), runs, tr.optimizer().m(), opt.m(), n, 0);
-  dist::gather_logical(grid_->pp(), runs, tr.optimizer().v(), opt.v(), n, 0);
-  if (!root) return true;
-  opt.set_steps_done(tr.optimizer().steps_done());
-  train::save_model(out, mc, whole.params(), params.data());
-  train::save_optimizer(train::optimizer_path(out), whole.params(), opt);
-  return true;
-}
-
 void TrainDist::gather_optimizer(train::AdamW& shard, train::AdamW* full, int64_t total) {
   const auto runs = zero_->moment_runs();
   dist::gather_logical(grid_->sp_dp(), runs, shard.m(), full ? full->m() : nullptr, total, 0);
@@ -155,6 +143,11 @@ train::TrainerParallel TrainDist::trainer_parallel() {
   p.micro_batches = pipe_opts_.micro_batches;
   p.slots = dist::pipeline_slots(dist::parse_pipe_schedule(pipe_opts_.schedule), S, stage,
                                  pipe_opts_.micro_batches);
+  if (tp_model_) {
+    p.shard.tp_size = tp_;
+    p.shard.tp_rank = grid_->coords().tp;
+    p.tp = &*tp_model_;
+  }
   return p;
 }
 
@@ -168,21 +161,64 @@ double TrainDist::sum_over_dp(double v) {
   return v;
 }
 
-uint64_t TrainDist::check_replicated(const float* params, int64_t n) {
-  const uint64_t h = hash_floats(params, n);
+uint64_t TrainDist::check_replicated(const float* params, const TensorTable& table) {
+  const uint64_t h = hash_floats(params, table.total());
   if (!grid_) return h;
-  dist::Comm& group = grid_->sp_dp();  // the replicas of this rank's weights (its stage)
-  std::vector<int64_t> all(static_cast<size_t>(group.size()));
-  const int64_t mine = static_cast<int64_t>(h);
-  group.all_gather(std::span<const int64_t>(&mine, 1), std::span<int64_t>(all));
-  const auto ranks = grid_->layout().group(dist::Axis::SpDp, grid_->rank());
-  for (size_t r = 0; r < all.size(); ++r)
-    if (all[r] != mine)
+  // Under TP: the tensors every rank of a stage holds whole (LayerNorms, embeddings, head,
+  // row-parallel biases), hashed alone, must agree across TP coordinates too.
+  uint64_t hr = 0;
+  for (const auto& e : table.entries())
+    if (tp_ > 1 && model::tp_split(e.name) == model::TpSplit::Replicated)
+      hr = hr * 1099511628211ull ^ hash_floats(params + e.offset, e.numel);
+  const int P = world_->size();
+  const std::array<int64_t, 4> mine{static_cast<int64_t>(h), static_cast<int64_t>(hr),
+                                    grid_->coords().tp, grid_->coords().pp};
+  std::vector<int64_t> all(static_cast<size_t>(4 * P));
+  world_->all_gather(std::span<const int64_t>(mine), std::span<int64_t>(all));
+  for (int r = 0; r < P; ++r) {
+    const int64_t* o = all.data() + 4 * r;
+    if (o[3] != mine[3]) continue;  // another pipeline stage: other tensors
+    if (o[2] == mine[2] && o[0] != mine[0])
       fail(
           "the replicated weights differ between ranks: hash {:016x} on rank {}, {:016x} on "
           "rank {}",
-          static_cast<uint64_t>(all[r]), ranks[r], h, grid_->rank());
+          static_cast<uint64_t>(o[0]), r, h, grid_->rank());
+    if (o[1] != mine[1])
+      fail(
+          "the weights replicated over tensor parallelism differ between ranks: hash {:016x} on "
+          "rank {} (tp {}), {:016x} on rank {} (tp {})",
+          static_cast<uint64_t>(o[1]), r, o[2], hr, grid_->rank(), mine[2]);
+  }
   return h;
+}
+
+void TrainDist::save_checkpoint(const std::string& out, const model::ModelConfig& mc,
+                                train::Trainer& tr) {
+  const model::ClimaX& m = tr.model();
+  if (!tp_model_ && pipe_opts_.pp == 1) {  // every rank holds the logical buffers
+    if (!root()) return;
+    train::save_model(out, mc, m.params(), tr.params());
+    train::save_optimizer(train::optimizer_path(out), m.params(), tr.optimizer());
+    return;
+  }
+  // One replica of each shard (tensor-parallel slice of a pipeline stage) sends its runs, the
+  // others send none; rank 0 assembles.
+  const bool sends = grid_->coords().dp == 0 && grid_->coords().sp == 0;
+  const auto runs = sends ? m.logical_runs() : std::vector<model::LogicalRun>{};
+  const model::ClimaX whole(mc);
+  const int64_t n = whole.params().total();
+  const size_t held = root() ? static_cast<size_t>(n) : 0;
+  std::vector<float> params(held, 0.f), mom(held, 0.f), var(held, 0.f);
+  dist::gather_logical(*world_, runs, tr.params(), params.data(), n, 0);
+  dist::gather_logical(*world_, runs, tr.optimizer().m(), mom.data(), n, 0);
+  dist::gather_logical(*world_, runs, tr.optimizer().v(), var.data(), n, 0);
+  if (!root()) return;
+  train::AdamW opt(whole.params(), tr.optimizer().config());
+  std::copy(mom.begin(), mom.end(), opt.m());
+  std::copy(var.begin(), var.end(), opt.v());
+  opt.set_steps_done(tr.optimizer().steps_done());
+  train::save_model(out, mc, whole.params(), params.data());
+  train::save_optimizer(train::optimizer_path(out), whole.params(), opt);
 }
 
 void TrainDist::barrier() {

@@ -1,7 +1,7 @@
-// `seqvit train --dp D --sp P --sp-mode M` under `mpirun -np D*P` (docs/parallelism.md "Data
-// parallelism"): the MPI runtime, the rank grid, the SP attention of this rank and the gradient
-// all-reduce over the sp x dp group, set up before the model is allocated. Without --dp/--sp
-// above 1 nothing here touches MPI.
+// `seqvit train --dp D --sp P --sp-mode M --tp T` under `mpirun -np D*T*P` (docs/parallelism.md
+// "Data parallelism", "Tensor parallelism"): the MPI runtime, the rank grid, the SP attention
+// and the TP group of this rank and the gradient all-reduce over the sp x dp group, set up before
+// the model is allocated. Without --dp/--sp/--tp above 1 nothing here touches MPI.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +12,7 @@
 #include "dist/grid.h"
 #include "dist/pipeline.h"
 #include "dist/sp_model.h"
+#include "dist/tp_model.h"
 #include "dist/zero.h"
 #include "train/trainer.h"
 
@@ -38,23 +39,26 @@ struct PipelineOptions {
 
 class TrainDist {
  public:
-  // Validates dp, sp, sp_mode, pp, micro-batches and the schedule; initialises MPI only if dp,
-  // sp or pp > 1; then checks the world size, the model and the global batch (dist::validate)
-  // before anything is allocated. Refuses a multi-rank launch without --dp/--sp/--pp (every
-  // rank would write the same files). sp_ulysses, sp_outer: --sp-mode 2d's Ulysses degree
-  // (dividing sp) and ring or lss across. zero > 0: ZeRO stage over the sp x dp group
-  // (dist/zero.h; needs dp * sp > 1; not with pp > 1 yet).
+  // Validates dp, sp, sp_mode, tp, pp, micro-batches and the schedule; initialises MPI only if
+  // dp, sp, tp or pp > 1; then checks the world size, the model and the global batch
+  // (dist::validate) before anything is allocated. Refuses a multi-rank launch without
+  // --dp/--sp/--tp/--pp (every rank would write the same files). sp_ulysses, sp_outer:
+  // --sp-mode 2d's Ulysses degree (dividing sp) and ring or lss across. zero > 0: ZeRO stage
+  // over the sp x dp group (dist/zero.h; needs dp * sp > 1; not with pp > 1 or tp > 1 yet).
+  // tp: the tensor-parallel degree.
   TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16, const model::ModelConfig& mc,
             int64_t global_batch, int sp_ulysses = 0, const std::string& sp_outer = "ring",
-            int zero = 0, const PipelineOptions& pipe = {});
+            int zero = 0, const PipelineOptions& pipe = {}, int tp = 1);
 
   bool active() const { return grid_.has_value(); }
   bool root() const { return !grid_ || grid_->rank() == 0; }
   int dp() const { return dp_; }
   int dp_rank() const { return grid_ ? grid_->coords().dp : 0; }
   int64_t local_batch() const { return local_batch_; }
-  // What the Trainer needs: the SP attention (or null), the global loss batch (or 0), the
-  // pipeline stage's blocks, micro-batches and activation slots.
+  int tp() const { return tp_; }
+  // What the Trainer needs: the SP attention (or null), the global loss batch (or 0), this
+  // rank's model shard (pipeline stage's blocks, TP slice) and TP group, micro-batches and
+  // activation slots.
   train::TrainerParallel trainer_parallel();
   // After the Trainer exists: its gradient reducer and, with pipeline stages or micro-batches,
   // the schedule that runs its forward and backward.
@@ -66,10 +70,6 @@ class TrainDist {
   // This rank's part of the loss of the local batch b, summed over the stages (forward only;
   // through the pipeline when there is one).
   double forward_loss(train::Trainer& tr, const model::BatchView& b);
-  // Pipeline stages: assembles the logical (single-process) weights and optimizer state on
-  // rank 0 and writes the model file and its optimizer file there. Collective: every rank
-  // calls it. Returns false (doing nothing) when the model is not split into stages.
-  bool save_logical(const std::string& out, const model::ModelConfig& mc, train::Trainer& tr);
   dist::RankGrid& grid() { return *grid_; }
   train::GradientReducer* reducer() {
     if (stage_reducer_) return &*stage_reducer_;
@@ -79,10 +79,16 @@ class TrainDist {
   // already normalised by the global count). Identity without MPI.
   double sum_over_sp_dp(double v);
   double sum_over_dp(double v);
-  // Every rank's hash of its parameter buffer, gathered over the ranks that replicate it (the
-  // sp x dp group: the same pipeline stage): throws unless all are equal; returns the hash.
-  // Single process: the local hash.
-  uint64_t check_replicated(const float* params, int64_t n);
+  // Every rank's hash of its parameter buffer (table layout), gathered: throws unless the ranks
+  // that hold the same shard (the same pipeline stage and tp coordinate: the sp x dp replicas)
+  // agree, and under TP unless the ranks of a stage agree on the tensors replicated over TP;
+  // returns the hash. Single process: the local hash.
+  uint64_t check_replicated(const float* params, const TensorTable& table);
+  // Writes the model file `out` and its optimizer state (train::optimizer_path) of the logical,
+  // single-process model on world rank 0. Under TP or PP the shards are gathered first (by
+  // model::LogicalRun, from the ranks with dp = sp = 0): collective, every rank calls it.
+  // Not with ZeRO (whose optimizer state is gathered by gather_optimizer).
+  void save_checkpoint(const std::string& out, const model::ModelConfig& mc, train::Trainer& tr);
   void barrier();
   // The maximum of v over every rank (a stop flag that a signal set on some ranks only).
   // Identity without MPI.
@@ -94,13 +100,14 @@ class TrainDist {
   void gather_optimizer(train::AdamW& shard, train::AdamW* full, int64_t total);
 
  private:
-  int dp_ = 1;
+  int dp_ = 1, tp_ = 1;
   int64_t local_batch_ = 0, global_batch_ = 0, depth_ = 0;
   // Declared first so that it is destroyed last (MPI_Finalize after every communicator).
   std::optional<dist::MpiRuntime> mpi_;
   std::optional<dist::Comm> world_;
   std::optional<dist::RankGrid> grid_;
   std::optional<dist::SpBlockAttention> attn_;
+  std::optional<dist::TpModel> tp_model_;
   std::optional<SpDpReducer> reducer_;
   std::optional<dist::ZeroOptimizer> zero_;
   PipelineOptions pipe_opts_;

@@ -24,8 +24,8 @@ struct TrainOptions {
   int threads = 0;
   std::string out;  // synthetic mode: the checkpoint to write
   std::string loss_log;  // synthetic mode: each step's loss at full precision, one per line
-  // Data and sequence parallelism (under mpirun -np dp*sp; MPI only if dp or sp > 1).
-  int dp = 1, sp = 1;
+  // Data, sequence and tensor parallelism (under mpirun -np dp*sp*tp; MPI only if one is > 1).
+  int dp = 1, sp = 1, tp = 1;
   std::string sp_mode = "ulysses";
   int sp_ulysses = 0;             // --sp-mode 2d: Ulysses degree (0: not given)
   std::string sp_outer = "ring";  // --sp-mode 2d: ring or lss across the Ulysses groups

@@ -16,6 +16,7 @@
 #include "core/rng.h"
 #include "kernels/attention.h"
 #include "kernels/ops.h"
+#include "model/tp_layout.h"
 
 namespace seqvit::model {
 
@@ -172,6 +173,9 @@ struct PerBlock {
 // Saved activations: what one forward keeps for its backward. With several slots (pipeline
 // micro-batches in flight) each slot has its own set; the selected slot's set lives in Act (its
 // base) and the others are parked, so the layer code reads a.xs[i] whichever slot is selected.
+// Under tensor parallelism (tp_size T) the attention and MLP buffers hold this rank's share:
+// Ht = Hh/T heads of width Dt = D/T, Ft = F/T hidden units (qkv and dqkv [T,3Dt], attn_o [T,Dt],
+// fc1_pre [T,Ft], ...); without TP Ht = Hh, Dt = D, Ft = F.
 struct ClimaX::Saved {
   // embedding
   Buffer<float> patches;  // [B,V,Lp,pp]
@@ -198,7 +202,8 @@ struct ClimaX::Saved {
 struct ClimaX::Act : ClimaX::Saved {
   std::vector<Saved> parked;  // [slots]: the other slots' sets (the selected one's is empty)
   Buffer<float> embias;       // [V, D] conv bias + var_embed, per variable
-  Buffer<double> dq_sum;      // [D] aggregation query gradient
+  Buffer<double> dq_sum;      // [Dt] aggregation query gradient
+  Buffer<float> dvq;          // [D] var_query gradient (summed over TP)
   // backward / forward scratch
   Buffer<float> lnbuf;             // [T,D] LayerNorm outputs (recomputed)
   Buffer<float> dx, dln, d_o;      // [T,D]
@@ -221,9 +226,12 @@ ClimaX::~ClimaX() { delete act_; }
 ClimaX::ClimaX(const ModelConfig& cfg, const ModelShard& shard) : cfg_(cfg), shard_(shard) {
   cfg_.validate();
   if (shard_.last_block < 0) shard_.last_block = cfg_.depth;
-  SEQVIT_CHECK(shard_.tp_size == 1 && shard_.tp_rank == 0,
-               "tensor parallelism (tp_size {}) is not implemented in the model yet",
-               shard_.tp_size);
+  SEQVIT_CHECK(shard_.tp_size >= 1 && shard_.tp_rank >= 0 && shard_.tp_rank < shard_.tp_size,
+               "tensor-parallel rank {} of {} is out of range: valid ranks are 0 to tp_size - 1",
+               shard_.tp_rank, shard_.tp_size);
+  SEQVIT_CHECK(cfg_.num_heads % shard_.tp_size == 0 && cfg_.hidden() % shard_.tp_size == 0,
+               "tp = {} must divide the {} heads and the MLP width {}", shard_.tp_size,
+               cfg_.num_heads, cfg_.hidden());
   SEQVIT_CHECK(shard_.first_block >= 0 && shard_.first_block < shard_.last_block &&
                    shard_.last_block <= cfg_.depth,
                "pipeline stage blocks [{}, {}) are not a non-empty range of the {} blocks; a "
@@ -232,7 +240,8 @@ ClimaX::ClimaX(const ModelConfig& cfg, const ModelShard& shard) : cfg_(cfg), sha
   out_index_ = cfg_.out_index();
   out_slot_.assign(cfg_.V(), -1);
   for (int64_t o = 0; o < cfg_.Vo(); ++o) out_slot_[out_index_[o]] = o;
-  const int64_t D = cfg_.embed_dim, V = cfg_.V(), p = cfg_.patch_size, F = cfg_.hidden();
+  const int64_t D = cfg_.embed_dim, V = cfg_.V(), p = cfg_.patch_size;
+  const int64_t Dt = tp_width(), Ft = tp_hidden();  // tensor parallel: this rank's share
   // A pipeline stage holds its units only, in the single-process order: the embedding (first
   // stage), blocks [first_block, last_block) (blocks_ keeps the global index), the head (last).
   for (int64_t v = 0; v < V && has_embed(); ++v) {
@@ -242,9 +251,9 @@ ClimaX::ClimaX(const ModelConfig& cfg, const ModelShard& shard) : cfg_(cfg), sha
   if (has_embed()) var_embed_ = table_.add("var_embed", {1, V, D});
   if (has_embed() && cfg_.tokenization == Tokenization::Aggregate) {
     var_query_ = table_.add("var_query", {1, 1, D});
-    agg_in_w_ = table_.add("var_agg.in_proj_weight", {3 * D, D});
-    agg_in_b_ = table_.add("var_agg.in_proj_bias", {3 * D});
-    agg_out_w_ = table_.add("var_agg.out_proj.weight", {D, D});
+    agg_in_w_ = table_.add("var_agg.in_proj_weight", {3 * Dt, D});
+    agg_in_b_ = table_.add("var_agg.in_proj_bias", {3 * Dt});
+    agg_out_w_ = table_.add("var_agg.out_proj.weight", {D, Dt});
     agg_out_b_ = table_.add("var_agg.out_proj.bias", {D});
   }
   if (has_embed()) {
@@ -258,15 +267,15 @@ ClimaX::ClimaX(const ModelConfig& cfg, const ModelShard& shard) : cfg_(cfg), sha
     BlockParams bp{};
     bp.norm1_w = table_.add(n("norm1.weight"), {D});
     bp.norm1_b = table_.add(n("norm1.bias"), {D});
-    bp.qkv_w = table_.add(n("attn.qkv.weight"), {3 * D, D});
-    bp.qkv_b = table_.add(n("attn.qkv.bias"), {3 * D});
-    bp.proj_w = table_.add(n("attn.proj.weight"), {D, D});
+    bp.qkv_w = table_.add(n("attn.qkv.weight"), {3 * Dt, D});
+    bp.qkv_b = table_.add(n("attn.qkv.bias"), {3 * Dt});
+    bp.proj_w = table_.add(n("attn.proj.weight"), {D, Dt});
     bp.proj_b = table_.add(n("attn.proj.bias"), {D});
     bp.norm2_w = table_.add(n("norm2.weight"), {D});
     bp.norm2_b = table_.add(n("norm2.bias"), {D});
-    bp.fc1_w = table_.add(n("mlp.fc1.weight"), {F, D});
-    bp.fc1_b = table_.add(n("mlp.fc1.bias"), {F});
-    bp.fc2_w = table_.add(n("mlp.fc2.weight"), {D, F});
+    bp.fc1_w = table_.add(n("mlp.fc1.weight"), {Ft, D});
+    bp.fc1_b = table_.add(n("mlp.fc1.bias"), {Ft});
+    bp.fc2_w = table_.add(n("mlp.fc2.weight"), {D, Ft});
     bp.fc2_b = table_.add(n("mlp.fc2.bias"), {D});
     blocks_.push_back(bp);
   }
@@ -281,31 +290,47 @@ ClimaX::ClimaX(const ModelConfig& cfg, const ModelShard& shard) : cfg_(cfg), sha
   }
 }
 
+// A sharded rank: each of its tensors is found by name in the single-process table and mapped by
+// its tensor-parallel split (model/tp_layout.h); tensors a rank does not hold add no runs.
 std::vector<LogicalRun> ClimaX::logical_runs() const {
-  if (has_embed() && has_head()) return {LogicalRun{0, 0, table_.total()}};
-  // A pipeline stage: each tensor at its single-process offset (same name, same shape), runs
-  // merged where both buffers are contiguous (a stage is a contiguous range of the logical
-  // table, so this is one run, padding included).
+  if (whole_model()) return {LogicalRun{0, 0, table_.total()}};
+  // A shard: each tensor at its single-process offset (same name), cut by its tensor-parallel
+  // split; runs merged where both buffers are contiguous (a pipeline stage without TP is one
+  // run, padding included).
   const ClimaX whole(cfg_);
   std::vector<LogicalRun> runs;
   for (const auto& e : table_.entries()) {
     const auto& l = whole.params().get(e.name);
-    if (!runs.empty()) {
-      LogicalRun& r = runs.back();
-      const int64_t gap = e.offset - (r.local_offset + r.count);
-      if (l.offset - (r.logical_offset + r.count) == gap) {
-        r.count += gap + e.numel;
+    append_tp_runs(tp_split(e.name), l.shape, shard_.tp_size, shard_.tp_rank, e.offset, l.offset,
+                   runs);
+  }
+  // Coalesce runs contiguous in both buffers. Without TP every gap between runs is alignment
+  // padding in both buffers, so equal gaps merge too (a stage becomes one run); under TP a gap
+  // may hold another rank's slice in the logical buffer, so only touching runs merge.
+  std::vector<LogicalRun> merged;
+  for (const auto& r : runs) {
+    if (!merged.empty()) {
+      LogicalRun& m = merged.back();
+      const int64_t gap = r.local_offset - (m.local_offset + m.count);
+      if ((gap == 0 || (gap > 0 && shard_.tp_size == 1)) &&
+          r.logical_offset - (m.logical_offset + m.count) == gap) {
+        m.count += gap + r.count;
         continue;
       }
     }
-    runs.push_back(LogicalRun{e.offset, l.offset, e.numel});
+    merged.push_back(r);
   }
-  return runs;
+  return merged;
 }
 
 int64_t ClimaX::logical_total() const {
-  if (has_embed() && has_head()) return table_.total();
-  return ClimaX(cfg_).params().total();
+  return whole_model() ? table_.total() : ClimaX(cfg_).params().total();
+}
+
+void ClimaX::slice_logical(const float* logical, float* local) const {
+  std::memset(local, 0, sizeof(float) * table_.total());
+  for (const auto& r : logical_runs())
+    std::memcpy(local + r.local_offset, logical + r.logical_offset, sizeof(float) * r.count);
 }
 
 std::pair<int64_t, int64_t> ClimaX::unit_range(int u) const {
@@ -322,13 +347,11 @@ std::pair<int64_t, int64_t> ClimaX::unit_range(int u) const {
 }
 
 void ClimaX::init(float* P, uint64_t seed) const {
-  if (!(has_embed() && has_head())) {  // a stage: the single-process values of its tensors
-    const ClimaX whole(cfg_);
-    std::vector<float> all(static_cast<size_t>(whole.params().total()));
-    whole.init(all.data(), seed);
-    std::memset(P, 0, sizeof(float) * table_.total());
-    for (const auto& r : logical_runs())
-      std::memcpy(P + r.local_offset, all.data() + r.logical_offset, sizeof(float) * r.count);
+  if (!whole_model()) {
+    // a shard: its slice of the single-process initialisation (not in a step: may allocate)
+    std::vector<float> whole(static_cast<size_t>(logical_total()));
+    ClimaX(cfg_).init(whole.data(), seed);
+    slice_logical(whole.data(), P);
     return;
   }
   Rng rng(seed);
@@ -384,6 +407,12 @@ void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttent
   SEQVIT_CHECK(!sp || precision == Precision::F32,
                "sequence parallelism runs in fp32 only (the SP attention operators have no bf16 "
                "mode)");
+  SEQVIT_CHECK(shard_.tp_size == 1 || (tp_ && tp_->size() == shard_.tp_size &&
+                                        tp_->rank() == shard_.tp_rank),
+               "tensor-parallel rank {} of {}: plan() needs set_tensor_parallel() with a group of "
+               "that size and rank (got {})",
+               shard_.tp_rank, shard_.tp_size,
+               tp_ ? fmt::format("rank {} of {}", tp_->rank(), tp_->size()) : "none");
   sp_ = sp;
   n_local_ = cfg_.N() / P;
   n_first_ = sp ? static_cast<int64_t>(sp->rank()) * n_local_ : 0;
@@ -399,11 +428,12 @@ void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttent
   const bool agg = cfg_.tokenization == Tokenization::Aggregate;
   const bool emb = has_embed(), head = has_head();
   const int64_t B = max_batch, V = cfg_.V(), Vo = cfg_.Vo(), Lp = cfg_.Lp(), N = cfg_.N(),
-                D = cfg_.embed_dim, F = cfg_.hidden(), Hh = cfg_.num_heads, pp = cfg_.pp(),
+                D = cfg_.embed_dim, F = cfg_.hidden(), pp = cfg_.pp(),
                 H = cfg_.img_h, W = cfg_.img_w, Nl = n_local_, T = B * Nl, L = cfg_.depth,
                 i0 = shard_.first_block, i1 = shard_.last_block;
   const int64_t outw = agg ? V * pp : pp;
   const int64_t Ll = agg ? Nl : Lp;  // patches this rank aggregates (aggregate: its tokens)
+  const int64_t Ht = tp_heads(), Dt = tp_width(), Ft = tp_hidden();  // tensor parallel share
   size_t saved = 0, scratch = 0;
   auto X = [&](Buffer<float>& buf, int64_t n) {
     buf.resize(n);
@@ -419,10 +449,10 @@ void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttent
       S(sv.patches, B * V * Lp * pp);
       if (agg) {
         S(sv.tok, B * V * Ll * D);
-        S(sv.kv, B * V * Ll * 2 * D);
-        S(sv.qagg, D);
-        S(sv.agg_o, B * Ll * D);
-        S(sv.agg_lse, B * Ll * Hh);
+        S(sv.kv, B * V * Ll * 2 * Dt);
+        S(sv.qagg, Dt);
+        S(sv.agg_o, B * Ll * Dt);
+        S(sv.agg_lse, B * Ll * Ht);
       }
       S(sv.tscaled, B);
     }
@@ -436,19 +466,19 @@ void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttent
     for (int64_t i = i0; i < (recompute_ ? std::min<int64_t>(i1, i0 + 1) : i1); ++i) {
       S(sv.ln1_mean[i], T);
       S(sv.ln1_rstd[i], T);
-      S(sv.qkv[i], T * 3 * D);
-      S(sv.attn_o[i], T * D);
+      S(sv.qkv[i], T * 3 * Dt);
+      S(sv.attn_o[i], T * Dt);
       if (sp) {  // the SP scheme keeps its own LSE (and, for Ulysses and LSS, K/V copies)
         sv.sp_saved[i].resize(
-            static_cast<int64_t>(sp->saved_bytes(B, N, Hh, cfg_.head_dim())));
+            static_cast<int64_t>(sp->saved_bytes(B, N, Ht, cfg_.head_dim())));
         saved += sv.sp_saved[i].bytes();
       } else {
-        S(sv.lse[i], B * Hh * N);
+        S(sv.lse[i], B * Ht * N);
       }
       S(sv.x_mid[i], T * D);
       S(sv.ln2_mean[i], T);
       S(sv.ln2_rstd[i], T);
-      S(sv.fc1_pre[i], T * F);
+      S(sv.fc1_pre[i], T * Ft);
     }
     if (recompute_ && i1 > i0) {  // the shared slot is scratch: live only in one block's backward
       size_t slot = sv.sp_saved.slots.empty() ? 0 : sv.sp_saved[i0].bytes();
@@ -479,20 +509,21 @@ void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttent
   if (emb) {
     if (agg) {
       X(a.dtok, B * V * Ll * D);
-      X(a.dkv, B * V * Ll * 2 * D);
-      X(a.dq_agg, B * Ll * D);
-      X(a.dagg_o, B * Ll * D);
-      a.dq_sum.resize(D);
+      X(a.dkv, B * V * Ll * 2 * Dt);
+      X(a.dq_agg, B * Ll * Dt);
+      X(a.dagg_o, B * Ll * Dt);
+      X(a.dvq, D);
+      a.dq_sum.resize(Dt);
     }
     X(a.embias, V * D);
   }
   X(a.lnbuf, T * D);
   X(a.dx, T * D);
   X(a.dln, T * D);
-  X(a.d_o, T * D);
-  X(a.dqkv, T * 3 * D);
-  X(a.hbuf, T * F);
-  X(a.dh, T * F);
+  X(a.d_o, T * D);  // also the head backward's ping-pong buffer: D wide
+  X(a.dqkv, T * 3 * Dt);
+  X(a.hbuf, T * Ft);
+  X(a.dh, T * Ft);
   if (head && !sp) X(a.dhead, T * outw);
   if (head && !sp) X(a.dimg, B * V * H * W);
   if (precision == Precision::BF16) {
@@ -507,11 +538,11 @@ void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttent
   // attention scratch: the larger of the block attention and the aggregation attention
   kernels::AttentionArgs blk;
   blk.batch = B;
-  blk.heads = Hh;
+  blk.heads = Ht;
   blk.nq = blk.nk = N;
   blk.head_dim = cfg_.head_dim();
   blk.bf16 = precision == Precision::BF16;
-  size_t ws = sp ? sp->workspace_bytes(B, N, Hh, cfg_.head_dim(), omp_get_max_threads())
+  size_t ws = sp ? sp->workspace_bytes(B, N, Ht, cfg_.head_dim(), omp_get_max_threads())
                 : kernels::flash_attention_workspace_bytes(blk, omp_get_max_threads());
   if (agg && emb) {
     kernels::AttentionArgs ag = blk;
@@ -672,9 +703,9 @@ void ClimaX::embed_forward(const float* P, const BatchView& b) {
   Act& a = *act_;
   const bool agg = cfg_.tokenization == Tokenization::Aggregate;
   const int64_t B = B_, V = cfg_.V(), Lp = cfg_.Lp(), D = cfg_.embed_dim, pp = cfg_.pp(),
-                Hh = cfg_.num_heads, d = cfg_.head_dim(), N = cfg_.N(), Nl = n_local_,
-                n0 = n_first_;
+                d = cfg_.head_dim(), N = cfg_.N(), Nl = n_local_, n0 = n_first_;
   const int64_t Ll = agg ? Nl : Lp;  // patches aggregated here (this rank's tokens)
+  const int64_t Ht = tp_heads(), Dt = tp_width();  // tensor parallel: this rank's heads
   const bf16* wb = precision_ == Precision::BF16 ? a.wb.data() : nullptr;
   for (int64_t s = 0; s < B; ++s) a.tscaled[s] = b.lead_times[s] / 100.f;
   kernels::patchify(b.x, a.patches.data(), B, V, cfg_.img_h, cfg_.img_w, cfg_.patch_size);
@@ -710,26 +741,30 @@ void ClimaX::embed_forward(const float* P, const BatchView& b) {
       for (int64_t j = 0; j < Nl; ++j) add_pos_time(x0 + (s * Nl + j) * D, s, (n0 + j) % Lp);
     return;
   }
-  // variable aggregation: one attention per patch, query = var_query, keys/values = V tokens
+  // variable aggregation: one attention per patch, query = var_query, keys/values = V tokens.
+  // Under TP this rank's in_proj rows are its heads' q | k | v (each Dt rows) and out_proj is
+  // row-parallel: its partial output is summed over the group (out_proj bias added once).
   const int64_t rows = B * V * Ll;
   const float* inw = P + table_[agg_in_w_].offset;
   const float* inb = P + table_[agg_in_b_].offset;
-  linear_forward(a.tok.data(), inw + D * D, wb ? wb + table_[agg_in_w_].offset + D * D : nullptr,
-                 inb + D, a.kv.data(), rows, D, 2 * D, a.stage_a.data());
+  linear_forward(a.tok.data(), inw + Dt * D, wb ? wb + table_[agg_in_w_].offset + Dt * D : nullptr,
+                 inb + Dt, a.kv.data(), rows, D, 2 * Dt, a.stage_a.data());
   const float* vq = P + table_[var_query_].offset;
-  for (int64_t j = 0; j < D; ++j) {
+  for (int64_t j = 0; j < Dt; ++j) {
     double acc = inb[j];
     for (int64_t k = 0; k < D; ++k) acc += static_cast<double>(inw[j * D + k]) * vq[k];
     a.qagg[j] = static_cast<float>(acc);
   }
   for (int64_t s = 0; s < B; ++s)
     kernels::flash_attention_forward(aggregation_attention(
-        V, Ll, Hh, d, wb != nullptr, a.qagg.data(), a.kv.data() + s * V * Ll * 2 * D,
-        a.agg_o.data() + s * Ll * D, a.agg_lse.data() + s * Ll * Hh, nullptr, nullptr, nullptr,
+        V, Ll, Ht, d, wb != nullptr, a.qagg.data(), a.kv.data() + s * V * Ll * 2 * Dt,
+        a.agg_o.data() + s * Ll * Dt, a.agg_lse.data() + s * Ll * Ht, nullptr, nullptr, nullptr,
         a.attn_ws.data(), a.attn_ws.bytes()));
   linear_forward(a.agg_o.data(), P + table_[agg_out_w_].offset,
-                 wb ? wb + table_[agg_out_w_].offset : nullptr, P + table_[agg_out_b_].offset,
-                 a.xs[0].data(), B * Ll, D, D, a.stage_a.data());
+                 wb ? wb + table_[agg_out_w_].offset : nullptr,
+                 shard_.tp_rank == 0 ? P + table_[agg_out_b_].offset : nullptr, a.xs[0].data(),
+                 B * Ll, Dt, D, a.stage_a.data());
+  tp_sum(a.xs[0].data(), B * Ll * D);
   float* x0 = a.xs[0].data();
 #pragma omp parallel for collapse(2)
   for (int64_t s = 0; s < B; ++s)
@@ -739,8 +774,13 @@ void ClimaX::embed_forward(const float* P, const BatchView& b) {
 void ClimaX::block_forward(const float* P, int i) {
   Act& a = *act_;
   const BlockParams& bp = blocks_[i];
-  const int64_t N = n_local_, D = cfg_.embed_dim, F = cfg_.hidden(), T = B_ * N,
-                Hh = cfg_.num_heads, d = cfg_.head_dim();  // N: this rank's tokens
+  const int64_t N = n_local_, D = cfg_.embed_dim, T = B_ * N,
+                d = cfg_.head_dim();  // N: this rank's tokens
+  // Tensor parallel: qkv and fc1 are column-parallel (this rank's Ht heads of width Dt, its Ft
+  // hidden units), proj and fc2 row-parallel: their partial outputs are summed over the group,
+  // with the bias added once (by TP rank 0) before the sum.
+  const int64_t Ht = tp_heads(), Dt = tp_width(), Ft = tp_hidden();
+  const bool bias_here = shard_.tp_rank == 0;
   const bf16* wb = precision_ == Precision::BF16 ? a.wb.data() : nullptr;
   auto WB = [&](int idx) { return wb ? wb + table_[idx].offset : nullptr; };
   auto p = [&](int idx) { return P + table_[idx].offset; };
@@ -749,24 +789,26 @@ void ClimaX::block_forward(const float* P, int i) {
   kernels::layernorm_forward(x, p(bp.norm1_w), p(bp.norm1_b), a.lnbuf.data(),
                              a.ln1_mean[i].data(), a.ln1_rstd[i].data(), T, D, kLnEps);
   linear_forward(a.lnbuf.data(), p(bp.qkv_w), WB(bp.qkv_w), p(bp.qkv_b), a.qkv[i].data(), T, D,
-                 3 * D, st);
-  const auto at = block_attention(B_, N, Hh, d, wb != nullptr, a.qkv[i].data(), a.attn_o[i].data(),
+                 3 * Dt, st);
+  const auto at = block_attention(B_, N, Ht, d, wb != nullptr, a.qkv[i].data(), a.attn_o[i].data(),
                                   a.lse[i].data(), nullptr, nullptr, a.attn_ws.data(),
                                   a.attn_ws.bytes());
   if (sp_)  // the only exchange between the ranks of an SP group
     sp_->forward(at, a.sp_saved[i].data(), a.sp_saved[i].bytes());
   else
     kernels::flash_attention_forward(at);
-  linear_forward(a.attn_o[i].data(), p(bp.proj_w), WB(bp.proj_w), p(bp.proj_b),
-                 a.x_mid[i].data(), T, D, D, st);
+  linear_forward(a.attn_o[i].data(), p(bp.proj_w), WB(bp.proj_w),
+                 bias_here ? p(bp.proj_b) : nullptr, a.x_mid[i].data(), T, Dt, D, st);
+  tp_sum(a.x_mid[i].data(), T * D);
   kernels::add_inplace(a.x_mid[i].data(), x, T * D);
   kernels::layernorm_forward(a.x_mid[i].data(), p(bp.norm2_w), p(bp.norm2_b), a.lnbuf.data(),
                              a.ln2_mean[i].data(), a.ln2_rstd[i].data(), T, D, kLnEps);
   linear_forward(a.lnbuf.data(), p(bp.fc1_w), WB(bp.fc1_w), p(bp.fc1_b), a.fc1_pre[i].data(), T,
-                 D, F, st);
-  kernels::gelu_forward(a.fc1_pre[i].data(), a.hbuf.data(), T * F);
-  linear_forward(a.hbuf.data(), p(bp.fc2_w), WB(bp.fc2_w), p(bp.fc2_b), a.xs[i + 1].data(), T, F,
-                 D, st);
+                 D, Ft, st);
+  kernels::gelu_forward(a.fc1_pre[i].data(), a.hbuf.data(), T * Ft);
+  linear_forward(a.hbuf.data(), p(bp.fc2_w), WB(bp.fc2_w), bias_here ? p(bp.fc2_b) : nullptr,
+                 a.xs[i + 1].data(), T, Ft, D, st);
+  tp_sum(a.xs[i + 1].data(), T * D);
   kernels::add_inplace(a.xs[i + 1].data(), a.x_mid[i].data(), T * D);
 }
 
@@ -871,8 +913,12 @@ void ClimaX::head_backward(const float* P, float* G) {
 void ClimaX::block_backward(const float* P, float* G, int i) {
   Act& a = *act_;
   const BlockParams& bp = blocks_[i];
-  const int64_t N = n_local_, D = cfg_.embed_dim, F = cfg_.hidden(), T = B_ * N,
-                Hh = cfg_.num_heads, d = cfg_.head_dim();  // N: this rank's tokens
+  const int64_t N = n_local_, D = cfg_.embed_dim, T = B_ * N,
+                d = cfg_.head_dim();  // N: this rank's tokens
+  // Tensor parallel (see block_forward): the input gradient of each column-parallel layer (qkv,
+  // fc1) is this rank's part of dL/dLN(x); it is summed over the group before the LayerNorm
+  // backward. Gradients of the replicated parameters come out the same on every TP rank.
+  const int64_t Ht = tp_heads(), Dt = tp_width(), Ft = tp_hidden();
   const bf16* wb = precision_ == Precision::BF16 ? a.wb.data() : nullptr;
   auto WB = [&](int idx) { return wb ? wb + table_[idx].offset : nullptr; };
   auto p = [&](int idx) { return P + table_[idx].offset; };
@@ -881,22 +927,23 @@ void ClimaX::block_backward(const float* P, float* G, int i) {
   bf16* sb = a.stage_b.data();
   float* dx = a.dx.data();  // in: dL/d xs[i+1]; out: dL/d xs[i]
   // MLP: xs[i+1] = x_mid + fc2(gelu(fc1(LN2(x_mid))))
-  kernels::gelu_forward(a.fc1_pre[i].data(), a.hbuf.data(), T * F);
+  kernels::gelu_forward(a.fc1_pre[i].data(), a.hbuf.data(), T * Ft);
   linear_backward(dx, a.hbuf.data(), p(bp.fc2_w), WB(bp.fc2_w), a.dh.data(), g(bp.fc2_w),
-                  g(bp.fc2_b), T, F, D, false, sa, sb);
-  kernels::gelu_backward(a.fc1_pre[i].data(), a.dh.data(), a.dh.data(), T * F);
+                  g(bp.fc2_b), T, Ft, D, false, sa, sb);
+  kernels::gelu_backward(a.fc1_pre[i].data(), a.dh.data(), a.dh.data(), T * Ft);
   kernels::layernorm_forward(a.x_mid[i].data(), p(bp.norm2_w), p(bp.norm2_b), a.lnbuf.data(),
                              a.ln2_mean[i].data(), a.ln2_rstd[i].data(), T, D, kLnEps);
   linear_backward(a.dh.data(), a.lnbuf.data(), p(bp.fc1_w), WB(bp.fc1_w), a.dln.data(),
-                  g(bp.fc1_w), g(bp.fc1_b), T, D, F, false, sa, sb);
+                  g(bp.fc1_w), g(bp.fc1_b), T, D, Ft, false, sa, sb);
+  tp_sum(a.dln.data(), T * D);
   kernels::layernorm_backward(a.dln.data(), a.x_mid[i].data(), p(bp.norm2_w),
                               a.ln2_mean[i].data(), a.ln2_rstd[i].data(), dx, g(bp.norm2_w),
                               g(bp.norm2_b), T, D, true);
   // attention: x_mid = x + proj(attn(LN1(x)))
   linear_backward(dx, a.attn_o[i].data(), p(bp.proj_w), WB(bp.proj_w), a.d_o.data(),
-                  g(bp.proj_w), g(bp.proj_b), T, D, D, false, sa, sb);
+                  g(bp.proj_w), g(bp.proj_b), T, Dt, D, false, sa, sb);
   float* dqkv = a.dqkv.data();
-  const auto at = block_attention(B_, N, Hh, d, wb != nullptr, a.qkv[i].data(), a.attn_o[i].data(),
+  const auto at = block_attention(B_, N, Ht, d, wb != nullptr, a.qkv[i].data(), a.attn_o[i].data(),
                                   a.lse[i].data(), a.d_o.data(), dqkv, a.attn_ws.data(),
                                   a.attn_ws.bytes());
   if (sp_)
@@ -906,7 +953,8 @@ void ClimaX::block_backward(const float* P, float* G, int i) {
   kernels::layernorm_forward(a.xs[i].data(), p(bp.norm1_w), p(bp.norm1_b), a.lnbuf.data(),
                              a.ln1_mean[i].data(), a.ln1_rstd[i].data(), T, D, kLnEps);
   linear_backward(dqkv, a.lnbuf.data(), p(bp.qkv_w), WB(bp.qkv_w), a.dln.data(), g(bp.qkv_w),
-                  g(bp.qkv_b), T, D, 3 * D, false, sa, sb);
+                  g(bp.qkv_b), T, D, 3 * Dt, false, sa, sb);
+  tp_sum(a.dln.data(), T * D);
   kernels::layernorm_backward(a.dln.data(), a.xs[i].data(), p(bp.norm1_w), a.ln1_mean[i].data(),
                               a.ln1_rstd[i].data(), dx, g(bp.norm1_w), g(bp.norm1_b), T, D, true);
 }
@@ -915,9 +963,9 @@ void ClimaX::embed_backward(const float* P, float* G, const float* dx0) {
   Act& a = *act_;
   const bool agg = cfg_.tokenization == Tokenization::Aggregate;
   const int64_t B = B_, V = cfg_.V(), Lp = cfg_.Lp(), D = cfg_.embed_dim, pp = cfg_.pp(),
-                Hh = cfg_.num_heads, d = cfg_.head_dim(), N = cfg_.N(), Nl = n_local_,
-                n0 = n_first_;
+                d = cfg_.head_dim(), N = cfg_.N(), Nl = n_local_, n0 = n_first_;
   const int64_t Ll = agg ? Nl : Lp;
+  const int64_t Ht = tp_heads(), Dt = tp_width();  // tensor parallel: this rank's heads
   const bf16* wb = precision_ == Precision::BF16 ? a.wb.data() : nullptr;
   auto p = [&](int idx) { return P + table_[idx].offset; };
   auto g = [&](int idx) { return G + table_[idx].offset; };
@@ -948,38 +996,43 @@ void ClimaX::embed_backward(const float* P, float* G, const float* dx0) {
   }
   const float* dtok = dx0;  // per_variable: the tokens' gradient is dx0 itself, [B,V,Lp,D]
   if (agg) {
+    // Under TP (see embed_forward) in_proj's inputs, var_query and the tokens, receive partial
+    // gradients from this rank's heads only: both are summed over the group.
     linear_backward(dx0, a.agg_o.data(), p(agg_out_w_), wb ? wb + table_[agg_out_w_].offset : nullptr,
-                    a.dagg_o.data(), g(agg_out_w_), g(agg_out_b_), B * Ll, D, D, false,
+                    a.dagg_o.data(), g(agg_out_w_), g(agg_out_b_), B * Ll, Dt, D, false,
                     a.stage_a.data(), a.stage_b.data());
     for (int64_t s = 0; s < B; ++s)
       kernels::flash_attention_backward(aggregation_attention(
-          V, Ll, Hh, d, wb != nullptr, a.qagg.data(), a.kv.data() + s * V * Ll * 2 * D,
-          a.agg_o.data() + s * Ll * D, a.agg_lse.data() + s * Ll * Hh,
-          a.dagg_o.data() + s * Ll * D, a.dq_agg.data() + s * Ll * D,
-          a.dkv.data() + s * V * Ll * 2 * D, a.attn_ws.data(), a.attn_ws.bytes()));
+          V, Ll, Ht, d, wb != nullptr, a.qagg.data(), a.kv.data() + s * V * Ll * 2 * Dt,
+          a.agg_o.data() + s * Ll * Dt, a.agg_lse.data() + s * Ll * Ht,
+          a.dagg_o.data() + s * Ll * Dt, a.dq_agg.data() + s * Ll * Dt,
+          a.dkv.data() + s * V * Ll * 2 * Dt, a.attn_ws.data(), a.attn_ws.bytes()));
     // q = Wq var_query + bq is shared by every patch: sum its gradient over patches
     double* dq = a.dq_sum.data();
-    std::fill(dq, dq + D, 0.0);
+    std::fill(dq, dq + Dt, 0.0);
     for (int64_t r = 0; r < B * Ll; ++r)
-      for (int64_t j = 0; j < D; ++j) dq[j] += a.dq_agg[r * D + j];
+      for (int64_t j = 0; j < Dt; ++j) dq[j] += a.dq_agg[r * Dt + j];
     const float* inw = p(agg_in_w_);
     const float* vq = p(var_query_);
     float* dinw = g(agg_in_w_);
     float* dinb = g(agg_in_b_);
-    float* dvq = g(var_query_);
-    for (int64_t j = 0; j < D; ++j) {
+    for (int64_t j = 0; j < Dt; ++j) {
       dinb[j] += static_cast<float>(dq[j]);
       for (int64_t k = 0; k < D; ++k) dinw[j * D + k] += static_cast<float>(dq[j] * vq[k]);
     }
+    float* dvq = a.dvq.data();
     for (int64_t k = 0; k < D; ++k) {
       double acc = 0;
-      for (int64_t j = 0; j < D; ++j) acc += inw[j * D + k] * dq[j];
-      dvq[k] += static_cast<float>(acc);
+      for (int64_t j = 0; j < Dt; ++j) acc += inw[j * D + k] * dq[j];
+      dvq[k] = static_cast<float>(acc);
     }
-    linear_backward(a.dkv.data(), a.tok.data(), inw + D * D,
-                    wb ? wb + table_[agg_in_w_].offset + D * D : nullptr, a.dtok.data(),
-                    dinw + D * D, dinb + D, B * V * Ll, D, 2 * D, false, a.stage_a.data(),
+    tp_sum(dvq, D);
+    kernels::add_inplace(g(var_query_), dvq, D);
+    linear_backward(a.dkv.data(), a.tok.data(), inw + Dt * D,
+                    wb ? wb + table_[agg_in_w_].offset + Dt * D : nullptr, a.dtok.data(),
+                    dinw + Dt * D, dinb + Dt, B * V * Ll, D, 2 * Dt, false, a.stage_a.data(),
                     a.stage_b.data());
+    tp_sum(a.dtok.data(), B * V * Ll * D);
     dtok = a.dtok.data();
   }
   // per-variable patch embeddings, conv biases and var_embed

@@ -16,6 +16,7 @@
 #include "model/config.h"
 #include "model/parameter_hooks.h"
 #include "model/sequence_parallel.h"
+#include "model/tensor_parallel.h"
 
 namespace seqvit::model {
 
@@ -74,6 +75,9 @@ class ClimaX {
   // size of the single-process buffer.
   std::vector<LogicalRun> logical_runs() const;
   int64_t logical_total() const;
+  // local[params().total()] <- this rank's share of logical[logical_total()] (by logical_runs;
+  // padding zeroed): how a sharded rank takes its weights from a checkpoint or an init.
+  void slice_logical(const float* logical, float* local) const;
 
   // ClimaX initialisation into a flat parameter buffer of params().total() floats:
   // truncated normal(0.02) for Linear/conv weights, zero biases, LayerNorm (1, 0), 2-D sin-cos
@@ -81,6 +85,10 @@ class ClimaX {
   // values of its tensors (the whole model is initialised into a temporary and cut by
   // logical_runs(), since the random stream runs over every tensor in table order).
   void init(float* params, uint64_t seed) const;
+
+  // Tensor parallelism: the TP group's all-reduce (not owned; must outlive the model's use).
+  // Required before plan() when shard().tp_size > 1, with size() = tp_size and rank() = tp_rank.
+  void set_tensor_parallel(TensorParallel* tp) { tp_ = tp; }
 
   // Plans (allocates) every activation and workspace buffer for batches of up to max_batch.
   // Nothing is allocated by forward/backward afterwards.
@@ -166,6 +174,17 @@ class ClimaX {
   void head_forward(const float* P);
   void head_backward(const float* P, float* G);
   double shard_loss(const BatchView& b, float* pred);  // sequence-parallel loss, see plan()
+  bool whole_model() const {  // no tensor or pipeline sharding
+    return shard_.tp_size == 1 && shard_.first_block == 0 && shard_.last_block == cfg_.depth;
+  }
+  // Tensor parallelism: this rank's heads, their width Ht*d and its MLP hidden units (the whole
+  // model's without TP), and the all-reduce of partial sums over the TP group.
+  int64_t tp_heads() const { return cfg_.num_heads / shard_.tp_size; }
+  int64_t tp_width() const { return cfg_.embed_dim / shard_.tp_size; }
+  int64_t tp_hidden() const { return cfg_.hidden() / shard_.tp_size; }
+  void tp_sum(float* x, int64_t n) {
+    if (shard_.tp_size > 1) tp_->all_reduce_sum(x, n);
+  }
 
   ModelConfig cfg_;
   ModelShard shard_;
@@ -183,6 +202,7 @@ class ClimaX {
   int64_t B_ = 0;           // batch of the last forward
   int64_t loss_batch_ = 0;  // > 0: the loss is normalised by this (global) batch, see plan()
   SequenceParallelAttention* sp_ = nullptr;
+  TensorParallel* tp_ = nullptr;
   int64_t n_local_ = 0, n_first_ = 0;  // this rank's tokens [n_first_, n_first_ + n_local_)
   Precision precision_ = Precision::F32;
   Act* act_ = nullptr;

@@ -5,6 +5,8 @@
 #include <cstring>
 
 #include "core/check.h"
+#include "kernels/ops.h"
+#include "model/tp_layout.h"
 
 namespace seqvit::train {
 
@@ -32,9 +34,16 @@ Trainer::Trainer(const model::ModelConfig& mcfg, const OptimConfig& ocfg, int64_
   model_.set_recompute(par.recompute);
   SEQVIT_CHECK(par.micro_batches >= 1 && batch % par.micro_batches == 0,
                "the batch of {} cannot be split into {} micro-batches", batch, par.micro_batches);
+  model_.set_tensor_parallel(par.tp);
   model_.plan(batch / par.micro_batches, precision, par.sp, par.loss_batch, par.slots);
   model_.sync_weights(params_.data());
   if (sharded_) sharded_->attach(model_, params_.data(), grads_.data());
+  if (par.shard.tp_size > 1) {
+    SEQVIT_CHECK(!sharded_, "tensor parallelism with ZeRO is not supported yet");
+    tp_ = par.tp;
+    for (const auto& e : model_.params().entries())
+      tp_sharded_.push_back(model::tp_split(e.name) != model::TpSplit::Replicated);
+  }
 }
 
 double Trainer::loss_and_grad(const model::BatchView& b, float* pred) {
@@ -70,11 +79,30 @@ StepResult Trainer::step(const model::BatchView& b) {
         "loss is {} at step {}; stopping before the update so the weights stay intact (try a "
         "lower learning rate or --grad-clip)",
         r.loss, opt_.steps_done() + 1);
-  r.grad_norm = sharded_ ? sharded_->update(params_.data(), grads_.data(), opt_)
-                         : opt_.step(params_.data(), grads_.data());
+  if (sharded_) {
+    r.grad_norm = sharded_->update(params_.data(), grads_.data(), opt_);
+  } else if (tp_) {  // clip by the norm of the logical gradient
+    double sq = tp_sum_squares(grads_.data());
+    if (reducer_) sq = reducer_->sum_squares(sq);  // pipeline stages: summed over the stages
+    r.grad_norm = std::sqrt(sq);
+    opt_.update(params_.data(), grads_.data(), r.grad_norm);
+  } else {
+    r.grad_norm = opt_.step(params_.data(), grads_.data());
+  }
   r.lr = opt_.last_lr();
   model_.sync_weights(params_.data());
   return r;
+}
+
+// Tensor parallelism: the squared norm of the logical gradient. Each shard's squares are summed
+// over the group; a replicated tensor (the same on every TP rank) is counted once.
+double Trainer::tp_sum_squares(const float* G) const {
+  const auto& entries = model_.params().entries();
+  double sharded = 0, replicated = 0;
+  for (size_t i = 0; i < entries.size(); ++i)
+    (tp_sharded_[i] ? sharded : replicated) +=
+        kernels::sum_squares(G + entries[i].offset, entries[i].numel);
+  return tp_->all_reduce_sum(sharded) + replicated;
 }
 
 size_t Trainer::total_bytes() const {

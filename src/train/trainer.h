@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "core/page_buffer.h"
 #include "core/tensor_table.h"
@@ -37,6 +38,9 @@ struct TrainerParallel {
   ShardedOptimizer* sharded = nullptr;
   // Activation recomputation per block (ClimaX::set_recompute).
   bool recompute = false;
+  // With shard.tp_size > 1, this rank's tensor-parallel group (not owned). Under TP the
+  // gradient norm that clipping uses is the global one (not with ZeRO).
+  model::TensorParallel* tp = nullptr;
 };
 
 // Replaces the plain forward + backward of a step (pipeline schedules, gradient accumulation):
@@ -122,6 +126,9 @@ class Trainer {
   GradientReducer* reducer_ = nullptr;
   ShardedOptimizer* sharded_ = nullptr;
   StepRunner* runner_ = nullptr;
+  model::TensorParallel* tp_ = nullptr;
+  std::vector<char> tp_sharded_;  // per parameter entry: split over the TP group (TP only)
+  double tp_sum_squares(const float* grads) const;
 };
 
 std::string human_bytes(double bytes);  // "1.23 GiB"
