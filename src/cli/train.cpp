@@ -18,6 +18,7 @@
 
 #include "cli/commands.h"
 #include "cli/grid_flag.h"
+#include "cli/memory_plan.h"
 #include "cli/train_dist.h"
 #include "cli/train_options.h"
 #include "core/check.h"
@@ -159,6 +160,7 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
   par.recompute = o.recompute;
   train::Trainer tr(mc, o.opt, Bl, prec, o.seed, par);
   dist.attach(tr);  // gradient reducer; pipeline schedule (--pp, --micro-batches)
+  const std::string memory_plan = rank_memory_plan(dist, tr);  // collective
   if (root) {
     fmt::print("seqvit train: ClimaX {} tokenization, {}x{} grid, patch {}, {} tokens/sample, "
                "D={}, {} heads, depth {}, {} variables -> {}, batch {}, {}, {} threads\n",
@@ -181,7 +183,7 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
                  tr.model().params().total(), o.zero >= 2 ? ", gradients" : "",
                  o.zero == 3 ? " and parameters (plus the unit in use)" : "");
     if (o.recompute) fmt::print("activation recomputation: only block inputs are kept\n");
-    fmt::print("{}\n", tr.memory_report());
+    fmt::print("{}\n", memory_plan);
     fmt::print("data: synthetic travelling waves, lead {} h (built in; no files needed)\n",
                o.lead_hours);
     std::fflush(stdout);

@@ -71,6 +71,7 @@ class TrainDist {
   // through the pipeline when there is one).
   double forward_loss(train::Trainer& tr, const model::BatchView& b);
   dist::RankGrid& grid() { return *grid_; }
+  dist::Comm& world() { return *world_; }  // only when active()
   train::GradientReducer* reducer() {
     if (stage_reducer_) return &*stage_reducer_;
     return reducer_ ? &*reducer_ : nullptr;

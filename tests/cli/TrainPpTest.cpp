@@ -70,6 +70,11 @@ class TrainPpTest : public ::testing::Test {
                      : run_seqvit_mpi(np, train_args(tok, name) + " " + flags);
     ASSERT_EQ(r.status, 0) << flags << "\n" << r.output;
     EXPECT_NE(r.output.find("pipeline: "), std::string::npos) << r.output;
+    if (np > 0 && flags.find("--pp 2") != std::string::npos) {  // one plan line per stage
+      EXPECT_NE(r.output.find("memory plan per rank"), std::string::npos) << r.output;
+      EXPECT_NE(r.output.find("(stage 0, tp 0)"), std::string::npos) << r.output;
+      EXPECT_NE(r.output.find("(stage 1, tp 0)"), std::string::npos) << r.output;
+    }
     compare(name, flags);
   }
   void single(const std::string& tok) {

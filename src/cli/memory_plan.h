@@ -1,0 +1,18 @@
+// The memory plan of every rank, as rank 0 prints it before the first step (issue: "at start
+// rank 0 prints the grid and the per-rank memory plan"): what each rank allocates for
+// parameters, gradients, optimizer state, activations and workspace, gathered over the world
+// and printed once per group of ranks with the same plan.
+#pragma once
+
+#include <string>
+
+#include "cli/train_dist.h"
+#include "train/trainer.h"
+
+namespace seqvit::cli {
+
+// Collective over the world when `dist` is active (every rank must call it); the text is for
+// rank 0 (other ranks get ""). One process: Trainer::memory_report().
+std::string rank_memory_plan(TrainDist& dist, train::Trainer& tr);
+
+}  // namespace seqvit::cli
