@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "rel_err.h"
+
 namespace seqvit_test {
 
 struct Result {
@@ -46,16 +48,5 @@ inline Result run_seqvit_mpi(int np, const std::string& args) {
       std::to_string(np) + " --oversubscribe " SEQVIT_BINARY_DIR "/seqvit " + args + " 2>&1");
 }
 #endif
-
-// Norm-wise relative error ||a - ref|| / ||ref||; a non-finite difference gives infinity.
-inline double rel_err(const std::vector<float>& a, const std::vector<float>& ref) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double d = static_cast<double>(a[i]) - ref[i];
-    num += std::isfinite(d) ? d * d : INFINITY;
-    den += static_cast<double>(ref[i]) * ref[i];
-  }
-  return std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
-}
 
 }  // namespace seqvit_test

@@ -17,6 +17,7 @@
 #include "dist/grid.h"
 #include "dist/logical.h"
 #include "dist/mpi_test.h"
+#include "rel_err.h"
 #include "dist/sp_model.h"
 #include "dist/tp_model.h"
 #include "model/climax.h"
@@ -27,15 +28,7 @@ using namespace seqvit;
 
 namespace {
 
-double rel_err(const float* a, const float* ref, int64_t n) {
-  double num = 0, den = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const double d = static_cast<double>(a[i]) - ref[i];
-    num += std::isfinite(d) ? d * d : INFINITY;
-    den += static_cast<double>(ref[i]) * ref[i];
-  }
-  return std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
-}
+using seqvit_test::rel_err;
 
 constexpr double kTol = 1e-5;
 
