@@ -404,9 +404,6 @@ void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttent
   SEQVIT_CHECK(P >= 1 && cfg_.N() % P == 0,
                "{} tokens cannot be split into equal segments over a sequence-parallel group of {}",
                cfg_.N(), P);
-  SEQVIT_CHECK(!sp || precision == Precision::F32,
-               "sequence parallelism runs in fp32 only (the SP attention operators have no bf16 "
-               "mode)");
   SEQVIT_CHECK(shard_.tp_size == 1 || (tp_ && tp_->size() == shard_.tp_size &&
                                         tp_->rank() == shard_.tp_rank),
                "tensor-parallel rank {} of {}: plan() needs set_tensor_parallel() with a group of "

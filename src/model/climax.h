@@ -93,7 +93,8 @@ class ClimaX {
   // Plans (allocates) every activation and workspace buffer for batches of up to max_batch.
   // Nothing is allocated by forward/backward afterwards.
   //
-  // With `sp` (not owned; must outlive the model's use, fp32 only) the model is shard
+  // With `sp` (not owned; must outlive the model's use; in bf16 mode the SP attention still
+  // runs in fp32, the matrix products in bf16) the model is shard
   // sp->rank() of sp->size() = P of a sequence-parallel group: it owns the tokens
   // [first_token(), first_token() + local_tokens()) of the N in the single-process order
   // (aggregate: patches, row-major; per_variable: (variable, patch), variable-major), and block

@@ -30,8 +30,11 @@ class SpModelMpiTest : public seqvit_test::MpiTest {
  protected:
   // outer: for mode 2d, the scheme across Ulysses groups; the Ulysses degree is 2 when the world
   // has 2 or more ranks (so 2 x 2 at np 4).
+  // prec bf16: both sides in mixed precision (the SP attention itself runs in fp32, the single
+  // process's in bf16), compared at tolerance `tol`.
   void check(model::Tokenization tok, dist::SpMode mode, int64_t heads, int64_t D,
-             dist::SpMode outer = dist::SpMode::Ring) {
+             dist::SpMode outer = dist::SpMode::Ring,
+             model::Precision prec = model::Precision::F32, double tol = kTol) {
     model::ModelConfig c = seqvit_test::tiny_config(tok);
     c.num_heads = heads;
     c.embed_dim = D;
@@ -43,7 +46,8 @@ class SpModelMpiTest : public seqvit_test::MpiTest {
     ref.init(params.data(), 11);
     seqvit_test::SyntheticBatch data(c, B);
     const model::BatchView batch = data.batch(3);
-    ref.plan(B, model::Precision::F32);
+    ref.plan(B, prec);
+    ref.sync_weights(params.data());
     const double lref = ref.forward(params.data(), batch, pref.data());
     ref.backward(params.data(), gref.data());
 
@@ -55,7 +59,8 @@ class SpModelMpiTest : public seqvit_test::MpiTest {
     dist::RankGrid grid(world, g);
     dist::SpBlockAttention attn(grid);
     model::ClimaX m(c);
-    m.plan(B, model::Precision::F32, &attn);
+    m.plan(B, prec, &attn);
+    m.sync_weights(params.data());
     ASSERT_EQ(m.local_tokens(), c.N() / size());
     ASSERT_EQ(m.first_token(), rank() * c.N() / size());
     std::vector<float> grads(np, 0.f), pred(pref.size(), 0.f), full(pref.size(), NAN);
@@ -65,21 +70,21 @@ class SpModelMpiTest : public seqvit_test::MpiTest {
     dist::sp_reduce_gradients(grid.sp(), grads.data(), np);
     dist::sp_gather_pred(grid.sp(), pred.data(), full.data(), static_cast<int64_t>(full.size()), 0);
 
-    EXPECT_LE(std::fabs(loss - lref) / std::fabs(lref), kTol) << loss << " vs " << lref;
+    EXPECT_LE(std::fabs(loss - lref) / std::fabs(lref), tol) << loss << " vs " << lref;
     if (rank() == 0)
-      EXPECT_LE(rel_err(full.data(), pref.data(), static_cast<int64_t>(pref.size())), kTol)
+      EXPECT_LE(rel_err(full.data(), pref.data(), static_cast<int64_t>(pref.size())), tol)
           << "pred";
     double worst = 0;
     for (const auto& e : m.params().entries()) {
       const double err = rel_err(grads.data() + e.offset, gref.data() + e.offset, e.numel);
-      EXPECT_LE(err, kTol) << "grad." << e.name;
+      EXPECT_LE(err, tol) << "grad." << e.name;
       worst = std::max(worst, err);
     }
     if (rank() == 0)
-      std::printf("  %s%s %s, %lld heads, P=%d: loss %.3e, worst gradient %.3e\n",
+      std::printf("  %s%s %s%s, %lld heads, P=%d: loss %.3e, worst gradient %.3e\n",
                   dist::to_string(mode).c_str(),
                   two_d ? (" (ulysses x " + dist::to_string(outer) + ")").c_str() : "",
-                  model::to_string(tok).c_str(),
+                  model::to_string(tok).c_str(), prec == model::Precision::BF16 ? " bf16" : "",
                   static_cast<long long>(heads), size(), std::fabs(loss - lref) / lref, worst);
   }
   // 2-D SP with `outer` across: both tokenizations, 4 heads, and 3 heads (2 + 1 over sp_ulysses
@@ -114,5 +119,14 @@ TEST_F(SpModelMpiTest, UlyssesUnevenHeadsPerVariable) {
 // 2-D SP: Ulysses over sp_ulysses inside, ring or LSS over sp_ring across.
 TEST_F(SpModelMpiTest, UlyssesRing) { check_two_d(SpMode::Ring); }
 TEST_F(SpModelMpiTest, UlyssesLss) { check_two_d(SpMode::Lss); }
+
+// Mixed precision under SP: the matrix products in bf16 as on one process, the SP attention in
+// fp32 (the operators have no bf16 path); against the single-process bf16 model.
+TEST_F(SpModelMpiTest, Bf16) {
+  for (auto mode : {SpMode::Ulysses, SpMode::Lss, SpMode::Ring})
+    check(Tokenization::Aggregate, mode, 4, 32, SpMode::Ring, model::Precision::BF16, 5e-3);
+  check(Tokenization::PerVariable, SpMode::TwoD, 4, 32, SpMode::Ring, model::Precision::BF16,
+        5e-3);
+}
 
 }  // namespace
