@@ -122,8 +122,14 @@ double ZeroOptimizer::update(float* params, float* grads, train::AdamW& opt) {
   // group (replicated ones once), then over the pipeline stages
   double sq2[2] = {0, 0};  // TP-split, rest
   for (const auto& pc : pieces_) sq2[pc.tp_split ? 0 : 1] += kernels::sum_squares(g + pc.off, pc.n);
-  c_.all_reduce(std::span<double>(sq2, 2));
-  double sq = sq2[1] + (tp_ ? tp_->all_reduce_sum(sq2[0]) : sq2[0]);
+  double sq;
+  if (tp_) {
+    c_.all_reduce(std::span<double>(sq2, 2));
+    sq = sq2[1] + tp_->all_reduce_sum(sq2[0]);
+  } else {  // one double, as docs/parallelism.md counts it
+    sq = sq2[0] + sq2[1];
+    c_.all_reduce(std::span<double>(&sq, 1));
+  }
   if (stages_) sq = stages_->sum_squares(sq);
   const double norm = std::sqrt(sq);
   opt.update(p, g, norm);
