@@ -10,9 +10,14 @@
 // logical gradient file from the stages (docs/parallelism.md "Pipeline parallelism");
 // --micro-batches alone accumulates the gradient in one process. With --tp T each rank also
 // holds only its tensor-parallel slice of the weights ("Tensor parallelism"). The world is
-// --tp x --pp x --sp ranks; rank 0 assembles the logical gradients. MPI is initialised only with
-// --sp, --tp or --pp; without them the command never touches MPI, and launching it as several
-// ranks is refused (they would all write the same file).
+// --tp x --pp x --sp ranks; rank 0 assembles the logical gradients. With --dp D the batch's
+// samples are split over D replicas (the world is then D times larger) and the loss and
+// gradients summed over them; with --zero Z the gradients (Z >= 2) and parameters (Z = 3) are
+// sharded over the --dp x --sp replicas of each shard as in training (dist/zero.h), and the
+// logical gradient is assembled from the ZeRO shards. The file is the one a single process
+// writes. MPI is initialised only with --sp, --tp, --pp or --dp; without them the command never
+// touches MPI, and launching it as several ranks is refused (they would all write the same
+// file).
 #include <fmt/core.h>
 
 #include <cstdio>
@@ -31,6 +36,7 @@
 #include "dist/pipeline.h"
 #include "dist/sp_model.h"
 #include "dist/tp_model.h"
+#include "dist/zero.h"
 #include "io/safetensors.h"
 #include "model/climax.h"
 #include "train/checkpoint.h"
@@ -49,6 +55,8 @@ struct GradOptions {
   std::string sp_outer = "ring";  // --sp-mode 2d: ring or lss across the Ulysses groups
   int pp = 0, micro_batches = 1;
   std::string pp_schedule = "1f1b";
+  int dp = 0;    // data-parallel replicas (samples split over them)
+  int zero = 0;  // ZeRO stage over the dp x sp replicas
 };
 
 // The number of ranks this process was launched among by mpirun (Open MPI, MPICH/PMI), or 1.
@@ -62,28 +70,44 @@ void run_grad(const GradOptions& o) {
   std::optional<dist::SpMode> mode;
   std::optional<dist::PipeSchedule> schedule;
   dist::GridConfig g;  // with --sp / --tp / --pp: the degrees, checked before MPI starts
-  const bool distributed = o.sp != 0 || o.pp != 0 || o.tp != 0;  // MPI (--micro-batches alone
-                                                                   // accumulates in-process)
+  const bool distributed =
+      o.sp != 0 || o.pp != 0 || o.tp != 0 || o.dp != 0;  // MPI (--micro-batches alone
+                                                          // accumulates in-process)
   if (o.micro_batches < 1) fail("--micro-batches must be >= 1, got {}", o.micro_batches);
+  if (o.zero < 0 || o.zero > 3)
+    fail("--zero {} is out of range: valid stages are 0 (off), 1 (optimizer state: for grad the "
+         "same as 0), 2 (and gradients) and 3 (and parameters)",
+         o.zero);
+  if (o.zero > 0 && std::max(o.dp, 1) * std::max(o.sp, 1) == 1)
+    fail("--zero {} shards over the data- and sequence-parallel ranks, but --dp 1 --sp 1 is a "
+         "single rank; add --dp D (and/or --sp P) under mpirun, or drop --zero",
+         o.zero);
+  if (o.zero == 3 && o.bf16)
+    fail("--zero 3 runs in fp32 only (the bf16 weight copy would be the whole model); use "
+         "--zero 1 or 2 with --bf16");
   schedule = dist::parse_pipe_schedule(o.pp_schedule);
   if (!distributed) {
     if (launched_ranks() > 1)
-      fail("seqvit grad was launched as {} ranks without --sp, --tp or --pp; to split the "
-           "sequence pass --sp {} --sp-mode ulysses|lss|ring|2d (or the weights, --tp {}, or the "
-           "blocks, --pp S), or run it as one process",
+      fail("seqvit grad was launched as {} ranks without --sp, --tp, --pp or --dp; to split the "
+           "sequence pass --sp {} --sp-mode ulysses|lss|ring|2d (or the weights, --tp {}, the "
+           "blocks, --pp S, or the samples, --dp D), or run it as one process",
            launched_ranks(), launched_ranks(), launched_ranks());
   } else {
     if (o.sp < 0) fail("--sp must be >= 1, got {}", o.sp);
     if (o.pp < 0) fail("--pp must be >= 1, got {}", o.pp);
     if (o.tp < 0) fail("--tp must be >= 1, got {}", o.tp);
+    if (o.dp < 0) fail("--dp must be >= 1, got {}", o.dp);
     mode = dist::parse_sp_mode(o.sp_mode);
     dist::set_sp_degrees(g, std::max(o.sp, 1), *mode, o.sp_ulysses,
                          dist::parse_sp_outer(o.sp_outer));
     if (o.bf16 && o.sp > 1)
       fail("--sp runs in fp32 only (the SP attention operators have no bf16 mode); drop --bf16");
   }
-  const int sp = std::max(o.sp, 1), pp = std::max(o.pp, 1), tp = std::max(o.tp, 1);
+  const int sp = std::max(o.sp, 1), pp = std::max(o.pp, 1), tp = std::max(o.tp, 1),
+            dp = std::max(o.dp, 1);
   g.tp = tp;
+  g.dp = dp;
+  g.zero = o.zero;
   // Declared first so that it is destroyed last (MPI_Finalize after every communicator).
   std::optional<dist::MpiRuntime> mpi;
   if (distributed) mpi.emplace(nullptr, nullptr);
@@ -115,25 +139,28 @@ void run_grad(const GradOptions& o) {
   std::optional<dist::RankGrid> grid;
   std::optional<dist::SpBlockAttention> attn;
   std::optional<dist::TpModel> tpm;
+  std::optional<dist::ZeroOptimizer> zero;
   model::ModelShard shard;
   int slots = dist::pipeline_slots(*schedule, 1, 0, o.micro_batches);
   if (!distributed && B % o.micro_batches != 0)
     fail("the batch of {} cannot be split into --micro-batches {}", B, o.micro_batches);
   if (distributed) {
     world.emplace(dist::Comm::world());
-    if (world->size() != tp * sp * pp) {
+    if (world->size() != tp * sp * pp * dp) {
       std::string flags;
+      if (o.dp > 0) flags += fmt::format(" --dp {}", dp);
       if (o.tp > 0) flags += fmt::format(" --tp {}", tp);
       if (o.pp > 0) flags += fmt::format(" --pp {}", pp);
       if (o.sp > 0 || o.pp > 0) flags += fmt::format(" --sp {}", sp);
       fail("{} needs {} ranks (mpirun -np {}), but this job has {}", flags.substr(1),
-           tp * sp * pp, tp * sp * pp, world->size());
+           tp * sp * pp * dp, tp * sp * pp * dp, world->size());
     }
     g.pp = pp;
     g.micro_batches = o.micro_batches;
     dist::validate(g, world->size(), cfg, B);
     grid.emplace(*world, g);
     if (sp > 1) attn.emplace(*grid);
+    if (o.zero > 0) zero.emplace(grid->sp_dp(), o.zero);
     if (tp > 1) {
       tpm.emplace(grid->tp());
       shard.tp_size = tp;
@@ -147,8 +174,9 @@ void run_grad(const GradOptions& o) {
   const bool root = !grid || grid->rank() == 0;
   model::ClimaX m(cfg, shard);
 
-  // every rank reads the whole (logical) model file and keeps its share (stage, TP slice)
-  Buffer<float> params(m.params().total()), grads(m.params().total());
+  // every rank reads the whole (logical) model file and keeps its share (stage, TP slice);
+  // anonymous mappings, whose pages ZeRO-2/3 release
+  PageBuffer params(m.params().total()), grads(m.params().total());
   {
     Buffer<float> all(whole.params().total());
     train::load_parameters(model_file, whole.params(), all.data());
@@ -163,9 +191,11 @@ void run_grad(const GradOptions& o) {
 
   m.set_recompute(o.recompute);
   if (tpm) m.set_tensor_parallel(&*tpm);
-  m.plan(B / o.micro_batches, o.bf16 ? model::Precision::BF16 : model::Precision::F32,
+  const int64_t Bl = B / dp;  // the samples of this rank's dp replica (validate: dp divides B)
+  m.plan(Bl / o.micro_batches, o.bf16 ? model::Precision::BF16 : model::Precision::F32,
          attn ? &*attn : nullptr, B, slots);
   m.sync_weights(params.data());
+  if (zero) zero->attach(m, params.data(), grads.data());  // ZeRO-3: keeps only its range
   std::vector<float> pred(B * Vo * H * W);
   double loss = 0;
   const model::BatchView batch{B, x.data(), y.data(), lt.data(), lat.data()};
@@ -181,17 +211,33 @@ void run_grad(const GradOptions& o) {
     try {
       dist::Pipeline pipe(grid->pp(), m, *schedule, o.micro_batches);
       std::vector<float> shard_pred(pred.size(), 0.f);  // this rank's pixels, zeros elsewhere
-      loss = dist::sp_reduce_loss(grid->sp(),
-                                  pipe.run(params.data(), grads.data(), batch, shard_pred.data()));
-      dist::sp_reduce_gradients(grid->sp(), grads.data(), m.params().total());
+      // dp replica d: samples [d Bl, (d + 1) Bl)
+      const int64_t s0 = grid->coords().dp * Bl;
+      const model::BatchView local{Bl, x.data() + s0 * V * H * W, y.data() + s0 * Vo * H * W,
+                                   lt.data() + s0, lat.data()};
+      if (zero) zero->zero_grads(grads.data());
+      const double part =
+          pipe.run(params.data(), grads.data(), local, shard_pred.data() + s0 * Vo * H * W);
+      // the replicas of this rank's shard: sp, and dp with --dp
+      dist::Comm& replicas = dp > 1 ? grid->sp_dp() : grid->sp();
+      std::vector<model::LogicalRun> runs = m.logical_runs();
+      const float* gsrc = grads.data();
+      if (zero) {  // loss and gradients summed over sp_dp (ZeRO-2/3: into each rank's range)
+        loss = zero->reduce(part, grads.data());
+        if (zero->stage() >= 2) {
+          runs = zero->moment_runs();
+          gsrc = zero->grad_shard();
+        }
+      } else {
+        loss = dist::sp_reduce_loss(replicas, part);
+        dist::sp_reduce_gradients(replicas, grads.data(), m.params().total());
+      }
       // every pixel has one owner among the last stage's SP ranks (TP ranks hold copies: only
       // tp rank 0 contributes), so the sum is the prediction
       if (grid->coords().tp != 0) std::fill(shard_pred.begin(), shard_pred.end(), 0.f);
       world->reduce(std::span<const float>(shard_pred),
                     std::span<float>(root ? pred.data() : nullptr, root ? pred.size() : 0), 0);
-      const auto runs = m.logical_runs();
-      dist::gather_logical(*world, runs, grads.data(), logical_grads.data(),
-                           whole.params().total(), 0);
+      dist::gather_logical(*world, runs, gsrc, logical_grads.data(), whole.params().total(), 0);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "\nseqvit: error on rank %d: %s\n", grid->rank(), e.what());
       dist::abort_all(1);
@@ -221,6 +267,14 @@ void run_grad(const GradOptions& o) {
     fmt::print("tensor parallel: {} rank{}, {} of {} heads and {} of {} MLP units per rank\n",
                tp, tp == 1 ? "" : "s", cfg.num_heads / tp, cfg.num_heads, cfg.hidden() / tp,
                cfg.hidden());
+  if (o.dp > 0)
+    fmt::print("data parallel: {} replica{}, {} of {} samples each\n", dp, dp == 1 ? "" : "s",
+               Bl, B);
+  if (zero)
+    fmt::print("ZeRO-{} over the {} ranks of sp x dp: per rank {} of {} gradient values{}\n",
+               o.zero, dp * sp, zero->own_range(m.params().total()).second -
+                                    zero->own_range(m.params().total()).first,
+               m.params().total(), o.zero == 3 ? " and parameters (plus the unit in use)" : "");
   if (o.pp > 0 || o.micro_batches > 1)
     fmt::print("pipeline: {} stage{} of {} blocks, {} micro-batch{} of {} ({})\n", pp,
                pp == 1 ? "" : "s", cfg.depth / pp, o.micro_batches,
@@ -266,6 +320,12 @@ void add_grad(CLI::App& app) {
       ->default_str("1");
   c->add_option("--pp-schedule", opts->pp_schedule, "pipeline schedule: 1f1b or gpipe")
       ->default_str("1f1b");
+  c->add_option("--dp", opts->dp,
+                "data-parallel replicas: split the batch's samples over D ranks and sum "
+                "(mpirun -np D*T*S*P)");
+  c->add_option("--zero", opts->zero,
+                "ZeRO stage over the --dp x --sp replicas: 2 shards the gradients, 3 also the "
+                "parameters (gathered per unit); 0 off");
   c->callback([opts] { run_grad(*opts); });
 }
 

@@ -280,7 +280,7 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
   if (sharded) dist.save_checkpoint(o.out, mc, tr);
   // ZeRO: the logical AdamW moments, assembled on rank 0 from every rank's range
   std::optional<train::AdamW> full_opt;
-  if (dist.zero()) {
+  if (dist.zero() && !sharded) {  // (with tp / pp, save_checkpoint gathered them)
     if (root) full_opt.emplace(tr.model().params(), tr.optimizer().config());
     dist.gather_optimizer(tr.optimizer(), full_opt ? &*full_opt : nullptr,
                           tr.model().params().total());

@@ -60,15 +60,9 @@ TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
     fail("--zero {} shards over the data- and sequence-parallel ranks, but --dp 1 --sp 1 is a "
          "single rank; add --dp D (and/or --sp P) under mpirun -np D*P, or drop --zero",
          zero);
-  if (zero > 0 && (pipe.pp > 1 || pipe.micro_batches > 1))
-    fail("--zero {} is not combined with --pp / --micro-batches yet; drop one of them", zero);
   if (zero == 3 && bf16)
     fail("--zero 3 runs in fp32 only (the bf16 weight copy would be the whole model); use "
          "--zero 1 or 2 with --bf16");
-  if (zero > 0 && tp > 1)
-    fail("--zero {} with --tp {} is not supported yet (the ZeRO shards are of the whole model's "
-         "buffer); drop one of them",
-         zero, tp);
   if (dp == 1 && sp == 1 && pipe.pp == 1 && tp == 1) {
     if (launched_ranks() > 1)
       fail(
@@ -125,6 +119,9 @@ double TrainDist::forward_loss(train::Trainer& tr, const model::BatchView& b) {
 }
 
 void TrainDist::gather_optimizer(train::AdamW& shard, train::AdamW* full, int64_t total) {
+  SEQVIT_CHECK(!tp_model_ && pipe_opts_.pp == 1,
+               "gather_optimizer is for ZeRO alone; under --tp/--pp save_checkpoint gathers the "
+               "ZeRO moments");
   const auto runs = zero_->moment_runs();
   dist::gather_logical(grid_->sp_dp(), runs, shard.m(), full ? full->m() : nullptr, total, 0);
   dist::gather_logical(grid_->sp_dp(), runs, shard.v(), full ? full->v() : nullptr, total, 0);
@@ -210,8 +207,11 @@ void TrainDist::save_checkpoint(const std::string& out, const model::ModelConfig
   const size_t held = root() ? static_cast<size_t>(n) : 0;
   std::vector<float> params(held, 0.f), mom(held, 0.f), var(held, 0.f);
   dist::gather_logical(*world_, runs, tr.params(), params.data(), n, 0);
-  dist::gather_logical(*world_, runs, tr.optimizer().m(), mom.data(), n, 0);
-  dist::gather_logical(*world_, runs, tr.optimizer().v(), var.data(), n, 0);
+  // ZeRO: every rank holds the moments of its range of its shard's buffer only; those ranges'
+  // pieces of the logical runs (moment_runs) from all ranks together cover the logical buffer
+  const auto mruns = zero_ ? zero_->moment_runs() : runs;
+  dist::gather_logical(*world_, mruns, tr.optimizer().m(), mom.data(), n, 0);
+  dist::gather_logical(*world_, mruns, tr.optimizer().v(), var.data(), n, 0);
   if (!root()) return;
   train::AdamW opt(whole.params(), tr.optimizer().config());
   std::copy(mom.begin(), mom.end(), opt.m());

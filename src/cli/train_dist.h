@@ -44,7 +44,8 @@ class TrainDist {
   // (dist::validate) before anything is allocated. Refuses a multi-rank launch without
   // --dp/--sp/--tp/--pp (every rank would write the same files). sp_ulysses, sp_outer:
   // --sp-mode 2d's Ulysses degree (dividing sp) and ring or lss across. zero > 0: ZeRO stage
-  // over the sp x dp group (dist/zero.h; needs dp * sp > 1; not with pp > 1 or tp > 1 yet).
+  // over the sp x dp group (dist/zero.h; needs dp * sp > 1), which under tp / pp shards each
+  // rank's own slice / stage over the replicas of that (tp, pp) coordinate.
   // tp: the tensor-parallel degree.
   TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16, const model::ModelConfig& mc,
             int64_t global_batch, int sp_ulysses = 0, const std::string& sp_outer = "ring",
@@ -88,7 +89,8 @@ class TrainDist {
   // Writes the model file `out` and its optimizer state (train::optimizer_path) of the logical,
   // single-process model on world rank 0. Under TP or PP the shards are gathered first (by
   // model::LogicalRun, from the ranks with dp = sp = 0): collective, every rank calls it.
-  // Not with ZeRO (whose optimizer state is gathered by gather_optimizer).
+  // With ZeRO the moments come from every rank's ZeRO range (ZeroOptimizer::moment_runs);
+  // ZeRO-3 parameters must be gathered first (gather_all_parameters).
   void save_checkpoint(const std::string& out, const model::ModelConfig& mc, train::Trainer& tr);
   void barrier();
   // The maximum of v over every rank (a stop flag that a signal set on some ranks only).
@@ -96,8 +98,8 @@ class TrainDist {
   int64_t max_over_world(int64_t v);
   // ZeRO (or null): the sharded optimizer the Trainer uses.
   dist::ZeroOptimizer* zero() { return zero_ ? &*zero_ : nullptr; }
-  // ZeRO: the logical AdamW moments from every rank's range into `full` on rank 0 (null
-  // elsewhere), with its step count; collective.
+  // ZeRO without tp / pp: the logical AdamW moments from every rank's range into `full` on
+  // rank 0 (null elsewhere), with its step count; collective. (With tp / pp: save_checkpoint.)
   void gather_optimizer(train::AdamW& shard, train::AdamW* full, int64_t total);
 
  private:

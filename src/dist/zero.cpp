@@ -11,6 +11,8 @@
 
 #include "core/check.h"
 #include "core/page_buffer.h"
+#include "kernels/ops.h"
+#include "model/tp_layout.h"
 
 namespace seqvit::dist {
 
@@ -49,11 +51,14 @@ void ZeroOptimizer::attach(model::ClimaX& model, float* params, float* grads) {
     all_counts_[static_cast<size_t>(q)] = e - b;
   }
   const int U = model.num_units();
+  // units 1 .. first_block are the blocks of earlier pipeline stages: empty here
+  const int64_t first_block = model.shard().first_block;
   units_.resize(static_cast<size_t>(U));
   unit_counts_.assign(static_cast<size_t>(U), std::vector<int64_t>(static_cast<size_t>(z_)));
   unit_own_off_.assign(static_cast<size_t>(U), 0);
   for (int u = 0; u < U; ++u) {
-    const auto [ub, ue] = model.unit_range(u);
+    const auto [ub, ue] = u >= 1 && u <= first_block ? std::pair<int64_t, int64_t>{0, 0}
+                                                     : model.unit_range(u);
     units_[static_cast<size_t>(u)] = {ub, ue};
     for (int q = 0; q < z_; ++q) {
       const auto [b, e] = zero_range(total_, z_, q);
@@ -63,7 +68,19 @@ void ZeroOptimizer::attach(model::ClimaX& model, float* params, float* grads) {
     unit_own_off_[static_cast<size_t>(u)] = std::clamp(ub, begin_, end_) - begin_;
   }
   if (stage_ < 3) scratch_.assign(static_cast<size_t>(own), 0.f);
+  pieces_.clear();
+  const bool tp = model.shard().tp_size > 1;
+  for (const auto& e : model.params().entries()) {
+    const int64_t lo = std::max(e.offset, begin_), hi = std::min(e.offset + e.numel, end_);
+    if (lo < hi)
+      pieces_.push_back({lo - begin_, hi - lo,
+                         tp && model::tp_split(e.name) != model::TpSplit::Replicated});
+  }
   if (stage_ >= 2) {
+    int64_t most = 0;
+    for (int u = 0; u < U; ++u)
+      most = std::max(most, unit_counts_[static_cast<size_t>(u)][static_cast<size_t>(r_)]);
+    acc_.assign(static_cast<size_t>(most), 0.f);
     gshard_.assign(static_cast<size_t>(own), 0.f);
     release_pages(G_, total_, 0, total_);
     model.set_parameter_hooks(this);
@@ -75,8 +92,18 @@ void ZeroOptimizer::attach(model::ClimaX& model, float* params, float* grads) {
 }
 
 void ZeroOptimizer::zero_grads(float* grads) {
-  // stages 2, 3: each unit's range is zeroed in backward_begin, just before it accumulates
-  if (stage_ == 1) std::memset(grads, 0, sizeof(float) * static_cast<size_t>(total_));
+  // stages 2, 3: each unit's range of the full buffer is zeroed in backward_begin, just before
+  // it accumulates; the shard accumulates over micro-batches
+  if (stage_ == 1)
+    std::memset(grads, 0, sizeof(float) * static_cast<size_t>(total_));
+  else
+    std::fill(gshard_.begin(), gshard_.end(), 0.f);
+}
+
+void ZeroOptimizer::set_norm_reduction(model::TensorParallel* tp,
+                                       train::GradientReducer* stages) {
+  tp_ = tp;
+  stages_ = stages;
 }
 
 double ZeroOptimizer::reduce(double partial_loss, float* grads) {
@@ -91,8 +118,19 @@ double ZeroOptimizer::update(float* params, float* grads, train::AdamW& opt) {
                opt.begin(), opt.end(), begin_, end_);
   float* g = stage_ == 1 ? grads + begin_ : gshard_.data();
   float* p = stage_ == 3 ? pshard_.data() : params + begin_;
-  double sq = opt.range_sum_squares(g);
-  c_.all_reduce(std::span<double>(&sq, 1));
+  // the logical gradient's squared norm: over the group, then the TP-split tensors over the TP
+  // group (replicated ones once), then over the pipeline stages
+  double sq2[2] = {0, 0};  // TP-split, rest
+  for (const auto& pc : pieces_) sq2[pc.tp_split ? 0 : 1] += kernels::sum_squares(g + pc.off, pc.n);
+  double sq;
+  if (tp_) {
+    c_.all_reduce(std::span<double>(sq2, 2));
+    sq = sq2[1] + tp_->all_reduce_sum(sq2[0]);
+  } else {  // one double, as docs/parallelism.md counts it
+    sq = sq2[0] + sq2[1];
+    c_.all_reduce(std::span<double>(&sq, 1));
+  }
+  if (stages_) sq = stages_->sum_squares(sq);
   const double norm = std::sqrt(sq);
   opt.update(p, g, norm);
   if (stage_ < 3) {  // every rank's updated range into every rank's full parameters
@@ -155,10 +193,12 @@ void ZeroOptimizer::backward_end(int u) {
   const auto [ub, ue] = units_[static_cast<size_t>(u)];
   const auto& counts = unit_counts_[static_cast<size_t>(u)];
   // the unit's summed gradients: each rank receives the part inside its own range
+  const int64_t mine = counts[static_cast<size_t>(r_)];
   c_.reduce_scatter_v(std::span<const float>(G_ + ub, static_cast<size_t>(ue - ub)),
-                      std::span<float>(gshard_.data() + unit_own_off_[static_cast<size_t>(u)],
-                                       static_cast<size_t>(counts[static_cast<size_t>(r_)])),
+                      std::span<float>(acc_.data(), static_cast<size_t>(mine)),
                       std::span<const int64_t>(counts));
+  float* dst = gshard_.data() + unit_own_off_[static_cast<size_t>(u)];
+  for (int64_t k = 0; k < mine; ++k) dst[k] += acc_[static_cast<size_t>(k)];  // micro-batches
   release_pages(G_, total_, ub, ue - ub);
   if (stage_ == 3) release_pages(P_, total_, ub, ue - ub);
 }

@@ -12,6 +12,15 @@
 //           backward, and their pages released after.
 //
 // Gradient clipping uses the global norm sqrt(sum over ranks of the shard's sum of squares).
+//
+// Composition (docs/parallelism.md "ZeRO with tensor and pipeline parallelism"): the buffer is
+// THIS rank's parameter table, which under --tp / --pp is its tensor-parallel slice of its
+// pipeline stage's units; the replicas of that shard are exactly the sp_dp group of its
+// (tp, pp) coordinate. Units a stage does not hold are empty. Under micro-batches each unit's
+// gradients are reduce-scattered after every micro-batch's backward and ADDED to the shard,
+// and ZeRO-3 gathers a unit for every forward and every backward of every micro-batch (the
+// least memory; 2 m all-gathers per unit and step). The clipping norm: squares summed over the
+// group, then TP-split tensors over the TP group (replicated ones counted once), then stages.
 // The full-size buffers are the Trainer's PageBuffers (anonymous mappings), so released pages
 // really leave memory; pages shared by two units are kept.
 #pragma once
@@ -46,6 +55,7 @@ class ZeroOptimizer final : public train::ShardedOptimizer, public model::Parame
   double update(float* params, float* grads, train::AdamW& opt) override;
   size_t param_bytes() const override;
   size_t grad_bytes() const override;
+  void set_norm_reduction(model::TensorParallel* tp, train::GradientReducer* stages) override;
 
   // model::ParameterHooks (stages 2, 3)
   void forward_begin(int unit) override;
@@ -73,6 +83,10 @@ class ZeroOptimizer final : public train::ShardedOptimizer, public model::Parame
  private:
   void gather_unit(int unit);
   void sample_residency();
+  struct Piece {  // a table entry's part of the own range: [off, off + n) relative to begin
+    int64_t off, n;
+    bool tp_split;  // split over the TP group (else the same on every TP rank)
+  };
 
   Comm& c_;
   int stage_;
@@ -82,6 +96,10 @@ class ZeroOptimizer final : public train::ShardedOptimizer, public model::Parame
   float* P_ = nullptr;  // full-size parameter buffer (stage 3: only gathered units valid)
   float* G_ = nullptr;  // full-size gradient buffer (stages 2, 3: only the unit in backward)
   std::vector<float> pshard_, gshard_, scratch_;  // [end - begin]
+  std::vector<float> acc_;                        // stages 2, 3: one unit's own part
+  std::vector<Piece> pieces_;
+  model::TensorParallel* tp_ = nullptr;
+  train::GradientReducer* stages_ = nullptr;
   std::vector<std::pair<int64_t, int64_t>> units_;       // [begin, end) of each unit
   std::vector<std::vector<int64_t>> unit_counts_;        // per unit: elements owned by each rank
   std::vector<int64_t> unit_own_off_;                    // per unit: its offset in the shard

@@ -39,11 +39,11 @@ Trainer::Trainer(const model::ModelConfig& mcfg, const OptimConfig& ocfg, int64_
   model_.sync_weights(params_.data());
   if (sharded_) sharded_->attach(model_, params_.data(), grads_.data());
   if (par.shard.tp_size > 1) {
-    SEQVIT_CHECK(!sharded_, "tensor parallelism with ZeRO is not supported yet");
     tp_ = par.tp;
     for (const auto& e : model_.params().entries())
       tp_sharded_.push_back(model::tp_split(e.name) != model::TpSplit::Replicated);
   }
+  if (sharded_) sharded_->set_norm_reduction(tp_, nullptr);
 }
 
 double Trainer::loss_and_grad(const model::BatchView& b, float* pred) {
@@ -59,6 +59,7 @@ double Trainer::loss_and_grad(const model::BatchView& b, float* pred) {
 
 void Trainer::set_reducer(GradientReducer* r) {
   reducer_ = r;
+  if (sharded_) sharded_->set_norm_reduction(tp_, r);  // pipeline stages: norm over stages
   if (r)
     opt_.set_sum_squares([r](double local) { return r->sum_squares(local); });
   else

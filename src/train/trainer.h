@@ -20,6 +20,7 @@ struct StepResult {
 };
 
 class ShardedOptimizer;
+class GradientReducer;
 
 // How one rank takes part in a distributed step (docs/parallelism.md "Data parallelism"). The
 // default is the single process.
@@ -39,7 +40,7 @@ struct TrainerParallel {
   // Activation recomputation per block (ClimaX::set_recompute).
   bool recompute = false;
   // With shard.tp_size > 1, this rank's tensor-parallel group (not owned). Under TP the
-  // gradient norm that clipping uses is the global one (not with ZeRO).
+  // gradient norm that clipping uses is the global one (with ZeRO too).
   model::TensorParallel* tp = nullptr;
 };
 
@@ -71,6 +72,10 @@ class ShardedOptimizer {
   // Planned bytes per rank of parameters and gradients under this stage.
   virtual size_t param_bytes() const = 0;
   virtual size_t grad_bytes() const = 0;
+  // Composition with tensor / pipeline parallelism (set by the Trainer; either may be null):
+  // the clipping norm sums TP-split tensors over `tp` (replicated ones once), then over the
+  // stages by `stages`->sum_squares.
+  virtual void set_norm_reduction(model::TensorParallel* tp, GradientReducer* stages) = 0;
 };
 
 // Called by Trainer::step between backward and the optimizer step: turns this rank's partial
