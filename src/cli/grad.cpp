@@ -100,8 +100,6 @@ void run_grad(const GradOptions& o) {
     mode = dist::parse_sp_mode(o.sp_mode);
     dist::set_sp_degrees(g, std::max(o.sp, 1), *mode, o.sp_ulysses,
                          dist::parse_sp_outer(o.sp_outer));
-    if (o.bf16 && o.sp > 1)
-      fail("--sp runs in fp32 only (the SP attention operators have no bf16 mode); drop --bf16");
   }
   const int sp = std::max(o.sp, 1), pp = std::max(o.pp, 1), tp = std::max(o.tp, 1),
             dp = std::max(o.dp, 1);

@@ -79,8 +79,6 @@ TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
   g.zero = zero;
   dist::set_sp_degrees(g, sp, mode, sp_ulysses, dist::parse_sp_outer(sp_outer));
   g.tp = tp;
-  if (sp > 1 && bf16)
-    fail("--sp runs in fp32 only (the SP attention operators have no bf16 mode); drop --bf16");
   mpi_.emplace(nullptr, nullptr);
   world_.emplace(dist::Comm::world());
   g.pp = pipe.pp;

@@ -59,11 +59,12 @@ class GradSpTest : public ::testing::Test {
            " --out " + path(out);
   }
   // Every tensor of `out` against the single-process file.
-  void compare(const std::string& out, const std::string& what) {
-    io::SafetensorsReader ref(path("single.safetensors")), got(path(out));
+  void compare(const std::string& out, const std::string& what,
+               const std::string& single = "single.safetensors", double tol = 1e-5) {
+    io::SafetensorsReader ref(path(single)), got(path(out));
     ASSERT_EQ(ref.names(), got.names()) << what;
     for (const auto& n : ref.names())
-      EXPECT_LE(rel_err(got.read_f32(n), ref.read_f32(n)), 1e-5) << what << ": " << n;
+      EXPECT_LE(rel_err(got.read_f32(n), ref.read_f32(n)), tol) << what << ": " << n;
   }
   void check_modes(model::Tokenization tok) {
     write_inputs(tok);
@@ -95,6 +96,20 @@ class GradSpTest : public ::testing::Test {
 TEST_F(GradSpTest, AggregateMatchesSingleProcess) { check_modes(model::Tokenization::Aggregate); }
 TEST_F(GradSpTest, PerVariableMatchesSingleProcess) {
   check_modes(model::Tokenization::PerVariable);
+}
+
+// Mixed precision: bf16 matrix products on every rank, the SP attention in fp32; against the
+// single-process bf16 file (whose attention runs in bf16), so at a bf16 tolerance.
+TEST_F(GradSpTest, Bf16MatchesSingleProcessBf16) {
+  write_inputs(model::Tokenization::Aggregate);
+  auto single = seqvit_test::run_seqvit(grad_args("single_bf16.safetensors") + " --bf16");
+  ASSERT_EQ(single.status, 0) << single.output;
+  for (const char* mode : {"ulysses", "ring"}) {
+    const std::string out = std::string("bf16_") + mode + ".safetensors";
+    auto r = run_seqvit_mpi(2, grad_args(out) + " --bf16 --sp 2 --sp-mode " + mode);
+    ASSERT_EQ(r.status, 0) << r.output;
+    compare(out, std::string(mode) + " bf16", "single_bf16.safetensors", 2e-2);
+  }
 }
 
 // 2-D SP: 2 Ulysses ranks x 2 ring (LSS) groups under mpirun -np 4.
@@ -137,7 +152,6 @@ TEST_F(GradSpTest, BadConfigurationsEndEveryRankWithOneMessage) {
                "unknown sp_outer 'tree'");
   expect_error(seqvit_test::run_seqvit(grad_args("o.safetensors") + " --sp 2 --sp-mode sideways"),
                "unknown sp_mode 'sideways'");
-  expect_error(seqvit_test::run_seqvit(grad_args("o.safetensors") + " --sp 2 --bf16"), "fp32 only");
   EXPECT_FALSE(fs::exists(path("o.safetensors")));
 }
 
