@@ -300,12 +300,17 @@ TEST_F(TrainDataDistTest, BadTpPpCombinationsAreRefused) {
   expect_refused(run_seqvit(deep(base("z")) + " --zero 1"),
                  "--zero 1 and its sharded optimizer state are supported in the synthetic mode "
                  "only");
-  expect_refused(run_seqvit_mpi(2, base("p") + " --pp 2"), "PPNEEDLE");
-  expect_refused(run_seqvit_mpi(2, deep(base("t")) + " --tp 3"), "TPNEEDLE");
-  expect_refused(run_seqvit(deep(base("m")) + " --micro-batches 3"), "MBNEEDLE");
-  expect_refused(run_seqvit_mpi(2, deep(base("s")) + " --pp 2 --pp-schedule zigzag"), "SCHEDNEEDLE");
-  expect_refused(run_seqvit_mpi(2, deep(base("w")) + " --tp 2 --pp 2"), "WORLDNEEDLE");
-  EXPECT_FALSE(fs::exists(tmp_ / "p" / "log.jsonl"));
+  expect_refused(run_seqvit_mpi(2, base("p") + " --pp 2"), "depth 1 cannot be split into pp = 2 pipeline stages of equal block counts; valid pp: 1");
+  expect_refused(run_seqvit_mpi(3, deep(base("t")) + " --tp 3"),
+                 "tp = 3 must divide the 2 heads and the MLP width 32");
+  expect_refused(run_seqvit(deep(base("m")) + " --micro-batches 3"), "the batch per data-parallel replica, 4 (batch 4 / dp 1), cannot be split into "
+                 "micro_batches = 3; valid micro-batch counts: 1, 2 or 4");
+  expect_refused(run_seqvit_mpi(2, deep(base("s")) + " --pp 2 --pp-schedule zigzag"), 
+                 "unknown pipeline schedule 'zigzag': valid schedules are 1f1b and gpipe");
+  expect_refused(run_seqvit_mpi(2, deep(base("w")) + " --tp 2 --pp 2"), 
+                 "--dp 1 --sp 1 --pp 2 --tp 2 needs 4 ranks (mpirun -np 4), but this job has 2");
+  for (const char* r : {"z", "p", "t", "m", "s", "w"})
+    EXPECT_FALSE(fs::exists(tmp_ / r / "log.jsonl")) << r;
 }
 
 TEST_F(TrainDataDistTest, SigtermToOneRankCheckpointsOnEveryRankAndResumes) {
