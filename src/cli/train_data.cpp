@@ -441,7 +441,9 @@ void train_data(const TrainOptions& o, const data::ForecastConfig& dc,
   // of an SP group complete each other's forecasts, the score sums are added over the replicas.
   eval::EvalParallel par;
   if (dist.pipelined())
-    par.forward = [&](const model::BatchView& b, float* pred) { staged_forward(tr, dist, b, pred); };
+    par.forward = [&](const model::BatchView& b, float* pred) {
+      staged_forward(tr, dist, b, pred);
+    };
   if (dist.active()) {
     if (o.sp > 1)
       par.complete_pred = [&dist](float* p, int64_t n) {

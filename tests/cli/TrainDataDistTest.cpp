@@ -102,6 +102,10 @@ class TrainDataDistTest : public ::testing::Test {
     for (const auto& [s, dir] : train::list_checkpoints((tmp_ / to).string()))
       if (s > step) fs::remove_all(dir);
   }
+  // The RMSE of the first score of the last validation of a run.
+  double first_rmse(const std::string& run) const {
+    return events(run, "validation").back().at("scores")[0].at("rmse").get<double>();
+  }
   std::string layout_of(const std::string& run, int step) const {
     io::SafetensorsReader r(
         (tmp_ / run / "checkpoints" / train::step_dir_name(step) / "model.safetensors").string());
@@ -236,6 +240,12 @@ TEST_F(TrainDataDistTest, TpTimesPpMatchesTheSingleProcessAndResumesOnOneProcess
       << par.output;
   const auto one = run_seqvit(deep(base("one")));
   ASSERT_EQ(one.status, 0) << one.output;
+  // --micro-batches alone: gradient accumulation in one process (no MPI), chunked validation.
+  const auto acc = run_seqvit(deep(base("acc")) + " --micro-batches 4");
+  ASSERT_EQ(acc.status, 0) << acc.output;
+  expect_same_steps("acc", "one", 6);
+  expect_same_weights("acc", "one");
+  EXPECT_PRED2(close, first_rmse("acc"), first_rmse("one"));
   expect_same_steps("par", "one", 6);
   expect_same_weights("par", "one");
   const auto vp = events("par", "validation"), vo = events("one", "validation");
@@ -290,6 +300,14 @@ TEST_F(TrainDataDistTest, DpTimesSpCheckpointResumesUnderTpTimesPp) {
   ASSERT_EQ(b.status, 0) << b.output;
   expect_same_steps("to_dp_pp", "one", 2);
   expect_same_weights("to_dp_pp", "one");
+  // 1 process -> tp 2 x sp 2 (lss): TP without stages validates with the plain forward.
+  cut("one", "to_tp_sp", 2);
+  const auto c =
+      run_seqvit_mpi(4, deep(base("to_tp_sp")) + mpi(1, 2, "lss") + " --tp 2 --resume");
+  ASSERT_EQ(c.status, 0) << c.output;
+  expect_same_steps("to_tp_sp", "one", 4);
+  expect_same_weights("to_tp_sp", "one");
+  EXPECT_PRED2(close, first_rmse("to_tp_sp"), first_rmse("one"));
 }
 
 TEST_F(TrainDataDistTest, BadTpPpCombinationsAreRefused) {
@@ -300,14 +318,17 @@ TEST_F(TrainDataDistTest, BadTpPpCombinationsAreRefused) {
   expect_refused(run_seqvit(deep(base("z")) + " --zero 1"),
                  "--zero 1 and its sharded optimizer state are supported in the synthetic mode "
                  "only");
-  expect_refused(run_seqvit_mpi(2, base("p") + " --pp 2"), "depth 1 cannot be split into pp = 2 pipeline stages of equal block counts; valid pp: 1");
+  expect_refused(run_seqvit_mpi(2, base("p") + " --pp 2"),
+                 "depth 1 cannot be split into pp = 2 pipeline stages of equal block counts; "
+                 "valid pp: 1");
   expect_refused(run_seqvit_mpi(3, deep(base("t")) + " --tp 3"),
                  "tp = 3 must divide the 2 heads and the MLP width 32");
-  expect_refused(run_seqvit(deep(base("m")) + " --micro-batches 3"), "the batch per data-parallel replica, 4 (batch 4 / dp 1), cannot be split into "
+  expect_refused(run_seqvit(deep(base("m")) + " --micro-batches 3"),
+                 "the batch per data-parallel replica, 4 (batch 4 / dp 1), cannot be split into "
                  "micro_batches = 3; valid micro-batch counts: 1, 2 or 4");
-  expect_refused(run_seqvit_mpi(2, deep(base("s")) + " --pp 2 --pp-schedule zigzag"), 
+  expect_refused(run_seqvit_mpi(2, deep(base("s")) + " --pp 2 --pp-schedule zigzag"),
                  "unknown pipeline schedule 'zigzag': valid schedules are 1f1b and gpipe");
-  expect_refused(run_seqvit_mpi(2, deep(base("w")) + " --tp 2 --pp 2"), 
+  expect_refused(run_seqvit_mpi(2, deep(base("w")) + " --tp 2 --pp 2"),
                  "--dp 1 --sp 1 --pp 2 --tp 2 needs 4 ranks (mpirun -np 4), but this job has 2");
   for (const char* r : {"z", "p", "t", "m", "s", "w"})
     EXPECT_FALSE(fs::exists(tmp_ / r / "log.jsonl")) << r;
