@@ -14,15 +14,33 @@
 
 namespace seqvit::cli {
 
-ReplicatedState::ReplicatedState(TrainDist& dist, const TrainOptions& o) : dist_(dist) {
-  nlohmann::json j{{"world", o.dp * o.sp}, {"dp", o.dp}, {"sp", o.sp}};
+namespace {
+// seqvit.layout of any layout: world, dp, sp (and its mode), tp, pp, micro-batches, state.
+nlohmann::json layout_of(const TrainOptions& o, const char* state) {
+  nlohmann::json j{{"world", o.dp * o.sp * o.tp * o.pp}, {"dp", o.dp}, {"sp", o.sp}};
   if (o.sp > 1) j["sp_mode"] = o.sp_mode;
   if (o.sp > 1 && o.sp_mode == "2d") {
     j["sp_ulysses"] = o.sp_ulysses;
     j["sp_outer"] = o.sp_outer;
   }
-  j["state"] = "replicated";
-  layout_ = j.dump();
+  if (o.tp > 1) j["tp"] = o.tp;
+  if (o.pp > 1) {
+    j["pp"] = o.pp;
+    j["pp_schedule"] = o.pp_schedule;
+  }
+  if (o.micro_batches > 1) j["micro_batches"] = o.micro_batches;
+  j["state"] = state;
+  return j;
+}
+
+uint64_t state_hash(const float* p, const float* m, const float* v, int64_t n) {
+  const std::array<uint64_t, 3> h3{hash_floats(p, n), hash_floats(m, n), hash_floats(v, n)};
+  return hash_floats(reinterpret_cast<const float*>(h3.data()), 2 * 3);
+}
+}  // namespace
+
+ReplicatedState::ReplicatedState(TrainDist& dist, const TrainOptions& o) : dist_(dist) {
+  layout_ = layout_of(o, "replicated").dump();
 }
 
 namespace {
@@ -78,9 +96,48 @@ void ReplicatedState::scatter(const LogicalState& logical, train::Trainer& tr) {
   tr.params_changed();
 }
 
+ShardedState::ShardedState(TrainDist& dist, const TrainOptions& o)
+    : dist_(dist), layout_(layout_of(o, "sharded").dump()) {}
+
+LogicalState ShardedState::gather(train::Trainer& tr) {
+  const model::ClimaX& m = tr.model();
+  const int64_t steps = tr.optimizer().steps_done();
+  // The replicas of each (stage, tp) shard agree on weights and moments (a hash all-gathered;
+  // the tensors replicated over TP agree across the stage's TP ranks too).
+  const char* what[] = {"weights", "AdamW first moments", "AdamW second moments"};
+  const float* bufs[] = {tr.params(), tr.optimizer().m(), tr.optimizer().v()};
+  for (int k = 0; k < 3; ++k) {
+    try {
+      dist_.check_replicated(bufs[k], m.params());
+    } catch (const Error& e) {
+      fail("checkpoint at step {}: the {} of the replicas diverged, nothing was written: {}",
+           steps, what[k], e.what());
+    }
+  }
+  const int64_t n = m.logical_total();
+  const size_t held = dist_.root() ? static_cast<size_t>(n) : 0;
+  params_.assign(held, 0.f);
+  m_.assign(held, 0.f);
+  v_.assign(held, 0.f);
+  dist_.gather_logical_state(tr, params_.data(), m_.data(), v_.data());
+  if (!dist_.root()) return {};
+  return {params_.data(), m_.data(), v_.data(), steps,
+          state_hash(params_.data(), m_.data(), v_.data(), n)};
+}
+
+void ShardedState::scatter(const LogicalState& logical, train::Trainer& tr) {
+  const model::ClimaX& m = tr.model();
+  m.slice_logical(logical.params, tr.params());
+  m.slice_logical(logical.m, tr.optimizer().m());
+  m.slice_logical(logical.v, tr.optimizer().v());
+  tr.optimizer().set_steps_done(logical.steps_done);
+  tr.params_changed();
+}
+
 std::unique_ptr<CheckpointSharding> make_checkpoint_sharding(TrainDist& dist,
                                                              const TrainOptions& o) {
-  // Other schemes (TP, PP, ZeRO) return their own sharding here when their flags are set.
+  // ZeRO returns its own sharding here when --data takes --zero.
+  if (o.tp > 1 || o.pp > 1) return std::make_unique<ShardedState>(dist, o);
   return std::make_unique<ReplicatedState>(dist, o);
 }
 
@@ -89,14 +146,20 @@ std::string describe_layout(const std::string& layout_json) {
   try {
     const auto j = nlohmann::json::parse(layout_json);
     const int world = j.value("world", 1);
-    if (world == 1) return "1 process";
+    const std::string micro =
+        j.contains("micro_batches")
+            ? fmt::format(", {} micro-batches", j.at("micro_batches").get<int>())
+            : std::string();
+    if (world == 1) return "1 process" + micro;
     std::string s = fmt::format("{} ranks: dp {} x sp {}", world, j.value("dp", 1), j.value("sp", 1));
     if (j.contains("sp_ulysses"))
       s += fmt::format(" (2d: ulysses {} x {})", j.at("sp_ulysses").get<int>(),
                        j.value("sp_outer", std::string("ring")));
     else if (j.contains("sp_mode"))
       s += fmt::format(" ({})", j.at("sp_mode").get<std::string>());
-    return s;
+    if (j.contains("tp")) s += fmt::format(" x tp {}", j.at("tp").get<int>());
+    if (j.contains("pp")) s += fmt::format(" x pp {}", j.at("pp").get<int>());
+    return s + micro;
   } catch (const std::exception&) {
     return "an unreadable layout (" + layout_json + ")";
   }

@@ -68,6 +68,24 @@ class ReplicatedState final : public CheckpointSharding {
   std::string layout_;
 };
 
+// Tensor and/or pipeline parallelism (x DP x SP): each rank holds its (stage, tp) shard of the
+// weights and moments. gather: the replicas of each shard must agree (TrainDist::
+// check_replicated on weights, m and v), then the ranks with dp = sp = 0 send their logical runs
+// to rank 0 (TrainDist::gather_logical_state), which owns the logical buffers. scatter: every
+// rank keeps its share of the logical files (ClimaX::slice_logical of weights and moments).
+class ShardedState final : public CheckpointSharding {
+ public:
+  ShardedState(TrainDist& dist, const TrainOptions& o);
+  LogicalState gather(train::Trainer& tr) override;
+  void scatter(const LogicalState& logical, train::Trainer& tr) override;
+  std::string layout_json() const override { return layout_; }
+
+ private:
+  TrainDist& dist_;
+  std::string layout_;
+  std::vector<float> params_, m_, v_;  // rank 0: the logical state of the last gather
+};
+
 // The sharding of the state under the layout the options describe.
 std::unique_ptr<CheckpointSharding> make_checkpoint_sharding(TrainDist& dist,
                                                              const TrainOptions& o);

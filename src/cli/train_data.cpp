@@ -7,7 +7,10 @@
 // (train_dist.h) each data-parallel replica reads its share of every global batch, validation is
 // sharded over the replicas, rank 0 alone writes the statistics cache, the log and the (logical)
 // checkpoints, and every stop is agreed by all ranks (docs/training.md "Data and sequence
-// parallelism").
+// parallelism"). --tp, --pp and --micro-batches shard the model as in the synthetic mode: the
+// step runs through TrainDist's pipeline, validation through the stages (staged_forward), and
+// the checkpoints are gathered into the logical files by cli::ShardedState (docs/training.md
+// "Tensor and pipeline parallelism"). --zero is refused here so far.
 #include <fmt/core.h>
 #include <omp.h>
 #include <unistd.h>
@@ -25,12 +28,14 @@
 
 #include "cli/grid_flag.h"
 #include "cli/train_checkpoint_dist.h"
+#include "cli/memory_plan.h"
 #include "cli/train_dist.h"
 #include "cli/train_options.h"
 #include "core/check.h"
 #include "data/cf_time.h"
 #include "data/forecast_dataset.h"
 #include "dist/comm.h"
+#include "dist/pipeline.h"
 #include "eval/metrics.h"
 #include "train/checkpoint.h"
 #include "train/forecast_checkpoint.h"
@@ -132,10 +137,11 @@ void train_data(const TrainOptions& o, const data::ForecastConfig& dc,
 
 void run_train_data(TrainOptions o) {
   if (o.threads > 0) omp_set_num_threads(o.threads);
-  if (o.zero != 0 || o.pp != 1 || o.micro_batches != 1 || o.tp != 1)
-    fail("--zero, --tp, --pp and --micro-batches are supported in the synthetic mode only so far "
-         "(their checkpoint gather is not wired into --data yet); drop them, or train without "
-         "--data");
+  if (o.zero != 0)
+    fail("--zero {} and its sharded optimizer state are supported in the synthetic mode only so "
+         "far (the ZeRO checkpoint gather is not wired into --data yet); drop --zero (--dp, --sp, "
+         "--tp, --pp and --micro-batches work with --data), or train without --data",
+         o.zero);
   check_step_options(o);
   if (o.val_every < 0) fail("--val-every must be >= 0, got {}", o.val_every);
   if (o.val_batches < 0) fail("--val-batches must be >= 0, got {}", o.val_batches);
@@ -184,7 +190,8 @@ void run_train_data(TrainOptions o) {
 
   // MPI and the rank grid (only with --dp/--sp > 1; refuses a multi-rank launch without them).
   std::optional<TrainDist> dist;
-  dist.emplace(o.dp, o.sp, o.sp_mode, o.bf16, mc, o.batch, o.sp_ulysses, o.sp_outer);
+  dist.emplace(o.dp, o.sp, o.sp_mode, o.bf16, mc, o.batch, o.sp_ulysses, o.sp_outer, o.zero,
+               PipelineOptions{o.pp, o.micro_batches, o.pp_schedule}, o.tp);
   if (!dist->active()) return train_data(o, dc, mc, *dist);
   try {
     train_data(o, dc, mc, *dist);
@@ -207,6 +214,50 @@ void run_train_data(TrainOptions o) {
 }
 
 namespace {
+
+// The forecast of b on every rank of the pipeline (validation with --pp / --micro-batches): the
+// model is planned for micro-batches of B / m, so b (a whole validation batch, possibly a partial
+// last one) runs in chunks of at most max_batch samples, each through the stages in turn
+// (receive the residual stream from the previous stage, forward, send it to the next); the last
+// stage's forecast, zeros elsewhere, is summed over the pipeline ranks, so that every rank holds
+// it (and scores it like the other ranks of its DP replica). Forward only: no activation slot of
+// a training step is live between steps.
+constexpr int kTagEval = 7301;  // staged_forward's residual stream between stages
+
+// Samples [i, i + n) of b: a view, no copy.
+model::BatchView sample_range(const model::BatchView& b, const model::ModelConfig& c, int64_t i,
+                              int64_t n) {
+  const int64_t HW = c.img_h * c.img_w;
+  model::BatchView v = b;
+  v.B = n;
+  v.x = b.x ? b.x + i * c.V() * HW : nullptr;
+  v.y = b.y ? b.y + i * c.Vo() * HW : nullptr;
+  v.lead_times = b.lead_times ? b.lead_times + i : nullptr;
+  return v;
+}
+
+void staged_forward(train::Trainer& tr, TrainDist& dist, const model::BatchView& b, float* pred) {
+  model::ClimaX& m = tr.model();
+  const auto& c = m.config();
+  const int S = dist.pp(), s = dist.stage();
+  const int64_t chunk = m.max_batch(), per = c.Vo() * c.img_h * c.img_w;
+  m.select_slot(0);
+  for (int64_t i = 0; i < b.B; i += chunk) {
+    const int64_t n = std::min(chunk, b.B - i);
+    const model::BatchView cb = sample_range(b, c, i, n);
+    const auto elems = static_cast<size_t>(m.stage_elems(n));
+    if (s > 0)
+      dist.grid().pp().irecv(std::span<float>(m.stage_input(), elems), s - 1, kTagEval).wait();
+    m.forward(tr.params(), cb, s == S - 1 ? pred + i * per : nullptr);
+    if (s < S - 1)
+      dist.grid()
+          .pp()
+          .isend(std::span<const float>(m.stage_output(), elems), s + 1, kTagEval)
+          .wait();
+  }
+  if (S > 1)
+    dist.grid().pp().all_reduce(std::span<float>(pred, static_cast<size_t>(b.B * per)));
+}
 
 void train_data(const TrainOptions& o, const data::ForecastConfig& dc,
                 const model::ModelConfig& mc, TrainDist& dist) {
@@ -259,7 +310,7 @@ void train_data(const TrainOptions& o, const data::ForecastConfig& dc,
   train::TrainerParallel tpar = dist.trainer_parallel();
   tpar.recompute = o.recompute;
   train::Trainer tr(mc, o.opt, dist.local_batch(), prec, o.seed, tpar);
-  tr.set_reducer(dist.reducer());
+  dist.attach(tr);  // gradient reducer; pipeline schedule (--pp, --micro-batches)
   const model::ClimaX logical(mc);  // the parameter table of the files
   const auto sharding = make_checkpoint_sharding(dist, o);
   RunState st;
@@ -313,6 +364,7 @@ void train_data(const TrainOptions& o, const data::ForecastConfig& dc,
     sharding->scatter(ls, tr);
   }
   std::optional<JsonLog> log;  // rank 0 only
+  const std::string memory_plan = rank_memory_plan(dist, tr);  // collective
   if (root) log.emplace((run / "log.jsonl").string());
   auto log_write = [&](json j) {
     if (log) log->write(std::move(j));
@@ -327,12 +379,20 @@ void train_data(const TrainOptions& o, const data::ForecastConfig& dc,
                mc.num_heads, mc.depth, mc.V(), mc.Vo(), B,
                o.bf16 ? "bf16 mixed precision" : "fp32", omp_get_max_threads());
     if (dist.active())
-      fmt::print("parallel: dp {} x sp {} ({}), {} samples and {} of {} tokens per rank; each "
+      fmt::print("parallel: dp {} x sp {} ({}){}{}, {} samples and {} of {} tokens per rank; each "
                  "data-parallel replica reads its {} samples of every batch, the {} rank(s) of "
-                 "an SP group the same ones\n{}",
-                 o.dp, o.sp, o.sp_mode, dist.local_batch(), tr.model().local_tokens(), N,
-                 dist.local_batch(), o.sp, dist.grid().describe());
-    fmt::print("{}\n", tr.memory_report());
+                 "an SP group{} the same ones\n{}",
+                 o.dp, o.sp, o.sp_mode, o.tp > 1 ? fmt::format(" x tp {}", o.tp) : "",
+                 o.pp > 1 ? fmt::format(" x pp {}", o.pp) : "", dist.local_batch(),
+                 tr.model().local_tokens(), N, dist.local_batch(), o.sp,
+                 o.tp * o.pp > 1 ? " (and its tp x pp shards)" : "", dist.grid().describe());
+    if (dist.pipelined())
+      fmt::print("pipeline: {} stage{} of {} blocks, {} micro-batches of {} per step, {} "
+                 "schedule (ideal bubble {:.2f})\n",
+                 o.pp, o.pp == 1 ? "" : "s", mc.depth / o.pp, o.micro_batches,
+                 dist.local_batch() / o.micro_batches, o.pp_schedule,
+                 dist::ideal_bubble(o.pp, o.micro_batches));
+    fmt::print("{}\n", memory_plan);
     fmt::print("data: {} file(s); train {}/{}: {} samples ({} batches per epoch, {} skipped for "
                "missing values); validation: {}; leads {} h; statistics {} ({})\n",
                train_ds->netcdf().files().size(), dc.train.begin, dc.train.end, train_ds->size(),
@@ -382,6 +442,10 @@ void train_data(const TrainOptions& o, const data::ForecastConfig& dc,
   // Validation sharded like training: each replica scores its samples of every batch, the ranks
   // of an SP group complete each other's forecasts, the score sums are added over the replicas.
   eval::EvalParallel par;
+  if (dist.pipelined())
+    par.forward = [&](const model::BatchView& b, float* pred) {
+      staged_forward(tr, dist, b, pred);
+    };
   if (dist.active()) {
     if (o.sp > 1)
       par.complete_pred = [&dist](float* p, int64_t n) {
@@ -396,7 +460,7 @@ void train_data(const TrainOptions& o, const data::ForecastConfig& dc,
     if (val_ds->size() == 0) fail("the validation period {}/{} has no samples", dc.val.begin, dc.val.end);
     const auto t = std::chrono::steady_clock::now();
     const auto sc = eval::evaluate(tr.model(), tr.params(), *val_ds, o.val_batches, {},
-                                   dist.active() ? &par : nullptr);
+                                   dist.active() || dist.pipelined() ? &par : nullptr);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
     if (!root) return;
     fmt::print("validation at step {} ({:.1f} s): {}\n", st.step, secs, scores_line(sc));

@@ -196,20 +196,11 @@ void TrainDist::save_checkpoint(const std::string& out, const model::ModelConfig
     train::save_optimizer(train::optimizer_path(out), m.params(), tr.optimizer());
     return;
   }
-  // One replica of each shard (tensor-parallel slice of a pipeline stage) sends its runs, the
-  // others send none; rank 0 assembles.
-  const bool sends = grid_->coords().dp == 0 && grid_->coords().sp == 0;
-  const auto runs = sends ? m.logical_runs() : std::vector<model::LogicalRun>{};
   const model::ClimaX whole(mc);
   const int64_t n = whole.params().total();
   const size_t held = root() ? static_cast<size_t>(n) : 0;
   std::vector<float> params(held, 0.f), mom(held, 0.f), var(held, 0.f);
-  dist::gather_logical(*world_, runs, tr.params(), params.data(), n, 0);
-  // ZeRO: every rank holds the moments of its range of its shard's buffer only; those ranges'
-  // pieces of the logical runs (moment_runs) from all ranks together cover the logical buffer
-  const auto mruns = zero_ ? zero_->moment_runs() : runs;
-  dist::gather_logical(*world_, mruns, tr.optimizer().m(), mom.data(), n, 0);
-  dist::gather_logical(*world_, mruns, tr.optimizer().v(), var.data(), n, 0);
+  gather_logical_state(tr, params.data(), mom.data(), var.data());
   if (!root()) return;
   train::AdamW opt(whole.params(), tr.optimizer().config());
   std::copy(mom.begin(), mom.end(), opt.m());
@@ -217,6 +208,20 @@ void TrainDist::save_checkpoint(const std::string& out, const model::ModelConfig
   opt.set_steps_done(tr.optimizer().steps_done());
   train::save_model(out, mc, whole.params(), params.data());
   train::save_optimizer(train::optimizer_path(out), whole.params(), opt);
+}
+
+void TrainDist::gather_logical_state(train::Trainer& tr, float* params, float* m, float* v) {
+  // One replica of each shard (tensor-parallel slice of a pipeline stage) sends its runs, the
+  // others send none; rank 0 assembles.
+  const bool sends = grid_->coords().dp == 0 && grid_->coords().sp == 0;
+  const auto runs = sends ? tr.model().logical_runs() : std::vector<model::LogicalRun>{};
+  const int64_t n = tr.model().logical_total();
+  dist::gather_logical(*world_, runs, tr.params(), params, n, 0);
+  // ZeRO: every rank holds the moments of its range of its shard's buffer only; those ranges'
+  // pieces of the logical runs (moment_runs) from all ranks together cover the logical buffer
+  const auto mruns = zero_ ? zero_->moment_runs() : runs;
+  dist::gather_logical(*world_, mruns, tr.optimizer().m(), m, n, 0);
+  dist::gather_logical(*world_, mruns, tr.optimizer().v(), v, n, 0);
 }
 
 void TrainDist::barrier() {

@@ -92,6 +92,11 @@ class TrainDist {
   // With ZeRO the moments come from every rank's ZeRO range (ZeroOptimizer::moment_runs);
   // ZeRO-3 parameters must be gathered first (gather_all_parameters).
   void save_checkpoint(const std::string& out, const model::ModelConfig& mc, train::Trainer& tr);
+  // The logical parameters and AdamW moments of a TP / PP sharded model, gathered from the ranks
+  // with dp = sp = 0 into params, m, v [logical_total] on world rank 0 (null elsewhere; the
+  // buffers are only written where some rank holds the element). Collective: every rank calls
+  // it. What save_checkpoint and the --data checkpoints (cli::ShardedState) write.
+  void gather_logical_state(train::Trainer& tr, float* params, float* m, float* v);
   void barrier();
   // The maximum of v over every rank (a stop flag that a signal set on some ranks only).
   // Identity without MPI.

@@ -116,12 +116,16 @@ std::vector<Scores> evaluate(model::ClimaX& model, const float* params,
   }
   while ((max_batches <= 0 || batches < max_batches) && ds.next(b)) {
     ++batches;
-    if (b.B > model.max_batch())
+    const bool hook = par && par->forward;
+    if (!hook && b.B > model.max_batch())
       fail("evaluate: batch of {} samples but the model is planned for {}", b.B,
            model.max_batch());
     if (b.B > 0) {
       pred.assign(static_cast<size_t>(b.B * Vo * HW), 0.0f);
-      model.forward(params, b.view(), pred.data());
+      if (hook)
+        par->forward(b.view(), pred.data());
+      else
+        model.forward(params, b.view(), pred.data());
       if (par && par->complete_pred) par->complete_pred(pred.data(), b.B * Vo * HW);
     }
     for (int64_t s = 0; s < b.B; ++s)

@@ -68,6 +68,10 @@ struct EvalParallel {
   std::function<void(float* pred, int64_t n)> complete_pred;
   // Sums sums[n] over the data-parallel ranks (in place).
   std::function<void(double* sums, int64_t n)> sum_over_shards;
+  // Replaces model.forward(params, b, pred) (and its batch-size check) when set: e.g. a
+  // pipelined model whose stages each hold some blocks (seqvit train --data --pp); pred [b.B, Vo,
+  // H, W] must then hold the forecast (this rank's pixels under SP) on every rank.
+  std::function<void(const model::BatchView& b, float* pred)> forward;
 };
 
 std::vector<Scores> evaluate(model::ClimaX& model, const float* params,

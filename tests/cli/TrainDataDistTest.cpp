@@ -4,7 +4,10 @@
 // (relative error <= 1e-5); checkpoints written by one layout resumed by another (dp 2 x sp 2 ->
 // 1 process, 1 process -> dp 2, 1 process -> sp 2 -> sp 4) continuing with the uninterrupted
 // run's losses; SIGTERM to one rank of four checkpoints and stops every rank, and so does a NaN
-// loss; a multi-rank launch without --dp/--sp is refused.
+// loss; a multi-rank launch without --dp/--sp is refused. Tensor and pipeline parallelism (tp 2 x
+// pp 2, micro-batches) match the single process too, including validation, and their (gathered,
+// logical) checkpoints resume in any layout (dp 2 x sp 2 -> tp 2 x pp 2 -> dp 2 x pp 2,
+// tp 2 x pp 2 -> 1 process); --zero stays refused with --data.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -98,6 +101,10 @@ class TrainDataDistTest : public ::testing::Test {
     fs::copy(tmp_ / run, tmp_ / to, fs::copy_options::recursive);
     for (const auto& [s, dir] : train::list_checkpoints((tmp_ / to).string()))
       if (s > step) fs::remove_all(dir);
+  }
+  // The RMSE of the first score of the last validation of a run.
+  double first_rmse(const std::string& run) const {
+    return events(run, "validation").back().at("scores")[0].at("rmse").get<double>();
   }
   std::string layout_of(const std::string& run, int step) const {
     io::SafetensorsReader r(
@@ -214,6 +221,117 @@ TEST_F(TrainDataDistTest, CheckpointsResumeAcrossLayouts) {
   EXPECT_NE(e.status, 0) << e.output;
   EXPECT_NE(e.output.find("differs from the one these options describe"), std::string::npos)
       << e.output;
+}
+
+// Tensor and pipeline parallelism (docs/training.md "Tensor and pipeline parallelism"): depth 2
+// (one block per stage), 2 heads (one per TP rank).
+std::string deep(const std::string& b) {
+  const std::string d1 = " --depth 1 ";
+  const auto at = b.find(d1);
+  return b.substr(0, at) + " --depth 2 " + b.substr(at + d1.size());
+}
+
+TEST_F(TrainDataDistTest, TpTimesPpMatchesTheSingleProcessAndResumesOnOneProcess) {
+  // tp 2 x pp 2 with 2 micro-batches (1F1B): validation batches of 4 run in chunks of 2 through
+  // both stages.
+  const auto par = run_seqvit_mpi(4, deep(base("par")) + " --tp 2 --pp 2 --micro-batches 2");
+  ASSERT_EQ(par.status, 0) << par.output;
+  EXPECT_NE(par.output.find("parallel: dp 1 x sp 1 (ulysses) x tp 2 x pp 2"), std::string::npos)
+      << par.output;
+  const auto one = run_seqvit(deep(base("one")));
+  ASSERT_EQ(one.status, 0) << one.output;
+  // --micro-batches alone: gradient accumulation in one process (no MPI), chunked validation.
+  const auto acc = run_seqvit(deep(base("acc")) + " --micro-batches 4");
+  ASSERT_EQ(acc.status, 0) << acc.output;
+  expect_same_steps("acc", "one", 6);
+  expect_same_weights("acc", "one");
+  EXPECT_PRED2(close, first_rmse("acc"), first_rmse("one"));
+  expect_same_steps("par", "one", 6);
+  expect_same_weights("par", "one");
+  const auto vp = events("par", "validation"), vo = events("one", "validation");
+  ASSERT_EQ(vp.size(), 2u);
+  ASSERT_EQ(vo.size(), 2u);
+  for (size_t k = 0; k < 2; ++k) {
+    const auto &a = vp[k].at("scores"), &b = vo[k].at("scores");
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(a[i].at("forecasts"), b[i].at("forecasts"));
+      for (const char* s : {"rmse", "acc", "rmse_persistence", "rmse_climatology"})
+        EXPECT_PRED2(close, a[i].at(s).get<double>(), b[i].at(s).get<double>())
+            << s << " of " << b[i].at("variable");
+    }
+  }
+  const auto lay = json::parse(layout_of("par", 6));
+  EXPECT_EQ(lay.at("tp"), 2);
+  EXPECT_EQ(lay.at("pp"), 2);
+  EXPECT_EQ(lay.at("micro_batches"), 2);
+  EXPECT_EQ(lay.at("state"), "sharded");
+
+  // tp 2 x pp 2 -> 1 process: stopped after step 4, resumed by one process.
+  cut("par", "par_to_one", 4);
+  const auto a = run_seqvit(deep(base("par_to_one")) + " --resume");
+  ASSERT_EQ(a.status, 0) << a.output;
+  EXPECT_NE(a.output.find("checkpoint written by 4 ranks: dp 1 x sp 1 x tp 2 x pp 2, 2 "
+                          "micro-batches"),
+            std::string::npos)
+      << a.output;
+  expect_same_steps("par_to_one", "one", 2);
+  expect_same_weights("par_to_one", "one");
+}
+
+TEST_F(TrainDataDistTest, DpTimesSpCheckpointResumesUnderTpTimesPp) {
+  const auto one = run_seqvit(deep(base("one")));
+  ASSERT_EQ(one.status, 0) << one.output;
+  const auto par = run_seqvit_mpi(4, deep(base("par")) + mpi(2, 2, "ulysses"));
+  ASSERT_EQ(par.status, 0) << par.output;
+  // dp 2 x sp 2 -> tp 2 x pp 2 x 2 micro-batches (GPipe) for steps 3-4 -> dp 2 x pp 2 for 5-6.
+  cut("par", "to_tp_pp", 2);
+  const auto a = run_seqvit_mpi(4, deep(base("to_tp_pp")) +
+                                       " --tp 2 --pp 2 --micro-batches 2 --pp-schedule gpipe "
+                                       "--resume");
+  ASSERT_EQ(a.status, 0) << a.output;
+  EXPECT_NE(a.output.find("checkpoint written by 4 ranks: dp 2 x sp 2 (ulysses)"),
+            std::string::npos)
+      << a.output;
+  expect_same_steps("to_tp_pp", "one", 4);
+  expect_same_weights("to_tp_pp", "one");
+  cut("to_tp_pp", "to_dp_pp", 4);
+  const auto b = run_seqvit_mpi(4, deep(base("to_dp_pp")) + mpi(2, 1) + " --pp 2 --resume");
+  ASSERT_EQ(b.status, 0) << b.output;
+  expect_same_steps("to_dp_pp", "one", 2);
+  expect_same_weights("to_dp_pp", "one");
+  // 1 process -> tp 2 x sp 2 (lss): TP without stages validates with the plain forward.
+  cut("one", "to_tp_sp", 2);
+  const auto c =
+      run_seqvit_mpi(4, deep(base("to_tp_sp")) + mpi(1, 2, "lss") + " --tp 2 --resume");
+  ASSERT_EQ(c.status, 0) << c.output;
+  expect_same_steps("to_tp_sp", "one", 4);
+  expect_same_weights("to_tp_sp", "one");
+  EXPECT_PRED2(close, first_rmse("to_tp_sp"), first_rmse("one"));
+}
+
+TEST_F(TrainDataDistTest, BadTpPpCombinationsAreRefused) {
+  auto expect_refused = [&](const seqvit_test::Result& r, const std::string& needle) {
+    EXPECT_NE(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find(needle), std::string::npos) << needle << "\n" << r.output;
+  };
+  expect_refused(run_seqvit(deep(base("z")) + " --zero 1"),
+                 "--zero 1 and its sharded optimizer state are supported in the synthetic mode "
+                 "only");
+  expect_refused(run_seqvit_mpi(2, base("p") + " --pp 2"),
+                 "depth 1 cannot be split into pp = 2 pipeline stages of equal block counts; "
+                 "valid pp: 1");
+  expect_refused(run_seqvit_mpi(3, deep(base("t")) + " --tp 3"),
+                 "tp = 3 must divide the 2 heads and the MLP width 32");
+  expect_refused(run_seqvit(deep(base("m")) + " --micro-batches 3"),
+                 "the batch per data-parallel replica, 4 (batch 4 / dp 1), cannot be split into "
+                 "micro_batches = 3; valid micro-batch counts: 1, 2 or 4");
+  expect_refused(run_seqvit_mpi(2, deep(base("s")) + " --pp 2 --pp-schedule zigzag"),
+                 "unknown pipeline schedule 'zigzag': valid schedules are 1f1b and gpipe");
+  expect_refused(run_seqvit_mpi(2, deep(base("w")) + " --tp 2 --pp 2"),
+                 "--dp 1 --sp 1 --pp 2 --tp 2 needs 4 ranks (mpirun -np 4), but this job has 2");
+  for (const char* r : {"z", "p", "t", "m", "s", "w"})
+    EXPECT_FALSE(fs::exists(tmp_ / r / "log.jsonl")) << r;
 }
 
 TEST_F(TrainDataDistTest, SigtermToOneRankCheckpointsOnEveryRankAndResumes) {
