@@ -89,6 +89,8 @@ TEST_F(TrainTpTest, AggregateMatchesSingleProcess) {
   single("aggregate");
   check("aggregate", "--tp 2", 2, "tp2");
   check("aggregate", "--tp 2 --dp 2", 4, "tp2_dp2");
+  // another rank order: dp innermost, the TP pairs are ranks {0, 2} and {1, 3}
+  check("aggregate", "--tp 2 --dp 2 --order sp,tp,pp,dp", 4, "tp2_dp2_order");
   check("aggregate", "--tp 2 --pp 2 --micro-batches 2 --pp-schedule gpipe", 4, "tp2_pp2");
   check("aggregate", "--tp 2 --sp 2 --sp-mode lss", 4, "tp2_lss2");
   // 2-D SP inside each TP coordinate: Ulysses 2 splits a TP rank's 2 heads, ring 2 across
@@ -112,6 +114,8 @@ TEST_F(TrainTpTest, BadConfigurationsExitWithOneMessage) {
                "tp = 3 must divide the 4 heads and the MLP width 32");
   expect_error(seqvit_test::run_seqvit(train_args("aggregate", "o") + " --tp 0"),
                "--tp must be >= 1, got 0");
+  expect_error(seqvit_test::run_seqvit(train_args("aggregate", "o") + " --order dp,tp,sp"),
+               "grid order 'dp,tp,sp'");
   expect_error(run_seqvit_mpi(2, train_args("aggregate", "o") + " --tp 2 --zero 1"),
                "--zero 1 shards over the data- and sequence-parallel ranks");
   expect_error(seqvit_test::run_seqvit("train --data " + path("none.nc") + " --tp 2 --zero 1"),
