@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/cli_fixture.h"
 #include "cli/run_seqvit.h"
 #include "io/safetensors.h"
 
@@ -35,15 +36,8 @@ std::vector<double> read_losses(const std::string& path) {
   return out;
 }
 
-class TrainDistTest : public ::testing::Test {
+class TrainDistTest : public seqvit_test::CliDirTest {
  protected:
-  void SetUp() override {
-    tmp_ = fs::temp_directory_path() / ("seqvit_traindist_" + std::to_string(::getpid()));
-    fs::create_directories(tmp_);
-  }
-  void TearDown() override { fs::remove_all(tmp_); }
-  std::string path(const std::string& name) const { return (tmp_ / name).string(); }
-
   // A tiny model, 3 steps of a global batch of 4: 8 tokens (aggregate) or 16 (per_variable).
   std::string train_args(const std::string& tok, const std::string& name) const {
     return "train --steps 3 --batch 4 --img 8x16 --patch 4 --embed-dim 16 --depth 1 "
@@ -83,12 +77,8 @@ class TrainDistTest : public ::testing::Test {
     ASSERT_EQ(r.status, 0) << r.output;
   }
   static void expect_error(const seqvit_test::Result& r, const std::string& needle) {
-    EXPECT_EQ(r.status, 1) << r.output;
-    EXPECT_NE(r.output.find("seqvit: error:"), std::string::npos) << r.output;
-    EXPECT_NE(r.output.find(needle), std::string::npos) << "wanted '" << needle << "' in:\n"
-                                                        << r.output;
+    seqvit_test::expect_error(r, needle, 1);
   }
-  fs::path tmp_;
 };
 
 TEST_F(TrainDistTest, AggregateMatchesSingleProcess) {

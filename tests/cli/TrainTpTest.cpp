@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/cli_fixture.h"
 #include "cli/run_seqvit.h"
 #include "io/safetensors.h"
 
@@ -24,23 +25,10 @@ namespace {
 using seqvit_test::rel_err;
 using seqvit_test::run_seqvit_mpi;
 
-std::vector<double> read_numbers(const std::string& path) {
-  std::ifstream f(path);
-  std::vector<double> out;
-  double v;
-  while (f >> v) out.push_back(v);
-  return out;
-}
+using seqvit_test::read_numbers;
 
-class TrainTpTest : public ::testing::Test {
+class TrainTpTest : public seqvit_test::CliDirTest {
  protected:
-  void SetUp() override {
-    tmp_ = fs::temp_directory_path() / ("seqvit_traintp_" + std::to_string(::getpid()));
-    fs::create_directories(tmp_);
-  }
-  void TearDown() override { fs::remove_all(tmp_); }
-  std::string path(const std::string& name) const { return (tmp_ / name).string(); }
-
   // D 16 with 4 heads (d 4) and MLP width 32, so tp 2 x Ulysses 2 splits the heads.
   std::string train_args(const std::string& tok, const std::string& name) const {
     return "train --steps 3 --batch 4 --img 8x16 --patch 4 --embed-dim 16 --depth 2 "
@@ -77,12 +65,8 @@ class TrainTpTest : public ::testing::Test {
     for (size_t i = 1; i < 6; i += 2) EXPECT_GT(read_numbers(path("single.loss"))[i], 0.05);
   }
   static void expect_error(const seqvit_test::Result& r, const std::string& needle) {
-    EXPECT_EQ(r.status, 1) << r.output;
-    EXPECT_NE(r.output.find("seqvit: error:"), std::string::npos) << r.output;
-    EXPECT_NE(r.output.find(needle), std::string::npos) << "wanted '" << needle << "' in:\n"
-                                                        << r.output;
+    seqvit_test::expect_error(r, needle, 1);
   }
-  fs::path tmp_;
 };
 
 TEST_F(TrainTpTest, AggregateMatchesSingleProcess) {
