@@ -28,13 +28,6 @@ namespace {
 using seqvit_test::rel_err;
 using seqvit_test::run_seqvit_mpi;
 
-std::vector<double> read_losses(const std::string& path) {
-  std::ifstream f(path);
-  std::vector<double> out;
-  double v;
-  while (f >> v) out.push_back(v);
-  return out;
-}
 
 class TrainDistTest : public seqvit_test::CliDirTest {
  protected:
@@ -46,16 +39,7 @@ class TrainDistTest : public seqvit_test::CliDirTest {
            tok + " --out " + path(name + ".safetensors") + " --loss-log " + path(name + ".loss");
   }
   void compare(const std::string& name, const std::string& what) {
-    const auto ref = read_losses(path("single.loss")), got = read_losses(path(name + ".loss"));
-    ASSERT_EQ(ref.size(), 6u);  // 3 steps x (loss, gradient norm)
-    ASSERT_EQ(got.size(), 6u) << what;
-    for (size_t i = 0; i < ref.size(); ++i)
-      EXPECT_LE(std::abs(got[i] - ref[i]), 1e-5 * std::abs(ref[i]))
-          << what << " step " << i / 2 + 1 << (i % 2 ? " gradient norm" : " loss");
-    seqvit::io::SafetensorsReader r(path("single.safetensors")), g(path(name + ".safetensors"));
-    ASSERT_EQ(r.names(), g.names()) << what;
-    for (const auto& n : r.names())
-      EXPECT_LE(rel_err(g.read_f32(n), r.read_f32(n)), 1e-5) << what << ": " << n;
+    expect_same_run(name, what, /*optimizer=*/false);
   }
   // outer: for mode 2d, ring or lss across 2 Ulysses ranks (--sp-ulysses 2).
   void check(const std::string& tok, int dp, int sp, const std::string& mode,

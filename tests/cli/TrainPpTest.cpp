@@ -24,13 +24,6 @@ namespace {
 using seqvit_test::rel_err;
 using seqvit_test::run_seqvit_mpi;
 
-std::vector<double> read_losses(const std::string& path) {
-  std::ifstream f(path);
-  std::vector<double> out;
-  double v;
-  while (f >> v) out.push_back(v);
-  return out;
-}
 
 class TrainPpTest : public seqvit_test::CliDirTest {
  protected:
@@ -42,23 +35,7 @@ class TrainPpTest : public seqvit_test::CliDirTest {
            "--lr 1e-3 --grad-clip 0.05 --seed 3 --threads 1 --log-every 1 --tokenization " +
            tok + " --out " + path(name + ".safetensors") + " --loss-log " + path(name + ".loss");
   }
-  void compare_file(const std::string& ref_path, const std::string& got_path,
-                    const std::string& what) {
-    seqvit::io::SafetensorsReader r(ref_path), g(got_path);
-    ASSERT_EQ(r.names(), g.names()) << what;
-    for (const auto& n : r.names())
-      EXPECT_LE(rel_err(g.read_f32(n), r.read_f32(n)), 1e-5) << what << ": " << n;
-  }
-  void compare(const std::string& name, const std::string& what) {
-    const auto ref = read_losses(path("single.loss")), got = read_losses(path(name + ".loss"));
-    ASSERT_EQ(ref.size(), 6u);  // 3 steps x (loss, gradient norm)
-    ASSERT_EQ(got.size(), 6u) << what;
-    for (size_t i = 0; i < ref.size(); ++i)
-      EXPECT_LE(std::abs(got[i] - ref[i]), 1e-5 * std::abs(ref[i]))
-          << what << " step " << i / 2 + 1 << (i % 2 ? " gradient norm" : " loss");
-    compare_file(path("single.safetensors"), path(name + ".safetensors"), what);
-    compare_file(path("single.optim.safetensors"), path(name + ".optim.safetensors"), what);
-  }
+  void compare(const std::string& name, const std::string& what) { expect_same_run(name, what); }
   void check(const std::string& tok, int np, const std::string& flags, const std::string& name) {
     auto r = np == 0 ? seqvit_test::run_seqvit(train_args(tok, name) + " " + flags)
                      : run_seqvit_mpi(np, train_args(tok, name) + " " + flags);

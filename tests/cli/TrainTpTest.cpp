@@ -36,12 +36,6 @@ class TrainTpTest : public seqvit_test::CliDirTest {
            "--lr 1e-3 --grad-clip 0.05 --seed 3 --threads 1 --log-every 1 --tokenization " +
            tok + " --out " + path(name + ".safetensors") + " --loss-log " + path(name + ".loss");
   }
-  void compare_file(const std::string& a, const std::string& b, const std::string& what) {
-    seqvit::io::SafetensorsReader r(path(a)), g(path(b));
-    ASSERT_EQ(r.names(), g.names()) << what;
-    for (const auto& n : r.names())
-      EXPECT_LE(rel_err(g.read_f32(n), r.read_f32(n)), 1e-5) << what << ": " << n;
-  }
   void check(const std::string& tok, const std::string& flags, int np, const std::string& name) {
     auto r = run_seqvit_mpi(np, train_args(tok, name) + " " + flags);
     ASSERT_EQ(r.status, 0) << r.output;
@@ -49,14 +43,7 @@ class TrainTpTest : public seqvit_test::CliDirTest {
               std::string::npos)
         << r.output;
     EXPECT_NE(r.output.find("tp all_reduce"), std::string::npos) << r.output;
-    const auto ref = read_numbers(path("single.loss")), got = read_numbers(path(name + ".loss"));
-    ASSERT_EQ(ref.size(), 6u);  // 3 steps x (loss, gradient norm)
-    ASSERT_EQ(got.size(), 6u) << flags;
-    for (size_t i = 0; i < ref.size(); ++i)
-      EXPECT_LE(std::abs(got[i] - ref[i]), 1e-5 * std::abs(ref[i]))
-          << flags << " step " << i / 2 + 1 << (i % 2 ? " gradient norm" : " loss");
-    compare_file("single.safetensors", name + ".safetensors", flags);
-    compare_file("single.optim.safetensors", name + ".optim.safetensors", flags + " (optimizer)");
+    expect_same_run(name, flags);
   }
   void single(const std::string& tok) {
     auto r = seqvit_test::run_seqvit(train_args(tok, "single"));

@@ -20,6 +20,15 @@
 
 namespace seqvit_test {
 
+// Whitespace-separated numbers of a text file (a --loss-log).
+inline std::vector<double> read_numbers(const std::string& path) {
+  std::ifstream f(path);
+  std::vector<double> out;
+  double v;
+  while (f >> v) out.push_back(v);
+  return out;
+}
+
 // A fresh directory per test, named after the suite and the process, removed afterwards.
 class CliDirTest : public ::testing::Test {
  protected:
@@ -32,17 +41,14 @@ class CliDirTest : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(tmp_); }
   std::string path(const std::string& name) const { return (tmp_ / name).string(); }
 
+  // `seqvit train` runs: the run `name` (its --loss-log NAME.loss, NAME.safetensors and, with
+  // `optimizer`, NAME.optim.safetensors) against the single-process run "single": the loss and
+  // gradient norm of each of `steps` steps and every tensor, relative error <= 1e-5.
+  void expect_same_run(const std::string& name, const std::string& what, bool optimizer = true,
+                       size_t steps = 3) const;
+
   std::filesystem::path tmp_;
 };
-
-// Whitespace-separated numbers of a text file (a --loss-log).
-inline std::vector<double> read_numbers(const std::string& path) {
-  std::ifstream f(path);
-  std::vector<double> out;
-  double v;
-  while (f >> v) out.push_back(v);
-  return out;
-}
 
 // A refused command: exit status `status` (any non-zero one when negative), the "seqvit: error:"
 // line and `needle` in the output.
@@ -63,6 +69,20 @@ inline void expect_same_tensors(const std::string& ref, const std::string& got, 
   ASSERT_EQ(r.names(), g.names()) << what;
   for (const auto& n : r.names())
     EXPECT_LE(rel_err(g.read_f32(n), r.read_f32(n)), tol) << what << ": " << n;
+}
+
+inline void CliDirTest::expect_same_run(const std::string& name, const std::string& what,
+                                        bool optimizer, size_t steps) const {
+  const auto ref = read_numbers(path("single.loss")), got = read_numbers(path(name + ".loss"));
+  ASSERT_EQ(ref.size(), 2 * steps);  // (loss, gradient norm) per step
+  ASSERT_EQ(got.size(), 2 * steps) << what;
+  for (size_t i = 0; i < ref.size(); ++i)
+    EXPECT_LE(std::abs(got[i] - ref[i]), 1e-5 * std::abs(ref[i]))
+        << what << " step " << i / 2 + 1 << (i % 2 ? " gradient norm" : " loss");
+  expect_same_tensors(path("single.safetensors"), path(name + ".safetensors"), 1e-5, what);
+  if (optimizer)
+    expect_same_tensors(path("single.optim.safetensors"), path(name + ".optim.safetensors"), 1e-5,
+                        what + " (optimizer)");
 }
 
 // The `seqvit grad` tests: model.safetensors (tiny_config with `heads`, weights of seed 5) and
