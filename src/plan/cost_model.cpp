@@ -184,7 +184,7 @@ struct SpCall {
 };
 
 SpCall sp_call(const dist::GridConfig& c, int64_t b, int64_t N, int64_t heads, int64_t d,
-               int threads) {
+               int threads, bool bf16) {
   SpCall r;
   const int P = c.sp();
   const dist::SpAttentionShape s{b, N, heads, d};
@@ -194,6 +194,7 @@ SpCall sp_call(const dist::GridConfig& c, int64_t b, int64_t N, int64_t heads, i
     a.heads = heads;
     a.nq = a.nk = N;
     a.head_dim = d;
+    a.bf16 = bf16;  // (the SP operators always run in fp32)
     r.saved = 4.0 * b * heads * N;  // the LSE
     r.workspace = static_cast<double>(kernels::flash_attention_workspace_bytes(a, threads));
     return r;
@@ -263,8 +264,8 @@ Estimate estimate(const Workload& w, const dist::GridConfig& c, const Machine& m
   const double Nl = static_cast<double>(N) / sp, T = b * Nl, Dt = double(D) / tp,
                Ft = double(F) / tp, Ll = agg ? Nl : double(Lp);
   const int64_t Hl = Hh / tp;
-  const int threads = 1;
-  const SpCall spc = sp_call(c, b, N, Hl, d, threads);
+  const int threads = std::max(1, w.threads);
+  const SpCall spc = sp_call(c, b, N, Hl, d, threads, bf16);
 
   // Strides of the axes in the default order dp, pp, tp, sp (sp innermost).
   const int64_t st_tp = sp, st_pp = sp * tp, st_dp = sp * tp * pp;

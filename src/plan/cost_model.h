@@ -48,6 +48,7 @@ struct Workload {
   PlanModel model;
   Precision precision = Precision::BF16;
   int64_t micro_batch = 1;  // samples per micro-batch on one replica
+  int threads = 1;          // CPU threads per device (attention scratch is per thread)
 };
 
 struct Memory {  // bytes per device
