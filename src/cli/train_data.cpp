@@ -463,16 +463,18 @@ void train_data(const TrainOptions& o, const data::ForecastConfig& dc,
     if (val_ds->size() == 0) fail("the validation period {}/{} has no samples", dc.val.begin, dc.val.end);
     const auto t = std::chrono::steady_clock::now();
     // ZeRO-3: the forwards gather each unit's weights through the model's parameter hooks (a
-    // collective over the replicas), so every replica must forward every batch. A last batch of
-    // fewer samples than replicas leaves some replica without a forward: then the weights are
-    // gathered whole for the validation (hooks off) and released after.
+    // collective over the replicas), so every replica must run the same forwards. A last batch
+    // of fewer samples than replicas leaves some replica without a forward, and through the
+    // pipeline (chunks of the micro-batch) a partial last batch may give the replicas different
+    // chunk counts: then the weights are gathered whole for the validation (hooks off) and
+    // released after.
     dist::ZeroOptimizer* z3 = dist.zero() && dist.zero()->stage() == 3 ? dist.zero() : nullptr;
     bool whole = false;
     if (z3) {
       const int64_t nb = val_ds->num_batches();
       const bool last_evaluated = o.val_batches <= 0 || o.val_batches >= nb;
       const int64_t last_n = val_ds->size() - (nb - 1) * o.batch;
-      whole = last_evaluated && nb > 0 && last_n < D;
+      whole = last_evaluated && nb > 0 && (last_n < D || (dist.pipelined() && last_n != o.batch));
       if (whole) {
         z3->gather_all_parameters();
         tr.model().set_parameter_hooks(nullptr);
