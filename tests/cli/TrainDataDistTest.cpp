@@ -8,8 +8,9 @@
 // pp 2, micro-batches) match the single process too, including validation, and their (gathered,
 // logical) checkpoints resume in any layout (dp 2 x sp 2 -> tp 2 x pp 2 -> dp 2 x pp 2,
 // tp 2 x pp 2 -> 1 process). ZeRO-1/3 with dp 2 (and ZeRO-3 with dp 2 x tp 2) match the single
-// process, and ZeRO checkpoints resume in any layout (dp 2 ZeRO-3 -> 1 process, 1 process ->
-// dp 2 x sp 2 ZeRO-2).
+// process (validation through the stages and with a replica left without samples included), and
+// ZeRO checkpoints resume in any layout (dp 2 ZeRO-3 -> 1 process, 1 process -> dp 2 x sp 2
+// ZeRO-2, dp 2 ZeRO-3 -> dp 2 x tp 2 ZeRO-3).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -364,6 +365,33 @@ TEST_F(TrainDataDistTest, ZeroMatchesTheSingleProcess) {
   }
 }
 
+// ZeRO-3 validation: batches of 2 leave the last of the 7 validation samples alone, so one
+// replica has no forward (the weights are then gathered whole for the validation); through two
+// stages x 2 micro-batches (one full validation batch) the forwards gather per unit and stage.
+TEST_F(TrainDataDistTest, ZeroThreeValidatesPartialBatchesAndThroughStages) {
+  auto b2 = [&](const std::string& run) {
+    std::string s = base(run);
+    s.replace(s.find("--batch 4"), 9, "--batch 2");
+    return s;
+  };
+  const auto one = run_seqvit(b2("one"));
+  ASSERT_EQ(one.status, 0) << one.output;
+  const auto z3 = run_seqvit_mpi(2, b2("z3") + " --dp 2 --zero 3");
+  ASSERT_EQ(z3.status, 0) << z3.output;
+  expect_same_steps("z3", "one", 6);
+  expect_same_weights("z3", "one");
+  EXPECT_PRED2(close, first_rmse("z3"), first_rmse("one"));
+  // --val-batches 1: only full batches, so the staged forwards gather per unit
+  const auto deep_one = run_seqvit(deep(base("deep_one")) + " --val-batches 1");
+  ASSERT_EQ(deep_one.status, 0) << deep_one.output;
+  const auto pp = run_seqvit_mpi(4, deep(base("pp")) +
+                                        " --dp 2 --pp 2 --micro-batches 2 --zero 3 --val-batches 1");
+  ASSERT_EQ(pp.status, 0) << pp.output;
+  expect_same_steps("pp", "deep_one", 6);
+  expect_same_weights("pp", "deep_one");
+  EXPECT_PRED2(close, first_rmse("pp"), first_rmse("deep_one"));
+}
+
 TEST_F(TrainDataDistTest, ZeroCheckpointsResumeAcrossLayouts) {
   const auto one = run_seqvit(base("one"));
   ASSERT_EQ(one.status, 0) << one.output;
@@ -386,6 +414,12 @@ TEST_F(TrainDataDistTest, ZeroCheckpointsResumeAcrossLayouts) {
   expect_same_steps("one_to_z2", "one", 4);
   expect_same_weights("one_to_z2", "one");
   EXPECT_PRED2(close, first_rmse("one_to_z2"), first_rmse("one"));
+  // dp 2 ZeRO-3 -> dp 2 x tp 2 ZeRO-3: each rank keeps its range of its TP slice.
+  cut("z3", "z3_to_tp", 4);
+  const auto c = run_seqvit_mpi(4, base("z3_to_tp") + " --dp 2 --tp 2 --zero 3 --resume");
+  ASSERT_EQ(c.status, 0) << c.output;
+  expect_same_steps("z3_to_tp", "one", 2);
+  expect_same_weights("z3_to_tp", "one");
 }
 
 TEST_F(TrainDataDistTest, SigtermToOneRankCheckpointsOnEveryRankAndResumes) {
