@@ -50,6 +50,7 @@ struct GradOptions {
   bool recompute = false;
   int sp = 0;  // 0 (with tp and pp 0): no MPI at all
   int tp = 0;
+  std::string order = "dp,pp,tp,sp";  // rank grid axes, outermost first
   std::string sp_mode = "ulysses";
   int sp_ulysses = 0;            // --sp-mode 2d: the Ulysses degree U (P / U ring or LSS groups)
   std::string sp_outer = "ring";  // --sp-mode 2d: ring or lss across the Ulysses groups
@@ -104,6 +105,8 @@ void run_grad(const GradOptions& o) {
   const int sp = std::max(o.sp, 1), pp = std::max(o.pp, 1), tp = std::max(o.tp, 1),
             dp = std::max(o.dp, 1);
   g.tp = tp;
+  g.order = o.order;
+  dist::GridLayout check_order(g);  // a bad order is refused before MPI starts
   g.dp = dp;
   g.zero = o.zero;
   // Declared first so that it is destroyed last (MPI_Finalize after every communicator).
@@ -306,6 +309,9 @@ void add_grad(CLI::App& app) {
   c->add_option("--sp-outer", opts->sp_outer,
                 "--sp-mode 2d: ring or lss across the P / U Ulysses groups")
       ->default_str("ring");
+  c->add_option("--order", opts->order,
+                "rank grid: the axes dp, pp, tp, sp, outermost first")
+      ->default_str("dp,pp,tp,sp");
   c->add_option("--tp", opts->tp,
                 "tensor-parallel degree: split heads and MLP units over T ranks (mpirun -np T*S*P "
                 "with --pp S and --sp P)");

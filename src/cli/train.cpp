@@ -128,7 +128,7 @@ void run_train_synthetic(TrainOptions o) {
   // Data / sequence parallelism: MPI (only with --dp or --sp > 1) and the whole configuration
   // checked on every rank alike before anything is allocated.
   TrainDist dist(o.dp, o.sp, o.sp_mode, o.bf16, mc, o.batch, o.sp_ulysses, o.sp_outer, o.zero,
-                 PipelineOptions{o.pp, o.micro_batches, o.pp_schedule}, o.tp);
+                 PipelineOptions{o.pp, o.micro_batches, o.pp_schedule}, o.tp, o.order);
   try {
     train_synthetic(o, mc, dist);
   } catch (const std::exception& e) {
@@ -387,6 +387,10 @@ void add_train(CLI::App& app) {
       ->capture_default_str();
   c->add_flag("--recompute", o->recompute,
               "activation recomputation: keep only block inputs, recompute blocks in backward");
+  c->add_option("--order", o->order,
+                "rank grid: the axes dp, pp, tp, sp, outermost first (the innermost axis's groups "
+                "are runs of neighbouring ranks, on one node)")
+      ->capture_default_str();
   c->add_option("--tp", o->tp,
                 "tensor-parallel degree: split heads and MLP units over T ranks "
                 "(mpirun -np D*T*P)")

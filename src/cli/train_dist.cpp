@@ -38,7 +38,8 @@ double SpDpReducer::reduce(double partial_loss, float* grads, int64_t n) {
 
 TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
                      const model::ModelConfig& mc, int64_t global_batch, int sp_ulysses,
-                     const std::string& sp_outer, int zero, const PipelineOptions& pipe, int tp)
+                     const std::string& sp_outer, int zero, const PipelineOptions& pipe, int tp,
+                     const std::string& order)
     : dp_(dp),
       tp_(tp),
       local_batch_(global_batch),
@@ -51,6 +52,11 @@ TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
   if (pipe.pp < 1) fail("--pp must be >= 1, got {}", pipe.pp);
   if (pipe.micro_batches < 1) fail("--micro-batches must be >= 1, got {}", pipe.micro_batches);
   dist::parse_pipe_schedule(pipe.schedule);
+  {
+    dist::GridConfig probe;  // the order string is checked even for one process
+    probe.order = order;
+    dist::GridLayout check(probe);
+  }
   if (zero < 0 || zero > 3)
     fail("--zero {} is out of range: valid stages are 0 (off), 1 (optimizer state), 2 (and "
          "gradients) and 3 (and parameters)",
@@ -79,6 +85,7 @@ TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
   g.zero = zero;
   dist::set_sp_degrees(g, sp, mode, sp_ulysses, dist::parse_sp_outer(sp_outer));
   g.tp = tp;
+  g.order = order;
   mpi_.emplace(nullptr, nullptr);
   world_.emplace(dist::Comm::world());
   g.pp = pipe.pp;

@@ -49,7 +49,8 @@ class TrainDist {
   // tp: the tensor-parallel degree.
   TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16, const model::ModelConfig& mc,
             int64_t global_batch, int sp_ulysses = 0, const std::string& sp_outer = "ring",
-            int zero = 0, const PipelineOptions& pipe = {}, int tp = 1);
+            int zero = 0, const PipelineOptions& pipe = {}, int tp = 1,
+            const std::string& order = "dp,pp,tp,sp");
 
   bool active() const { return grid_.has_value(); }
   bool root() const { return !grid_ || grid_->rank() == 0; }

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/cli_fixture.h"
 #include "cli/run_seqvit.h"
 #include "io/safetensors.h"
 #include "model/climax.h"
@@ -21,47 +22,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using seqvit_test::expect_error;
 using seqvit_test::rel_err;
 using seqvit_test::run_seqvit_mpi;
 
-class GradDpZeroTest : public ::testing::Test {
+class GradDpZeroTest : public seqvit_test::GradCliTest {
  protected:
-  void SetUp() override {
-    tmp_ = fs::temp_directory_path() / ("seqvit_graddpzero_" + std::to_string(::getpid()));
-    fs::create_directories(tmp_);
-  }
-  void TearDown() override { fs::remove_all(tmp_); }
-  std::string path(const std::string& name) const { return (tmp_ / name).string(); }
-
-  // model.safetensors (tiny config, 4 heads, 2 blocks) and batch.safetensors (B = 4).
-  void write_inputs(model::Tokenization tok) {
-    model::ModelConfig c = seqvit_test::tiny_config(tok);
-    c.num_heads = 4;
-    model::ClimaX m(c);
-    std::vector<float> params(m.params().total());
-    m.init(params.data(), 5);
-    train::save_model(path("model.safetensors"), c, m.params(), params.data());
-    constexpr int64_t B = 4;
-    seqvit_test::SyntheticBatch data(c, B);
-    const model::BatchView b = data.batch(1);
-    io::SafetensorsWriter w;
-    w.add_f32("x", {B, c.V(), c.img_h, c.img_w}, b.x);
-    w.add_f32("y", {B, c.Vo(), c.img_h, c.img_w}, b.y);
-    w.add_f32("lead_times", {B}, b.lead_times);
-    w.add_f32("lat", {c.img_h}, b.lat);
-    w.write(path("batch.safetensors"));
-  }
-  std::string grad_args(const std::string& out) const {
-    return "grad --model " + path("model.safetensors") + " --batch " + path("batch.safetensors") +
-           " --out " + path(out);
-  }
-  void compare(const std::string& out, const std::string& what,
-               const std::string& single = "single.safetensors", double tol = 1e-5) {
-    io::SafetensorsReader ref(path(single)), got(path(out));
-    ASSERT_EQ(ref.names(), got.names()) << what;
-    for (const auto& n : ref.names())
-      EXPECT_LE(rel_err(got.read_f32(n), ref.read_f32(n)), tol) << what << ": " << n;
-  }
+  void write_inputs(model::Tokenization tok) { GradCliTest::write_inputs(tok, 4, 4); }
   void check(model::Tokenization tok) {
     write_inputs(tok);
     auto single = seqvit_test::run_seqvit(grad_args("single.safetensors"));
@@ -83,13 +50,6 @@ class GradDpZeroTest : public ::testing::Test {
       compare(r.name + ".safetensors", r.flags);
     }
   }
-  static void expect_error(const seqvit_test::Result& r, const std::string& needle) {
-    EXPECT_NE(r.status, 0) << r.output;
-    EXPECT_NE(r.output.find("seqvit: error:"), std::string::npos) << r.output;
-    EXPECT_NE(r.output.find(needle), std::string::npos) << "wanted '" << needle << "' in:\n"
-                                                        << r.output;
-  }
-  fs::path tmp_;
 };
 
 TEST_F(GradDpZeroTest, AggregateMatchesSingleProcess) { check(model::Tokenization::Aggregate); }

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/cli_fixture.h"
 #include "cli/run_seqvit.h"
 #include "io/safetensors.h"
 #include "model/climax.h"
@@ -20,35 +21,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class GradSpRecomputeTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    tmp_ = fs::temp_directory_path() / ("seqvit_gradrc_" + std::to_string(::getpid()));
-    fs::create_directories(tmp_);
-  }
-  void TearDown() override { fs::remove_all(tmp_); }
-  std::string path(const std::string& name) const { return (tmp_ / name).string(); }
+using seqvit_test::expect_error;
 
-  void write_inputs() {
-    const model::ModelConfig c = seqvit_test::tiny_config(model::Tokenization::PerVariable);
-    model::ClimaX m(c);
-    std::vector<float> params(m.params().total());
-    m.init(params.data(), 5);
-    train::save_model(path("model.safetensors"), c, m.params(), params.data());
-    constexpr int64_t B = 2;
-    seqvit_test::SyntheticBatch data(c, B);
-    const model::BatchView b = data.batch(1);
-    io::SafetensorsWriter w;
-    w.add_f32("x", {B, c.V(), c.img_h, c.img_w}, b.x);
-    w.add_f32("y", {B, c.Vo(), c.img_h, c.img_w}, b.y);
-    w.add_f32("lead_times", {B}, b.lead_times);
-    w.add_f32("lat", {c.img_h}, b.lat);
-    w.write(path("batch.safetensors"));
-  }
-  std::string grad_args(const std::string& out) const {
-    return "grad --model " + path("model.safetensors") + " --batch " + path("batch.safetensors") +
-           " --out " + path(out);
-  }
+class GradSpRecomputeTest : public seqvit_test::GradCliTest {
+ protected:
+  void write_inputs() { GradCliTest::write_inputs(model::Tokenization::PerVariable, 2, 2); }
   void expect_identical(const std::string& a, const std::string& b) {
     io::SafetensorsReader ra(path(a)), rb(path(b));
     ASSERT_EQ(ra.names(), rb.names());
@@ -59,7 +36,6 @@ class GradSpRecomputeTest : public ::testing::Test {
           << b << ": " << n << " differs from " << a;
     }
   }
-  fs::path tmp_;
 };
 
 TEST_F(GradSpRecomputeTest, RecomputeGivesIdenticalFiles) {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/cli_fixture.h"
 #include "cli/run_seqvit.h"
 #include "io/safetensors.h"
 #include "model/climax.h"
@@ -24,47 +25,14 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using seqvit_test::expect_error;
 using seqvit_test::rel_err;
 using seqvit_test::run_seqvit_mpi;
 
-class GradSpTest : public ::testing::Test {
+class GradSpTest : public seqvit_test::GradCliTest {
  protected:
-  void SetUp() override {
-    tmp_ = fs::temp_directory_path() / ("seqvit_gradsp_" + std::to_string(::getpid()));
-    fs::create_directories(tmp_);
-  }
-  void TearDown() override { fs::remove_all(tmp_); }
-  std::string path(const std::string& name) const { return (tmp_ / name).string(); }
-
-  // Writes model.safetensors (tiny config, 4 heads) and batch.safetensors (B = 2).
   void write_inputs(model::Tokenization tok, int64_t heads = 4) {
-    model::ModelConfig c = seqvit_test::tiny_config(tok);
-    c.num_heads = heads;
-    model::ClimaX m(c);
-    std::vector<float> params(m.params().total());
-    m.init(params.data(), 5);
-    train::save_model(path("model.safetensors"), c, m.params(), params.data());
-    constexpr int64_t B = 2;
-    seqvit_test::SyntheticBatch data(c, B);
-    const model::BatchView b = data.batch(1);
-    io::SafetensorsWriter w;
-    w.add_f32("x", {B, c.V(), c.img_h, c.img_w}, b.x);
-    w.add_f32("y", {B, c.Vo(), c.img_h, c.img_w}, b.y);
-    w.add_f32("lead_times", {B}, b.lead_times);
-    w.add_f32("lat", {c.img_h}, b.lat);
-    w.write(path("batch.safetensors"));
-  }
-  std::string grad_args(const std::string& out) const {
-    return "grad --model " + path("model.safetensors") + " --batch " + path("batch.safetensors") +
-           " --out " + path(out);
-  }
-  // Every tensor of `out` against the single-process file.
-  void compare(const std::string& out, const std::string& what,
-               const std::string& single = "single.safetensors", double tol = 1e-5) {
-    io::SafetensorsReader ref(path(single)), got(path(out));
-    ASSERT_EQ(ref.names(), got.names()) << what;
-    for (const auto& n : ref.names())
-      EXPECT_LE(rel_err(got.read_f32(n), ref.read_f32(n)), tol) << what << ": " << n;
+    GradCliTest::write_inputs(tok, heads, 2);
   }
   void check_modes(model::Tokenization tok) {
     write_inputs(tok);
@@ -84,13 +52,6 @@ class GradSpTest : public ::testing::Test {
   static std::string fmt_name(const char* mode, int P) {
     return std::string("sp_") + mode + "_" + std::to_string(P) + ".safetensors";
   }
-  static void expect_error(const seqvit_test::Result& r, const std::string& needle) {
-    EXPECT_NE(r.status, 0) << r.output;
-    EXPECT_NE(r.output.find("seqvit: error:"), std::string::npos) << r.output;
-    EXPECT_NE(r.output.find(needle), std::string::npos) << "wanted '" << needle << "' in:\n"
-                                                        << r.output;
-  }
-  fs::path tmp_;
 };
 
 TEST_F(GradSpTest, AggregateMatchesSingleProcess) { check_modes(model::Tokenization::Aggregate); }

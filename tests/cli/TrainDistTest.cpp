@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/cli_fixture.h"
 #include "cli/run_seqvit.h"
 #include "io/safetensors.h"
 
@@ -27,23 +28,9 @@ namespace {
 using seqvit_test::rel_err;
 using seqvit_test::run_seqvit_mpi;
 
-std::vector<double> read_losses(const std::string& path) {
-  std::ifstream f(path);
-  std::vector<double> out;
-  double v;
-  while (f >> v) out.push_back(v);
-  return out;
-}
 
-class TrainDistTest : public ::testing::Test {
+class TrainDistTest : public seqvit_test::CliDirTest {
  protected:
-  void SetUp() override {
-    tmp_ = fs::temp_directory_path() / ("seqvit_traindist_" + std::to_string(::getpid()));
-    fs::create_directories(tmp_);
-  }
-  void TearDown() override { fs::remove_all(tmp_); }
-  std::string path(const std::string& name) const { return (tmp_ / name).string(); }
-
   // A tiny model, 3 steps of a global batch of 4: 8 tokens (aggregate) or 16 (per_variable).
   std::string train_args(const std::string& tok, const std::string& name) const {
     return "train --steps 3 --batch 4 --img 8x16 --patch 4 --embed-dim 16 --depth 1 "
@@ -52,16 +39,7 @@ class TrainDistTest : public ::testing::Test {
            tok + " --out " + path(name + ".safetensors") + " --loss-log " + path(name + ".loss");
   }
   void compare(const std::string& name, const std::string& what) {
-    const auto ref = read_losses(path("single.loss")), got = read_losses(path(name + ".loss"));
-    ASSERT_EQ(ref.size(), 6u);  // 3 steps x (loss, gradient norm)
-    ASSERT_EQ(got.size(), 6u) << what;
-    for (size_t i = 0; i < ref.size(); ++i)
-      EXPECT_LE(std::abs(got[i] - ref[i]), 1e-5 * std::abs(ref[i]))
-          << what << " step " << i / 2 + 1 << (i % 2 ? " gradient norm" : " loss");
-    seqvit::io::SafetensorsReader r(path("single.safetensors")), g(path(name + ".safetensors"));
-    ASSERT_EQ(r.names(), g.names()) << what;
-    for (const auto& n : r.names())
-      EXPECT_LE(rel_err(g.read_f32(n), r.read_f32(n)), 1e-5) << what << ": " << n;
+    expect_same_run(name, what, /*optimizer=*/false);
   }
   // outer: for mode 2d, ring or lss across 2 Ulysses ranks (--sp-ulysses 2).
   void check(const std::string& tok, int dp, int sp, const std::string& mode,
@@ -83,12 +61,8 @@ class TrainDistTest : public ::testing::Test {
     ASSERT_EQ(r.status, 0) << r.output;
   }
   static void expect_error(const seqvit_test::Result& r, const std::string& needle) {
-    EXPECT_EQ(r.status, 1) << r.output;
-    EXPECT_NE(r.output.find("seqvit: error:"), std::string::npos) << r.output;
-    EXPECT_NE(r.output.find(needle), std::string::npos) << "wanted '" << needle << "' in:\n"
-                                                        << r.output;
+    seqvit_test::expect_error(r, needle, 1);
   }
-  fs::path tmp_;
 };
 
 TEST_F(TrainDistTest, AggregateMatchesSingleProcess) {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/cli_fixture.h"
 #include "cli/run_seqvit.h"
 #include "io/safetensors.h"
 
@@ -23,23 +24,9 @@ namespace {
 using seqvit_test::rel_err;
 using seqvit_test::run_seqvit_mpi;
 
-std::vector<double> read_losses(const std::string& path) {
-  std::ifstream f(path);
-  std::vector<double> out;
-  double v;
-  while (f >> v) out.push_back(v);
-  return out;
-}
 
-class TrainPpTest : public ::testing::Test {
+class TrainPpTest : public seqvit_test::CliDirTest {
  protected:
-  void SetUp() override {
-    tmp_ = fs::temp_directory_path() / ("seqvit_trainpp_" + std::to_string(::getpid()));
-    fs::create_directories(tmp_);
-  }
-  void TearDown() override { fs::remove_all(tmp_); }
-  std::string path(const std::string& name) const { return (tmp_ / name).string(); }
-
   // A tiny model of 2 blocks, 3 steps of a global batch of 4, clipping on (--grad-clip 0.05 is
   // below the gradient norms, so every step clips by the global norm).
   std::string train_args(const std::string& tok, const std::string& name) const {
@@ -48,23 +35,7 @@ class TrainPpTest : public ::testing::Test {
            "--lr 1e-3 --grad-clip 0.05 --seed 3 --threads 1 --log-every 1 --tokenization " +
            tok + " --out " + path(name + ".safetensors") + " --loss-log " + path(name + ".loss");
   }
-  void compare_file(const std::string& ref_path, const std::string& got_path,
-                    const std::string& what) {
-    seqvit::io::SafetensorsReader r(ref_path), g(got_path);
-    ASSERT_EQ(r.names(), g.names()) << what;
-    for (const auto& n : r.names())
-      EXPECT_LE(rel_err(g.read_f32(n), r.read_f32(n)), 1e-5) << what << ": " << n;
-  }
-  void compare(const std::string& name, const std::string& what) {
-    const auto ref = read_losses(path("single.loss")), got = read_losses(path(name + ".loss"));
-    ASSERT_EQ(ref.size(), 6u);  // 3 steps x (loss, gradient norm)
-    ASSERT_EQ(got.size(), 6u) << what;
-    for (size_t i = 0; i < ref.size(); ++i)
-      EXPECT_LE(std::abs(got[i] - ref[i]), 1e-5 * std::abs(ref[i]))
-          << what << " step " << i / 2 + 1 << (i % 2 ? " gradient norm" : " loss");
-    compare_file(path("single.safetensors"), path(name + ".safetensors"), what);
-    compare_file(path("single.optim.safetensors"), path(name + ".optim.safetensors"), what);
-  }
+  void compare(const std::string& name, const std::string& what) { expect_same_run(name, what); }
   void check(const std::string& tok, int np, const std::string& flags, const std::string& name) {
     auto r = np == 0 ? seqvit_test::run_seqvit(train_args(tok, name) + " " + flags)
                      : run_seqvit_mpi(np, train_args(tok, name) + " " + flags);
@@ -82,12 +53,8 @@ class TrainPpTest : public ::testing::Test {
     ASSERT_EQ(r.status, 0) << r.output;
   }
   static void expect_error(const seqvit_test::Result& r, const std::string& needle) {
-    EXPECT_EQ(r.status, 1) << r.output;
-    EXPECT_NE(r.output.find("seqvit: error:"), std::string::npos) << r.output;
-    EXPECT_NE(r.output.find(needle), std::string::npos) << "wanted '" << needle << "' in:\n"
-                                                        << r.output;
+    seqvit_test::expect_error(r, needle, 1);
   }
-  fs::path tmp_;
 };
 
 TEST_F(TrainPpTest, AggregateMatchesSingleProcess) {

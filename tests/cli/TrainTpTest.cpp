@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/cli_fixture.h"
 #include "cli/run_seqvit.h"
 #include "io/safetensors.h"
 
@@ -24,35 +25,16 @@ namespace {
 using seqvit_test::rel_err;
 using seqvit_test::run_seqvit_mpi;
 
-std::vector<double> read_numbers(const std::string& path) {
-  std::ifstream f(path);
-  std::vector<double> out;
-  double v;
-  while (f >> v) out.push_back(v);
-  return out;
-}
+using seqvit_test::read_numbers;
 
-class TrainTpTest : public ::testing::Test {
+class TrainTpTest : public seqvit_test::CliDirTest {
  protected:
-  void SetUp() override {
-    tmp_ = fs::temp_directory_path() / ("seqvit_traintp_" + std::to_string(::getpid()));
-    fs::create_directories(tmp_);
-  }
-  void TearDown() override { fs::remove_all(tmp_); }
-  std::string path(const std::string& name) const { return (tmp_ / name).string(); }
-
   // D 16 with 4 heads (d 4) and MLP width 32, so tp 2 x Ulysses 2 splits the heads.
   std::string train_args(const std::string& tok, const std::string& name) const {
     return "train --steps 3 --batch 4 --img 8x16 --patch 4 --embed-dim 16 --depth 2 "
            "--decoder-depth 1 --heads 4 --mlp-ratio 2 --variables t2m,u10 --warmup 1 "
            "--lr 1e-3 --grad-clip 0.05 --seed 3 --threads 1 --log-every 1 --tokenization " +
            tok + " --out " + path(name + ".safetensors") + " --loss-log " + path(name + ".loss");
-  }
-  void compare_file(const std::string& a, const std::string& b, const std::string& what) {
-    seqvit::io::SafetensorsReader r(path(a)), g(path(b));
-    ASSERT_EQ(r.names(), g.names()) << what;
-    for (const auto& n : r.names())
-      EXPECT_LE(rel_err(g.read_f32(n), r.read_f32(n)), 1e-5) << what << ": " << n;
   }
   void check(const std::string& tok, const std::string& flags, int np, const std::string& name) {
     auto r = run_seqvit_mpi(np, train_args(tok, name) + " " + flags);
@@ -61,14 +43,7 @@ class TrainTpTest : public ::testing::Test {
               std::string::npos)
         << r.output;
     EXPECT_NE(r.output.find("tp all_reduce"), std::string::npos) << r.output;
-    const auto ref = read_numbers(path("single.loss")), got = read_numbers(path(name + ".loss"));
-    ASSERT_EQ(ref.size(), 6u);  // 3 steps x (loss, gradient norm)
-    ASSERT_EQ(got.size(), 6u) << flags;
-    for (size_t i = 0; i < ref.size(); ++i)
-      EXPECT_LE(std::abs(got[i] - ref[i]), 1e-5 * std::abs(ref[i]))
-          << flags << " step " << i / 2 + 1 << (i % 2 ? " gradient norm" : " loss");
-    compare_file("single.safetensors", name + ".safetensors", flags);
-    compare_file("single.optim.safetensors", name + ".optim.safetensors", flags + " (optimizer)");
+    expect_same_run(name, flags);
   }
   void single(const std::string& tok) {
     auto r = seqvit_test::run_seqvit(train_args(tok, "single"));
@@ -77,18 +52,16 @@ class TrainTpTest : public ::testing::Test {
     for (size_t i = 1; i < 6; i += 2) EXPECT_GT(read_numbers(path("single.loss"))[i], 0.05);
   }
   static void expect_error(const seqvit_test::Result& r, const std::string& needle) {
-    EXPECT_EQ(r.status, 1) << r.output;
-    EXPECT_NE(r.output.find("seqvit: error:"), std::string::npos) << r.output;
-    EXPECT_NE(r.output.find(needle), std::string::npos) << "wanted '" << needle << "' in:\n"
-                                                        << r.output;
+    seqvit_test::expect_error(r, needle, 1);
   }
-  fs::path tmp_;
 };
 
 TEST_F(TrainTpTest, AggregateMatchesSingleProcess) {
   single("aggregate");
   check("aggregate", "--tp 2", 2, "tp2");
   check("aggregate", "--tp 2 --dp 2", 4, "tp2_dp2");
+  // another rank order: dp innermost, the TP pairs are ranks {0, 2} and {1, 3}
+  check("aggregate", "--tp 2 --dp 2 --order sp,tp,pp,dp", 4, "tp2_dp2_order");
   check("aggregate", "--tp 2 --pp 2 --micro-batches 2 --pp-schedule gpipe", 4, "tp2_pp2");
   check("aggregate", "--tp 2 --sp 2 --sp-mode lss", 4, "tp2_lss2");
   // 2-D SP inside each TP coordinate: Ulysses 2 splits a TP rank's 2 heads, ring 2 across
@@ -112,6 +85,8 @@ TEST_F(TrainTpTest, BadConfigurationsExitWithOneMessage) {
                "tp = 3 must divide the 4 heads and the MLP width 32");
   expect_error(seqvit_test::run_seqvit(train_args("aggregate", "o") + " --tp 0"),
                "--tp must be >= 1, got 0");
+  expect_error(seqvit_test::run_seqvit(train_args("aggregate", "o") + " --order dp,tp,sp"),
+               "grid order 'dp,tp,sp'");
   expect_error(run_seqvit_mpi(2, train_args("aggregate", "o") + " --tp 2 --zero 1"),
                "--zero 1 shards over the data- and sequence-parallel ranks");
   expect_error(seqvit_test::run_seqvit("train --data " + path("none.nc") + " --tp 2 --zero 1"),
