@@ -474,7 +474,8 @@ void train_data(const TrainOptions& o, const data::ForecastConfig& dc,
       const int64_t nb = val_ds->num_batches();
       const bool last_evaluated = o.val_batches <= 0 || o.val_batches >= nb;
       const int64_t last_n = val_ds->size() - (nb - 1) * o.batch;
-      whole = last_evaluated && nb > 0 && (last_n < D || (dist.pipelined() && last_n != o.batch));
+      whole = last_evaluated && nb > 0 &&
+              (last_n < D || (dist.pipelined() && last_n != o.batch));
       if (whole) {
         z3->gather_all_parameters();
         tr.model().set_parameter_hooks(nullptr);

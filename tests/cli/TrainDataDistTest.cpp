@@ -384,8 +384,8 @@ TEST_F(TrainDataDistTest, ZeroThreeValidatesPartialBatchesAndThroughStages) {
   // --val-batches 1: only full batches, so the staged forwards gather per unit
   const auto deep_one = run_seqvit(deep(base("deep_one")) + " --val-batches 1");
   ASSERT_EQ(deep_one.status, 0) << deep_one.output;
-  const auto pp = run_seqvit_mpi(4, deep(base("pp")) +
-                                        " --dp 2 --pp 2 --micro-batches 2 --zero 3 --val-batches 1");
+  const auto pp = run_seqvit_mpi(
+      4, deep(base("pp")) + " --dp 2 --pp 2 --micro-batches 2 --zero 3 --val-batches 1");
   ASSERT_EQ(pp.status, 0) << pp.output;
   expect_same_steps("pp", "deep_one", 6);
   expect_same_weights("pp", "deep_one");
