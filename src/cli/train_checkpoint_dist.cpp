@@ -134,9 +134,61 @@ void ShardedState::scatter(const LogicalState& logical, train::Trainer& tr) {
   tr.params_changed();
 }
 
+ZeroState::ZeroState(TrainDist& dist, const TrainOptions& o) : dist_(dist) {
+  auto j = layout_of(o, "zero");
+  j["zero"] = o.zero;
+  layout_ = j.dump();
+}
+
+LogicalState ZeroState::gather(train::Trainer& tr) {
+  dist::ZeroOptimizer& z = *dist_.zero();
+  const model::ClimaX& m = tr.model();
+  const int64_t steps = tr.optimizer().steps_done();
+  z.gather_all_parameters();  // ZeRO-3: every unit into the full buffer (collective)
+  try {
+    dist_.check_replicated(tr.params(), m.params());
+  } catch (const Error& e) {
+    z.release_all_parameters();
+    fail("checkpoint at step {}: the weights of the replicas diverged, nothing was written: {}",
+         steps, e.what());
+  }
+  const int64_t n = m.logical_total();
+  const size_t held = dist_.root() ? static_cast<size_t>(n) : 0;
+  params_.assign(held, 0.f);
+  m_.assign(held, 0.f);
+  v_.assign(held, 0.f);
+  dist_.gather_logical_state(tr, params_.data(), m_.data(), v_.data());
+  z.release_all_parameters();
+  if (!dist_.root()) return {};
+  return {params_.data(), m_.data(), v_.data(), steps,
+          state_hash(params_.data(), m_.data(), v_.data(), n)};
+}
+
+void ZeroState::scatter(const LogicalState& logical, train::Trainer& tr) {
+  dist::ZeroOptimizer& z = *dist_.zero();
+  const model::ClimaX& m = tr.model();
+  const int64_t total = m.params().total();
+  // the weights: this rank's shard into the full buffer; ZeRO-3 keeps its range of it only
+  m.slice_logical(logical.params, tr.params());
+  tr.params_changed();
+  z.load_own_parameters(tr.params());
+  // the moments: this rank's shard, of which the optimizer keeps its ZeRO range
+  auto& opt = tr.optimizer();
+  const auto [b, e] = z.own_range(total);
+  SEQVIT_CHECK(opt.begin() == b && opt.end() == e,
+               "the optimizer's range [{}, {}) is not this rank's ZeRO range [{}, {})",
+               opt.begin(), opt.end(), b, e);
+  std::vector<float> full(static_cast<size_t>(total));
+  m.slice_logical(logical.m, full.data());
+  std::copy(full.begin() + b, full.begin() + e, opt.m());
+  m.slice_logical(logical.v, full.data());
+  std::copy(full.begin() + b, full.begin() + e, opt.v());
+  opt.set_steps_done(logical.steps_done);
+}
+
 std::unique_ptr<CheckpointSharding> make_checkpoint_sharding(TrainDist& dist,
                                                              const TrainOptions& o) {
-  // ZeRO returns its own sharding here when --data takes --zero.
+  if (o.zero > 0) return std::make_unique<ZeroState>(dist, o);
   if (o.tp > 1 || o.pp > 1) return std::make_unique<ShardedState>(dist, o);
   return std::make_unique<ReplicatedState>(dist, o);
 }
@@ -159,6 +211,7 @@ std::string describe_layout(const std::string& layout_json) {
       s += fmt::format(" ({})", j.at("sp_mode").get<std::string>());
     if (j.contains("tp")) s += fmt::format(" x tp {}", j.at("tp").get<int>());
     if (j.contains("pp")) s += fmt::format(" x pp {}", j.at("pp").get<int>());
+    if (j.contains("zero")) s += fmt::format(", ZeRO-{}", j.at("zero").get<int>());
     return s + micro;
   } catch (const std::exception&) {
     return "an unreadable layout (" + layout_json + ")";

@@ -86,6 +86,27 @@ class ShardedState final : public CheckpointSharding {
   std::vector<float> params_, m_, v_;  // rank 0: the logical state of the last gather
 };
 
+// ZeRO-1/2/3 (alone or with TP / PP, x DP x SP): each rank holds the AdamW moments of its ZeRO
+// range of its shard (ZeroOptimizer::moment_runs), and under ZeRO-3 only that range of the
+// weights too. gather: ZeRO-3 all-gathers the weights into the full buffer first
+// (gather_all_parameters) and releases them again after; the replicas of each (stage, tp) shard
+// must agree on the weights; then TrainDist::gather_logical_state collects the weights from the
+// ranks with dp = sp = 0 and the moments from every rank's range. scatter: every rank slices
+// the logical files to its shard (ClimaX::slice_logical), keeps the weights (ZeRO-3: its own
+// range, load_own_parameters) and its ZeRO range of the moments.
+class ZeroState final : public CheckpointSharding {
+ public:
+  ZeroState(TrainDist& dist, const TrainOptions& o);
+  LogicalState gather(train::Trainer& tr) override;
+  void scatter(const LogicalState& logical, train::Trainer& tr) override;
+  std::string layout_json() const override { return layout_; }
+
+ private:
+  TrainDist& dist_;
+  std::string layout_;
+  std::vector<float> params_, m_, v_;  // rank 0: the logical state of the last gather
+};
+
 // The sharding of the state under the layout the options describe.
 std::unique_ptr<CheckpointSharding> make_checkpoint_sharding(TrainDist& dist,
                                                              const TrainOptions& o);

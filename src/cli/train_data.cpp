@@ -10,7 +10,10 @@
 // parallelism"). --tp, --pp and --micro-batches shard the model as in the synthetic mode: the
 // step runs through TrainDist's pipeline, validation through the stages (staged_forward), and
 // the checkpoints are gathered into the logical files by cli::ShardedState (docs/training.md
-// "Tensor and pipeline parallelism"). --zero is refused here so far.
+// "Tensor and pipeline parallelism"). --zero 1|2|3 shards the optimizer state (and gradients,
+// and weights) over the replicas as in the synthetic mode; its checkpoints are gathered by
+// cli::ZeroState, and under ZeRO-3 validation gathers the weights unit by unit like the
+// training forward (docs/training.md "ZeRO").
 #include <fmt/core.h>
 #include <omp.h>
 #include <unistd.h>
@@ -137,10 +140,10 @@ void train_data(const TrainOptions& o, const data::ForecastConfig& dc,
 
 void run_train_data(TrainOptions o) {
   if (o.threads > 0) omp_set_num_threads(o.threads);
-  if (o.zero != 0)
-    fail("--zero {} and its sharded optimizer state are supported in the synthetic mode only so "
-         "far (the ZeRO checkpoint gather is not wired into --data yet); drop --zero (--dp, --sp, "
-         "--tp, --pp and --micro-batches work with --data), or train without --data",
+  // Before the data is opened (TrainDist repeats it with the model).
+  if (o.zero > 0 && o.dp * o.sp == 1)
+    fail("--zero {} shards over the data- and sequence-parallel ranks, but --dp 1 --sp 1 is a "
+         "single rank; add --dp D (and/or --sp P) under mpirun -np D*P, or drop --zero",
          o.zero);
   check_step_options(o);
   if (o.val_every < 0) fail("--val-every must be >= 0, got {}", o.val_every);
@@ -459,8 +462,31 @@ void train_data(const TrainOptions& o, const data::ForecastConfig& dc,
     if (!val_ds) return;
     if (val_ds->size() == 0) fail("the validation period {}/{} has no samples", dc.val.begin, dc.val.end);
     const auto t = std::chrono::steady_clock::now();
+    // ZeRO-3: the forwards gather each unit's weights through the model's parameter hooks (a
+    // collective over the replicas), so every replica must run the same forwards. A last batch
+    // of fewer samples than replicas leaves some replica without a forward, and through the
+    // pipeline (chunks of the micro-batch) a partial last batch may give the replicas different
+    // chunk counts: then the weights are gathered whole for the validation (hooks off) and
+    // released after.
+    dist::ZeroOptimizer* z3 = dist.zero() && dist.zero()->stage() == 3 ? dist.zero() : nullptr;
+    bool whole = false;
+    if (z3) {
+      const int64_t nb = val_ds->num_batches();
+      const bool last_evaluated = o.val_batches <= 0 || o.val_batches >= nb;
+      const int64_t last_n = val_ds->size() - (nb - 1) * o.batch;
+      whole = last_evaluated && nb > 0 &&
+              (last_n < D || (dist.pipelined() && last_n != o.batch));
+      if (whole) {
+        z3->gather_all_parameters();
+        tr.model().set_parameter_hooks(nullptr);
+      }
+    }
     const auto sc = eval::evaluate(tr.model(), tr.params(), *val_ds, o.val_batches, {},
                                    dist.active() || dist.pipelined() ? &par : nullptr);
+    if (whole) {
+      tr.model().set_parameter_hooks(z3);
+      z3->release_all_parameters();
+    }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
     if (!root) return;
     fmt::print("validation at step {} ({:.1f} s): {}\n", st.step, secs, scores_line(sc));

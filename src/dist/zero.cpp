@@ -221,6 +221,16 @@ void ZeroOptimizer::gather_all_parameters() {
   for (int u = 0; u < static_cast<int>(units_.size()); ++u) gather_unit(u);
 }
 
+void ZeroOptimizer::release_all_parameters() {
+  if (stage_ == 3) release_pages(P_, total_, 0, total_);
+}
+
+void ZeroOptimizer::load_own_parameters(const float* full) {
+  if (stage_ != 3) return;
+  std::copy(full + begin_, full + end_, pshard_.begin());
+  release_pages(P_, total_, 0, total_);
+}
+
 namespace {
 size_t status_kib(const char* key) {
   std::ifstream f("/proc/self/status");

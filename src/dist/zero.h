@@ -70,6 +70,15 @@ class ZeroOptimizer final : public train::ShardedOptimizer, public model::Parame
   // Stage 3: all-gathers every unit into the full parameter buffer on every rank (for the
   // checkpoint and the replica check at the end of training). Stages 1, 2: nothing to do.
   void gather_all_parameters();
+  // Stage 3: releases the pages of the whole full parameter buffer again (after a checkpoint
+  // gathered it with gather_all_parameters; the next forward gathers unit by unit). Stages 1, 2:
+  // nothing to do.
+  void release_all_parameters();
+  // Stage 3: the own range of `full` (this rank's full parameter table, e.g. the buffer the
+  // Trainer passed to attach(), filled from a checkpoint) becomes the master shard, and the
+  // pages of the full buffer are released. Stages 1, 2: nothing to do (the full buffer is the
+  // parameters).
+  void load_own_parameters(const float* full);
   // Stage 3: the own range of the parameters (the master copy), [end - begin].
   const float* param_shard() const { return pshard_.data(); }
   const float* grad_shard() const { return gshard_.data(); }  // stages 2, 3

@@ -131,7 +131,7 @@ TEST_F(TrainDistZeroTest, BadConfigurationsExitWithOneMessage) {
   expect_error(seqvit_test::run_seqvit(train_args("o") + " --dp 2 --zero 3 --bf16"),
                "--zero 3 runs in fp32 only");
   expect_error(seqvit_test::run_seqvit("train --data " + path("nowhere") + " --zero 1"),
-               "are supported in the synthetic mode only");
+               "--zero 1 shards over the data- and sequence-parallel ranks");
   EXPECT_FALSE(fs::exists(path("o.safetensors")));
 }
 

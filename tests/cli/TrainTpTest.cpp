@@ -90,7 +90,7 @@ TEST_F(TrainTpTest, BadConfigurationsExitWithOneMessage) {
   expect_error(run_seqvit_mpi(2, train_args("aggregate", "o") + " --tp 2 --zero 1"),
                "--zero 1 shards over the data- and sequence-parallel ranks");
   expect_error(seqvit_test::run_seqvit("train --data " + path("none.nc") + " --tp 2 --zero 1"),
-               "are supported in the synthetic mode only so far");
+               "--zero 1 shards over the data- and sequence-parallel ranks");
   EXPECT_FALSE(fs::exists(path("o.safetensors")));
 }
 
