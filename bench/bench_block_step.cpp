@@ -4,7 +4,9 @@
 // embedding/head add well under 1% of the FLOPs. Reported GFLOP/s use the block-only count
 // FLOPs = 3 * L * (24 N D^2 + 4 N^2 D) per step (the same count the PyTorch peer uses).
 // One configuration per process, so peak RSS (getrusage) is per configuration.
-//   bench_block_step --n 8192 [--bf16] [--steps 3] [--dim 256 --heads 4 --depth 4]
+//   bench_block_step --n 8192 [--bf16] [--steps 3] [--warmup 1] [--dim 256 --heads 4 --depth 4]
+// --warmup 0 times the first step itself (cold: first-touch page faults included), for runs
+// where one step is all there is time for (the 188,416-token demonstration).
 #include <fmt/core.h>
 #include <omp.h>
 #include <sys/resource.h>
@@ -22,7 +24,7 @@
 using namespace seqvit;
 
 int main(int argc, char** argv) {
-  int64_t n = 8192, dim = 256, heads = 4, depth = 4, steps = 3;
+  int64_t n = 8192, dim = 256, heads = 4, depth = 4, steps = 3, warmup = 1;
   bool bf16 = false, json = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -38,10 +40,11 @@ int main(int argc, char** argv) {
     else if (a == "--heads") heads = next();
     else if (a == "--depth") depth = next();
     else if (a == "--steps") steps = next();
+    else if (a == "--warmup") warmup = next();
     else if (a == "--bf16") bf16 = true;
     else if (a == "--json") json = true;
     else {
-      fmt::print(stderr, "unknown flag {} (flags: --n --dim --heads --depth --steps --bf16 --json)\n", a);
+      fmt::print(stderr, "unknown flag {} (flags: --n --dim --heads --depth --steps --warmup --bf16 --json)\n", a);
       return 2;
     }
   }
@@ -72,14 +75,18 @@ int main(int argc, char** argv) {
   for (int64_t i = 0; i < mc.img_h; ++i) lat[i] = 80.f - 160.f * i / std::max<int64_t>(1, mc.img_h - 1);
   float lt = 6.f;
   model::BatchView b{1, x.data(), y.data(), &lt, lat.data()};
-  // warm-up step (also validates: the loss must be finite)
-  auto r = tr.step(b);
-  if (!std::isfinite(r.loss)) {
-    fmt::print(stderr, "non-finite loss in warm-up\n");
-    return 1;
-  }
+  // warm-up steps (also validate: the loss must be finite)
+  for (int64_t s = 0; s < warmup; ++s)
+    if (!std::isfinite(tr.step(b).loss)) {
+      fmt::print(stderr, "non-finite loss in warm-up\n");
+      return 1;
+    }
   const auto t0 = std::chrono::steady_clock::now();
-  for (int64_t s = 0; s < steps; ++s) tr.step(b);
+  for (int64_t s = 0; s < steps; ++s)
+    if (!std::isfinite(tr.step(b).loss)) {
+      fmt::print(stderr, "non-finite loss at step {}\n", s + 1);
+      return 1;
+    }
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
   const double N = static_cast<double>(n), D = static_cast<double>(dim);
