@@ -64,6 +64,29 @@ int64_t PlanModel::params() const {
   return embedding_params() + depth * block_params() + head_params();
 }
 
+namespace {
+int64_t pad16(int64_t n) { return (n + 15) / 16 * 16; }  // TensorTable's 64-byte alignment
+}  // namespace
+
+int64_t PlanModel::embedding_floats(int64_t tp) const {
+  const int64_t D = embed_dim, Dt = D / tp, V = variables, p2 = patch * patch;
+  int64_t n = V * (pad16(D * p2) + pad16(D)) + pad16(V * D);
+  if (aggregate(*this))
+    n += pad16(D) + pad16(3 * Dt * D) + pad16(3 * Dt) + pad16(D * Dt) + pad16(D);
+  return n + pad16(patches() * D) + 2 * pad16(D);
+}
+
+int64_t PlanModel::block_floats(int64_t tp) const {
+  const int64_t D = embed_dim, Dt = D / tp, Ft = hidden() / tp;
+  return 4 * pad16(D) + pad16(3 * Dt * D) + pad16(3 * Dt) + pad16(D * Dt) + pad16(D) +
+         pad16(Ft * D) + pad16(Ft) + pad16(D * Ft) + pad16(D);
+}
+
+int64_t PlanModel::head_floats() const {
+  const int64_t D = embed_dim, outw = (aggregate(*this) ? variables : 1) * patch * patch;
+  return 2 * pad16(D) + decoder_depth * (pad16(D * D) + pad16(D)) + pad16(outw * D) + pad16(outw);
+}
+
 void PlanModel::validate() const {
   auto positive = [&](const char* what, int64_t v) {
     if (v < 1) fail("{} must be >= 1, got {}", what, v);
@@ -293,11 +316,10 @@ Estimate estimate(const Workload& w, const dist::GridConfig& c, const Machine& m
     st.first = s == 0;
     st.last = s == pp - 1;
     // parameters on this device (floats)
-    const double emb_split = agg ? (3.0 * D * D + 3 * D + D * D) : 0;
-    const double emb = st.first ? (M.embedding_params() - emb_split) + emb_split / tp : 0;
-    const double blk = M.block_params() - M.block_split_params() +
-                       double(M.block_split_params()) / tp;
-    const double head = st.last ? M.head_params() : 0;
+    // the rank's parameter table as the engine lays it out (tensors padded to 16 floats)
+    const double emb = st.first ? double(M.embedding_floats(tp)) : 0;
+    const double blk = double(M.block_floats(tp));
+    const double head = st.last ? double(M.head_floats()) : 0;
     const double Pm = emb + st.blocks * blk + head;
     const double unit = std::max({emb, blk, head});
 

@@ -33,6 +33,11 @@ struct PlanModel {
   int64_t block_split_params() const;  // the part of a block that tensor parallelism splits
   int64_t head_params() const;
   int64_t params() const;
+  // Floats of a rank's parameter table as the engine lays it out (each tensor padded to 16
+  // floats), for the embedding, one block and the head of a tensor-parallel slice of tp.
+  int64_t embedding_floats(int64_t tp) const;
+  int64_t block_floats(int64_t tp) const;
+  int64_t head_floats() const;
   void validate() const;  // throws naming the value
   std::string describe() const;
 };

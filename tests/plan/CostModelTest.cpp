@@ -162,6 +162,9 @@ TEST(CostModelTest, PredictedShardedPlansMatchTheEngine) {
       std::printf("  %s %s: planned %.0f bytes, predicted %.0f (%.2f%%)\n", k.what,
                   model::to_string(tok).c_str(), planned, predicted, 100 * rel);
       EXPECT_LE(rel, 0.005) << k.what << " " << model::to_string(tok);
+      // the rank's parameter table, padding included, exactly
+      EXPECT_DOUBLE_EQ(e.memory.params, 4.0 * double(m.params().total()))
+          << k.what << " " << model::to_string(tok);
     }
 }
 
