@@ -96,8 +96,20 @@ void ReplicatedState::scatter(const LogicalState& logical, train::Trainer& tr) {
   tr.params_changed();
 }
 
+LogicalState GatheredState::collect(train::Trainer& tr, int64_t steps) {
+  const int64_t n = tr.model().logical_total();
+  const size_t held = dist_.root() ? static_cast<size_t>(n) : 0;
+  params_.assign(held, 0.f);
+  m_.assign(held, 0.f);
+  v_.assign(held, 0.f);
+  dist_.gather_logical_state(tr, params_.data(), m_.data(), v_.data());
+  if (!dist_.root()) return {};
+  return {params_.data(), m_.data(), v_.data(), steps,
+          state_hash(params_.data(), m_.data(), v_.data(), n)};
+}
+
 ShardedState::ShardedState(TrainDist& dist, const TrainOptions& o)
-    : dist_(dist), layout_(layout_of(o, "sharded").dump()) {}
+    : GatheredState(dist, layout_of(o, "sharded").dump()) {}
 
 LogicalState ShardedState::gather(train::Trainer& tr) {
   const model::ClimaX& m = tr.model();
@@ -114,15 +126,7 @@ LogicalState ShardedState::gather(train::Trainer& tr) {
            steps, what[k], e.what());
     }
   }
-  const int64_t n = m.logical_total();
-  const size_t held = dist_.root() ? static_cast<size_t>(n) : 0;
-  params_.assign(held, 0.f);
-  m_.assign(held, 0.f);
-  v_.assign(held, 0.f);
-  dist_.gather_logical_state(tr, params_.data(), m_.data(), v_.data());
-  if (!dist_.root()) return {};
-  return {params_.data(), m_.data(), v_.data(), steps,
-          state_hash(params_.data(), m_.data(), v_.data(), n)};
+  return collect(tr, steps);
 }
 
 void ShardedState::scatter(const LogicalState& logical, train::Trainer& tr) {
@@ -134,11 +138,16 @@ void ShardedState::scatter(const LogicalState& logical, train::Trainer& tr) {
   tr.params_changed();
 }
 
-ZeroState::ZeroState(TrainDist& dist, const TrainOptions& o) : dist_(dist) {
+namespace {
+std::string zero_layout(const TrainOptions& o) {
   auto j = layout_of(o, "zero");
   j["zero"] = o.zero;
-  layout_ = j.dump();
+  return j.dump();
 }
+}  // namespace
+
+ZeroState::ZeroState(TrainDist& dist, const TrainOptions& o)
+    : GatheredState(dist, zero_layout(o)) {}
 
 LogicalState ZeroState::gather(train::Trainer& tr) {
   dist::ZeroOptimizer& z = *dist_.zero();
@@ -152,16 +161,9 @@ LogicalState ZeroState::gather(train::Trainer& tr) {
     fail("checkpoint at step {}: the weights of the replicas diverged, nothing was written: {}",
          steps, e.what());
   }
-  const int64_t n = m.logical_total();
-  const size_t held = dist_.root() ? static_cast<size_t>(n) : 0;
-  params_.assign(held, 0.f);
-  m_.assign(held, 0.f);
-  v_.assign(held, 0.f);
-  dist_.gather_logical_state(tr, params_.data(), m_.data(), v_.data());
+  LogicalState state = collect(tr, steps);
   z.release_all_parameters();
-  if (!dist_.root()) return {};
-  return {params_.data(), m_.data(), v_.data(), steps,
-          state_hash(params_.data(), m_.data(), v_.data(), n)};
+  return state;
 }
 
 void ZeroState::scatter(const LogicalState& logical, train::Trainer& tr) {

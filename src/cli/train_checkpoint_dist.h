@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cli/train_dist.h"
@@ -68,43 +69,48 @@ class ReplicatedState final : public CheckpointSharding {
   std::string layout_;
 };
 
+// What the sharded schemes share: rank 0 assembles the logical state of every rank's shard
+// (TrainDist::gather_logical_state: the weights from the ranks with dp = sp = 0, the moments by
+// the optimizer's runs) into buffers it owns until the next gather.
+class GatheredState : public CheckpointSharding {
+ public:
+  std::string layout_json() const override { return layout_; }
+
+ protected:
+  GatheredState(TrainDist& dist, std::string layout) : dist_(dist), layout_(std::move(layout)) {}
+  // Collective; rank 0 gets the state of `steps` optimizer steps, the other ranks an empty one.
+  LogicalState collect(train::Trainer& tr, int64_t steps);
+
+  TrainDist& dist_;
+
+ private:
+  std::string layout_;
+  std::vector<float> params_, m_, v_;  // rank 0: the logical state of the last gather
+};
+
 // Tensor and/or pipeline parallelism (x DP x SP): each rank holds its (stage, tp) shard of the
 // weights and moments. gather: the replicas of each shard must agree (TrainDist::
-// check_replicated on weights, m and v), then the ranks with dp = sp = 0 send their logical runs
-// to rank 0 (TrainDist::gather_logical_state), which owns the logical buffers. scatter: every
-// rank keeps its share of the logical files (ClimaX::slice_logical of weights and moments).
-class ShardedState final : public CheckpointSharding {
+// check_replicated on weights, m and v), then collect(). scatter: every rank keeps its share of
+// the logical files (ClimaX::slice_logical of weights and moments).
+class ShardedState final : public GatheredState {
  public:
   ShardedState(TrainDist& dist, const TrainOptions& o);
   LogicalState gather(train::Trainer& tr) override;
   void scatter(const LogicalState& logical, train::Trainer& tr) override;
-  std::string layout_json() const override { return layout_; }
-
- private:
-  TrainDist& dist_;
-  std::string layout_;
-  std::vector<float> params_, m_, v_;  // rank 0: the logical state of the last gather
 };
 
 // ZeRO-1/2/3 (alone or with TP / PP, x DP x SP): each rank holds the AdamW moments of its ZeRO
 // range of its shard (ZeroOptimizer::moment_runs), and under ZeRO-3 only that range of the
 // weights too. gather: ZeRO-3 all-gathers the weights into the full buffer first
 // (gather_all_parameters) and releases them again after; the replicas of each (stage, tp) shard
-// must agree on the weights; then TrainDist::gather_logical_state collects the weights from the
-// ranks with dp = sp = 0 and the moments from every rank's range. scatter: every rank slices
-// the logical files to its shard (ClimaX::slice_logical), keeps the weights (ZeRO-3: its own
-// range, load_own_parameters) and its ZeRO range of the moments.
-class ZeroState final : public CheckpointSharding {
+// must agree on the weights; then collect() (the moments from every rank's range). scatter:
+// every rank slices the logical files to its shard (ClimaX::slice_logical), keeps the weights
+// (ZeRO-3: its own range, load_own_parameters) and its ZeRO range of the moments.
+class ZeroState final : public GatheredState {
  public:
   ZeroState(TrainDist& dist, const TrainOptions& o);
   LogicalState gather(train::Trainer& tr) override;
   void scatter(const LogicalState& logical, train::Trainer& tr) override;
-  std::string layout_json() const override { return layout_; }
-
- private:
-  TrainDist& dist_;
-  std::string layout_;
-  std::vector<float> params_, m_, v_;  // rank 0: the logical state of the last gather
 };
 
 // The sharding of the state under the layout the options describe.

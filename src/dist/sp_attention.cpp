@@ -607,9 +607,15 @@ size_t lss_workspace_bytes(const SpAttentionShape& s, int P, int threads) {
   return L.used + L.flash;
 }
 
+// Every other rank's packed [K | V] block of B (N/P) Hh d floats each, once: what the LSS
+// all-gather and the ring's P - 1 forward steps send per rank.
+static uint64_t kv_blocks_bytes(const SpAttentionShape& s, int P) {
+  return static_cast<uint64_t>(2 * s.batch * (s.tokens / P) * s.heads * s.head_dim) * (P - 1) *
+         sizeof(float);
+}
+
 SpAttentionBytes lss_bytes_sent(const SpAttentionShape& s, int P, int rank) {
-  const uint64_t b = static_cast<uint64_t>(2 * s.batch * (s.tokens / P) * s.heads * s.head_dim) *
-                     (P - 1) * sizeof(float);
+  const uint64_t b = kv_blocks_bytes(s, P);
   return SpAttentionBytes{b, b};
 }
 
@@ -667,8 +673,7 @@ size_t ring_workspace_bytes(const SpAttentionShape& s, int P, int threads) {
 }
 
 SpAttentionBytes ring_bytes_sent(const SpAttentionShape& s, int P, int rank) {
-  const uint64_t b = static_cast<uint64_t>(2 * s.batch * (s.tokens / P) * s.heads * s.head_dim) *
-                     (P - 1) * sizeof(float);
+  const uint64_t b = kv_blocks_bytes(s, P);
   return SpAttentionBytes{b, 2 * b};
 }
 
