@@ -13,6 +13,7 @@
 
 #include "dist/grid.h"
 #include "dist/mpi_test.h"
+#include "dist/reference_step.h"
 #include "rel_err.h"
 #include "dist/sp_model.h"
 #include "model/climax.h"
@@ -40,16 +41,11 @@ class SpModelMpiTest : public seqvit_test::MpiTest {
     c.embed_dim = D;
     constexpr int64_t B = 2;
     // the single-process reference
-    model::ClimaX ref(c);
-    const int64_t np = ref.params().total();
-    std::vector<float> params(np), gref(np, 0.f), pref(B * c.Vo() * c.img_h * c.img_w);
-    ref.init(params.data(), 11);
-    seqvit_test::SyntheticBatch data(c, B);
-    const model::BatchView batch = data.batch(3);
-    ref.plan(B, prec);
-    ref.sync_weights(params.data());
-    const double lref = ref.forward(params.data(), batch, pref.data());
-    ref.backward(params.data(), gref.data());
+    const seqvit_test::ReferenceStep r(c, B, prec);
+    const std::vector<float>&params = r.params, &gref = r.grads, &pref = r.pred;
+    const model::BatchView batch = r.batch;
+    const double lref = r.loss;
+    const int64_t np = static_cast<int64_t>(params.size());
 
     // the same step, one shard per rank
     dist::GridConfig g;

@@ -17,6 +17,7 @@
 #include "dist/grid.h"
 #include "dist/logical.h"
 #include "dist/mpi_test.h"
+#include "dist/reference_step.h"
 #include "rel_err.h"
 #include "dist/sp_model.h"
 #include "dist/tp_model.h"
@@ -85,16 +86,12 @@ class TpModelMpiTest : public seqvit_test::MpiTest {
     ASSERT_EQ(size(), tp_deg * sp_deg);
     const model::ModelConfig c = config(tok);
     constexpr int64_t B = 2;
-    model::ClimaX ref(c);
+    const seqvit_test::ReferenceStep r(c, B, prec);
+    const std::vector<float>&params = r.params, &gref = r.grads, &pref = r.pred;
+    const model::BatchView batch = r.batch;
+    const double lref = r.loss;
+    const model::ClimaX ref(c);  // the single-process table
     const int64_t n = ref.params().total();
-    std::vector<float> params(n), gref(n, 0.f), pref(B * c.Vo() * c.img_h * c.img_w);
-    ref.init(params.data(), 11);
-    seqvit_test::SyntheticBatch data(c, B);
-    const model::BatchView batch = data.batch(3);
-    ref.plan(B, prec);
-    ref.sync_weights(params.data());
-    const double lref = ref.forward(params.data(), batch, pref.data());
-    ref.backward(params.data(), gref.data());
 
     TpGrid s(world, c, B, tp_deg, sp_deg, mode);
     model::ClimaX m(c, s.shard());
