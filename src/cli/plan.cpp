@@ -16,11 +16,12 @@ namespace {
 
 struct PlanOptions {
   std::string model = "vit-base", machine = "local", seq, tokenization = "per_variable",
-              precision = "bf16", sp_mode, recompute;
+              precision = "bf16", sp_mode, recompute, sp_outer, json;
   int64_t devices = 1, variables = 64, patch = 2, batch = 0, embed_dim = 0, depth = 0, heads = 0,
           decoder_depth = 2;
   double mlp_ratio = 4.0;
-  int dp = 0, tp = 0, pp = 0, sp = 0, zero = -1, micro_batches = 0, top = 10;
+  int dp = 0, tp = 0, pp = 0, sp = 0, zero = -1, micro_batches = 0, top = 10, sp_ulysses = 0,
+      threads = 1;
 };
 
 // "188416", "188K" (x 1024), "1M" (x 1024^2).
@@ -79,6 +80,10 @@ void run_plan(const PlanOptions& o) {
   if (o.zero >= 0) r.zero = o.zero;
   if (o.micro_batches) r.micro_batches = o.micro_batches;
   if (!o.sp_mode.empty()) r.sp_mode = dist::parse_sp_mode(o.sp_mode);
+  if (o.sp_ulysses) r.sp_ulysses = o.sp_ulysses;
+  if (!o.sp_outer.empty()) r.sp_outer = dist::parse_sp_outer(o.sp_outer);
+  if (o.threads < 1) fail("--threads must be >= 1, got {}", o.threads);
+  r.threads = o.threads;
   if (o.recompute == "on") r.recompute = true;
   else if (o.recompute == "off") r.recompute = false;
   else if (!o.recompute.empty()) fail("--recompute '{}': valid values are on and off", o.recompute);
@@ -86,6 +91,10 @@ void run_plan(const PlanOptions& o) {
   const auto res = plan::plan(r);
   fmt::print("{}", plan::report(r, res, o.top));
   std::fflush(stdout);
+  if (!o.json.empty()) {
+    std::ofstream f(o.json);
+    if (!(f << plan::report_json(r, res))) fail("--json: cannot write {}", o.json);
+  }
   if (res.fitting.empty()) {
     std::fprintf(stderr, "\nseqvit plan: no layout of %s on %lld device(s) fits %s\n",
                  r.model.name.c_str(), static_cast<long long>(r.devices), r.machine.name.c_str());
@@ -129,7 +138,15 @@ void add_plan(CLI::App& app) {
   c->add_option("--zero", o->zero, "fix the ZeRO stage 0..3");
   c->add_option("--recompute", o->recompute, "fix activation recomputation: on or off");
   c->add_option("--micro-batches", o->micro_batches, "fix the micro-batches per step");
+  c->add_option("--sp-ulysses", o->sp_ulysses, "fix the Ulysses degree of --sp-mode 2d");
+  c->add_option("--sp-outer", o->sp_outer, "fix the scheme across 2-D Ulysses groups: ring or lss");
+  c->add_option("--threads", o->threads,
+                "CPU threads per device (the attention scratch is per thread)")
+      ->default_str("1");
   c->add_option("--top", o->top, "layouts to print")->default_str("10");
+  c->add_option("--json", o->json,
+                "also write every layout (fitting and too big) with its memory, bytes and times "
+                "to this JSON file");
   c->callback([o] { run_plan(*o); });
 }
 

@@ -19,6 +19,7 @@
 #include "cli/commands.h"
 #include "cli/grid_flag.h"
 #include "cli/memory_plan.h"
+#include "cli/run_report.h"
 #include "cli/train_dist.h"
 #include "cli/train_options.h"
 #include "core/check.h"
@@ -229,16 +230,21 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
     }
     return dist.sum_over_dp(acc) / (4.0 * B * Vo * HW);  // SP ranks hold the same samples
   };
-  const double eval0 = eval();
+  const double eval0 = o.benchmark ? 0.0 : eval();
   const bool tty = isatty(fileno(stderr));
   const double flops_step = 3.0 * tr.model().forward_flops(B);
   const auto t0 = std::chrono::steady_clock::now();
   double first_loss = 0, ema = 0;
   if (dist.active()) dist.grid().reset_stats();
   dist::reset_peak_rss();  // VmHWM from here: the training steps, not the set-up
+  RunRecord record;  // --report-json
   for (int64_t s = 0; s < o.steps; ++s) {
     fill(static_cast<uint64_t>(s) * B);
+    const auto ts = std::chrono::steady_clock::now();
     const auto r = tr.step(view);
+    record.step_seconds.push_back(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count());
+    if (s == 0 && dist.active()) record.first_step = dist.grid().stats();
     if (loss_log) fmt::print(loss_log.get(), "{:.17g} {:.17g}\n", r.loss, r.grad_norm);
     if (s == 0 && root && dist.active())
       fmt::print("communication per step (rank 0): {}\n", dist.grid().stats().report());
@@ -270,9 +276,20 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
   loss_log.reset();
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const size_t peak_rss = dist::peak_rss();
+  record.peak_rss = peak_rss;
+  if (!o.report_json.empty()) write_run_report(o.report_json, o, mc, dist, tr, record);
+  if (o.benchmark) {  // the steps only: no evaluation, no replica check, no checkpoint
+    if (root)
+      fmt::print("benchmark: {} steps in {:.2f} s; peak resident memory of rank 0 while "
+                 "training (VmHWM) {}; no evaluation or checkpoint (--benchmark)\n",
+                 o.steps, secs, train::human_bytes(static_cast<double>(peak_rss)));
+    std::fflush(stdout);
+    if (dist.active()) dist.barrier();
+    return;
+  }
   const double eval1 = eval();
   const double pers = persistence();
-  const size_t peak_rss = dist::peak_rss();
   if (dist.zero()) dist.zero()->gather_all_parameters();  // ZeRO-3: the whole model again
   const uint64_t hash = dist.check_replicated(tr.params(), tr.model().params());
   // tensor or pipeline parallel: the logical checkpoint, assembled on rank 0 (collective)
@@ -395,6 +412,12 @@ void add_train(CLI::App& app) {
                 "tensor-parallel degree: split heads and MLP units over T ranks "
                 "(mpirun -np D*T*P)")
       ->capture_default_str();
+  c->add_flag("--benchmark", o->benchmark,
+              "synthetic mode: time the training steps only (no held-out evaluation, no replica "
+              "check, no checkpoint written)");
+  c->add_option("--report-json", o->report_json,
+                "synthetic mode: write a JSON record of the run (model, layout, time per step; "
+                "per rank: planned bytes, peak resident memory, bytes sent in the first step)");
   c->add_option("--log-every", o->log_every, "progress line every k steps when not a terminal")
       ->capture_default_str();
   c->add_option("--lr", o->opt.lr, "peak learning rate")->capture_default_str();

@@ -146,6 +146,9 @@ void run_train_data(TrainOptions o) {
          "single rank; add --dp D (and/or --sp P) under mpirun -np D*P, or drop --zero",
          o.zero);
   check_step_options(o);
+  if (!o.report_json.empty() || !o.loss_log.empty() || o.benchmark)
+    fail("--report-json, --loss-log and --benchmark are for the synthetic mode; with --data the "
+         "run directory's log.jsonl records every step");
   if (o.val_every < 0) fail("--val-every must be >= 0, got {}", o.val_every);
   if (o.val_batches < 0) fail("--val-batches must be >= 0, got {}", o.val_batches);
   if (o.checkpoint_every < 1) fail("--checkpoint-every must be >= 1, got {}", o.checkpoint_every);

@@ -24,6 +24,8 @@ struct TrainOptions {
   int threads = 0;
   std::string out;  // synthetic mode: the checkpoint to write
   std::string loss_log;  // synthetic mode: each step's loss at full precision, one per line
+  bool benchmark = false;    // synthetic mode: steps only, no evaluation or checkpoint
+  std::string report_json;  // synthetic mode: the run record for benchmarks (cli/run_report.h)
   // Data, sequence and tensor parallelism (under mpirun -np dp*sp*tp; MPI only if one is > 1).
   int dp = 1, sp = 1, tp = 1;
   std::string order = "dp,pp,tp,sp";  // rank grid axes, outermost first (dist/grid.h)

@@ -56,6 +56,8 @@ enum class OpKind : int {
   Recv,  // irecv, and the receive half of sendrecv (0 bytes sent; seconds spent waiting)
   Barrier,
 };
+// all_reduce sends large buffers in pieces of at most this many bytes (see Comm::all_reduce).
+inline constexpr size_t kAllReducePieceBytes = size_t{16} << 20;
 inline constexpr int kNumOpKinds = static_cast<int>(OpKind::Barrier) + 1;
 const char* to_string(OpKind op);  // "all_to_all", "all_gather_v", ...
 
@@ -209,7 +211,8 @@ class Comm {
   }
 
   // In place sum over ranks of buf [n]. Bytes sent: 2*(n - s_rank)*sizeof(T) where s_rank is
-  // this rank's share of n split as evenly as possible (ring reduce-scatter + all-gather).
+  // this rank's share of n split as evenly as possible (ring reduce-scatter + all-gather),
+  // summed over the pieces of at most kAllReducePieceBytes that it is sent in.
   template <Summable T>
   void all_reduce(std::span<T> buf);
   // The adjoint of the identity (a replicated value used independently on every rank) is the

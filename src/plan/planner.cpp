@@ -3,6 +3,8 @@
 
 #include <fmt/core.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cmath>
 
@@ -74,6 +76,10 @@ PlanResult plan(const PlanRequest& r) {
         else ms = {pp, 2 * pp, 4 * pp};
         for (auto g : sp_layouts(sp)) {
           if (r.sp_mode && *r.sp_mode != g.sp_mode && sp > 1) continue;
+          if (g.sp_mode == dist::SpMode::TwoD &&
+              ((r.sp_ulysses && *r.sp_ulysses != g.sp_ulysses) ||
+               (r.sp_outer && *r.sp_outer != g.sp_outer)))
+            continue;
           g.dp = static_cast<int>(dp);
           g.pp = static_cast<int>(pp);
           g.tp = static_cast<int>(tp);
@@ -89,7 +95,7 @@ PlanResult plan(const PlanRequest& r) {
                 g.micro_batches = static_cast<int>(m);
                 ++res.considered;
                 Workload w{r.model, r.precision,
-                           r.global_batch > 0 ? r.global_batch / dp / m : 1};
+                           r.global_batch > 0 ? r.global_batch / dp / m : 1, r.threads};
                 const std::string err = layout_error(w, g);
                 if (!err.empty()) {
                   res.invalid.push_back({g, err});
@@ -172,6 +178,77 @@ std::string report(const PlanRequest& r, const PlanResult& res, int top) {
                          res.invalid[i].reason);
   }
   return out;
+}
+
+namespace {
+
+nlohmann::json estimate_json(const Estimate& e) {
+  const auto& g = e.layout;
+  const auto& m = e.memory;
+  return {{"layout", describe(g)},
+          {"dp", g.dp},
+          {"tp", g.tp},
+          {"pp", g.pp},
+          {"sp", g.sp()},
+          {"sp_mode", g.sp() > 1 ? dist::to_string(g.sp_mode) : "none"},
+          {"sp_ulysses", g.sp_ulysses},
+          {"sp_ring", g.sp_ring},
+          {"sp_outer", dist::to_string(g.sp_outer)},
+          {"zero", g.zero},
+          {"recompute", g.recompute},
+          {"micro_batches", g.micro_batches},
+          {"global_batch", e.global_batch},
+          {"memory_bytes",
+           {{"parameters", m.params},
+            {"bf16_weights", m.bf16_weights},
+            {"gradients", m.grads},
+            {"optimizer", m.optimizer},
+            {"zero_buffers", m.zero_buffers},
+            {"activations", m.activations},
+            {"workspace", m.workspace},
+            {"total", m.total()}}},
+          {"bytes_sent",
+           {{"sp", e.bytes.sp},
+            {"tp", e.bytes.tp},
+            {"pp", e.bytes.pp},
+            {"dp", e.bytes.dp},
+            {"total", e.bytes.total()}}},
+          {"flops", e.flops},
+          {"seconds",
+           {{"compute", e.compute_s},
+            {"sp", e.comm_s.sp},
+            {"tp", e.comm_s.tp},
+            {"pp", e.comm_s.pp},
+            {"dp", e.comm_s.dp},
+            {"bubble", e.bubble_s},
+            {"optimizer", e.optimizer_s},
+            {"step", e.step_s}}},
+          {"tokens_per_s", e.tokens_per_s},
+          {"fits", e.fits},
+          {"limit", e.limit}};
+}
+
+}  // namespace
+
+std::string report_json(const PlanRequest& r, const PlanResult& res) {
+  nlohmann::json j;
+  j["model"] = {{"name", r.model.name},
+                {"description", r.model.describe()},
+                {"parameters", r.model.params()},
+                {"tokens", r.model.tokens}};
+  j["machine"] = {{"name", r.machine.name}, {"usable_bytes", r.machine.usable_bytes()}};
+  j["devices"] = r.devices;
+  j["precision"] = r.precision == Precision::BF16 ? "bf16" : "fp32";
+  j["threads"] = r.threads;
+  j["considered"] = res.considered;
+  j["fitting"] = nlohmann::json::array();
+  for (const auto& e : res.fitting) j["fitting"].push_back(estimate_json(e));
+  j["too_big"] = nlohmann::json::array();
+  for (const auto& e : res.too_big) j["too_big"].push_back(estimate_json(e));
+  j["invalid"] = nlohmann::json::array();
+  for (const auto& x : res.invalid)
+    j["invalid"].push_back({{"layout", describe(x.layout)}, {"reason", x.reason}});
+  return j.dump(1) + "\n";
 }
 
 }  // namespace seqvit::plan

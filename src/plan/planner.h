@@ -18,9 +18,12 @@ struct PlanRequest {
   int64_t devices = 1;
   Machine machine;
   int64_t global_batch = 0;  // 0: one sample per micro-batch and replica
+  int threads = 1;           // CPU threads per device (the attention scratch is per thread)
   // Fixed parts of the layout (unset: every value is tried).
   std::optional<int> dp, tp, pp, sp, zero, micro_batches;
   std::optional<dist::SpMode> sp_mode;
+  std::optional<int> sp_ulysses;           // sp_mode 2d: the Ulysses degree
+  std::optional<dist::SpMode> sp_outer;    // sp_mode 2d: ring or lss
   std::optional<bool> recompute;
 };
 
@@ -40,5 +43,8 @@ PlanResult plan(const PlanRequest& r);
 // The printed report: the request, the best `top` layouts with their memory, time and limit,
 // and the closest layouts that do not fit.
 std::string report(const PlanRequest& r, const PlanResult& res, int top);
+// The same as JSON (every layout that fits, fastest first, and every one that does not, smallest
+// first, each with its memory, bytes and times per device), for scripts such as bench/suite.py.
+std::string report_json(const PlanRequest& r, const PlanResult& res);
 
 }  // namespace seqvit::plan

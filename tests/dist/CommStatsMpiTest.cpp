@@ -87,6 +87,25 @@ TEST_F(Counters, BytesMatchTheDocumentedCounts) {
   }
 }
 
+// A buffer larger than one all-reduce piece: summed right in every piece (also the last, short
+// one), counted once as one call with the sum of the pieces' ring volumes.
+TEST_F(Counters, LargeAllReduceGoesInPieces) {
+  const int r = rank(), P = 4;
+  Comm sp = world.split(0, r, "sp");
+  const int64_t piece = static_cast<int64_t>(seqvit::dist::kAllReducePieceBytes / sizeof(float));
+  const int64_t n = 2 * piece + 7;  // two whole pieces and 7 elements (shares 2, 2, 2, 1)
+  std::vector<float> buf(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) buf[i] = static_cast<float>((i % 1000) * (r + 1));
+  sp.all_reduce<float>(buf);
+  bool right = true;
+  for (int64_t i = 0; i < n && right; ++i) right = buf[i] == static_cast<float>((i % 1000) * 10);
+  EXPECT_TRUE(right);
+  const uint64_t F = sizeof(float);
+  EXPECT_EQ(sp.stats().bytes("sp", OpKind::AllReduce),
+            (2 * 2 * (piece - piece / P) + 2 * (7 - (r < 3 ? 2 : 1))) * F);
+  EXPECT_EQ(sp.stats().calls("sp", OpKind::AllReduce), 1u);
+}
+
 TEST_F(Counters, CommunicatorsCountSeparatelyAndReset) {
   Comm sp = world.split(0, rank(), "sp");
   Comm dp = world.split(rank() % 2, rank(), "dp");  // pairs {0, 2} and {1, 3}
