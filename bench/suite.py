@@ -335,6 +335,8 @@ def run_rows(kind, scheme, P, n_tokens, depth, r, pred):
     row["peak_rss_gib"] = worst["peak_rss_bytes"] / GIB
     row["peak_rss_gib_max"] = max(x["peak_rss_bytes"] for x in ranks) / GIB
     row["engine_planned_gib"] = worst["planned_bytes"]["total"] / GIB
+    row["engine_act_ws_mib"] = (worst["planned_bytes"]["activations"] +
+                                worst["planned_bytes"]["workspace"]) / 2 ** 20
     axes = {"sp": 0, "tp": 0, "pp": 0, "dp": 0}
     for e in worst["first_step_comm"]:
         axes[AXIS_OF_COMM.get(e["comm"], "dp")] += e["bytes"]

@@ -216,12 +216,13 @@ def weak_section(weak):
          "rank sent in the first step (the communication layer's counters) beside the planner's "
          "bytes.", "",
          "| scheme | P | N | step s | tokens/s | t(1)/t(P) | P t(1)/t(P) | peak GiB per rank | "
-         "predicted GiB | error | MiB sent per rank | predicted MiB | bytes equal |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "predicted GiB | error | activations + workspace MiB | MiB sent per rank | "
+         "predicted MiB | bytes equal |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in weak:
         if not ok(r):
             L.append(f"| {r['scheme']} | {r['ranks']} | {r['n_tokens']} | {r['status'][:60]} "
-                     "| | | | | | | | | |")
+                     "| | | | | | | | | | |")
             continue
         base = t1.get(r["depth"])
         e1 = base / r["step_s"] if base else None
@@ -231,7 +232,8 @@ def weak_section(weak):
         L.append(f"| {r['scheme']} | {r['ranks']} | {r['n_tokens']} | {f(r['step_s'])} | "
                  f"{f(r['tokens_per_s'], '{:.0f}')} | {f(e1)} | {f(e2)} | "
                  f"{f(r['peak_rss_gib'], '{:.3f}')} | {f(r.get('predicted_gib'), '{:.3f}')} | "
-                 f"{f(err, '{:+.1%}')} | {mib(r.get('bytes_total'))} | "
+                 f"{f(err, '{:+.1%}')} | {f(r.get('engine_act_ws_mib'), '{:.1f}')} | "
+                 f"{mib(r.get('bytes_total'))} | "
                  f"{mib(r.get('predicted_bytes_total'))} | {bytes_verdict(r)} |")
     return L + [""]
 

@@ -142,16 +142,22 @@ double ZeroOptimizer::update(float* params, float* grads, train::AdamW& opt) {
   return norm;
 }
 
+// Stage 3: the master shard and the largest unit gathered; stages 1, 2: the full buffer and the
+// staging copy of the own range that the updated values are all-gathered from.
 size_t ZeroOptimizer::param_bytes() const {
   int64_t biggest = 0;
   for (const auto& [b, e] : units_) biggest = std::max(biggest, e - b);
-  return sizeof(float) * static_cast<size_t>(stage_ == 3 ? (end_ - begin_) + biggest : total_);
+  return sizeof(float) *
+         (static_cast<size_t>(stage_ == 3 ? (end_ - begin_) + biggest : total_) + scratch_.size());
 }
 
+// Stages 2, 3: the gradient shard, the largest unit in backward and the own part of a unit
+// that its reduce-scatter writes (acc_); stage 1: the full buffer.
 size_t ZeroOptimizer::grad_bytes() const {
   int64_t biggest = 0;
   for (const auto& [b, e] : units_) biggest = std::max(biggest, e - b);
-  return sizeof(float) * static_cast<size_t>(stage_ >= 2 ? (end_ - begin_) + biggest : total_);
+  return sizeof(float) *
+         (static_cast<size_t>(stage_ >= 2 ? (end_ - begin_) + biggest : total_) + acc_.size());
 }
 
 void ZeroOptimizer::gather_unit(int u) {

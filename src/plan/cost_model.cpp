@@ -12,6 +12,7 @@
 
 #include "core/check.h"
 #include "dist/sp_attention.h"
+#include "dist/zero.h"
 #include "dist/sp_attention_2d.h"
 #include "kernels/attention.h"
 
@@ -268,6 +269,38 @@ SpCall sp_call(const dist::GridConfig& c, int64_t b, int64_t N, int64_t heads, i
 }
 
 // Nominal bytes one rank sends in an all-reduce of n floats over g ranks (ring).
+// The most elements any of the Z ranks owns of the n-element buffer (dist::zero_range).
+double largest_own_range(double n, int64_t Z) {
+  int64_t most = 0;
+  for (int64_t q = 0; q < Z; ++q) {
+    const auto [b, e] = dist::zero_range(static_cast<int64_t>(n), static_cast<int>(Z),
+                                         static_cast<int>(q));
+    most = std::max(most, e - b);
+  }
+  return static_cast<double>(most);
+}
+
+// The most elements any rank owns of one unit (embedding, a block, the head, laid out in that
+// order), over the ranks' ZeRO ranges of the whole table.
+double largest_unit_part(double emb, double blk, int64_t blocks, double head, int64_t Z) {
+  std::vector<std::pair<int64_t, int64_t>> units;
+  int64_t at = 0;
+  auto add = [&](double n) {
+    if (n > 0) units.push_back({at, at + static_cast<int64_t>(n)});
+    at += static_cast<int64_t>(n);
+  };
+  add(emb);
+  for (int64_t i = 0; i < blocks; ++i) add(blk);
+  add(head);
+  int64_t most = 0;
+  for (int64_t q = 0; q < Z; ++q) {
+    const auto [b, e] = dist::zero_range(at, static_cast<int>(Z), static_cast<int>(q));
+    for (const auto& [ub, ue] : units)
+      most = std::max(most, std::min(e, ue) - std::max(b, ub));
+  }
+  return static_cast<double>(most);
+}
+
 double all_reduce_bytes(double n, int64_t g) { return g > 1 ? 2.0 * 4 * n * (g - 1) / g : 0; }
 double gather_bytes(double n, int64_t g) { return g > 1 ? 4.0 * n * (g - 1) / g : 0; }
 
@@ -330,6 +363,11 @@ Estimate estimate(const Workload& w, const dist::GridConfig& c, const Machine& m
     mem.optimizer = 8 * Pm / (c.zero >= 1 ? Z : 1);
     if (c.zero == 3) mem.zero_buffers = (8.0 + (bf16 ? 2 : 0)) * unit;
     if (c.zero == 2) mem.zero_buffers = 4.0 * unit;
+    // The engine's ZeRO staging buffers (dist/zero.cpp): stages 1, 2 copy the own range to
+    // all-gather the updated parameters from; stages 2, 3 reduce-scatter a unit's gradient
+    // into a buffer of the largest own part of a unit (the worst rank's).
+    if (c.zero == 1 || c.zero == 2) mem.zero_buffers += 4 * largest_own_range(Pm, Z);
+    if (c.zero >= 2) mem.zero_buffers += 4 * largest_unit_part(emb, blk, st.blocks, head, Z);
 
     // saved activations of one micro-batch (floats), as ClimaX::plan
     const double block_full = T * D + 2 * T + 3 * T * Dt + T * Dt + spc.saved / 4 + T * D +

@@ -106,6 +106,38 @@ TEST_F(Counters, LargeAllReduceGoesInPieces) {
   EXPECT_EQ(sp.stats().calls("sp", OpKind::AllReduce), 1u);
 }
 
+// Reduce-scatters larger than kAllReducePieceBytes go round a ring in chunks (comm.cpp): the
+// sums equal the small-message path's, with uneven counts (one rank empty, one spanning several
+// chunks and a remainder), and the count is the documented total - counts[r].
+TEST_F(Counters, LargeReduceScatterGoesRoundARing) {
+  const int r = rank(), P = 4;
+  Comm sp = world.split(0, r, "sp");
+  const int64_t chunk = (int64_t{4} << 20) / sizeof(float);
+  const std::vector<int64_t> counts{3 * chunk + 5, 0, chunk / 2 + 3, 2 * chunk};
+  int64_t total = 0;
+  for (int64_t c : counts) total += c;
+  ASSERT_GT(total * int64_t(sizeof(float)), int64_t(seqvit::dist::kAllReducePieceBytes));
+  std::vector<float> send(static_cast<size_t>(total));
+  for (int64_t i = 0; i < total; ++i) send[i] = static_cast<float>((i % 997) + 1000 * r);
+  std::vector<float> mine(static_cast<size_t>(counts[r]));
+  sp.reduce_scatter_v<float>(send, mine, counts);
+  int64_t first = 0;
+  for (int j = 0; j < r; ++j) first += counts[j];
+  bool right = true;
+  for (int64_t i = 0; i < counts[r] && right; ++i)
+    right = mine[i] == static_cast<float>(4 * ((first + i) % 997) + 1000 * (0 + 1 + 2 + 3));
+  EXPECT_TRUE(right) << "rank " << r;
+  EXPECT_EQ(sp.stats().bytes("sp", OpKind::ReduceScatterV),
+            uint64_t(total - counts[r]) * sizeof(float));
+  // the equal-block form through the same ring
+  const int64_t b = chunk + 7;
+  std::vector<float> s2(static_cast<size_t>(P * b), 1.f + r), r2(static_cast<size_t>(b));
+  sp.reduce_scatter<float>(s2, r2);
+  EXPECT_EQ(r2.front(), 10.f);
+  EXPECT_EQ(r2.back(), 10.f);
+  EXPECT_EQ(sp.stats().bytes("sp", OpKind::ReduceScatter), uint64_t(3 * b) * sizeof(float));
+}
+
 TEST_F(Counters, CommunicatorsCountSeparatelyAndReset) {
   Comm sp = world.split(0, rank(), "sp");
   Comm dp = world.split(rank() % 2, rank(), "dp");  // pairs {0, 2} and {1, 3}
