@@ -22,6 +22,8 @@ struct PlanRequest {
   std::optional<int> dp, tp, pp, sp, zero, micro_batches;
   std::optional<dist::SpMode> sp_mode;
   std::optional<bool> recompute;
+  // Block attention kernel (dense: standard attention keeping the probabilities; sp = 1 only).
+  model::AttentionKernel attention = model::AttentionKernel::Flash;
 };
 
 struct Rejected {
