@@ -1,5 +1,6 @@
 // `--attention flash|dense` of seqvit grad and train: the dense (standard attention) gradient
-// file equals the flash one (relative error <= 1e-5, fp32); a bad value is an error naming it
+// file equals the flash one (relative error <= 1e-5, fp32), also with recomputation, tensor
+// parallelism and pipeline stages; a bad value is an error naming it
 // and the valid ones; dense under sequence parallelism ends every rank with one clear message;
 // a short synthetic training run with dense attention.
 #include <gtest/gtest.h>
@@ -30,6 +31,22 @@ TEST_F(GradAttentionTest, DenseMatchesFlash) {
     ASSERT_EQ(rc.status, 0) << rc.output;
     compare("dense_rc.safetensors", "dense recompute " + model::to_string(tok));
   }
+}
+
+// Tensor parallelism (each rank keeps the probabilities of its heads) and pipeline stages
+// (each stage those of its blocks, per micro-batch slot) with dense attention.
+TEST_F(GradAttentionTest, DenseUnderTensorAndPipelineParallelism) {
+  write_inputs(model::Tokenization::Aggregate, 2, 2);
+  auto flash = run_seqvit(grad_args("single.safetensors"));
+  ASSERT_EQ(flash.status, 0) << flash.output;
+  auto tp = seqvit_test::run_seqvit_mpi(2, grad_args("tp.safetensors") +
+                                               " --tp 2 --attention dense");
+  ASSERT_EQ(tp.status, 0) << tp.output;
+  compare("tp.safetensors", "dense tp2");
+  auto pp = seqvit_test::run_seqvit_mpi(
+      2, grad_args("pp.safetensors") + " --pp 2 --micro-batches 2 --attention dense");
+  ASSERT_EQ(pp.status, 0) << pp.output;
+  compare("pp.safetensors", "dense pp2 m2");
 }
 
 TEST_F(GradAttentionTest, BadValuesAndSequenceParallelismAreRefused) {
