@@ -5,6 +5,9 @@
 // FLOPs = 3 * L * (24 N D^2 + 4 N^2 D) per step (the same count the PyTorch peer uses).
 // One configuration per process, so peak RSS (getrusage) is per configuration.
 //   bench_block_step --n 8192 [--bf16] [--steps 3] [--warmup 1] [--dim 256 --heads 4 --depth 4]
+//                    [--attention flash|dense]
+// --attention dense runs the blocks with standard attention that keeps the probabilities
+// (B*H*N*N floats per block), the "without flash attention" side of the comparison.
 // --warmup 0 times the first step itself (cold: first-touch page faults included), for runs
 // where one step is all there is time for (the 188,416-token demonstration).
 #include <fmt/core.h>
@@ -26,6 +29,7 @@ using namespace seqvit;
 int main(int argc, char** argv) {
   int64_t n = 8192, dim = 256, heads = 4, depth = 4, steps = 3, warmup = 1;
   bool bf16 = false, json = false;
+  std::string attention = "flash";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> int64_t {
@@ -43,8 +47,19 @@ int main(int argc, char** argv) {
     else if (a == "--warmup") warmup = next();
     else if (a == "--bf16") bf16 = true;
     else if (a == "--json") json = true;
-    else {
-      fmt::print(stderr, "unknown flag {} (flags: --n --dim --heads --depth --steps --warmup --bf16 --json)\n", a);
+    else if (a == "--attention") {
+      if (i + 1 >= argc) {
+        fmt::print(stderr, "missing value after --attention (valid: flash, dense)\n");
+        return 2;
+      }
+      attention = argv[++i];
+      if (attention != "flash" && attention != "dense") {
+        fmt::print(stderr, "unknown --attention '{}': valid values are 'flash' and 'dense'\n",
+                   attention);
+        return 2;
+      }
+    } else {
+      fmt::print(stderr, "unknown flag {} (flags: --n --dim --heads --depth --steps --warmup --bf16 --attention --json)\n", a);
       return 2;
     }
   }
@@ -63,6 +78,7 @@ int main(int argc, char** argv) {
   mc.variables = {"x"};
   mc.out_variables = {"x"};
   mc.tokenization = model::Tokenization::PerVariable;
+  mc.attention = model::parse_attention_kernel(attention);
   train::OptimConfig oc;
   oc.lr = 1e-4;
   oc.total_steps = steps + 1;
@@ -97,13 +113,14 @@ int main(int argc, char** argv) {
   if (json)
     fmt::print("{{\"impl\": \"seqvit\", \"n\": {}, \"dtype\": \"{}\", \"step_s\": {:.4f}, "
                "\"tokens_per_s\": {:.1f}, \"gflops\": {:.2f}, \"peak_rss_gib\": {:.3f}, "
-               "\"planned_gib\": {:.3f}, \"threads\": {}}}\n",
+               "\"planned_gib\": {:.3f}, \"threads\": {}, \"attention\": \"{}\"}}\n",
                n, bf16 ? "bf16" : "fp32", secs, N / secs, flops / secs / 1e9, rss_gib,
-               tr.total_bytes() / (1024.0 * 1024 * 1024), omp_get_max_threads());
+               tr.total_bytes() / (1024.0 * 1024 * 1024), omp_get_max_threads(), attention);
   else
-    fmt::print("seqvit step N={} D={} heads={} depth={} {}: {:.3f} s/step, {:.0f} tokens/s, "
-               "{:.1f} GFLOP/s, peak RSS {:.2f} GiB (planned {:.2f} GiB), {} threads\n",
-               n, dim, heads, depth, bf16 ? "bf16" : "fp32", secs, N / secs, flops / secs / 1e9,
-               rss_gib, tr.total_bytes() / (1024.0 * 1024 * 1024), omp_get_max_threads());
+    fmt::print("seqvit step N={} D={} heads={} depth={} {} {} attention: {:.3f} s/step, {:.0f} "
+               "tokens/s, {:.1f} GFLOP/s, peak RSS {:.2f} GiB (planned {:.2f} GiB), {} threads\n",
+               n, dim, heads, depth, bf16 ? "bf16" : "fp32", attention, secs, N / secs,
+               flops / secs / 1e9, rss_gib, tr.total_bytes() / (1024.0 * 1024 * 1024),
+               omp_get_max_threads());
   return 0;
 }

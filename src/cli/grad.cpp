@@ -48,6 +48,7 @@ struct GradOptions {
   std::string model, batch, out;
   bool bf16 = false;
   bool recompute = false;
+  std::string attention = "flash";  // block attention kernel: flash | dense
   int sp = 0;  // 0 (with tp and pp 0): no MPI at all
   int tp = 0;
   std::string order = "dp,pp,tp,sp";  // rank grid axes, outermost first
@@ -114,7 +115,8 @@ void run_grad(const GradOptions& o) {
   if (distributed) mpi.emplace(nullptr, nullptr);
 
   const io::SafetensorsReader model_file(o.model);  // read once: configuration and weights
-  const auto cfg = train::read_model_config(model_file);
+  auto cfg = train::read_model_config(model_file);
+  cfg.attention = model::parse_attention_kernel(o.attention);
   const model::ClimaX whole(cfg);  // the single-process table: the file's layout
 
   io::SafetensorsReader br(o.batch);
@@ -297,6 +299,10 @@ void add_grad(CLI::App& app) {
   c->add_flag("--bf16", opts->bf16, "mixed precision: bf16 matrix inputs, fp32 accumulation");
   c->add_flag("--recompute", opts->recompute,
               "activation recomputation (keep block inputs only; identical results)");
+  c->add_option("--attention", opts->attention,
+                "block attention kernel: flash or dense (standard attention keeping the "
+                "probabilities; not with --sp)")
+      ->capture_default_str();
   c->add_option("--sp", opts->sp,
                 "sequence-parallel degree: split the tokens over P ranks (run under "
                 "mpirun -np P; fp32)");

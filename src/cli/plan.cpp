@@ -16,7 +16,7 @@ namespace {
 
 struct PlanOptions {
   std::string model = "vit-base", machine = "local", seq, tokenization = "per_variable",
-              precision = "bf16", sp_mode, recompute, sp_outer, json;
+              precision = "bf16", sp_mode, recompute, sp_outer, json, attention = "flash";
   int64_t devices = 1, variables = 64, patch = 2, batch = 0, embed_dim = 0, depth = 0, heads = 0,
           decoder_depth = 2;
   double mlp_ratio = 4.0;
@@ -87,6 +87,7 @@ void run_plan(const PlanOptions& o) {
   if (o.recompute == "on") r.recompute = true;
   else if (o.recompute == "off") r.recompute = false;
   else if (!o.recompute.empty()) fail("--recompute '{}': valid values are on and off", o.recompute);
+  r.attention = model::parse_attention_kernel(o.attention);
   if (o.top < 1) fail("--top must be >= 1, got {}", o.top);
   const auto res = plan::plan(r);
   fmt::print("{}", plan::report(r, res, o.top));
@@ -147,6 +148,9 @@ void add_plan(CLI::App& app) {
   c->add_option("--json", o->json,
                 "also write every layout (fitting and too big) with its memory, bytes and times "
                 "to this JSON file");
+  c->add_option("--attention", o->attention,
+                "block attention kernel: flash or dense (keeps the probabilities; sp = 1 only)")
+      ->default_str("flash");
   c->callback([o] { run_plan(*o); });
 }
 

@@ -104,6 +104,7 @@ model::ModelConfig model_config(const TrainOptions& o, int64_t h, int64_t w,
   mc.variables = std::move(variables);
   mc.out_variables = std::move(out_variables);
   mc.tokenization = model::parse_tokenization(o.tokenization);
+  mc.attention = model::parse_attention_kernel(o.attention);
   mc.validate();
   return mc;
 }
@@ -184,6 +185,8 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
                  tr.model().params().total(), o.zero >= 2 ? ", gradients" : "",
                  o.zero == 3 ? " and parameters (plus the unit in use)" : "");
     if (o.recompute) fmt::print("activation recomputation: only block inputs are kept\n");
+    if (mc.attention == model::AttentionKernel::Dense)
+      fmt::print("attention: dense (keeps the B*H*N*N probabilities of every block)\n");
     fmt::print("{}\n", memory_plan);
     fmt::print("data: synthetic travelling waves, lead {} h (built in; no files needed)\n",
                o.lead_hours);
@@ -404,6 +407,10 @@ void add_train(CLI::App& app) {
       ->capture_default_str();
   c->add_flag("--recompute", o->recompute,
               "activation recomputation: keep only block inputs, recompute blocks in backward");
+  c->add_option("--attention", o->attention,
+                "block attention kernel: flash (O(N) memory) or dense (standard attention that "
+                "keeps the B*H*N*N probabilities; for comparison, not with --sp)")
+      ->capture_default_str();
   c->add_option("--order", o->order,
                 "rank grid: the axes dp, pp, tp, sp, outermost first (the innermost axis's groups "
                 "are runs of neighbouring ranks, on one node)")

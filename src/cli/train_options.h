@@ -34,6 +34,7 @@ struct TrainOptions {
   std::string sp_outer = "ring";  // --sp-mode 2d: ring or lss across the Ulysses groups
   int zero = 0;            // ZeRO stage over the dp x sp ranks (synthetic mode)
   bool recompute = false;  // activation recomputation per block
+  std::string attention = "flash";  // block attention kernel: flash | dense
   // Pipeline parallelism (MPI if pp > 1) and micro-batches (gradient accumulation without pp).
   int pp = 1, micro_batches = 1;
   std::string pp_schedule = "1f1b";

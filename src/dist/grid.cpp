@@ -272,6 +272,10 @@ void validate(const GridConfig& c, int64_t world_size, const model::ModelConfig&
         "2 (+ gradients), 3 (+ parameters)",
         c.zero);
   if (c.micro_batches < 1) fail("micro_batches must be >= 1, got {}", c.micro_batches);
+  if (m.attention == model::AttentionKernel::Dense && c.sp() > 1)
+    fail("--attention dense does not work with sequence parallelism (sp = {}): the SP "
+         "operators run flash attention; valid choices with sp > 1: flash",
+         c.sp());
 
   // The SP degrees each mode uses.
   const std::string mode = to_string(c.sp_mode);

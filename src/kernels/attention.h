@@ -32,6 +32,9 @@ struct AttentionArgs {
   StridedTensor dout;      // reads dO
   StridedTensor dq, dk, dv;  // written (or accumulated into, see accumulate)
   bool accumulate = false;   // backward: dq/dk/dv += instead of =
+  // Dense attention only: the probabilities P [batch, heads, nq, nk] fp32 (dense_attention_
+  // probs_floats()), written by forward and read by backward. Flash ignores it.
+  float* probs = nullptr;
   // Scratch memory provided by the caller (planned before the step loop; kernels never
   // allocate). Size from attention_workspace_bytes(); may be null if that returns 0.
   void* workspace = nullptr;
@@ -43,6 +46,17 @@ struct AttentionArgs {
 size_t flash_attention_workspace_bytes(const AttentionArgs& a, int threads);
 void flash_attention_forward(const AttentionArgs& a);
 void flash_attention_backward(const AttentionArgs& a);
+
+// Dense ("standard") attention, as PyTorch's manual softmax(Q K^T * scale) V: per (batch,
+// head) the score matrix by a GEMM, the row softmax into `probs` (kept for backward: O(B H nq
+// nk) memory, what flash avoids), O = P V. Backward from the stored P: dV = P^T dO,
+// dP = dO V^T, dS = P (dP - rowsum(dO O)), dQ = scale dS K, dK = scale dS^T Q. bf16: Q, K, V,
+// P, dO and dS enter the GEMMs as bf16 (fp32 accumulation), P itself is stored in fp32.
+// Same outputs (and lse) as flash. Scratch from dense_attention_workspace_bytes().
+size_t dense_attention_probs_floats(const AttentionArgs& a);  // batch * heads * nq * nk
+size_t dense_attention_workspace_bytes(const AttentionArgs& a, int threads);
+void dense_attention_forward(const AttentionArgs& a);
+void dense_attention_backward(const AttentionArgs& a);
 
 // The oracle: materialises the score matrix per (batch, head). Same semantics, same outputs
 // (including lse), allocates freely; for tests and small problems only.

@@ -4,6 +4,7 @@
 // statistics [T] x 2, qkv [T,3D], attention output [T,D] and its LSE [B,Hh,N], the mid-block
 // residual [T,D] and the fc1 pre-activation [T,F]; LayerNorm outputs and GELU outputs are
 // recomputed in backward (memory-bound, cheap) so a block keeps ~(6 + F/D) T*D floats.
+// Dense attention (ModelConfig::attention) also keeps each block's probabilities [B,Hh,N,N].
 #include "model/climax.h"
 
 #include <omp.h>
@@ -106,6 +107,12 @@ kernels::AttentionArgs block_attention(int64_t B, int64_t N, int64_t Hh, int64_t
   return at;
 }
 
+// Dense attention: the same arguments with the block's probability buffer.
+kernels::AttentionArgs with_probs(kernels::AttentionArgs at, float* probs) {
+  at.probs = probs;
+  return at;
+}
+
 // Variable aggregation of one sample: Lp independent problems (one per patch), each with the
 // shared query q[D] (batch stride 0) over the V keys/values of that patch, read from
 // kv[V, Lp, 2D]; output o[Lp, D]. Backward: dO [Lp, D], dq per patch [Lp, D], dkv like kv.
@@ -189,6 +196,7 @@ struct ClimaX::Saved {
   // allocates xs[first_block .. last_block] and the blocks [first_block, last_block) only)
   std::vector<Buffer<float>> xs;
   PerBlock<float> ln1_mean, ln1_rstd, qkv, attn_o, lse, x_mid, ln2_mean, ln2_rstd, fc1_pre;
+  PerBlock<float> probs;  // per block, dense attention only: [B, Ht, N, N] probabilities
   PerBlock<unsigned char> sp_saved;  // per block: the SP scheme's saved state
   // final norm and head
   Buffer<float> lnf_out, lnf_mean, lnf_rstd;  // [T,D], [T], [T]
@@ -410,6 +418,11 @@ void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttent
                "that size and rank (got {})",
                shard_.tp_rank, shard_.tp_size,
                tp_ ? fmt::format("rank {} of {}", tp_->rank(), tp_->size()) : "none");
+  const bool dense = cfg_.attention == AttentionKernel::Dense;
+  SEQVIT_CHECK(!(dense && sp),
+               "--attention dense does not work with sequence parallelism (a group of {}): the SP "
+               "operators run flash attention; valid choices under SP: flash (dense needs sp = 1)",
+               P);
   sp_ = sp;
   n_local_ = cfg_.N() / P;
   n_first_ = sp ? static_cast<int64_t>(sp->rank()) * n_local_ : 0;
@@ -455,7 +468,7 @@ void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttent
     }
     sv.xs.resize(L + 1);
     for (auto* v : {&sv.ln1_mean, &sv.ln1_rstd, &sv.qkv, &sv.attn_o, &sv.lse, &sv.x_mid,
-                    &sv.ln2_mean, &sv.ln2_rstd, &sv.fc1_pre})
+                    &sv.ln2_mean, &sv.ln2_rstd, &sv.fc1_pre, &sv.probs})
       v->resize(L, recompute_);
     sv.sp_saved.resize(sp ? L : 0, recompute_);
     for (int64_t i = i0; i <= i1; ++i) S(sv.xs[i], T * D);
@@ -471,6 +484,7 @@ void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttent
         saved += sv.sp_saved[i].bytes();
       } else {
         S(sv.lse[i], B * Ht * N);
+        if (dense) S(sv.probs[i], B * Ht * N * N);
       }
       S(sv.x_mid[i], T * D);
       S(sv.ln2_mean[i], T);
@@ -480,7 +494,7 @@ void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttent
     if (recompute_ && i1 > i0) {  // the shared slot is scratch: live only in one block's backward
       size_t slot = sv.sp_saved.slots.empty() ? 0 : sv.sp_saved[i0].bytes();
       for (auto* v : {&sv.ln1_mean, &sv.ln1_rstd, &sv.qkv, &sv.attn_o, &sv.lse, &sv.x_mid,
-                      &sv.ln2_mean, &sv.ln2_rstd, &sv.fc1_pre})
+                      &sv.ln2_mean, &sv.ln2_rstd, &sv.fc1_pre, &sv.probs})
         slot += (*v)[i0].bytes();
       saved -= slot;
       scratch += slot;
@@ -539,8 +553,9 @@ void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttent
   blk.nq = blk.nk = N;
   blk.head_dim = cfg_.head_dim();
   blk.bf16 = precision == Precision::BF16;
-  size_t ws = sp ? sp->workspace_bytes(B, N, Ht, cfg_.head_dim(), omp_get_max_threads())
-                : kernels::flash_attention_workspace_bytes(blk, omp_get_max_threads());
+  size_t ws = sp      ? sp->workspace_bytes(B, N, Ht, cfg_.head_dim(), omp_get_max_threads())
+              : dense ? kernels::dense_attention_workspace_bytes(blk, omp_get_max_threads())
+                      : kernels::flash_attention_workspace_bytes(blk, omp_get_max_threads());
   if (agg && emb) {
     kernels::AttentionArgs ag = blk;
     ag.batch = Ll;
@@ -792,6 +807,8 @@ void ClimaX::block_forward(const float* P, int i) {
                                   a.attn_ws.bytes());
   if (sp_)  // the only exchange between the ranks of an SP group
     sp_->forward(at, a.sp_saved[i].data(), a.sp_saved[i].bytes());
+  else if (cfg_.attention == AttentionKernel::Dense)
+    kernels::dense_attention_forward(with_probs(at, a.probs[i].data()));
   else
     kernels::flash_attention_forward(at);
   linear_forward(a.attn_o[i].data(), p(bp.proj_w), WB(bp.proj_w),
@@ -945,6 +962,8 @@ void ClimaX::block_backward(const float* P, float* G, int i) {
                                   a.attn_ws.bytes());
   if (sp_)
     sp_->backward(at, a.sp_saved[i].data(), a.sp_saved[i].bytes());
+  else if (cfg_.attention == AttentionKernel::Dense)
+    kernels::dense_attention_backward(with_probs(at, a.probs[i].data()));
   else
     kernels::flash_attention_backward(at);
   kernels::layernorm_forward(a.xs[i].data(), p(bp.norm1_w), p(bp.norm1_b), a.lnbuf.data(),

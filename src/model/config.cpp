@@ -20,6 +20,14 @@ Tokenization parse_tokenization(const std::string& s) {
   fail("unknown tokenization '{}': valid values are 'aggregate' and 'per_variable'", s);
 }
 
+std::string to_string(AttentionKernel k) { return k == AttentionKernel::Flash ? "flash" : "dense"; }
+
+AttentionKernel parse_attention_kernel(const std::string& s) {
+  if (s == "flash") return AttentionKernel::Flash;
+  if (s == "dense") return AttentionKernel::Dense;
+  fail("unknown attention kernel '{}': valid values are 'flash' and 'dense'", s);
+}
+
 int64_t ModelConfig::hidden() const {
   return static_cast<int64_t>(std::llround(static_cast<double>(embed_dim) * mlp_ratio));
 }

@@ -13,6 +13,14 @@ enum class Tokenization { Aggregate, PerVariable };
 std::string to_string(Tokenization t);
 Tokenization parse_tokenization(const std::string& s);  // "aggregate" | "per_variable"
 
+// The kernel of the transformer blocks' self-attention: flash (tiled, O(N) memory) or dense
+// (standard attention that keeps the B*H*N*N probabilities of every block for backward, for
+// comparison; not under sequence parallelism). The variable aggregation always uses flash.
+enum class AttentionKernel { Flash, Dense };
+
+std::string to_string(AttentionKernel k);
+AttentionKernel parse_attention_kernel(const std::string& s);  // "flash" | "dense"
+
 struct ModelConfig {
   int64_t img_h = 32, img_w = 64;  // H x W grid
   int64_t patch_size = 4;          // p
@@ -24,6 +32,9 @@ struct ModelConfig {
   std::vector<std::string> variables{"t2m", "u10", "v10", "z_500", "t_850"};
   std::vector<std::string> out_variables{"t2m", "u10", "v10", "z_500", "t_850"};
   Tokenization tokenization = Tokenization::Aggregate;
+  // How attention is computed, not what the model is: not part of the JSON form (checkpoints
+  // are the same either way).
+  AttentionKernel attention = AttentionKernel::Flash;
 
   // Derived sizes.
   int64_t V() const { return static_cast<int64_t>(variables.size()); }

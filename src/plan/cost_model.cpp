@@ -169,6 +169,9 @@ std::string layout_error(const Workload& w, const dist::GridConfig& c) {
                        c.sp_ulysses, heads_tp);
   if (m.tokens % c.sp() != 0)
     return fmt::format("{} tokens are not divisible by the SP degree {}", m.tokens, c.sp());
+  if (w.attention == model::AttentionKernel::Dense && c.sp() > 1)
+    return fmt::format("dense attention needs sp = 1 (the SP operators run flash), got sp {}",
+                       c.sp());
   if (c.pp > m.depth)
     return fmt::format("{} pipeline stages exceed the depth {}", c.pp, m.depth);
   if (c.micro_batches < 1) return "micro-batches must be >= 1";
@@ -208,7 +211,7 @@ struct SpCall {
 };
 
 SpCall sp_call(const dist::GridConfig& c, int64_t b, int64_t N, int64_t heads, int64_t d,
-               int threads, bool bf16) {
+               int threads, bool bf16, bool dense) {
   SpCall r;
   const int P = c.sp();
   const dist::SpAttentionShape s{b, N, heads, d};
@@ -221,6 +224,10 @@ SpCall sp_call(const dist::GridConfig& c, int64_t b, int64_t N, int64_t heads, i
     a.bf16 = bf16;  // (the SP operators always run in fp32)
     r.saved = 4.0 * b * heads * N;  // the LSE
     r.workspace = static_cast<double>(kernels::flash_attention_workspace_bytes(a, threads));
+    if (dense) {  // + the probabilities [b, heads, N, N]
+      r.saved += 4.0 * b * heads * double(N) * double(N);
+      r.workspace = static_cast<double>(kernels::dense_attention_workspace_bytes(a, threads));
+    }
     return r;
   }
   switch (c.sp_mode) {
@@ -321,7 +328,8 @@ Estimate estimate(const Workload& w, const dist::GridConfig& c, const Machine& m
                Ft = double(F) / tp, Ll = agg ? Nl : double(Lp);
   const int64_t Hl = Hh / tp;
   const int threads = std::max(1, w.threads);
-  const SpCall spc = sp_call(c, b, N, Hl, d, threads, bf16);
+  const SpCall spc =
+      sp_call(c, b, N, Hl, d, threads, bf16, w.attention == model::AttentionKernel::Dense);
 
   // Strides of the axes in the default order dp, pp, tp, sp (sp innermost).
   const int64_t st_tp = sp, st_pp = sp * tp, st_dp = sp * tp * pp;
@@ -384,7 +392,7 @@ Estimate estimate(const Workload& w, const dist::GridConfig& c, const Machine& m
     mem.activations = 4 * act * in_flight;
     // scratch, once per device
     double ws = V * D + 4 * T * D + 3 * T * Dt + 2 * T * Ft;
-    if (c.recompute) ws += block_full;
+    if (c.recompute) ws += block_full - T * D;  // the shared slot: a block less its input
     if (sp == 1 && st.last) ws += T * outw + double(b) * V * HW;
     if (agg && st.first) ws += b * V * Ll * D + 2.0 * b * V * Ll * Dt + 2.0 * b * Ll * Dt;
     mem.workspace = 4 * ws + spc.workspace;

@@ -54,6 +54,9 @@ struct Workload {
   Precision precision = Precision::BF16;
   int64_t micro_batch = 1;  // samples per micro-batch on one replica
   int threads = 1;          // CPU threads per device (attention scratch is per thread)
+  // Block attention kernel: dense keeps B*H*N*N probabilities per block (activations) and
+  // needs sp = 1; same FLOPs as flash.
+  model::AttentionKernel attention = model::AttentionKernel::Flash;
 };
 
 struct Memory {  // bytes per device

@@ -96,6 +96,7 @@ PlanResult plan(const PlanRequest& r) {
                 ++res.considered;
                 Workload w{r.model, r.precision,
                            r.global_batch > 0 ? r.global_batch / dp / m : 1, r.threads};
+                w.attention = r.attention;
                 const std::string err = layout_error(w, g);
                 if (!err.empty()) {
                   res.invalid.push_back({g, err});
@@ -131,8 +132,9 @@ std::string report(const PlanRequest& r, const PlanResult& res, int top) {
                      r.machine.name, r.machine.description, gib(r.machine.memory_gib * 1073741824.0),
                      gib(r.machine.usable_bytes()), r.machine.peak_tflops_fp32,
                      r.machine.peak_tflops_bf16);
-  out += fmt::format("devices  {}; {}; batch {}\n", r.devices,
+  out += fmt::format("devices  {}; {}{}; batch {}\n", r.devices,
                      r.precision == Precision::BF16 ? "bf16 (fp32 master weights)" : "fp32",
+                     r.attention == model::AttentionKernel::Dense ? ", dense attention" : "",
                      r.global_batch > 0 ? std::to_string(r.global_batch)
                                         : "one sample per micro-batch and replica");
   out += fmt::format("{} layouts considered: {} fit, {} do not fit in memory, {} cannot run this "

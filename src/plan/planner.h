@@ -25,6 +25,8 @@ struct PlanRequest {
   std::optional<int> sp_ulysses;           // sp_mode 2d: the Ulysses degree
   std::optional<dist::SpMode> sp_outer;    // sp_mode 2d: ring or lss
   std::optional<bool> recompute;
+  // Block attention kernel (dense: standard attention keeping the probabilities; sp = 1 only).
+  model::AttentionKernel attention = model::AttentionKernel::Flash;
 };
 
 struct Rejected {

@@ -79,6 +79,47 @@ TEST(CostModelTest, PredictedActivationsAndWorkspaceMatchTheEnginesPlan) {
       }
 }
 
+// Dense attention: the probabilities [B, H, N, N] of every block (or of the one being recomputed)
+// and the dense scratch, predicted as the engine plans them; and refused with sequence
+// parallelism.
+TEST(CostModelTest, DenseAttentionMatchesTheEnginesPlan) {
+  dist::GridConfig single;
+  const auto mach = plan::machine_preset("local");
+  for (auto tok : {model::Tokenization::Aggregate, model::Tokenization::PerVariable})
+    for (auto prec : {model::Precision::F32, model::Precision::BF16})
+      for (bool rc : {false, true}) {
+        auto c = engine_config(tok, 16, 64);
+        c.attention = model::AttentionKernel::Dense;
+        constexpr int64_t B = 2;
+        model::ClimaX m(c);
+        m.set_recompute(rc);
+        m.plan(B, prec);
+        const double planned = double(m.activation_bytes() + m.workspace_bytes());
+        plan::Workload w{plan_model(c),
+                         prec == model::Precision::BF16 ? plan::Precision::BF16
+                                                        : plan::Precision::F32,
+                         B, omp_get_max_threads()};
+        w.attention = model::AttentionKernel::Dense;
+        dist::GridConfig g = single;
+        g.recompute = rc;
+        const auto e = plan::estimate(w, g, mach);
+        const double predicted = e.memory.activations + e.memory.workspace + e.memory.bf16_weights;
+        const double rel = std::fabs(predicted - planned) / planned;
+        std::printf("  dense %s %s%s N=%lld: planned %.0f bytes, predicted %.0f (%.4f%%)\n",
+                    model::to_string(tok).c_str(), prec == model::Precision::BF16 ? "bf16" : "fp32",
+                    rc ? " recompute" : "", static_cast<long long>(c.N()), planned, predicted,
+                    100 * rel);
+        EXPECT_LE(rel, 1e-4) << model::to_string(tok) << " recompute " << rc;
+      }
+  plan::Workload w{plan_model(engine_config(model::Tokenization::PerVariable, 16, 64)),
+                   plan::Precision::F32, 1, 1};
+  w.attention = model::AttentionKernel::Dense;
+  dist::GridConfig sp2;
+  sp2.sp_ulysses = 2;
+  EXPECT_NE(plan::layout_error(w, sp2).find("dense attention needs sp = 1"), std::string::npos)
+      << plan::layout_error(w, sp2);
+}
+
 // Planning-only stand-ins for a rank of an SP group and of a TP group: ClimaX::plan asks them for
 // sizes only, so a layout's per-rank plan can be computed in one process.
 class PlanOnlySp final : public model::SequenceParallelAttention {

@@ -38,8 +38,9 @@ using namespace seqvit;
 
 namespace {
 void steps_without_allocation(model::Tokenization tok, model::Precision prec,
-                              bool recompute = false) {
-  const auto c = seqvit_test::tiny_config(tok);
+                              bool recompute = false, bool dense = false) {
+  auto c = seqvit_test::tiny_config(tok);
+  if (dense) c.attention = model::AttentionKernel::Dense;
   train::OptimConfig o;
   o.grad_clip = 1.0;
   train::TrainerParallel par;
@@ -64,6 +65,10 @@ TEST(StepAllocation, AggregateFp32) {
 }
 TEST(StepAllocation, PerVariableBf16) {
   steps_without_allocation(model::Tokenization::PerVariable, model::Precision::BF16);
+}
+TEST(StepAllocation, DenseAttentionFp32AndBf16) {
+  steps_without_allocation(model::Tokenization::Aggregate, model::Precision::F32, false, true);
+  steps_without_allocation(model::Tokenization::PerVariable, model::Precision::BF16, true, true);
 }
 TEST(StepAllocation, AggregateFp32Recompute) {
   steps_without_allocation(model::Tokenization::Aggregate, model::Precision::F32, true);
