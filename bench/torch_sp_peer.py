@@ -24,7 +24,8 @@ Modes (--mode):
            impl "torch-ddp". Batch-scaling efficiency = thr(P) / (P * thr(1)) from tokens_per_s.
 
 Step = zero grads, forward, loss, backward, gradient all-reduce, and (default --optimizer adamw)
-torch.optim.AdamW.step() (lr 1e-4, as seqvit's step includes AdamW); --optimizer none skips it.
+torch.optim.AdamW.step() (lr 1e-4, fused=True where torch has the fused CPU kernel, else the
+default; as seqvit's step includes AdamW); --optimizer none skips it.
 --dtype bf16 = torch.autocast('cpu', dtype=torch.bfloat16) around forward + loss (parameters,
 gradients and Adam states stay fp32; the all-to-alls then carry bf16 activations).
 
@@ -43,11 +44,16 @@ These are nominal counts of the algorithm, not of gloo's wire traffic (gloo's ow
 algorithm for small buffers differs). Timing and RSS collectives (barrier, all_gather_object)
 are not counted.
 
-Launch (torch.distributed.run; it sets RANK/WORLD_SIZE/MASTER_ADDR and OMP_NUM_THREADS=1):
-  /opt/torch2/bin/python -m torch.distributed.run --standalone --nproc-per-node 4 \\
-      bench/torch_sp_peer.py --mode ulysses --dim 2560 --heads 16 --depth 1 --tokens-per-rank 256
-or let the script launch itself the same way (--nproc P, when not already under a launcher):
-  /opt/torch2/bin/python bench/torch_sp_peer.py --nproc 4 --mode ulysses ...
+Launch: the script starts its P ranks itself with --nproc P (subprocesses with RANK,
+WORLD_SIZE, MASTER_ADDR/PORT set as torch.distributed.run sets them; if one rank fails the others
+are ended and the exit code is non-zero):
+  /opt/torch2/bin/python bench/torch_sp_peer.py --nproc 4 --mode ulysses \\
+      --dim 2560 --heads 16 --depth 1 --tokens-per-rank 256
+or under torch.distributed.run (torch 2.x; Debian's 1.13 launcher fails on Python 3.11):
+  OMP_NUM_THREADS=1 /opt/torch2/bin/python -m torch.distributed.run --standalone \\
+      --nproc-per-node 4 bench/torch_sp_peer.py --mode ulysses ...
+Debian's torch 1.13 (/usr/bin/python3, no deepspeed, no sdpa: attention with the N x N scores
+materialised, default AdamW) runs the same way with --nproc; impl torch-ulysses / torch-ddp.
 Correctness (float64, tiny): --check compares the distributed step's loss and every gradient
 with a single-process step over the whole sequence on rank 0 (relative error printed, must be
 <= 1e-10), before timing.
@@ -167,7 +173,11 @@ def local_sdpa(torch):
     F = torch.nn.functional
 
     def attn(q, k, v):  # [B, N, h, d] -> [B, N, h, d]
-        o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        if hasattr(F, "scaled_dot_product_attention"):
+            o = F.scaled_dot_product_attention(q, k, v)
+        else:  # torch 1.13: the N x N scores materialised
+            o = ((q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5).softmax(dim=-1) @ v
         return o.transpose(1, 2).contiguous()
     return attn
 
@@ -231,16 +241,42 @@ def deepspeed_ulysses(torch, group):
 
 
 def launch_self(a):
-    args = [x for x in sys.argv[1:]]
-    i = args.index("--nproc") if "--nproc" in args else None
-    if i is not None:
-        del args[i:i + 2]
-    else:
-        args = [x for x in args if not x.startswith("--nproc=")]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           "--nproc-per-node", str(a.nproc), os.path.abspath(__file__)] + args
-    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
-    os.execvpe(cmd[0], cmd, env)
+    """Starts P ranks of this script (env RANK, WORLD_SIZE, MASTER_ADDR/PORT as
+    torch.distributed.run sets them), waits, and ends the others if one fails. Used instead of
+    torch.distributed.run because Debian's torch 1.13 launcher fails on Python 3.11
+    ('NoneType' object has no attribute 'get' in elastic/multiprocessing/api.py to_map)."""
+    import socket
+    import subprocess
+    args = list(sys.argv[1:])
+    if "--nproc" in args:
+        k = args.index("--nproc")
+        del args[k:k + 2]
+    args = [x for x in args if not x.startswith("--nproc=")]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    procs = []
+    for r in range(a.nproc):
+        env = dict(os.environ, RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE=str(a.nproc),
+                   LOCAL_WORLD_SIZE=str(a.nproc), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+                   OMP_NUM_THREADS=str(a.threads))
+        procs.append(subprocess.Popen([sys.executable, os.path.abspath(__file__)] + args, env=env))
+    rc = 0
+    pending = list(procs)
+    while pending:
+        for p in list(pending):
+            c = p.poll()
+            if c is None:
+                continue
+            pending.remove(p)
+            if c != 0 and rc == 0:
+                rc = c if c > 0 else 1
+                print(f"error: rank {procs.index(p)} exited with {c}; ending the other ranks",
+                      file=sys.stderr)
+                for q in pending:
+                    q.terminate()
+        time.sleep(0.05)
+    sys.exit(rc)
 
 
 def main():
@@ -274,6 +310,13 @@ def main():
             print(f"error: --heads {a.heads} not divisible by {P} ranks (Ulysses needs P | heads)",
                   file=sys.stderr)
         return 2
+    if (a.mode == "ulysses" and a.dtype == "bf16" and P > 1
+            and int(torch.__version__.split(".")[0]) < 2):
+        if rank == 0:
+            print(f"error: --dtype bf16 under Ulysses needs a bfloat16 all_to_all, which the gloo "
+                  f"backend of torch {torch.__version__} lacks ('RuntimeError: Invalid scalar "
+                  f"type'); use torch >= 2 (/opt/torch2/bin/python) or --dtype fp32", file=sys.stderr)
+        return 2
     if a.dim % a.heads:
         print(f"error: --dim {a.dim} not divisible by --heads {a.heads}", file=sys.stderr)
         return 2
@@ -294,6 +337,7 @@ def main():
     if a.check:
         return check(a, torch, dist, attn_fn, P, rank, distributed, impl)
 
+    rss_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
     torch.manual_seed(0)  # same parameters on every rank
     model = build_blocks(torch, D, a.heads, a.depth, attn_fn)
     n_params = sum(p.numel() for p in model.parameters())
@@ -305,7 +349,12 @@ def main():
         # the Python allreduce hook (same as DDP's built-in one) calls dist.all_reduce per
         # bucket, so the wrapped all_reduce counts DDP's gradient traffic
         model.register_comm_hook(group, default_hooks.allreduce_hook)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4) if a.optimizer == "adamw" else None
+    opt, opt_name = None, "none"
+    if a.optimizer == "adamw":
+        try:  # fused CPU AdamW (torch >= 2.4): ~10x faster than the default foreach one here
+            opt, opt_name = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True), "AdamW (fused)"
+        except (RuntimeError, TypeError, ValueError):
+            opt, opt_name = torch.optim.AdamW(model.parameters(), lr=1e-4), "AdamW"
 
     gen = torch.Generator().manual_seed(1 + (rank if a.mode == "ddp" else 0))
     if a.mode == "ulysses":  # one global sequence, this rank's slice
@@ -364,7 +413,7 @@ def main():
         per_step_bytes.append(dict(COUNTS))
         times.append(dt)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
-    mine = {"times": times, "rss": rss, "bytes": per_step_bytes[-1],
+    mine = {"times": times, "rss": rss, "rss_import": rss_import, "bytes": per_step_bytes[-1],
             "bytes_constant": all(b == per_step_bytes[0] for b in per_step_bytes)}
     if distributed:
         allv = [None] * P
@@ -378,11 +427,12 @@ def main():
             "impl": impl, "ranks": P, "n_tokens": N, "tokens_per_rank": n0, "dim": D,
             "heads": a.heads, "depth": a.depth, "dtype": a.dtype, "mode": a.mode,
             "distributed_attention": bool(a.mode == "ulysses" and P > 1),
-            "optimizer": "AdamW" if opt is not None else "none",
+            "optimizer": opt_name,
             "params": n_params, "threads_per_rank": a.threads, "backend": "gloo" if distributed else None,
             "step_s": step_s, "step_s_min": min(slowest), "steps_timed": a.steps,
             "tokens_per_s": N / step_s, "loss": loss,
             "peak_rss_gib_per_rank": [round(v["rss"], 3) for v in allv],
+            "rss_after_import_gib_per_rank": [round(v["rss_import"], 3) for v in allv],
             "bytes_sent_per_rank": {
                 "all_to_all": [round(v["bytes"]["all_to_all"]) for v in allv],
                 "all_reduce": [round(v["bytes"]["all_reduce"]) for v in allv],
