@@ -5,7 +5,7 @@
 # torch.distributed with the gloo backend on CPU. DS_BUILD_OPS=0: no compiled ops at install.
 # On CPU, deepspeed.init_distributed() JIT-builds one small C++ op (ShareMemCommBuilder, for its
 # inference all-reduce, unused by the peer) into ~/.cache/torch_extensions on first use; this
-# script builds it once here so that P ranks starting together do not race to build it.
+# script builds it once here, so that the first benchmark run does not spend its start on it.
 # Only the default PyPI registry is used (plain `pip install deepspeed`). Nothing in seqvit
 # needs DeepSpeed at run time; only the benchmark peer does.
 # Idempotent: if the venv already imports deepspeed.sequence.layer, nothing is installed.
