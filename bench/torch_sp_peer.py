@@ -91,7 +91,7 @@ def parse():
     ap.add_argument("--check", action="store_true",
                     help="float64 check of loss and gradients against one process, then exit")
     ap.add_argument("--nproc", type=int, default=0,
-                    help="launch P ranks via torch.distributed.run when not under a launcher")
+                    help="start P ranks of this script (when not already under a launcher)")
     return ap.parse_args()
 
 
