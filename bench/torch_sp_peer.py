@@ -436,8 +436,9 @@ def main():
             "bytes_sent_per_rank": {
                 "all_to_all": [round(v["bytes"]["all_to_all"]) for v in allv],
                 "all_reduce": [round(v["bytes"]["all_reduce"]) for v in allv],
-                "total": [round(v["bytes"]["all_to_all"] + v["bytes"]["all_reduce"]) for v in allv],
-            },
+            },  # one list per collective only: bench/suite.py sums the entries
+            "bytes_sent_total_per_rank": [
+                round(v["bytes"]["all_to_all"] + v["bytes"]["all_reduce"]) for v in allv],
             "bytes_convention": "a2a (P-1)/P of buffer; all_reduce 2(P-1)/P of buffer (ring, nominal)",
             "bytes_constant_over_steps": all(v["bytes_constant"] for v in allv),
             "torch": torch.__version__,
