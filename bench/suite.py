@@ -58,6 +58,7 @@ MPI_ENV = {
     "OMPI_MCA_mpi_yield_when_idle": "1",
 }
 GIB = 1024.0 ** 3
+THIS_MACHINE = os.path.join(ROOT, "configs", "machines", "this-20g.json")
 
 
 def log(msg):
@@ -145,7 +146,7 @@ class Suite:
         pred = self.plan(["--embed-dim", D, "--heads", H, "--depth", L, "--decoder-depth", 0,
                           "--variables", 1, "--patch", 1, "--seq", n, "--devices", 1,
                           "--threads", 2, "--batch", 1, "--recompute", "off",
-                          "--attention", attn] + prec)
+                          "--attention", attn, "--machine", THIS_MACHINE] + prec)
         row = {"model": model, "impl": f"seqvit-{attn}", "dtype": dtype, "n": n, "blocks": L,
                "dim": D, "heads": H}
         pred_b = pred.get("memory_bytes", {}).get("total")
@@ -214,7 +215,8 @@ class Suite:
             args += ["--sp-mode", f["--sp-mode"]]
         if "--sp-ulysses" in f:
             args += ["--sp-ulysses", f["--sp-ulysses"], "--sp-outer", f["--sp-outer"]]
-        return args + ["--machine", "local"]
+        # one rank uses both cores (2 threads): the machine file that is both cores as one device
+        return args + ["--machine", "local" if P > 1 else THIS_MACHINE]
 
     def train_run(self, name, P, flags, n_tokens, depth, batch):
         threads = max(1, 2 // P)  # every run uses both cores: 1 rank x 2 threads or P x 1

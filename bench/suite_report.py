@@ -14,6 +14,9 @@ import subprocess
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 MIB = 1024.0 ** 2
+# The loss and gradient-norm sums (a few doubles per step, 0-32 B depending on the rank's place
+# in its group) are not in the planner's byte model; the report names them apart.
+SCALAR_BYTES = 64
 
 
 def read_csv(path):
@@ -242,12 +245,17 @@ def bytes_verdict(r):
     """Per axis: measured bytes (the counters) vs the planner's; 'exact' or the differences."""
     if r.get("predicted_bytes_total") is None:
         return "no prediction"
-    diffs = []
+    diffs, scalars = [], 0
     for ax in ("sp", "tp", "pp", "dp"):
         m, p = r.get(f"bytes_{ax}") or 0, r.get(f"predicted_bytes_{ax}") or 0
-        if round(m) != round(p):
-            diffs.append(f"{ax} {m - p:+,.0f} B")
-    return "exact" if not diffs else ", ".join(diffs)
+        d = round(m) - round(p)
+        if 0 < d <= SCALAR_BYTES:
+            scalars += d
+        elif d != 0:
+            diffs.append(f"{ax} {d:+,} B")
+    if diffs:
+        return ", ".join(diffs)
+    return "exact" if not scalars else f"exact + {scalars} B of scalar sums"
 
 
 def dp_section(dp):
@@ -309,7 +317,7 @@ def planner_section(single, weak, dp):
             errs.append((abs(r["predicted_gib"] - r["peak_rss_gib"]) / r["peak_rss_gib"],
                          f"{r['scheme']} P={r['ranks']}"))
             total += 1
-            exact += bytes_verdict(r) == "exact"
+            exact += bytes_verdict(r).startswith("exact")
     serr = [(abs(r["predicted_gib"] - r["peak_rss_gib"]) / r["peak_rss_gib"],
              f"{r['model']} {r['dtype']} {r['impl']} N={r['n']}")
             for r in single if ok(r) and r.get("predicted_gib") and r.get("peak_rss_gib")
@@ -320,8 +328,10 @@ def planner_section(single, weak, dp):
         L.append(f"- Distributed runs: predicted per-rank memory within {worst[0]:.1%} of the "
                  f"measured peak RSS in the worst case ({worst[1]}); "
                  f"{sum(e <= 0.15 for e, _ in errs)} of {len(errs)} runs within 15%.")
-        L.append(f"- Bytes sent per rank, per axis: equal to the counters in {exact} of {total} "
-                 "runs (the others list the difference per axis in the tables above).")
+        L.append(f"- Bytes sent per rank, per axis: the planner's equal the counters in {exact} "
+                 f"of {total} runs, apart from the loss and gradient-norm sums of at most "
+                 f"{SCALAR_BYTES} B per step that the planner does not model (the tables name "
+                 "them; any other difference is listed per axis).")
     if serr:
         worst = max(serr)
         L.append(f"- One process: predicted memory within {worst[0]:.1%} of the measured peak "

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "core/check.h"
+#include "core/page_buffer.h"
 #include "core/rng.h"
 #include "kernels/attention.h"
 #include "kernels/ops.h"
@@ -355,27 +356,46 @@ std::pair<int64_t, int64_t> ClimaX::unit_range(int u) const {
 }
 
 void ClimaX::init(float* P, uint64_t seed) const {
-  if (!whole_model()) {
-    // a shard: its slice of the single-process initialisation (not in a step: may allocate)
-    std::vector<float> whole(static_cast<size_t>(logical_total()));
-    ClimaX(cfg_).init(whole.data(), seed);
-    slice_logical(whole.data(), P);
-    return;
-  }
-  Rng rng(seed);
+  if (whole_model()) return init_whole(P, seed, false, nullptr);
+  // a shard: its slice of the single-process initialisation (not in a step: may allocate)
   std::memset(P, 0, sizeof(float) * table_.total());
+  const ClimaX whole(cfg_);
+  PageBuffer buf(logical_total());  // reserved, committed page by page as init writes it
+  const auto runs = logical_runs();
+  whole.init_whole(buf.data(), seed, true, [&](int64_t first, int64_t count) {
+    for (const auto& r : runs) {
+      const int64_t lo = std::max(first, r.logical_offset),
+                    hi = std::min(first + count, r.logical_offset + r.count);
+      if (lo < hi)
+        std::memcpy(P + r.local_offset + (lo - r.logical_offset), buf.data() + lo,
+                    sizeof(float) * static_cast<size_t>(hi - lo));
+    }
+    buf.release(first, count);  // whole pages only: a page shared with the next tensor stays
+  });
+}
+
+void ClimaX::init_whole(float* P, uint64_t seed, bool zeroed,
+                        const std::function<void(int64_t, int64_t)>& done) const {
+  Rng rng(seed);
+  if (!zeroed) std::memset(P, 0, sizeof(float) * table_.total());
   const int64_t D = cfg_.embed_dim;
+  auto finished = [&](int idx) {
+    if (done) done(table_[idx].offset, table_[idx].numel);
+  };
   auto fill_tn = [&](int idx) {
     const auto& e = table_[idx];
     for (int64_t i = 0; i < e.numel; ++i) P[e.offset + i] = static_cast<float>(rng.trunc_normal(0.02));
+    finished(idx);
   };
   auto fill_const = [&](int idx, float v) {
     const auto& e = table_[idx];
     for (int64_t i = 0; i < e.numel; ++i) P[e.offset + i] = v;
+    finished(idx);
   };
   for (int w : tok_w_) fill_tn(w);
   for (int64_t v = 0; v < cfg_.V(); ++v)
     sincos_1d(D, static_cast<double>(v), P + table_[var_embed_].offset + v * D);
+  finished(var_embed_);
   if (agg_in_w_ >= 0) {
     fill_tn(agg_in_w_);
     fill_tn(agg_out_w_);
@@ -387,6 +407,7 @@ void ClimaX::init(float* P, uint64_t seed) const {
       sincos_1d(D / 2, static_cast<double>(c), dst);
       sincos_1d(D - D / 2, static_cast<double>(r), dst + D / 2);
     }
+  finished(pos_embed_);
   fill_tn(lt_w_);
   for (const auto& b : blocks_) {
     fill_const(b.norm1_w, 1.f);

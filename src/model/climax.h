@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -82,9 +83,17 @@ class ClimaX {
   // ClimaX initialisation into a flat parameter buffer of params().total() floats:
   // truncated normal(0.02) for Linear/conv weights, zero biases, LayerNorm (1, 0), 2-D sin-cos
   // pos_embed, 1-D sin-cos var_embed, zero var_query. A shard gets exactly the single-process
-  // values of its tensors (the whole model is initialised into a temporary and cut by
-  // logical_runs(), since the random stream runs over every tensor in table order).
+  // values of its tensors: the random stream runs over every tensor in table order, so the
+  // whole model is initialised into a reserved mapping, and after each tensor its values are
+  // copied to the shard (by logical_runs()) and its pages handed back, so that a shard never
+  // holds more than about one tensor of the whole model (a pipeline stage of a large model on a
+  // rank of its own memory).
   void init(float* params, uint64_t seed) const;
+  // The whole model's initialisation into P (table order); `done(first, count)`, if given, is
+  // called after each tensor that is not all zeros is written, and `zeroed` says P is zero
+  // already (no memset: an untouched mapping stays uncommitted).
+  void init_whole(float* P, uint64_t seed, bool zeroed,
+                  const std::function<void(int64_t, int64_t)>& done) const;
 
   // Tensor parallelism: the TP group's all-reduce (not owned; must outlive the model's use).
   // Required before plan() when shard().tp_size > 1, with size() = tp_size and rank() = tp_rank.

@@ -1,11 +1,15 @@
 // Pipeline stages of ClimaX in one process (model/climax.h ModelShard, activation slots): two
 // stages chained by hand, with two micro-batches in flight in different slots, give the whole
 // model's loss and every gradient; a stage's logical runs and init are the single-process ones;
-// bad block ranges and slots are refused with clear messages.
+// bad block ranges and slots are refused with clear messages; a stage's init does not hold the
+// whole model.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <string>
 #include <vector>
 
 #include "core/check.h"
@@ -100,6 +104,22 @@ void chain(model::Tokenization tok) {
   EXPECT_GT(s0.activation_bytes(), 0u);
 }
 
+// This process's peak resident memory (VmHWM) in bytes, and a restart of it.
+size_t peak_rss() {
+  std::ifstream f("/proc/self/status");
+  std::string key;
+  size_t kib = 0;
+  while (f >> key)
+    if (key == "VmHWM:" && f >> kib) return kib * 1024;
+  return 0;
+}
+void reset_peak_rss() {
+  if (FILE* f = std::fopen("/proc/self/clear_refs", "w")) {
+    std::fputs("5", f);
+    std::fclose(f);
+  }
+}
+
 TEST(ClimaXStage, TwoStagesTwoSlotsMatchTheWholeModelAggregate) {
   chain(model::Tokenization::Aggregate);
 }
@@ -122,6 +142,33 @@ TEST(ClimaXStage, RefusesBadRangesAndSlots) {
   EXPECT_THROW(m.plan(1, model::Precision::F32, nullptr, 0, 0), Error);
   m.plan(1, model::Precision::F32, nullptr, 0, 2);
   EXPECT_THROW(m.select_slot(2), Error);
+}
+
+// The last block of an 8-block model as a stage: its init streams the single-process
+// initialisation tensor by tensor, so its peak memory stays far below the whole model (8 x 12.6
+// MB here), and its values are still the single-process ones.
+TEST(ClimaXStage, InitDoesNotHoldTheWholeModel) {
+  model::ModelConfig c = seqvit_test::tiny_config(model::Tokenization::Aggregate);
+  c.embed_dim = 512;
+  c.num_heads = 8;
+  c.depth = 8;
+  model::ClimaX whole(c), last(c, blocks(7, 8));
+  std::vector<float> mine(static_cast<size_t>(last.params().total()));
+  std::memset(mine.data(), 0, mine.size() * sizeof(float));  // committed before measuring
+  const size_t whole_bytes = sizeof(float) * static_cast<size_t>(whole.params().total());
+  ASSERT_GT(whole_bytes, size_t{90} << 20);
+  reset_peak_rss();
+  const size_t before = peak_rss();
+  last.init(mine.data(), 5);
+  const size_t grew = peak_rss() - before;
+  EXPECT_LT(grew, whole_bytes / 4) << "init of one stage held " << grew << " bytes; the whole "
+                                   << "model is " << whole_bytes;
+  std::vector<float> P(static_cast<size_t>(whole.params().total()));
+  whole.init(P.data(), 5);
+  const auto runs = last.logical_runs();
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(std::memcmp(mine.data(), P.data() + runs[0].logical_offset,
+                        sizeof(float) * runs[0].count), 0);
 }
 
 }  // namespace
