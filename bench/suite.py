@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """seqvit's benchmark suite (issue 5, DESIGN.md section 6 items 2-4), one command:
 
     bench/suite.py [--out DIR] [--quick] [--only single,weak,dp,peers]
@@ -17,7 +17,8 @@ runs, one after another (never two at once: 2 cores),
           rank sends, step time and efficiency;
   dp      data-parallel batch scaling: 1, 2, 4, 8 replicas, one sample each;
   peers   the distributed PyTorch peers (bench/torch_sp_peer.py: DeepSpeed Ulysses or plain
-          torch Ulysses, and DDP, on gloo) on the weak and dp shapes, when their Python exists;
+          torch Ulysses, and DDP, on gloo) on the weak and dp shapes, when their Python exists,
+          with the same threads as seqvit (2 for one rank, 1 per rank otherwise);
 and for every seqvit run asks `seqvit plan --json` for the same layout, so the report prints the
 planner's predicted memory and bytes beside the measured ones.
 
@@ -287,10 +288,11 @@ class Suite:
         for mode in ("ulysses", "ddp"):
             for P in ps:
                 def go(P=P, mode=mode):
-                    cmd = [py, script, "--nproc", P, "--mode", mode, "--tokens-per-rank", n0,
+                    cmd = [py, script, "--nproc", P, "--threads", max(1, 2 // P), "--mode",
+                           mode, "--tokens-per-rank", n0,
                            "--dim", WEAK["embed_dim"], "--heads", WEAK["heads"],
                            "--depth", WEAK["depth"], "--dtype", "fp32", "--steps", self.a.steps]
-                    out, err = self.run(cmd, env={"OMP_NUM_THREADS": "1"})
+                    out, err = self.run(cmd, env={"OMP_NUM_THREADS": str(max(1, 2 // P))})
                     if err:
                         return {"status": err}
                     rows_ = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
@@ -398,8 +400,9 @@ def main():
         if part not in ("single", "weak", "dp", "peers"):
             sys.exit(f"--only: unknown part '{part}' (valid: single, weak, dp, peers)")
         getattr(s, part)()
-    subprocess.run([sys.executable, os.path.join(HERE, "suite_report.py"), "--out", s.out],
-                   check=True)
+    # Debian's interpreter has python3-matplotlib (scripts/setup); the python3 on PATH may not
+    py = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    subprocess.run([py, os.path.join(HERE, "suite_report.py"), "--out", s.out], check=True)
     log(f"suite done in {time.time() - s.t0:.0f} s: {os.path.join(s.out, 'report.md')}")
 
 

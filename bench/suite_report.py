@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """The benchmark suite's report: reads DIR/{single,weak,dp,peers}.csv (bench/suite.py writes
 them) and writes DIR/report.md and the plots DIR/*.png. Rerun alone after editing:
 
@@ -10,6 +10,7 @@ import datetime
 import os
 import platform
 import subprocess
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -72,6 +73,8 @@ def plots(out, single, weak, dp):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        print("suite_report: matplotlib is missing, no plots (Debian's python3-matplotlib, "
+              "scripts/setup; run with /usr/bin/python3)", file=sys.stderr)
         return ["(matplotlib missing: no plots; Debian's python3-matplotlib, scripts/setup)"]
     made = []
     if single:
@@ -117,6 +120,8 @@ def plots(out, single, weak, dp):
                         ax.plot([p for p, _ in ppts], [v / scale for _, v in ppts], ":",
                                 color=line.get_color())
             ax.set_xscale("log", base=2)
+            if key == "step_s":
+                ax.set_yscale("log")
             ax.set_xlabel("ranks P (N = 256 P tokens)")
             ax.set_ylabel(label)
             ax.grid(True, alpha=0.3)
@@ -287,7 +292,8 @@ def peers_section(peers, weak, dp):
         return ["## 4. Distributed PyTorch peers", "",
                 "Not run (bench/torch_sp_peer.py or the PyTorch 2.x interpreter is missing).", ""]
     L = ["## 4. Distributed PyTorch peers on the same shapes", "",
-         "`bench/torch_sp_peer.py` on `torch.distributed` (gloo, CPU, 1 thread per rank), the "
+         "`bench/torch_sp_peer.py` on `torch.distributed` (gloo, CPU; 2 threads for one rank, 1 "
+         "per rank otherwise, as seqvit), the "
          "weak-scaling shape: Ulysses (DeepSpeed's DistributedAttention when installed, else "
          "the same all-to-all algorithm in plain torch; see the impl column) against seqvit's "
          "Ulysses, and DDP against seqvit's data parallelism. Ratios: seqvit / peer.", "",
@@ -356,7 +362,7 @@ def main():
          "Produced by `bench/suite.py` (raw records in raw/, tables in *.csv). Times on this "
          "2-core machine are noisy (10-20% between runs) and, for P > 2 ranks, dominated by "
          "oversubscription; memory per rank and bytes sent are exact.", ""]
-    L += [f"![{m}]({m})" for m in made if m.endswith(".png")] + [""]
+    L += [f"![{m}]({m})" if m.endswith(".png") else m for m in made] + [""]
     L += single_section(single) + weak_section(weak) + dp_section(dp)
     L += peers_section(peers, weak, dp) + planner_section(single, weak, dp)
     with open(os.path.join(a.out, "report.md"), "w") as fh:
