@@ -213,7 +213,8 @@ def weak_section(weak):
          "blocks, so that 8 ranks hold one block each); 4 variables, per-variable tokens, patch "
          "2; batch 1; fp32 with AdamW; `seqvit train --benchmark --report-json` under `mpirun "
          "--oversubscribe -np P` (P = 1: one process with 2 threads; P > 1: 1 thread per rank). "
-         "2-D = Ulysses 2 x ring P/2; ZeRO-3 runs with Ulysses SP over the same ranks. "
+         "2-D = Ulysses 2 x ring P/2 (from P = 4: at 2 ranks it would be plain Ulysses or ring); "
+         "ZeRO-3 runs with Ulysses SP over the same ranks. "
          "Step time = the fastest step after the first (the first touches every page).", "",
          "**The P ranks share 2 cores**, so the time per step grows with P even when the "
          "scheme scales perfectly; two efficiencies are given: the reference's t(1)/t(P) (ideal "
