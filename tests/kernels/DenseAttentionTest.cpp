@@ -13,6 +13,7 @@
 
 #include "core/check.h"
 #include "kernels/attention.h"
+#include "kernels/attention_test_util.h"
 
 namespace seqvit::kernels {
 namespace {
@@ -72,15 +73,9 @@ struct Problem {
     a.lse = lse.data();
   }
 
-  // [B][Hh][n][d] copy of a strided tensor.
+  // [B][Hh][n][d] double copy of a strided tensor.
   std::vector<double> dense(const StridedTensor& t, int64_t n) const {
-    std::vector<double> x(s.B * s.Hh * n * s.d);
-    for (int64_t b = 0; b < s.B; ++b)
-      for (int64_t h = 0; h < s.Hh; ++h)
-        for (int64_t i = 0; i < n; ++i)
-          for (int64_t c = 0; c < s.d; ++c)
-            x[((b * s.Hh + h) * n + i) * s.d + c] = t.data[b * t.sb + i * t.sn + h * t.sh + c];
-    return x;
+    return seqvit_test::to_bhnd(t, s.B, s.Hh, n, s.d);
   }
 };
 

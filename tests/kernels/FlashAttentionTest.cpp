@@ -21,6 +21,7 @@
 #include "core/bf16.h"
 #include "core/check.h"
 #include "kernels/attention.h"
+#include "kernels/attention_test_util.h"
 
 namespace seqvit::kernels {
 namespace {
@@ -159,13 +160,7 @@ struct Problem {
 
   // [B][Hh][n][d] double copy of a strided tensor.
   std::vector<double> dense(const StridedTensor& t, int64_t n) const {
-    std::vector<double> x(s.B * s.Hh * n * s.d);
-    for (int64_t b = 0; b < s.B; ++b)
-      for (int64_t h = 0; h < s.Hh; ++h)
-        for (int64_t i = 0; i < n; ++i)
-          for (int64_t c = 0; c < s.d; ++c)
-            x[((b * s.Hh + h) * n + i) * s.d + c] = t.data[b * t.sb + i * t.sn + h * t.sh + c];
-    return x;
+    return seqvit_test::to_bhnd(t, s.B, s.Hh, n, s.d);
   }
   std::vector<double> dense_lse() const { return {lse.begin(), lse.end()}; }
 };
