@@ -17,7 +17,6 @@
 
 #include "core/bf16.h"
 #include "core/check.h"
-#include "core/cpu_features.h"
 #include "kernels/attention.h"
 #include "kernels/ops.h"
 #include "kernels/simd.h"
@@ -138,47 +137,6 @@ void mm(bool half, Op ta, Op tb, int64_t M, int64_t N, int64_t K, float alpha, c
              reinterpret_cast<const float*>(B), ldb, 0.f, C, ldc);
 }
 
-// Row softmax of s[F] in place; returns lse = max + log(sum exp(s - max)).
-float softmax_row_portable(float* s, int64_t F) {
-  float m = s[0];
-  for (int64_t f = 1; f < F; ++f) m = std::max(m, s[f]);
-  float sum = 0.f;
-  for (int64_t f = 0; f < F; ++f) {
-    s[f] = exp_scalar(s[f] - m);
-    sum += s[f];
-  }
-  const float inv = 1.f / sum;
-  for (int64_t f = 0; f < F; ++f) s[f] *= inv;
-  return m + std::log(sum);
-}
-
-SEQVIT_AVX512 float softmax_row_avx512(float* s, int64_t F) {
-  auto mask = [F](int64_t f) {
-    return F - f >= 16 ? __mmask16(0xffff) : __mmask16((1u << (F - f)) - 1);
-  };
-  const __m512 ninf = _mm512_set1_ps(-INFINITY);
-  __m512 mv = ninf;
-  for (int64_t f = 0; f < F; f += 16)
-    mv = _mm512_max_ps(mv, _mm512_mask_loadu_ps(ninf, mask(f), s + f));
-  const float mx = _mm512_reduce_max_ps(mv);
-  const __m512 m = _mm512_set1_ps(mx);
-  __m512 sv = _mm512_setzero_ps();
-  for (int64_t f = 0; f < F; f += 16) {
-    const __mmask16 k = mask(f);
-    const __m512 e =
-        _mm512_maskz_mov_ps(k, exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + f), m)));
-    sv = _mm512_add_ps(sv, e);
-    _mm512_mask_storeu_ps(s + f, k, e);
-  }
-  const float sum = _mm512_reduce_add_ps(sv);
-  const __m512 inv = _mm512_set1_ps(1.0f / sum);
-  for (int64_t f = 0; f < F; f += 16) {
-    const __mmask16 k = mask(f);
-    _mm512_mask_storeu_ps(s + f, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, s + f), inv));
-  }
-  return mx + std::log(sum);
-}
-
 struct Head {
   const AttentionArgs& a;
   const Layout& l;
@@ -199,8 +157,7 @@ void forward_head(const Head& x, int64_t bh) {
   mm(a.bf16, Op::N, Op::T, nq, nk, d, a.scale, x.at<char>(x.l.q), d, x.at<char>(x.l.k), d, P,
      nk);
   float* lse = a.lse + bh * nq;
-  const auto softmax_row = cpu_has_avx512() ? softmax_row_avx512 : softmax_row_portable;
-  parallel_rows(nq, nk, [&](int64_t i) { lse[i] = softmax_row(P + i * nk, nk); });
+  softmax_forward(P, P, nq, nk, lse);
   float* O = x.at<float>(x.l.oq);
   if (a.bf16) {
     bf16* pb = x.at<bf16>(x.l.pb);

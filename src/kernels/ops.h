@@ -58,7 +58,8 @@ void layernorm_backward(const float* dy, const float* x, const float* gamma, con
 
 // ---------------------------------------------------------------- softmax (softmax.cpp)
 // Row softmax of x[T,F] into y (may alias x), and its backward dx = y * (dy - rowsum(dy*y)).
-void softmax_forward(const float* x, float* y, int64_t T, int64_t F);
+// With lse, also each row's log-sum-exp max + log(sum exp(x - max)) into lse[T].
+void softmax_forward(const float* x, float* y, int64_t T, int64_t F, float* lse = nullptr);
 void softmax_backward(const float* y, const float* dy, float* dx, int64_t T, int64_t F);
 
 // ---------------------------------------------------------------- patches (patch.cpp)

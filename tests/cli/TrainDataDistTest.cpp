@@ -99,6 +99,23 @@ class TrainDataDistTest : public ::testing::Test {
         EXPECT_LE(rel_err(g.read_f32(n), r.read_f32(n)), 1e-5) << run << " " << f << ": " << n;
     }
   }
+  // Both validations of `run` score like ref's: the same forecasts counted, and RMSE, ACC and
+  // the persistence and climatology RMSE of every variable and lead within 1e-5.
+  void expect_same_validation(const std::string& run, const std::string& ref) const {
+    const auto vp = events(run, "validation"), vo = events(ref, "validation");
+    ASSERT_EQ(vp.size(), 2u) << run;
+    ASSERT_EQ(vo.size(), 2u) << ref;
+    for (size_t k = 0; k < 2; ++k) {
+      const auto &a = vp[k].at("scores"), &b = vo[k].at("scores");
+      ASSERT_EQ(a.size(), b.size()) << run;
+      for (size_t i = 0; i < a.size(); ++i) {
+        EXPECT_EQ(a[i].at("forecasts"), b[i].at("forecasts")) << run;
+        for (const char* s : {"rmse", "acc", "rmse_persistence", "rmse_climatology"})
+          EXPECT_PRED2(close, a[i].at(s).get<double>(), b[i].at(s).get<double>())
+              << run << " " << s << " of " << b[i].at("variable");
+      }
+    }
+  }
   // A copy of `run` without its checkpoints after `step` (as if it had stopped there).
   void cut(const std::string& run, const std::string& to, int step) const {
     fs::copy(tmp_ / run, tmp_ / to, fs::copy_options::recursive);
@@ -134,19 +151,7 @@ TEST_F(TrainDataDistTest, DpTimesSpMatchesTheSingleProcess) {
   expect_same_steps("par", "one", 6);
   expect_same_weights("par", "one");
   // Validation, sharded over the replicas, scores like the single process.
-  const auto vp = events("par", "validation"), vo = events("one", "validation");
-  ASSERT_EQ(vp.size(), 2u);
-  ASSERT_EQ(vo.size(), 2u);
-  for (size_t k = 0; k < 2; ++k) {
-    const auto &a = vp[k].at("scores"), &b = vo[k].at("scores");
-    ASSERT_EQ(a.size(), b.size());
-    for (size_t i = 0; i < a.size(); ++i) {
-      EXPECT_EQ(a[i].at("forecasts"), b[i].at("forecasts"));
-      for (const char* s : {"rmse", "acc", "rmse_persistence", "rmse_climatology"})
-        EXPECT_PRED2(close, a[i].at(s).get<double>(), b[i].at(s).get<double>())
-            << s << " of " << b[i].at("variable");
-    }
-  }
+  expect_same_validation("par", "one");
   // Only rank 0 logs (one start event, one line per step) and the layout is recorded.
   EXPECT_EQ(events("par", "start").size(), 1u);
   EXPECT_EQ(events("par", "step").size(), 6u);
@@ -251,19 +256,7 @@ TEST_F(TrainDataDistTest, TpTimesPpMatchesTheSingleProcessAndResumesOnOneProcess
   EXPECT_PRED2(close, first_rmse("acc"), first_rmse("one"));
   expect_same_steps("par", "one", 6);
   expect_same_weights("par", "one");
-  const auto vp = events("par", "validation"), vo = events("one", "validation");
-  ASSERT_EQ(vp.size(), 2u);
-  ASSERT_EQ(vo.size(), 2u);
-  for (size_t k = 0; k < 2; ++k) {
-    const auto &a = vp[k].at("scores"), &b = vo[k].at("scores");
-    ASSERT_EQ(a.size(), b.size());
-    for (size_t i = 0; i < a.size(); ++i) {
-      EXPECT_EQ(a[i].at("forecasts"), b[i].at("forecasts"));
-      for (const char* s : {"rmse", "acc", "rmse_persistence", "rmse_climatology"})
-        EXPECT_PRED2(close, a[i].at(s).get<double>(), b[i].at(s).get<double>())
-            << s << " of " << b[i].at("variable");
-    }
-  }
+  expect_same_validation("par", "one");
   const auto lay = json::parse(layout_of("par", 6));
   EXPECT_EQ(lay.at("tp"), 2);
   EXPECT_EQ(lay.at("pp"), 2);
@@ -348,17 +341,7 @@ TEST_F(TrainDataDistTest, ZeroMatchesTheSingleProcess) {
     ASSERT_EQ(r.status, 0) << run << "\n" << r.output;
     expect_same_steps(run, "one", 6);
     expect_same_weights(run, "one");
-    const auto vp = events(run, "validation"), vo = events("one", "validation");
-    ASSERT_EQ(vp.size(), 2u) << run;
-    ASSERT_EQ(vo.size(), 2u);
-    for (size_t k = 0; k < 2; ++k) {
-      const auto &a = vp[k].at("scores"), &b = vo[k].at("scores");
-      ASSERT_EQ(a.size(), b.size());
-      for (size_t i = 0; i < a.size(); ++i)
-        for (const char* sc : {"rmse", "acc"})
-          EXPECT_PRED2(close, a[i].at(sc).get<double>(), b[i].at(sc).get<double>())
-              << run << " " << sc << " of " << b[i].at("variable");
-    }
+    expect_same_validation(run, "one");
     const auto lay = json::parse(layout_of(run, 6));
     EXPECT_EQ(lay.at("state"), "zero") << run;
     EXPECT_EQ(lay.at("zero"), run == "z1" ? 1 : 3) << run;
