@@ -15,7 +15,7 @@
 //             queries with Request::test() on both requests between pieces, wait: the same
 //             two numbers
 // A wait after compute of ~0 means the transfer overlapped; ~transfer means it did not.
-// Then the ring operator itself, dist::ring_attention_forward + _backward at N = P n: wall
+// Then the ring operator itself, parallel::ring_attention_forward + _backward at N = P n: wall
 // seconds per call and the seconds its Comm counters spent in wait()/test() (Send + Recv, summed
 // over the steps; min over ranks as above).
 //   mpirun -np 2 bench_ring_overlap [--tokens n1,n2,..] [--batch B] [--heads Hh] [--dim d]
@@ -39,8 +39,8 @@
 #include <vector>
 
 #include "core/check.h"
-#include "dist/comm.h"
-#include "dist/sp_attention.h"
+#include "parallel/comm.h"
+#include "parallel/sp_attention.h"
 #include "kernels/attention.h"
 
 using namespace seqvit;
@@ -100,12 +100,12 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-double max_over_ranks(dist::Comm& world, double x) {
+double max_over_ranks(parallel::Comm& world, double x) {
   double y = x;
   MPI_Allreduce(&x, &y, 1, MPI_DOUBLE, MPI_MAX, world.handle());
   return y;
 }
-double min_over_ranks(dist::Comm& world, double x) {
+double min_over_ranks(parallel::Comm& world, double x) {
   double y = x;
   MPI_Allreduce(&x, &y, 1, MPI_DOUBLE, MPI_MIN, world.handle());
   return y;
@@ -154,8 +154,8 @@ Block make_block(int64_t B, int64_t n, int64_t H, int64_t d, int rank) {
 
 // The flash forward of `f` in pieces: one (batch, head) pair and `rows` queries each (the last
 // range of a pair takes the remainder), calling test() on `pending` between pieces. The ring
-// operator cuts its steps the same way (sizes from the flops of a pair, dist/sp_attention.cpp).
-void pieced_forward(kernels::AttentionArgs f, int64_t rows, dist::Request* pending, int np) {
+// operator cuts its steps the same way (sizes from the flops of a pair, parallel/sp_attention.cpp).
+void pieced_forward(kernels::AttentionArgs f, int64_t rows, parallel::Request* pending, int np) {
   const kernels::AttentionArgs g = f;
   auto at = [](kernels::StridedTensor t, int64_t b, int64_t i, int64_t h) {
     t.data += b * t.sb + i * t.sn + h * t.sh;
@@ -182,10 +182,10 @@ struct StepTimes {
 
 // One ring step: post irecv from prev and isend to next of the block, compute (rows == 0: one
 // call; else pieced with test()), then wait.
-StepTimes ring_step(dist::Comm& world, Block& blk, int64_t rows) {
+StepTimes ring_step(parallel::Comm& world, Block& blk, int64_t rows) {
   const int P = world.size(), r = world.rank();
   const int next = (r + 1) % P, prev = (r + P - 1) % P;
-  dist::Request req[2];
+  parallel::Request req[2];
   world.barrier();
   req[0] = world.irecv<float>(std::span(blk.kv_in), prev, 5);
   req[1] = world.isend<float>(std::span<const float>(blk.kv), next, 5);
@@ -195,24 +195,24 @@ StepTimes ring_step(dist::Comm& world, Block& blk, int64_t rows) {
   StepTimes t;
   t.compute = since(t0);
   const auto t1 = Clock::now();
-  dist::wait_all(req);
+  parallel::wait_all(req);
   t.wait = since(t1);
   return t;
 }
 
-double transfer_only(dist::Comm& world, Block& blk) {
+double transfer_only(parallel::Comm& world, Block& blk) {
   const int P = world.size(), r = world.rank();
-  dist::Request req[2];
+  parallel::Request req[2];
   world.barrier();
   const auto t0 = Clock::now();
   req[0] = world.irecv<float>(std::span(blk.kv_in), (r + P - 1) % P, 6);
   req[1] = world.isend<float>(std::span<const float>(blk.kv), (r + 1) % P, 6);
-  dist::wait_all(req);
+  parallel::wait_all(req);
   return since(t0);
 }
 
 // rows == 0: one call; else the pieces without any request to test (their own overhead).
-double compute_only(dist::Comm& world, Block& blk, int64_t rows) {
+double compute_only(parallel::Comm& world, Block& blk, int64_t rows) {
   world.barrier();
   const auto t0 = Clock::now();
   if (rows == 0) kernels::flash_attention_forward(blk.args());
@@ -227,18 +227,18 @@ struct OpTimes {
   bool bytes_ok = true;
 };
 
-OpTimes ring_operator(dist::Comm& world, const Options& o, int64_t n) {
+OpTimes ring_operator(parallel::Comm& world, const Options& o, int64_t n) {
   const int P = world.size(), r = world.rank();
-  const dist::SpAttentionShape s{o.batch, n * P, o.heads, o.dim};
+  const parallel::SpAttentionShape s{o.batch, n * P, o.heads, o.dim};
   const int64_t e = o.batch * n * o.heads * o.dim;
   std::vector<float> qkv(3 * e), out(e), dout(e), dqkv(3 * e);
   std::mt19937 rng(99 + r);
   std::normal_distribution<float> nd;
   for (auto& x : qkv) x = nd(rng);
   for (auto& x : dout) x = nd(rng);
-  std::vector<char> saved(dist::ring_saved_bytes(s, P)),
-      ws(dist::ring_workspace_bytes(s, P, omp_get_max_threads()));
-  dist::SpAttentionArgs a;
+  std::vector<char> saved(parallel::ring_saved_bytes(s, P)),
+      ws(parallel::ring_workspace_bytes(s, P, omp_get_max_threads()));
+  parallel::SpAttentionArgs a;
   a.shape = s;
   a.scale = 1.f / std::sqrt(static_cast<float>(o.dim));
   a.q = part(qkv.data(), n, 3, o.heads, o.dim, 0);
@@ -251,28 +251,28 @@ OpTimes ring_operator(dist::Comm& world, const Options& o, int64_t n) {
   a.dv = part(dqkv.data(), n, 3, o.heads, o.dim, 2);
   a.saved = saved.data(), a.saved_bytes = saved.size();
   a.workspace = ws.data(), a.workspace_bytes = ws.size();
-  const dist::SpAttentionBytes want = dist::ring_bytes_sent(s, P, r);
+  const parallel::SpAttentionBytes want = parallel::ring_bytes_sent(s, P, r);
   std::vector<double> fwd, fwd_wait, bwd, bwd_wait;
   OpTimes t;
   for (int rep = 0; rep < o.reps; ++rep) {
     auto waited = [&] {
-      const dist::CommStats st = world.stats();
-      return st.seconds("", dist::OpKind::Send) + st.seconds("", dist::OpKind::Recv);
+      const parallel::CommStats st = world.stats();
+      return st.seconds("", parallel::OpKind::Send) + st.seconds("", parallel::OpKind::Recv);
     };
     world.barrier();
     world.reset_stats();
     auto t0 = Clock::now();
-    dist::ring_attention_forward(world, a);
+    parallel::ring_attention_forward(world, a);
     fwd.push_back(max_over_ranks(world, since(t0)));
     fwd_wait.push_back(min_over_ranks(world, waited()));
-    t.bytes_ok = t.bytes_ok && world.stats().bytes("", dist::OpKind::Send) == want.forward;
+    t.bytes_ok = t.bytes_ok && world.stats().bytes("", parallel::OpKind::Send) == want.forward;
     world.barrier();
     world.reset_stats();
     t0 = Clock::now();
-    dist::ring_attention_backward(world, a);
+    parallel::ring_attention_backward(world, a);
     bwd.push_back(max_over_ranks(world, since(t0)));
     bwd_wait.push_back(min_over_ranks(world, waited()));
-    t.bytes_ok = t.bytes_ok && world.stats().bytes("", dist::OpKind::Send) == want.backward;
+    t.bytes_ok = t.bytes_ok && world.stats().bytes("", parallel::OpKind::Send) == want.backward;
   }
   t.fwd = median(fwd), t.fwd_wait = median(fwd_wait);
   t.bwd = median(bwd), t.bwd_wait = median(bwd_wait);
@@ -281,7 +281,7 @@ OpTimes ring_operator(dist::Comm& world, const Options& o, int64_t n) {
 
 int run(int argc, char** argv) {
   const Options o = parse(argc, argv);
-  dist::Comm world = dist::Comm::world();
+  parallel::Comm world = parallel::Comm::world();
   const int P = world.size(), r = world.rank();
   SEQVIT_CHECK(P >= 2, "bench_ring_overlap needs at least 2 ranks (mpirun -np 2), got {}", P);
   bool ok = true;
@@ -351,11 +351,11 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  dist::MpiRuntime mpi(&argc, &argv);
+  parallel::MpiRuntime mpi(&argc, &argv);
   try {
     return run(argc, argv);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_ring_overlap: %s\n", e.what());
-    dist::abort_all(2);
+    parallel::abort_all(2);
   }
 }

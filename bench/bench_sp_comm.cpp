@@ -4,7 +4,7 @@
 // the SP group) with the grid's Comm counters reset before each phase, and prints per rank the
 // bytes sent by op kind and communicator next to
 //   scheme  the exact count of the operators' own formulas (depth x *_bytes_sent of
-//           dist/sp_attention.h; the all-reduce's 2 (n - share_r) elements), and
+//           parallel/sp_attention.h; the all-reduce's 2 (n - share_r) elements), and
 //   design  the closed-form DESIGN §4 numbers per layer x depth: Ulysses 4 B N D (P-1)/P^2 each
 //           way, LSS 2 B N D (P-1)/P each way, ring 2 B N D (P-1)/P forward and twice that
 //           backward; the gradient all-reduce 2 params (P-1)/P floats (a nominal ring).
@@ -28,11 +28,11 @@
 #include <vector>
 
 #include "core/check.h"
-#include "dist/comm.h"
-#include "dist/grid.h"
-#include "dist/sp_attention.h"
-#include "dist/sp_attention_2d.h"
-#include "dist/sp_model.h"
+#include "parallel/comm.h"
+#include "parallel/grid.h"
+#include "parallel/sp_attention.h"
+#include "parallel/sp_attention_2d.h"
+#include "parallel/sp_model.h"
 #include "model/climax.h"
 
 using namespace seqvit;
@@ -41,17 +41,17 @@ namespace {
 
 // A scheme to measure: a 1-D mode, or 2d with the scheme across its Ulysses groups.
 struct Scheme {
-  dist::SpMode mode = dist::SpMode::Ulysses;
-  dist::SpMode outer = dist::SpMode::Ring;  // 2d only
+  parallel::SpMode mode = parallel::SpMode::Ulysses;
+  parallel::SpMode outer = parallel::SpMode::Ring;  // 2d only
   std::string name() const {
-    return mode == dist::SpMode::TwoD ? "2d-" + dist::to_string(outer) : dist::to_string(mode);
+    return mode == parallel::SpMode::TwoD ? "2d-" + parallel::to_string(outer) : parallel::to_string(mode);
   }
 };
 
 Scheme parse_scheme(const std::string& m) {
-  if (m.rfind("2d-", 0) == 0) return {dist::SpMode::TwoD, dist::parse_sp_outer(m.substr(3))};
-  if (m == "2d") return {dist::SpMode::TwoD, dist::SpMode::Ring};
-  return {dist::parse_sp_mode(m), dist::SpMode::Ring};
+  if (m.rfind("2d-", 0) == 0) return {parallel::SpMode::TwoD, parallel::parse_sp_outer(m.substr(3))};
+  if (m == "2d") return {parallel::SpMode::TwoD, parallel::SpMode::Ring};
+  return {parallel::parse_sp_mode(m), parallel::SpMode::Ring};
 }
 
 struct Options {
@@ -59,11 +59,11 @@ struct Options {
   int64_t img_h = 0, img_w = 0, patch = 2;
   int64_t embed_dim = 64, heads = 4, depth = 2, batch = 1, vars = 2;
   model::Tokenization tok = model::Tokenization::Aggregate;
-  std::vector<Scheme> modes{{dist::SpMode::Ulysses},
-                            {dist::SpMode::Lss},
-                            {dist::SpMode::Ring},
-                            {dist::SpMode::TwoD, dist::SpMode::Ring},
-                            {dist::SpMode::TwoD, dist::SpMode::Lss}};
+  std::vector<Scheme> modes{{parallel::SpMode::Ulysses},
+                            {parallel::SpMode::Lss},
+                            {parallel::SpMode::Ring},
+                            {parallel::SpMode::TwoD, parallel::SpMode::Ring},
+                            {parallel::SpMode::TwoD, parallel::SpMode::Lss}};
   int sp_ulysses = 0;  // 2d: the Ulysses degree; 0: 2 if P is even, else 1
   std::string csv;
   bool check = false;
@@ -159,18 +159,18 @@ struct Row {
 };
 
 // "sp all_to_all" for every (comm, op) with calls in s.
-std::string ops_of(const dist::CommStats& s) {
+std::string ops_of(const parallel::CommStats& s) {
   std::string out;
   for (const auto& e : s.entries)
-    if (e.calls > 0) out += (out.empty() ? "" : " + ") + e.comm + " " + dist::to_string(e.op);
+    if (e.calls > 0) out += (out.empty() ? "" : " + ") + e.comm + " " + parallel::to_string(e.op);
   return out.empty() ? "-" : out;
 }
 
 // An SP grid of the whole world for `scheme` (2d: U x P/U).
-dist::GridConfig grid_config(const Scheme& scheme, int P, int U) {
-  dist::GridConfig g;
-  const bool two_d = scheme.mode == dist::SpMode::TwoD;
-  dist::set_sp_degrees(g, P, scheme.mode, two_d ? (U > 0 ? U : P % 2 == 0 ? 2 : 1) : 0,
+parallel::GridConfig grid_config(const Scheme& scheme, int P, int U) {
+  parallel::GridConfig g;
+  const bool two_d = scheme.mode == parallel::SpMode::TwoD;
+  parallel::set_sp_degrees(g, P, scheme.mode, two_d ? (U > 0 ? U : P % 2 == 0 ? 2 : 1) : 0,
                        scheme.outer);
   return g;
 }
@@ -178,7 +178,7 @@ dist::GridConfig grid_config(const Scheme& scheme, int P, int U) {
 int64_t even_share(int64_t n, int P, int r) { return n / P + (r < n % P ? 1 : 0); }
 
 // Bytes of the entries of `s` on communicator `comm`.
-uint64_t bytes_on(const dist::CommStats& s, const std::string& comm) {
+uint64_t bytes_on(const parallel::CommStats& s, const std::string& comm) {
   uint64_t b = 0;
   for (const auto& e : s.entries)
     if (e.comm == comm) b += e.bytes;
@@ -186,8 +186,8 @@ uint64_t bytes_on(const dist::CommStats& s, const std::string& comm) {
 }
 
 // "sp_ulysses all_to_all" for the entries of `s` on `comm` (or on every other one: `others`).
-std::string ops_on(const dist::CommStats& s, const std::string& comm, bool others) {
-  dist::CommStats part;
+std::string ops_on(const parallel::CommStats& s, const std::string& comm, bool others) {
+  parallel::CommStats part;
   for (const auto& e : s.entries)
     if ((e.comm == comm) != others) part.entries.push_back(e);
   return ops_of(part);
@@ -196,13 +196,13 @@ std::string ops_on(const dist::CommStats& s, const std::string& comm, bool other
 // Runs one step of `scheme` and returns this rank's rows: attention forward, attention backward
 // (2d: each split into its sp_ulysses and sp_ring part), loss all-reduce, gradient all-reduce,
 // total.
-std::vector<Row> measure(const dist::Comm& world, const model::ModelConfig& c, int64_t B,
+std::vector<Row> measure(const parallel::Comm& world, const model::ModelConfig& c, int64_t B,
                          const Scheme& scheme, int sp_ulysses) {
   const int P = world.size();
-  const dist::GridConfig g = grid_config(scheme, P, sp_ulysses);
-  dist::validate(g, P, c, B);
-  dist::RankGrid grid(world, g);
-  dist::SpBlockAttention attn(grid);
+  const parallel::GridConfig g = grid_config(scheme, P, sp_ulysses);
+  parallel::validate(g, P, c, B);
+  parallel::RankGrid grid(world, g);
+  parallel::SpBlockAttention attn(grid);
   model::ClimaX m(c);
   const int64_t np = m.params().total();
   std::vector<float> params(np), grads(np, 0.f);
@@ -219,7 +219,7 @@ std::vector<Row> measure(const dist::Comm& world, const model::ModelConfig& c, i
   m.plan(B, model::Precision::F32, &attn);
 
   // the step, with a snapshot of every communicator's counters per phase
-  std::vector<dist::CommStats> phase;
+  std::vector<parallel::CommStats> phase;
   grid.reset_stats();
   const double partial = m.forward(params.data(), batch);
   phase.push_back(grid.stats());
@@ -227,26 +227,26 @@ std::vector<Row> measure(const dist::Comm& world, const model::ModelConfig& c, i
   m.backward(params.data(), grads.data());
   phase.push_back(grid.stats());
   grid.reset_stats();
-  const double loss = dist::sp_reduce_loss(grid.sp(), partial);
+  const double loss = parallel::sp_reduce_loss(grid.sp(), partial);
   phase.push_back(grid.stats());
   grid.reset_stats();
-  dist::sp_reduce_gradients(grid.sp(), grads.data(), np);
+  parallel::sp_reduce_gradients(grid.sp(), grads.data(), np);
   phase.push_back(grid.stats());
   const std::string name = scheme.name();
   if (!std::isfinite(loss)) throw Error(fmt::format("{}: loss is {}", name, loss));
 
   // the formulas
   const int r = grid.sp().rank();
-  const dist::SpAttentionShape s{B, c.N(), c.num_heads, c.head_dim()};
+  const parallel::SpAttentionShape s{B, c.N(), c.num_heads, c.head_dim()};
   const uint64_t depth = static_cast<uint64_t>(c.depth);
   const double L = static_cast<double>(c.depth), BND = double(B) * c.N() * c.embed_dim,
                f = sizeof(float), q = double(P - 1) / P;
   std::vector<Row> rows;
-  if (scheme.mode != dist::SpMode::TwoD) {
-    const dist::SpAttentionBytes per_layer = dist::sp_scheme(scheme.mode).bytes_sent(s, P, r);
+  if (scheme.mode != parallel::SpMode::TwoD) {
+    const parallel::SpAttentionBytes per_layer = parallel::sp_scheme(scheme.mode).bytes_sent(s, P, r);
     const double design_fwd =
-        L * f * BND * (scheme.mode == dist::SpMode::Ulysses ? 4 * q / P : 2 * q);
-    const double design_bwd = (scheme.mode == dist::SpMode::Ring ? 2 : 1) * design_fwd;
+        L * f * BND * (scheme.mode == parallel::SpMode::Ulysses ? 4 * q / P : 2 * q);
+    const double design_bwd = (scheme.mode == parallel::SpMode::Ring ? 2 : 1) * design_fwd;
     rows.push_back({name, "attention forward", ops_of(phase[0]), phase[0].total_bytes(),
                     depth * per_layer.forward, design_fwd});
     rows.push_back({name, "attention backward", ops_of(phase[1]), phase[1].total_bytes(),
@@ -256,22 +256,22 @@ std::vector<Row> measure(const dist::Comm& world, const model::ModelConfig& c, i
     // this rank's heads {B, N, Hh_u, d} (sp_ring; every other communicator is counted there too,
     // so that nothing escapes the check).
     const int U = g.sp_ulysses, R = g.sp_ring, u = r % U;
-    const dist::SpAttentionShape seg{B, c.N() / R, c.num_heads, c.head_dim()},
-        outer{B, c.N(), dist::ulysses_heads(c.num_heads, U, u).count, c.head_dim()};
-    const dist::SpAttentionBytes uly = dist::ulysses_bytes_sent(seg, U, u),
-                                 out = dist::sp_scheme(scheme.outer).bytes_sent(outer, R, r / U);
+    const parallel::SpAttentionShape seg{B, c.N() / R, c.num_heads, c.head_dim()},
+        outer{B, c.N(), parallel::ulysses_heads(c.num_heads, U, u).count, c.head_dim()};
+    const parallel::SpAttentionBytes uly = parallel::ulysses_bytes_sent(seg, U, u),
+                                 out = parallel::sp_scheme(scheme.outer).bytes_sent(outer, R, r / U);
     const double uly_design = L * f * BND * 4 * (U - 1) / (double(U) * P),
                  out_design = L * f * BND * 2 * (R - 1) / P;
     const char* comp[2][2] = {{"attn fwd sp_ulysses", "attn fwd sp_ring"},
                               {"attn bwd sp_ulysses", "attn bwd sp_ring"}};
     for (int dir = 0; dir < 2; ++dir) {
-      const dist::CommStats& ph = phase[dir];
+      const parallel::CommStats& ph = phase[dir];
       const uint64_t on_uly = bytes_on(ph, "sp_ulysses");
       rows.push_back({name, comp[dir][0], ops_on(ph, "sp_ulysses", false), on_uly,
                       depth * (dir == 0 ? uly.forward : uly.backward), uly_design});
       rows.push_back({name, comp[dir][1], ops_on(ph, "sp_ulysses", true),
                       ph.total_bytes() - on_uly, depth * (dir == 0 ? out.forward : out.backward),
-                      (dir == 1 && scheme.outer == dist::SpMode::Ring ? 2 : 1) * out_design});
+                      (dir == 1 && scheme.outer == parallel::SpMode::Ring ? 2 : 1) * out_design});
     }
   }
   rows.push_back({name, "loss all-reduce", ops_of(phase[2]), phase[2].total_bytes(),
@@ -295,11 +295,11 @@ std::string human(double bytes) {
 }
 
 int run(int argc, char** argv) {
-  dist::Comm world = dist::Comm::world();
+  parallel::Comm world = parallel::Comm::world();
   const Options o = parse(argc, argv);
   const model::ModelConfig c = model_config(o);
   const int P = world.size();
-  for (const Scheme& sc : o.modes) dist::validate(grid_config(sc, P, o.sp_ulysses), P, c, o.batch);
+  for (const Scheme& sc : o.modes) parallel::validate(grid_config(sc, P, o.sp_ulysses), P, c, o.batch);
   const int64_t np = model::ClimaX(c).params().total();
   if (world.rank() == 0)
     fmt::print(
@@ -374,11 +374,11 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  dist::MpiRuntime mpi(&argc, &argv);
+  parallel::MpiRuntime mpi(&argc, &argv);
   try {
     return run(argc, argv);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_sp_comm: %s\n", e.what());
-    dist::abort_all(2);
+    parallel::abort_all(2);
   }
 }

@@ -26,7 +26,7 @@
 #include "data/netcdf_reader.h"
 #include "eval/metrics.h"
 #include "io/safetensors.h"
-#include "train/forecast_checkpoint.h"
+#include "eval/forecast_checkpoint.h"
 
 namespace seqvit::cli {
 
@@ -57,7 +57,7 @@ const data::TimeRange& split_range(const data::ForecastConfig& c, data::Split s)
 // Checks, from the files' headers only, that the data hold every variable the model needs on the
 // model's grid, and that each lead is a whole number of data time steps. Errors name the data,
 // the variable or lead, and what would be valid.
-void check_data(const train::ForecastCheckpoint& ck, const data::ForecastConfig& cfg,
+void check_data(const eval::ForecastCheckpoint& ck, const data::ForecastConfig& cfg,
                 const std::vector<double>& leads, bool paths_from_checkpoint) {
   const std::string where = fmt::format("{}", fmt::join(cfg.paths, ", "));
   std::unique_ptr<data::NetcdfDataset> opened;
@@ -145,7 +145,7 @@ void run_evaluate(const EvaluateOptions& o) {
     if (!parent.empty() && !std::filesystem::is_directory(parent))
       fail("{} {}: directory '{}' does not exist", flag, path, parent.string());
   }
-  const train::ForecastCheckpoint ck = train::load_forecast_checkpoint(o.checkpoint);
+  const eval::ForecastCheckpoint ck = eval::load_forecast_checkpoint(o.checkpoint);
   const std::vector<double> leads =
       o.lead_hours.empty() ? ck.data.lead_hours : parse_lead_hours(o.lead_hours);
 

@@ -13,7 +13,7 @@
 // --tp x --pp x --sp ranks; rank 0 assembles the logical gradients. With --dp D the batch's
 // samples are split over D replicas (the world is then D times larger) and the loss and
 // gradients summed over them; with --zero Z the gradients (Z >= 2) and parameters (Z = 3) are
-// sharded over the --dp x --sp replicas of each shard as in training (dist/zero.h), and the
+// sharded over the --dp x --sp replicas of each shard as in training (train/zero.h), and the
 // logical gradient is assembled from the ZeRO shards. The file is the one a single process
 // writes. MPI is initialised only with --sp, --tp, --pp or --dp; without them the command never
 // touches MPI, and launching it as several ranks is refused (they would all write the same
@@ -30,13 +30,13 @@
 
 #include "cli/commands.h"
 #include "core/check.h"
-#include "dist/comm.h"
-#include "dist/grid.h"
-#include "dist/logical.h"
-#include "dist/pipeline.h"
-#include "dist/sp_model.h"
-#include "dist/tp_model.h"
-#include "dist/zero.h"
+#include "parallel/comm.h"
+#include "parallel/grid.h"
+#include "parallel/logical.h"
+#include "train/pipeline.h"
+#include "parallel/sp_model.h"
+#include "parallel/tp_model.h"
+#include "train/zero.h"
 #include "io/safetensors.h"
 #include "model/climax.h"
 #include "train/checkpoint.h"
@@ -69,9 +69,9 @@ int launched_ranks() {
 }
 
 void run_grad(const GradOptions& o) {
-  std::optional<dist::SpMode> mode;
-  std::optional<dist::PipeSchedule> schedule;
-  dist::GridConfig g;  // with --sp / --tp / --pp: the degrees, checked before MPI starts
+  std::optional<parallel::SpMode> mode;
+  std::optional<train::PipeSchedule> schedule;
+  parallel::GridConfig g;  // with --sp / --tp / --pp: the degrees, checked before MPI starts
   const bool distributed =
       o.sp != 0 || o.pp != 0 || o.tp != 0 || o.dp != 0;  // MPI (--micro-batches alone
                                                           // accumulates in-process)
@@ -87,7 +87,7 @@ void run_grad(const GradOptions& o) {
   if (o.zero == 3 && o.bf16)
     fail("--zero 3 runs in fp32 only (the bf16 weight copy would be the whole model); use "
          "--zero 1 or 2 with --bf16");
-  schedule = dist::parse_pipe_schedule(o.pp_schedule);
+  schedule = train::parse_pipe_schedule(o.pp_schedule);
   if (!distributed) {
     if (launched_ranks() > 1)
       fail("seqvit grad was launched as {} ranks without --sp, --tp, --pp or --dp; to split the "
@@ -99,23 +99,23 @@ void run_grad(const GradOptions& o) {
     if (o.pp < 0) fail("--pp must be >= 1, got {}", o.pp);
     if (o.tp < 0) fail("--tp must be >= 1, got {}", o.tp);
     if (o.dp < 0) fail("--dp must be >= 1, got {}", o.dp);
-    mode = dist::parse_sp_mode(o.sp_mode);
-    dist::set_sp_degrees(g, std::max(o.sp, 1), *mode, o.sp_ulysses,
-                         dist::parse_sp_outer(o.sp_outer));
+    mode = parallel::parse_sp_mode(o.sp_mode);
+    parallel::set_sp_degrees(g, std::max(o.sp, 1), *mode, o.sp_ulysses,
+                         parallel::parse_sp_outer(o.sp_outer));
   }
   const int sp = std::max(o.sp, 1), pp = std::max(o.pp, 1), tp = std::max(o.tp, 1),
             dp = std::max(o.dp, 1);
   g.tp = tp;
   g.order = o.order;
-  dist::GridLayout check_order(g);  // a bad order is refused before MPI starts
+  parallel::GridLayout check_order(g);  // a bad order is refused before MPI starts
   g.dp = dp;
   g.zero = o.zero;
   // Declared first so that it is destroyed last (MPI_Finalize after every communicator).
-  std::optional<dist::MpiRuntime> mpi;
+  std::optional<parallel::MpiRuntime> mpi;
   if (distributed) mpi.emplace(nullptr, nullptr);
 
   const io::SafetensorsReader model_file(o.model);  // read once: configuration and weights
-  auto cfg = train::read_model_config(model_file);
+  auto cfg = eval::read_model_config(model_file);
   cfg.attention = model::parse_attention_kernel(o.attention);
   const model::ClimaX whole(cfg);  // the single-process table: the file's layout
 
@@ -138,17 +138,17 @@ void run_grad(const GradOptions& o) {
   // --tp x --pp x --sp, tokens vs P, heads and MLP width vs T, heads / T vs P for Ulysses, depth
   // vs stages, batch vs micro-batches) on every rank alike before anything else is allocated,
   // so a bad one ends every rank with the same message.
-  std::optional<dist::Comm> world;
-  std::optional<dist::RankGrid> grid;
-  std::optional<dist::SpBlockAttention> attn;
-  std::optional<dist::TpModel> tpm;
-  std::optional<dist::ZeroOptimizer> zero;
+  std::optional<parallel::Comm> world;
+  std::optional<parallel::RankGrid> grid;
+  std::optional<parallel::SpBlockAttention> attn;
+  std::optional<parallel::TpModel> tpm;
+  std::optional<train::ZeroOptimizer> zero;
   model::ModelShard shard;
-  int slots = dist::pipeline_slots(*schedule, 1, 0, o.micro_batches);
+  int slots = train::pipeline_slots(*schedule, 1, 0, o.micro_batches);
   if (!distributed && B % o.micro_batches != 0)
     fail("the batch of {} cannot be split into --micro-batches {}", B, o.micro_batches);
   if (distributed) {
-    world.emplace(dist::Comm::world());
+    world.emplace(parallel::Comm::world());
     if (world->size() != tp * sp * pp * dp) {
       std::string flags;
       if (o.dp > 0) flags += fmt::format(" --dp {}", dp);
@@ -160,7 +160,7 @@ void run_grad(const GradOptions& o) {
     }
     g.pp = pp;
     g.micro_batches = o.micro_batches;
-    dist::validate(g, world->size(), cfg, B);
+    parallel::validate(g, world->size(), cfg, B);
     grid.emplace(*world, g);
     if (sp > 1) attn.emplace(*grid);
     if (o.zero > 0) zero.emplace(grid->sp_dp(), o.zero);
@@ -172,7 +172,7 @@ void run_grad(const GradOptions& o) {
     const int stage = grid->coords().pp;
     shard.first_block = stage * (cfg.depth / pp);
     shard.last_block = (stage + 1) * (cfg.depth / pp);
-    slots = dist::pipeline_slots(*schedule, pp, stage, o.micro_batches);
+    slots = train::pipeline_slots(*schedule, pp, stage, o.micro_batches);
   }
   const bool root = !grid || grid->rank() == 0;
   model::ClimaX m(cfg, shard);
@@ -182,7 +182,7 @@ void run_grad(const GradOptions& o) {
   PageBuffer params(m.params().total()), grads(m.params().total());
   {
     Buffer<float> all(whole.params().total());
-    train::load_parameters(model_file, whole.params(), all.data());
+    eval::load_parameters(model_file, whole.params(), all.data());
     m.slice_logical(all.data(), params.data());
   }
   const int64_t V = cfg.V(), Vo = cfg.Vo(), H = cfg.img_h, W = cfg.img_w;
@@ -207,12 +207,12 @@ void run_grad(const GradOptions& o) {
     loss = m.forward(params.data(), batch, pred.data());
     m.backward(params.data(), grads.data());
   } else if (!distributed) {  // gradient accumulation over the micro-batches
-    loss = dist::Pipeline(m, *schedule, o.micro_batches)
+    loss = train::Pipeline(m, *schedule, o.micro_batches)
                .run(params.data(), grads.data(), batch, pred.data());
   } else {
     // From here on the ranks communicate: an error on one rank ends them all (no hang).
     try {
-      dist::Pipeline pipe(grid->pp(), m, *schedule, o.micro_batches);
+      train::Pipeline pipe(grid->pp(), m, *schedule, o.micro_batches);
       std::vector<float> shard_pred(pred.size(), 0.f);  // this rank's pixels, zeros elsewhere
       // dp replica d: samples [d Bl, (d + 1) Bl)
       const int64_t s0 = grid->coords().dp * Bl;
@@ -222,7 +222,7 @@ void run_grad(const GradOptions& o) {
       const double part =
           pipe.run(params.data(), grads.data(), local, shard_pred.data() + s0 * Vo * H * W);
       // the replicas of this rank's shard: sp, and dp with --dp
-      dist::Comm& replicas = dp > 1 ? grid->sp_dp() : grid->sp();
+      parallel::Comm& replicas = dp > 1 ? grid->sp_dp() : grid->sp();
       std::vector<model::LogicalRun> runs = m.logical_runs();
       const float* gsrc = grads.data();
       if (zero) {  // loss and gradients summed over sp_dp (ZeRO-2/3: into each rank's range)
@@ -232,18 +232,18 @@ void run_grad(const GradOptions& o) {
           gsrc = zero->grad_shard();
         }
       } else {
-        loss = dist::sp_reduce_loss(replicas, part);
-        dist::sp_reduce_gradients(replicas, grads.data(), m.params().total());
+        loss = parallel::sp_reduce_loss(replicas, part);
+        parallel::sp_reduce_gradients(replicas, grads.data(), m.params().total());
       }
       // every pixel has one owner among the last stage's SP ranks (TP ranks hold copies: only
       // tp rank 0 contributes), so the sum is the prediction
       if (grid->coords().tp != 0) std::fill(shard_pred.begin(), shard_pred.end(), 0.f);
       world->reduce(std::span<const float>(shard_pred),
                     std::span<float>(root ? pred.data() : nullptr, root ? pred.size() : 0), 0);
-      dist::gather_logical(*world, runs, gsrc, logical_grads.data(), whole.params().total(), 0);
+      parallel::gather_logical(*world, runs, gsrc, logical_grads.data(), whole.params().total(), 0);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "\nseqvit: error on rank %d: %s\n", grid->rank(), e.what());
-      dist::abort_all(1);
+      parallel::abort_all(1);
     }
   }
   if (!root) return;
@@ -261,7 +261,7 @@ void run_grad(const GradOptions& o) {
   if (o.sp > 0)
     fmt::print("sequence parallel: {} rank{}, {}, {} of {} tokens per rank\n", sp,
                sp == 1 ? "" : "s",
-               *mode == dist::SpMode::TwoD
+               *mode == parallel::SpMode::TwoD
                    ? fmt::format("2d (ulysses {} x {} {})", grid->sp_ulysses().size(),
                                  o.sp_outer, grid->sp_ring().size())
                    : o.sp_mode,

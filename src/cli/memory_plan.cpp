@@ -22,7 +22,7 @@ std::string rank_memory_plan(TrainDist& dist, train::Trainer& tr) {
       static_cast<int64_t>(m.activation_bytes()),
       static_cast<int64_t>(m.workspace_bytes()),
       static_cast<int64_t>(tr.total_bytes())};
-  dist::Comm& world = dist.world();
+  parallel::Comm& world = dist.world();
   std::vector<int64_t> all(static_cast<size_t>(kFields * world.size()));
   world.all_gather(std::span<const int64_t>(mine), std::span<int64_t>(all));
   if (world.rank() != 0) return "";

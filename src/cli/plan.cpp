@@ -79,9 +79,9 @@ void run_plan(const PlanOptions& o) {
   if (o.sp) r.sp = o.sp;
   if (o.zero >= 0) r.zero = o.zero;
   if (o.micro_batches) r.micro_batches = o.micro_batches;
-  if (!o.sp_mode.empty()) r.sp_mode = dist::parse_sp_mode(o.sp_mode);
+  if (!o.sp_mode.empty()) r.sp_mode = parallel::parse_sp_mode(o.sp_mode);
   if (o.sp_ulysses) r.sp_ulysses = o.sp_ulysses;
-  if (!o.sp_outer.empty()) r.sp_outer = dist::parse_sp_outer(o.sp_outer);
+  if (!o.sp_outer.empty()) r.sp_outer = parallel::parse_sp_outer(o.sp_outer);
   if (o.threads < 1) fail("--threads must be >= 1, got {}", o.threads);
   r.threads = o.threads;
   if (o.recompute == "on") r.recompute = true;

@@ -102,7 +102,7 @@ void run_predict(const PredictOptions& o) {
   check_writable_dir(o.out, "--out");
   const auto t0 = std::chrono::steady_clock::now();
 
-  const auto ckpt = train::load_forecast_checkpoint(o.checkpoint);
+  const auto ckpt = eval::load_forecast_checkpoint(o.checkpoint);
   const auto ds = eval::prediction_dataset(ckpt, o.data, o.lead_hours);
   const double lead = ds->config().lead_hours.front();
   const auto& trained = ckpt.data.lead_hours;

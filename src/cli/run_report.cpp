@@ -35,7 +35,7 @@ json rank_json(TrainDist& dist, train::Trainer& tr, const RunRecord& r) {
   json comm = json::array();
   for (const auto& e : r.first_step.entries)
     comm.push_back({{"comm", e.comm},
-                    {"op", dist::to_string(e.op)},
+                    {"op", parallel::to_string(e.op)},
                     {"bytes", e.bytes},
                     {"calls", e.calls},
                     {"seconds", e.seconds}});
@@ -52,7 +52,7 @@ void write_run_report(const std::string& path, const TrainOptions& o,
   const std::string own = rank_json(dist, tr, mine).dump();
   std::vector<json> ranks;
   if (dist.active()) {  // every rank's record, gathered as bytes to all (small: one per rank)
-    dist::Comm& world = dist.world();
+    parallel::Comm& world = dist.world();
     const int64_t len = static_cast<int64_t>(own.size());
     std::vector<int64_t> lens(static_cast<size_t>(world.size()));
     world.all_gather(std::span<const int64_t>(&len, 1), std::span<int64_t>(lens));

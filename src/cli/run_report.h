@@ -11,14 +11,14 @@
 
 #include "cli/train_dist.h"
 #include "cli/train_options.h"
-#include "dist/comm.h"
+#include "parallel/comm.h"
 #include "train/trainer.h"
 
 namespace seqvit::cli {
 
 struct RunRecord {
   std::vector<double> step_seconds;  // rank 0's wall time of each step
-  dist::CommStats first_step;        // this rank's counters over the first step
+  parallel::CommStats first_step;        // this rank's counters over the first step
   size_t peak_rss = 0;               // this rank's VmHWM while training (bytes)
 };
 

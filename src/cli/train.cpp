@@ -23,9 +23,10 @@
 #include "cli/train_dist.h"
 #include "cli/train_options.h"
 #include "core/check.h"
+#include "core/process_memory.h"
 #include "data/synthetic.h"
-#include "dist/comm.h"
-#include "dist/zero.h"
+#include "parallel/comm.h"
+#include "train/zero.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
@@ -137,7 +138,7 @@ void run_train_synthetic(TrainOptions o) {
     if (!dist.active()) throw;
     // the ranks communicate from here on: an error on one rank ends them all (no hang)
     std::fprintf(stderr, "\nseqvit: error on rank %d: %s\n", dist.grid().rank(), e.what());
-    dist::abort_all(1);
+    parallel::abort_all(1);
   }
 }
 
@@ -177,7 +178,7 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
       fmt::print("pipeline: {} stage{} of {} blocks, {} micro-batches of {} per step, {} "
                  "schedule (ideal bubble {:.2f})\n",
                  o.pp, o.pp == 1 ? "" : "s", mc.depth / o.pp, o.micro_batches,
-                 Bl / o.micro_batches, o.pp_schedule, dist::ideal_bubble(o.pp, o.micro_batches));
+                 Bl / o.micro_batches, o.pp_schedule, train::ideal_bubble(o.pp, o.micro_batches));
     if (dist.zero())
       fmt::print("ZeRO-{} over the {} ranks of sp x dp: per rank {} of {} parameter values' "
                  "optimizer state{}{}\n",
@@ -239,7 +240,7 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
   const auto t0 = std::chrono::steady_clock::now();
   double first_loss = 0, ema = 0;
   if (dist.active()) dist.grid().reset_stats();
-  dist::reset_peak_rss();  // VmHWM from here: the training steps, not the set-up
+  reset_peak_rss();  // VmHWM from here: the training steps, not the set-up
   RunRecord record;  // --report-json
   for (int64_t s = 0; s < o.steps; ++s) {
     fill(static_cast<uint64_t>(s) * B);
@@ -279,7 +280,7 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
   loss_log.reset();
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const size_t peak_rss = dist::peak_rss();
+  const size_t peak_rss = seqvit::peak_rss();
   record.peak_rss = peak_rss;
   if (!o.report_json.empty()) write_run_report(o.report_json, o, mc, dist, tr, record);
   if (o.benchmark) {  // the steps only: no evaluation, no replica check, no checkpoint
@@ -328,11 +329,11 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
              "{:.4f} -> {:.4f} (persistence forecast: {:.4f})\n",
              o.steps, secs, first_loss, ema, eval0, eval1, pers);
   if (!sharded) {
-    train::save_model(o.out, mc, tr.model().params(), tr.params());
-    train::save_optimizer(train::optimizer_path(o.out), tr.model().params(),
+    eval::save_model(o.out, mc, tr.model().params(), tr.params());
+    train::save_optimizer(eval::optimizer_path(o.out), tr.model().params(),
                           full_opt ? *full_opt : tr.optimizer());
   }
-  fmt::print("wrote {} and {}\n", o.out, train::optimizer_path(o.out));
+  fmt::print("wrote {} and {}\n", o.out, eval::optimizer_path(o.out));
   std::fflush(stdout);
   dist.barrier();
 }

@@ -150,7 +150,7 @@ ZeroState::ZeroState(TrainDist& dist, const TrainOptions& o)
     : GatheredState(dist, zero_layout(o)) {}
 
 LogicalState ZeroState::gather(train::Trainer& tr) {
-  dist::ZeroOptimizer& z = *dist_.zero();
+  train::ZeroOptimizer& z = *dist_.zero();
   const model::ClimaX& m = tr.model();
   const int64_t steps = tr.optimizer().steps_done();
   z.gather_all_parameters();  // ZeRO-3: every unit into the full buffer (collective)
@@ -167,7 +167,7 @@ LogicalState ZeroState::gather(train::Trainer& tr) {
 }
 
 void ZeroState::scatter(const LogicalState& logical, train::Trainer& tr) {
-  dist::ZeroOptimizer& z = *dist_.zero();
+  train::ZeroOptimizer& z = *dist_.zero();
   const model::ClimaX& m = tr.model();
   const int64_t total = m.params().total();
   // the weights: this rank's shard into the full buffer; ZeRO-3 keeps its range of it only

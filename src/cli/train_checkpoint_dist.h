@@ -11,10 +11,10 @@
 // sequence parallelism replicate the whole state on every rank, so their gather only verifies
 // the replication (a hash of weights and moments all-gathered) and hands rank 0 its own buffers
 // (ReplicatedState). A scheme that shards the weights or the moments (tensor or pipeline
-// parallelism, ZeRO) implements gather with dist::gather_logical (src/dist/logical.h) by its
+// parallelism, ZeRO) implements gather with parallel::gather_logical (src/parallel/logical.h) by its
 // model's ClimaX::logical_runs(), over the ranks that hold distinct shards (e.g. the tp x pp
 // ranks of one DP/SP replica), into logical buffers it owns on rank 0, and scatter with
-// dist::scatter_logical; make_checkpoint_sharding returns it for its flags. The writer, the
+// parallel::scatter_logical; make_checkpoint_sharding returns it for its flags. The writer, the
 // reader and the resume checks in train_data.cpp do not change.
 #pragma once
 

@@ -37,11 +37,11 @@
 #include "core/check.h"
 #include "data/cf_time.h"
 #include "data/forecast_dataset.h"
-#include "dist/comm.h"
-#include "dist/pipeline.h"
+#include "parallel/comm.h"
+#include "train/pipeline.h"
 #include "eval/metrics.h"
 #include "train/checkpoint.h"
-#include "train/forecast_checkpoint.h"
+#include "eval/forecast_checkpoint.h"
 #include "train/trainer.h"
 
 namespace seqvit::cli {
@@ -215,7 +215,7 @@ void run_train_data(TrainOptions o) {
   } catch (const std::exception& e) {
     // an error on one rank ends them all (no hang in a collective)
     std::fprintf(stderr, "\nseqvit: error on rank %d: %s\n", dist->grid().rank(), e.what());
-    dist::abort_all(1);
+    parallel::abort_all(1);
   }
 }
 
@@ -297,13 +297,13 @@ void train_data(const TrainOptions& o, const data::ForecastConfig& dc,
   if (train_ds->H() != mc.img_h || train_ds->W() != mc.img_w)
     fail("internal error: the dataset grid {}x{} differs from the files' {}x{}", train_ds->H(),
          train_ds->W(), mc.img_h, mc.img_w);
-  const auto norm = train::normalisation_of(*train_ds);
+  const auto norm = eval::normalisation_of(*train_ds);
 
   // The run directory: fresh, or resumed from its newest checkpoint. Every rank reads it; only
   // rank 0 writes.
   const fs::path run = o.run_dir;
   if (root) fs::create_directories(run / "checkpoints");
-  const auto existing = train::list_checkpoints(run.string());
+  const auto existing = eval::list_checkpoints(run.string());
   if (!o.resume && !existing.empty())
     fail("run directory '{}' already has checkpoints (newest: step {}); pass --resume to "
          "continue it, or choose another --run-dir",
@@ -324,7 +324,7 @@ void train_data(const TrainOptions& o, const data::ForecastConfig& dc,
   if (o.resume) {
     // Every rank reads the logical files and takes its part (any layout may have written them).
     const std::string file = (fs::path(existing.back().second) / "model.safetensors").string();
-    const auto ck = train::load_forecast_checkpoint(file);
+    const auto ck = eval::load_forecast_checkpoint(file);
     if (ck.model.to_json() != mc.to_json())
       fail("--resume: the model in {} differs from the one these options describe:\n  "
            "checkpoint: {}\n  options:    {}",
@@ -354,7 +354,7 @@ void train_data(const TrainOptions& o, const data::ForecastConfig& dc,
     }
     const auto lay = r.metadata().find("seqvit.layout");  // information only
     written_by = describe_layout(lay == r.metadata().end() ? "" : lay->second);
-    const auto os = train::read_optimizer(train::optimizer_path(file), logical.params());
+    const auto os = eval::read_optimizer(eval::optimizer_path(file), logical.params());
     if (os.steps_done != st.step)
       fail("--resume: {} is at step {} but its optimizer file at step {}", file, st.step,
            os.steps_done);
@@ -397,7 +397,7 @@ void train_data(const TrainOptions& o, const data::ForecastConfig& dc,
                  "schedule (ideal bubble {:.2f})\n",
                  o.pp, o.pp == 1 ? "" : "s", mc.depth / o.pp, o.micro_batches,
                  dist.local_batch() / o.micro_batches, o.pp_schedule,
-                 dist::ideal_bubble(o.pp, o.micro_batches));
+                 train::ideal_bubble(o.pp, o.micro_batches));
     fmt::print("{}\n", memory_plan);
     fmt::print("data: {} file(s); train {}/{}: {} samples ({} batches per epoch, {} skipped for "
                "missing values); validation: {}; leads {} h; statistics {} ({})\n",
@@ -425,21 +425,21 @@ void train_data(const TrainOptions& o, const data::ForecastConfig& dc,
   std::string last_checkpoint = o.resume ? existing.back().second : "";
   // Collective: the sharding gathers the logical state on rank 0, which writes it.
   auto save_checkpoint = [&]() {
-    const fs::path dir = run / "checkpoints" / train::step_dir_name(st.step);
+    const fs::path dir = run / "checkpoints" / eval::step_dir_name(st.step);
     const LogicalState s = sharding->gather(tr);
     last_checkpoint = dir.string();
     if (!root) return;
     const fs::path tmp = dir.string() + ".tmp";
     fs::remove_all(tmp);
     fs::create_directories(tmp);
-    train::save_forecast_model((tmp / "model.safetensors").string(), mc, dc, norm,
+    eval::save_forecast_model((tmp / "model.safetensors").string(), mc, dc, norm,
                                logical.params(), s.params, st.to_json(o.seed).dump(),
                                {{"seqvit.layout", sharding->layout_json()}});
     train::save_optimizer((tmp / "model.optim.safetensors").string(), logical.params(), s.m, s.v,
                           s.steps_done, tr.optimizer().config());
     fs::remove_all(dir);  // a checkpoint of this step from an abandoned run
     fs::rename(tmp, dir);
-    auto all = train::list_checkpoints(run.string());
+    auto all = eval::list_checkpoints(run.string());
     for (size_t i = 0; i + static_cast<size_t>(o.keep) < all.size(); ++i)
       fs::remove_all(all[i].second);
     log_write({{"event", "checkpoint"}, {"step", st.step}, {"path", dir.string()},
@@ -471,7 +471,7 @@ void train_data(const TrainOptions& o, const data::ForecastConfig& dc,
     // pipeline (chunks of the micro-batch) a partial last batch may give the replicas different
     // chunk counts: then the weights are gathered whole for the validation (hooks off) and
     // released after.
-    dist::ZeroOptimizer* z3 = dist.zero() && dist.zero()->stage() == 3 ? dist.zero() : nullptr;
+    train::ZeroOptimizer* z3 = dist.zero() && dist.zero()->stage() == 3 ? dist.zero() : nullptr;
     bool whole = false;
     if (z3) {
       const int64_t nb = val_ds->num_batches();

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "core/check.h"
-#include "dist/logical.h"
+#include "parallel/logical.h"
 #include "model/tp_layout.h"
 #include "train/checkpoint.h"
 
@@ -51,17 +51,17 @@ TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
   if (tp < 1) fail("--tp must be >= 1, got {}", tp);
   if (pipe.pp < 1) fail("--pp must be >= 1, got {}", pipe.pp);
   if (pipe.micro_batches < 1) fail("--micro-batches must be >= 1, got {}", pipe.micro_batches);
-  dist::parse_pipe_schedule(pipe.schedule);
+  train::parse_pipe_schedule(pipe.schedule);
   {
-    dist::GridConfig probe;  // the order string is checked even for one process
+    parallel::GridConfig probe;  // the order string is checked even for one process
     probe.order = order;
-    dist::GridLayout check(probe);
+    parallel::GridLayout check(probe);
   }
   if (zero < 0 || zero > 3)
     fail("--zero {} is out of range: valid stages are 0 (off), 1 (optimizer state), 2 (and "
          "gradients) and 3 (and parameters)",
          zero);
-  const auto mode = dist::parse_sp_mode(sp_mode);
+  const auto mode = parallel::parse_sp_mode(sp_mode);
   if (zero > 0 && dp * sp == 1)
     fail("--zero {} shards over the data- and sequence-parallel ranks, but --dp 1 --sp 1 is a "
          "single rank; add --dp D (and/or --sp P) under mpirun -np D*P, or drop --zero",
@@ -75,19 +75,19 @@ TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
           "seqvit train was launched as {} ranks without --dp/--sp/--pp; pass --dp D --sp P "
           "--pp S with D*P*S = {} (e.g. --dp {}), or run it as one process",
           launched_ranks(), launched_ranks(), launched_ranks());
-    dist::GridConfig g;  // gradient accumulation only: batch vs micro-batches
+    parallel::GridConfig g;  // gradient accumulation only: batch vs micro-batches
     g.micro_batches = pipe.micro_batches;
-    dist::validate(g, 1, mc, global_batch);
+    parallel::validate(g, 1, mc, global_batch);
     return;
   }
-  dist::GridConfig g;  // the SP degrees, checked before MPI starts
+  parallel::GridConfig g;  // the SP degrees, checked before MPI starts
   g.dp = dp;
   g.zero = zero;
-  dist::set_sp_degrees(g, sp, mode, sp_ulysses, dist::parse_sp_outer(sp_outer));
+  parallel::set_sp_degrees(g, sp, mode, sp_ulysses, parallel::parse_sp_outer(sp_outer));
   g.tp = tp;
   g.order = order;
   mpi_.emplace(nullptr, nullptr);
-  world_.emplace(dist::Comm::world());
+  world_.emplace(parallel::Comm::world());
   g.pp = pipe.pp;
   g.micro_batches = pipe.micro_batches;
   if (world_->size() != g.world_size())
@@ -95,7 +95,7 @@ TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
          std::string(pipe.pp > 1 ? fmt::format(" --pp {}", pipe.pp) : "") +
              std::string(tp > 1 ? fmt::format(" --tp {}", tp) : ""),
          g.world_size(), g.world_size(), world_->size());
-  dist::validate(g, world_->size(), mc, global_batch);
+  parallel::validate(g, world_->size(), mc, global_batch);
   local_batch_ = global_batch / dp;
   grid_.emplace(*world_, g);
   if (sp > 1) attn_.emplace(*grid_);
@@ -110,7 +110,7 @@ TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
 void TrainDist::attach(train::Trainer& tr) {
   tr.set_reducer(reducer());
   if (!pipelined()) return;
-  const auto s = dist::parse_pipe_schedule(pipe_opts_.schedule);
+  const auto s = train::parse_pipe_schedule(pipe_opts_.schedule);
   if (grid_)
     pipe_.emplace(grid_->pp(), tr.model(), s, pipe_opts_.micro_batches);
   else
@@ -128,8 +128,8 @@ void TrainDist::gather_optimizer(train::AdamW& shard, train::AdamW* full, int64_
                "gather_optimizer is for ZeRO alone; under --tp/--pp save_checkpoint gathers the "
                "ZeRO moments");
   const auto runs = zero_->moment_runs();
-  dist::gather_logical(grid_->sp_dp(), runs, shard.m(), full ? full->m() : nullptr, total, 0);
-  dist::gather_logical(grid_->sp_dp(), runs, shard.v(), full ? full->v() : nullptr, total, 0);
+  parallel::gather_logical(grid_->sp_dp(), runs, shard.m(), full ? full->m() : nullptr, total, 0);
+  parallel::gather_logical(grid_->sp_dp(), runs, shard.v(), full ? full->v() : nullptr, total, 0);
   if (full) full->set_steps_done(shard.steps_done());
 }
 
@@ -143,7 +143,7 @@ train::TrainerParallel TrainDist::trainer_parallel() {
   p.shard.first_block = stage * (depth / S);
   p.shard.last_block = (stage + 1) * (depth / S);
   p.micro_batches = pipe_opts_.micro_batches;
-  p.slots = dist::pipeline_slots(dist::parse_pipe_schedule(pipe_opts_.schedule), S, stage,
+  p.slots = train::pipeline_slots(train::parse_pipe_schedule(pipe_opts_.schedule), S, stage,
                                  pipe_opts_.micro_batches);
   if (tp_model_) {
     p.shard.tp_size = tp_;
@@ -199,8 +199,8 @@ void TrainDist::save_checkpoint(const std::string& out, const model::ModelConfig
   const model::ClimaX& m = tr.model();
   if (!tp_model_ && pipe_opts_.pp == 1) {  // every rank holds the logical buffers
     if (!root()) return;
-    train::save_model(out, mc, m.params(), tr.params());
-    train::save_optimizer(train::optimizer_path(out), m.params(), tr.optimizer());
+    eval::save_model(out, mc, m.params(), tr.params());
+    train::save_optimizer(eval::optimizer_path(out), m.params(), tr.optimizer());
     return;
   }
   const model::ClimaX whole(mc);
@@ -213,8 +213,8 @@ void TrainDist::save_checkpoint(const std::string& out, const model::ModelConfig
   std::copy(mom.begin(), mom.end(), opt.m());
   std::copy(var.begin(), var.end(), opt.v());
   opt.set_steps_done(tr.optimizer().steps_done());
-  train::save_model(out, mc, whole.params(), params.data());
-  train::save_optimizer(train::optimizer_path(out), whole.params(), opt);
+  eval::save_model(out, mc, whole.params(), params.data());
+  train::save_optimizer(eval::optimizer_path(out), whole.params(), opt);
 }
 
 void TrainDist::gather_logical_state(train::Trainer& tr, float* params, float* m, float* v) {
@@ -223,12 +223,12 @@ void TrainDist::gather_logical_state(train::Trainer& tr, float* params, float* m
   const bool sends = grid_->coords().dp == 0 && grid_->coords().sp == 0;
   const auto runs = sends ? tr.model().logical_runs() : std::vector<model::LogicalRun>{};
   const int64_t n = tr.model().logical_total();
-  dist::gather_logical(*world_, runs, tr.params(), params, n, 0);
+  parallel::gather_logical(*world_, runs, tr.params(), params, n, 0);
   // ZeRO: every rank holds the moments of its range of its shard's buffer only; those ranges'
   // pieces of the logical runs (moment_runs) from all ranks together cover the logical buffer
   const auto mruns = zero_ ? zero_->moment_runs() : runs;
-  dist::gather_logical(*world_, mruns, tr.optimizer().m(), m, n, 0);
-  dist::gather_logical(*world_, mruns, tr.optimizer().v(), v, n, 0);
+  parallel::gather_logical(*world_, mruns, tr.optimizer().m(), m, n, 0);
+  parallel::gather_logical(*world_, mruns, tr.optimizer().v(), v, n, 0);
 }
 
 void TrainDist::barrier() {

@@ -8,12 +8,12 @@
 #include <optional>
 #include <string>
 
-#include "dist/comm.h"
-#include "dist/grid.h"
-#include "dist/pipeline.h"
-#include "dist/sp_model.h"
-#include "dist/tp_model.h"
-#include "dist/zero.h"
+#include "parallel/comm.h"
+#include "parallel/grid.h"
+#include "train/pipeline.h"
+#include "parallel/sp_model.h"
+#include "parallel/tp_model.h"
+#include "train/zero.h"
 #include "train/trainer.h"
 
 namespace seqvit::cli {
@@ -23,11 +23,11 @@ namespace seqvit::cli {
 // of the global batch.
 class SpDpReducer final : public train::GradientReducer {
  public:
-  explicit SpDpReducer(dist::Comm& sp_dp) : c_(sp_dp) {}
+  explicit SpDpReducer(parallel::Comm& sp_dp) : c_(sp_dp) {}
   double reduce(double partial_loss, float* grads, int64_t n) override;
 
  private:
-  dist::Comm& c_;
+  parallel::Comm& c_;
 };
 
 // Pipeline options of `seqvit train` (docs/parallelism.md "Pipeline parallelism").
@@ -41,10 +41,10 @@ class TrainDist {
  public:
   // Validates dp, sp, sp_mode, tp, pp, micro-batches and the schedule; initialises MPI only if
   // dp, sp, tp or pp > 1; then checks the world size, the model and the global batch
-  // (dist::validate) before anything is allocated. Refuses a multi-rank launch without
+  // (parallel::validate) before anything is allocated. Refuses a multi-rank launch without
   // --dp/--sp/--tp/--pp (every rank would write the same files). sp_ulysses, sp_outer:
   // --sp-mode 2d's Ulysses degree (dividing sp) and ring or lss across. zero > 0: ZeRO stage
-  // over the sp x dp group (dist/zero.h; needs dp * sp > 1), which under tp / pp shards each
+  // over the sp x dp group (train/zero.h; needs dp * sp > 1), which under tp / pp shards each
   // rank's own slice / stage over the replicas of that (tp, pp) coordinate.
   // tp: the tensor-parallel degree.
   TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16, const model::ModelConfig& mc,
@@ -68,12 +68,12 @@ class TrainDist {
   bool pipelined() const { return pipe_opts_.pp > 1 || pipe_opts_.micro_batches > 1; }
   int pp() const { return pipe_opts_.pp; }
   int stage() const { return grid_ ? grid_->coords().pp : 0; }
-  const dist::Pipeline* pipeline() const { return pipe_ ? &*pipe_ : nullptr; }
+  const train::Pipeline* pipeline() const { return pipe_ ? &*pipe_ : nullptr; }
   // This rank's part of the loss of the local batch b, summed over the stages (forward only;
   // through the pipeline when there is one).
   double forward_loss(train::Trainer& tr, const model::BatchView& b);
-  dist::RankGrid& grid() { return *grid_; }
-  dist::Comm& world() { return *world_; }  // only when active()
+  parallel::RankGrid& grid() { return *grid_; }
+  parallel::Comm& world() { return *world_; }  // only when active()
   train::GradientReducer* reducer() {
     if (stage_reducer_) return &*stage_reducer_;
     return reducer_ ? &*reducer_ : nullptr;
@@ -87,7 +87,7 @@ class TrainDist {
   // agree, and under TP unless the ranks of a stage agree on the tensors replicated over TP;
   // returns the hash. Single process: the local hash.
   uint64_t check_replicated(const float* params, const TensorTable& table);
-  // Writes the model file `out` and its optimizer state (train::optimizer_path) of the logical,
+  // Writes the model file `out` and its optimizer state (eval::optimizer_path) of the logical,
   // single-process model on world rank 0. Under TP or PP the shards are gathered first (by
   // model::LogicalRun, from the ranks with dp = sp = 0): collective, every rank calls it.
   // With ZeRO the moments come from every rank's ZeRO range (ZeroOptimizer::moment_runs);
@@ -103,7 +103,7 @@ class TrainDist {
   // Identity without MPI.
   int64_t max_over_world(int64_t v);
   // ZeRO (or null): the sharded optimizer the Trainer uses.
-  dist::ZeroOptimizer* zero() { return zero_ ? &*zero_ : nullptr; }
+  train::ZeroOptimizer* zero() { return zero_ ? &*zero_ : nullptr; }
   // ZeRO without tp / pp: the logical AdamW moments from every rank's range into `full` on
   // rank 0 (null elsewhere), with its step count; collective. (With tp / pp: save_checkpoint.)
   void gather_optimizer(train::AdamW& shard, train::AdamW* full, int64_t total);
@@ -112,16 +112,16 @@ class TrainDist {
   int dp_ = 1, tp_ = 1;
   int64_t local_batch_ = 0, global_batch_ = 0, depth_ = 0;
   // Declared first so that it is destroyed last (MPI_Finalize after every communicator).
-  std::optional<dist::MpiRuntime> mpi_;
-  std::optional<dist::Comm> world_;
-  std::optional<dist::RankGrid> grid_;
-  std::optional<dist::SpBlockAttention> attn_;
-  std::optional<dist::TpModel> tp_model_;
+  std::optional<parallel::MpiRuntime> mpi_;
+  std::optional<parallel::Comm> world_;
+  std::optional<parallel::RankGrid> grid_;
+  std::optional<parallel::SpBlockAttention> attn_;
+  std::optional<parallel::TpModel> tp_model_;
   std::optional<SpDpReducer> reducer_;
-  std::optional<dist::ZeroOptimizer> zero_;
+  std::optional<train::ZeroOptimizer> zero_;
   PipelineOptions pipe_opts_;
-  std::optional<dist::StageReducer> stage_reducer_;  // pp > 1: also the clipping norm over stages
-  std::optional<dist::Pipeline> pipe_;
+  std::optional<train::StageReducer> stage_reducer_;  // pp > 1: also the clipping norm over stages
+  std::optional<train::Pipeline> pipe_;
 };
 
 // The number of ranks this process was launched among by mpirun (Open MPI, MPICH/PMI), or 1.

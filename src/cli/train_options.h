@@ -28,7 +28,7 @@ struct TrainOptions {
   std::string report_json;  // synthetic mode: the run record for benchmarks (cli/run_report.h)
   // Data, sequence and tensor parallelism (under mpirun -np dp*sp*tp; MPI only if one is > 1).
   int dp = 1, sp = 1, tp = 1;
-  std::string order = "dp,pp,tp,sp";  // rank grid axes, outermost first (dist/grid.h)
+  std::string order = "dp,pp,tp,sp";  // rank grid axes, outermost first (parallel/grid.h)
   std::string sp_mode = "ulysses";
   int sp_ulysses = 0;             // --sp-mode 2d: Ulysses degree (0: not given)
   std::string sp_outer = "ring";  // --sp-mode 2d: ring or lss across the Ulysses groups

@@ -1,5 +1,5 @@
 // A zero-initialised float array in its own anonymous mapping (mmap), whose pages can be handed
-// back to the OS: what ZeRO-2/3 (dist/zero.h) keeps the full-size parameter and gradient
+// back to the OS: what ZeRO-2/3 (train/zero.h) keeps the full-size parameter and gradient
 // buffers in, so that only the unit in use is resident. Pages are mapped on first touch; a
 // released page reads as zero afterwards (MADV_DONTNEED on a private anonymous mapping).
 #pragma once

@@ -12,7 +12,7 @@
 
 namespace seqvit::eval {
 
-std::unique_ptr<data::ForecastDataset> prediction_dataset(const train::ForecastCheckpoint& ckpt,
+std::unique_ptr<data::ForecastDataset> prediction_dataset(const eval::ForecastCheckpoint& ckpt,
                                                           const std::vector<std::string>& paths,
                                                           double lead_hours) {
   data::ForecastConfig cfg = ckpt.data;
@@ -49,7 +49,7 @@ int64_t find_sample(const data::ForecastDataset& ds, double time) {
       fmt::join(near, ", "));
 }
 
-Prediction predict(const train::ForecastCheckpoint& ckpt, const data::ForecastDataset& ds,
+Prediction predict(const eval::ForecastCheckpoint& ckpt, const data::ForecastDataset& ds,
                    int64_t sample) {
   const auto& mc = ckpt.model;
   if (mc.img_h != ds.H() || mc.img_w != ds.W())

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "data/forecast_dataset.h"
-#include "train/forecast_checkpoint.h"
+#include "eval/forecast_checkpoint.h"
 
 namespace seqvit::eval {
 
@@ -17,7 +17,7 @@ namespace seqvit::eval {
 // first of the checkpoint's leads), and every input time of the data as candidate (the test
 // split spans all time). The statistics cache is the training one (same fingerprint), so this
 // reads no data when the files are those of training.
-std::unique_ptr<data::ForecastDataset> prediction_dataset(const train::ForecastCheckpoint& ckpt,
+std::unique_ptr<data::ForecastDataset> prediction_dataset(const eval::ForecastCheckpoint& ckpt,
                                                           const std::vector<std::string>& paths,
                                                           double lead_hours);
 
@@ -35,7 +35,7 @@ struct Prediction {
 int64_t find_sample(const data::ForecastDataset& ds, double time);
 
 // Runs the model of `ckpt` on sample `sample` of `ds` (a prediction_dataset).
-Prediction predict(const train::ForecastCheckpoint& ckpt, const data::ForecastDataset& ds,
+Prediction predict(const eval::ForecastCheckpoint& ckpt, const data::ForecastDataset& ds,
                    int64_t sample);
 
 }  // namespace seqvit::eval

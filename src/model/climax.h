@@ -35,7 +35,7 @@ struct BatchView {
 // A run of this rank's parameter buffer that is contiguous in the single-process ("logical")
 // buffer: local[local_offset, +count) holds logical[logical_offset, +count). Checkpoints and
 // `seqvit grad` hold logical tensors; a sharded model (tensor or pipeline parallel) describes
-// its share of them with these runs (dist/logical.h gathers and scatters by them). Gradients
+// its share of them with these runs (parallel/logical.h gathers and scatters by them). Gradients
 // and optimizer state share the parameters' layout, so the same runs describe them.
 struct LogicalRun {
   int64_t local_offset = 0, logical_offset = 0, count = 0;

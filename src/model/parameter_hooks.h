@@ -7,7 +7,7 @@
 //  - all-gather the unit's parameters before *_begin and release them after *_end (ZeRO-3), and
 //  - reduce-scatter the unit's gradients after backward_end and release them (ZeRO-2/3).
 // backward_begin(u) is also where the unit's gradient range must be made zero: the model
-// ACCUMULATES into it. The model library does not link MPI; src/dist/zero.h implements this.
+// ACCUMULATES into it. The model library does not link MPI; src/train/zero.h implements this.
 #pragma once
 
 namespace seqvit::model {

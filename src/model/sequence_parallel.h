@@ -2,8 +2,8 @@
 // sequence parallelism"). ClimaX::plan() takes one of these to run as shard `rank()` of
 // `size()` = P: the rank owns the contiguous token range [rank N/P, (rank+1) N/P) and runs the
 // embeddings, LayerNorms, MLPs, head and loss on those tokens only. Block attention is the one
-// place where tokens meet, so it is the one call that goes through this interface; src/dist
-// implements it with the Ulysses, LSS and ring operators (dist/sp_model.h), which keeps the
+// place where tokens meet, so it is the one call that goes through this interface; src/parallel
+// implements it with the Ulysses, LSS and ring operators (parallel/sp_model.h), which keeps the
 // model library free of MPI.
 #pragma once
 

@@ -4,8 +4,8 @@
 // same split of the variable-aggregation attention; everything else is replicated. Its forward
 // sums the partial outputs of each row-parallel layer over the T ranks, and its backward sums the
 // partial input gradients of each column-parallel layer (Megatron's g and f operators): the only
-// two kinds of exchange, both all-reduces, so this is the one call that crosses ranks. src/dist
-// implements it over the grid's tp communicator (dist/tp_model.h), which keeps the model library
+// two kinds of exchange, both all-reduces, so this is the one call that crosses ranks. src/parallel
+// implements it over the grid's tp communicator (parallel/tp_model.h), which keeps the model library
 // free of MPI.
 #pragma once
 

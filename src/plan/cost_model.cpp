@@ -1,7 +1,7 @@
 // The cost model (see cost_model.h and docs/planner.md). Every activation and workspace term
 // mirrors a buffer that ClimaX::plan allocates (src/model/climax.cpp), with the tensor-parallel
 // and sequence-parallel shares; the SP attention's saved state, workspace and bytes come from
-// the operators' own functions (dist/sp_attention.h), so they are the engine's numbers.
+// the operators' own functions (parallel/sp_attention.h), so they are the engine's numbers.
 #include "plan/cost_model.h"
 
 #include <fmt/core.h>
@@ -11,9 +11,8 @@
 #include <cmath>
 
 #include "core/check.h"
-#include "dist/sp_attention.h"
-#include "dist/zero.h"
-#include "dist/sp_attention_2d.h"
+#include "parallel/sp_attention.h"
+#include "parallel/sp_attention_2d.h"
 #include "kernels/attention.h"
 
 namespace seqvit::plan {
@@ -143,13 +142,13 @@ PlanModel model_preset(const std::string& name) {
 }
 
 // ---------------------------------------------------------------------------------- layouts
-std::string describe(const dist::GridConfig& c) {
+std::string describe(const parallel::GridConfig& c) {
   std::string s = fmt::format("dp{} pp{} tp{}", c.dp, c.pp, c.tp);
   if (c.sp() > 1) {
-    if (c.sp_mode == dist::SpMode::TwoD)
-      s += fmt::format(" sp{}x{} ulysses-{}", c.sp_ulysses, c.sp_ring, dist::to_string(c.sp_outer));
+    if (c.sp_mode == parallel::SpMode::TwoD)
+      s += fmt::format(" sp{}x{} ulysses-{}", c.sp_ulysses, c.sp_ring, parallel::to_string(c.sp_outer));
     else
-      s += fmt::format(" sp{} {}", c.sp(), dist::to_string(c.sp_mode));
+      s += fmt::format(" sp{} {}", c.sp(), parallel::to_string(c.sp_mode));
   }
   if (c.zero > 0) s += fmt::format(" zero{}", c.zero);
   if (c.recompute) s += " recompute";
@@ -157,13 +156,13 @@ std::string describe(const dist::GridConfig& c) {
   return s;
 }
 
-std::string layout_error(const Workload& w, const dist::GridConfig& c) {
+std::string layout_error(const Workload& w, const parallel::GridConfig& c) {
   const auto& m = w.model;
   const int64_t heads_tp = m.heads / c.tp;
   if (m.heads % c.tp != 0 || m.hidden() % c.tp != 0)
     return fmt::format("tp {} does not divide the {} heads and the MLP width {}", c.tp, m.heads,
                        m.hidden());
-  if ((c.sp_mode == dist::SpMode::Ulysses || c.sp_mode == dist::SpMode::TwoD) &&
+  if ((c.sp_mode == parallel::SpMode::Ulysses || c.sp_mode == parallel::SpMode::TwoD) &&
       c.sp_ulysses > heads_tp)
     return fmt::format("Ulysses degree {} exceeds the {} heads per tensor-parallel rank",
                        c.sp_ulysses, heads_tp);
@@ -210,11 +209,11 @@ struct SpCall {
   double saved = 0, workspace = 0, fwd = 0, bwd = 0, fwd_msgs = 0, bwd_msgs = 0;
 };
 
-SpCall sp_call(const dist::GridConfig& c, int64_t b, int64_t N, int64_t heads, int64_t d,
+SpCall sp_call(const parallel::GridConfig& c, int64_t b, int64_t N, int64_t heads, int64_t d,
                int threads, bool bf16, bool dense) {
   SpCall r;
   const int P = c.sp();
-  const dist::SpAttentionShape s{b, N, heads, d};
+  const parallel::SpAttentionShape s{b, N, heads, d};
   if (P == 1) {
     kernels::AttentionArgs a;
     a.batch = b;
@@ -231,42 +230,42 @@ SpCall sp_call(const dist::GridConfig& c, int64_t b, int64_t N, int64_t heads, i
     return r;
   }
   switch (c.sp_mode) {
-    case dist::SpMode::Ulysses: {
-      r.saved = static_cast<double>(dist::ulysses_saved_bytes(s, P));
-      r.workspace = static_cast<double>(dist::ulysses_workspace_bytes(s, P, threads));
-      const auto by = dist::ulysses_bytes_sent(s, P, 0);  // rank 0 has the most heads
+    case parallel::SpMode::Ulysses: {
+      r.saved = static_cast<double>(parallel::ulysses_saved_bytes(s, P));
+      r.workspace = static_cast<double>(parallel::ulysses_workspace_bytes(s, P, threads));
+      const auto by = parallel::ulysses_bytes_sent(s, P, 0);  // rank 0 has the most heads
       r.fwd = static_cast<double>(by.forward);
       r.bwd = static_cast<double>(by.backward);
       r.fwd_msgs = r.bwd_msgs = 2.0 * (P - 1);
       break;
     }
-    case dist::SpMode::Lss: {
-      r.saved = static_cast<double>(dist::lss_saved_bytes(s, P));
-      r.workspace = static_cast<double>(dist::lss_workspace_bytes(s, P, threads));
-      const auto by = dist::lss_bytes_sent(s, P, 0);
+    case parallel::SpMode::Lss: {
+      r.saved = static_cast<double>(parallel::lss_saved_bytes(s, P));
+      r.workspace = static_cast<double>(parallel::lss_workspace_bytes(s, P, threads));
+      const auto by = parallel::lss_bytes_sent(s, P, 0);
       r.fwd = static_cast<double>(by.forward);
       r.bwd = static_cast<double>(by.backward);
       r.fwd_msgs = r.bwd_msgs = P - 1;
       break;
     }
-    case dist::SpMode::Ring: {
-      r.saved = static_cast<double>(dist::ring_saved_bytes(s, P));
-      r.workspace = static_cast<double>(dist::ring_workspace_bytes(s, P, threads));
-      const auto by = dist::ring_bytes_sent(s, P, 0);
+    case parallel::SpMode::Ring: {
+      r.saved = static_cast<double>(parallel::ring_saved_bytes(s, P));
+      r.workspace = static_cast<double>(parallel::ring_workspace_bytes(s, P, threads));
+      const auto by = parallel::ring_bytes_sent(s, P, 0);
       r.fwd = static_cast<double>(by.forward);
       r.bwd = static_cast<double>(by.backward);
       r.fwd_msgs = P - 1;
       r.bwd_msgs = 2.0 * (P - 1);
       break;
     }
-    case dist::SpMode::TwoD: {
+    case parallel::SpMode::TwoD: {
       const int U = c.sp_ulysses, R = c.sp_ring;
-      r.saved = static_cast<double>(dist::sp2d_saved_bytes(s, U, R, c.sp_outer));
-      r.workspace = static_cast<double>(dist::sp2d_workspace_bytes(s, U, R, c.sp_outer, threads));
-      const auto by = dist::sp2d_bytes_sent(s, U, R, c.sp_outer, 0);
+      r.saved = static_cast<double>(parallel::sp2d_saved_bytes(s, U, R, c.sp_outer));
+      r.workspace = static_cast<double>(parallel::sp2d_workspace_bytes(s, U, R, c.sp_outer, threads));
+      const auto by = parallel::sp2d_bytes_sent(s, U, R, c.sp_outer, 0);
       r.fwd = static_cast<double>(by.forward);
       r.bwd = static_cast<double>(by.backward);
-      const double outer_bwd = c.sp_outer == dist::SpMode::Ring ? 2.0 * (R - 1) : R - 1;
+      const double outer_bwd = c.sp_outer == parallel::SpMode::Ring ? 2.0 * (R - 1) : R - 1;
       r.fwd_msgs = 2.0 * (U - 1) + (R - 1);
       r.bwd_msgs = 2.0 * (U - 1) + outer_bwd;
       break;
@@ -276,11 +275,11 @@ SpCall sp_call(const dist::GridConfig& c, int64_t b, int64_t N, int64_t heads, i
 }
 
 // Nominal bytes one rank sends in an all-reduce of n floats over g ranks (ring).
-// The most elements any of the Z ranks owns of the n-element buffer (dist::zero_range).
+// The most elements any of the Z ranks owns of the n-element buffer (parallel::zero_range).
 double largest_own_range(double n, int64_t Z) {
   int64_t most = 0;
   for (int64_t q = 0; q < Z; ++q) {
-    const auto [b, e] = dist::zero_range(static_cast<int64_t>(n), static_cast<int>(Z),
+    const auto [b, e] = parallel::zero_range(static_cast<int64_t>(n), static_cast<int>(Z),
                                          static_cast<int>(q));
     most = std::max(most, e - b);
   }
@@ -301,7 +300,7 @@ double largest_unit_part(double emb, double blk, int64_t blocks, double head, in
   add(head);
   int64_t most = 0;
   for (int64_t q = 0; q < Z; ++q) {
-    const auto [b, e] = dist::zero_range(at, static_cast<int>(Z), static_cast<int>(q));
+    const auto [b, e] = parallel::zero_range(at, static_cast<int>(Z), static_cast<int>(q));
     for (const auto& [ub, ue] : units)
       most = std::max(most, std::min(e, ue) - std::max(b, ub));
   }
@@ -313,7 +312,7 @@ double gather_bytes(double n, int64_t g) { return g > 1 ? 4.0 * n * (g - 1) / g 
 
 }  // namespace
 
-Estimate estimate(const Workload& w, const dist::GridConfig& c, const Machine& mach) {
+Estimate estimate(const Workload& w, const parallel::GridConfig& c, const Machine& mach) {
   const std::string err = layout_error(w, c);
   SEQVIT_CHECK(err.empty(), "invalid layout {}: {}", describe(c), err);
   const PlanModel& M = w.model;
@@ -371,7 +370,7 @@ Estimate estimate(const Workload& w, const dist::GridConfig& c, const Machine& m
     mem.optimizer = 8 * Pm / (c.zero >= 1 ? Z : 1);
     if (c.zero == 3) mem.zero_buffers = (8.0 + (bf16 ? 2 : 0)) * unit;
     if (c.zero == 2) mem.zero_buffers = 4.0 * unit;
-    // The engine's ZeRO staging buffers (dist/zero.cpp): stages 1, 2 copy the own range to
+    // The engine's ZeRO staging buffers (train/zero.cpp): stages 1, 2 copy the own range to
     // all-gather the updated parameters from; stages 2, 3 reduce-scatter a unit's gradient
     // into a buffer of the largest own part of a unit (the worst rank's).
     if (c.zero == 1 || c.zero == 2) mem.zero_buffers += 4 * largest_own_range(Pm, Z);

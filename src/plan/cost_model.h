@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "dist/grid.h"
+#include "parallel/grid.h"
 #include "model/config.h"
 #include "plan/machine.h"
 
@@ -74,7 +74,7 @@ struct Comm {  // bytes one device sends per step, by axis
 };
 
 struct Estimate {
-  dist::GridConfig layout;
+  parallel::GridConfig layout;
   int64_t global_batch = 0;  // samples per step
   Memory memory;             // the worst stage
   Comm bytes;                // the worst stage
@@ -93,13 +93,13 @@ struct Estimate {
 const LinkLevel& link_level(const Machine& m, int64_t stride, int64_t size);
 
 // The whole estimate. The layout must be valid (see layout_error).
-Estimate estimate(const Workload& w, const dist::GridConfig& layout, const Machine& machine);
+Estimate estimate(const Workload& w, const parallel::GridConfig& layout, const Machine& machine);
 
 // Why a layout cannot run this model at all (heads vs tp and the Ulysses degree, tokens vs the
 // SP degree, depth vs pp, micro-batches), or "" when it can.
-std::string layout_error(const Workload& w, const dist::GridConfig& layout);
+std::string layout_error(const Workload& w, const parallel::GridConfig& layout);
 
-std::string describe(const dist::GridConfig& layout);  // "dp2 tp2 sp4 ulysses zero1 rc m4"
+std::string describe(const parallel::GridConfig& layout);  // "dp2 tp2 sp4 ulysses zero1 rc m4"
 std::string gib(double bytes);                          // "12.3 GiB"
 
 }  // namespace seqvit::plan

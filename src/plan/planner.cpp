@@ -22,23 +22,23 @@ std::vector<int64_t> divisors(int64_t n) {
 }
 
 // The SP layouts of degree sp: Ulysses, LSS, ring, and 2-D (Ulysses U x ring or LSS sp/U).
-std::vector<dist::GridConfig> sp_layouts(int64_t sp) {
-  std::vector<dist::GridConfig> out;
-  dist::GridConfig g;
+std::vector<parallel::GridConfig> sp_layouts(int64_t sp) {
+  std::vector<parallel::GridConfig> out;
+  parallel::GridConfig g;
   if (sp == 1) return {g};
-  g.sp_mode = dist::SpMode::Ulysses;
+  g.sp_mode = parallel::SpMode::Ulysses;
   g.sp_ulysses = static_cast<int>(sp);
   out.push_back(g);
   g.sp_ulysses = 1;
   g.sp_ring = static_cast<int>(sp);
-  g.sp_mode = dist::SpMode::Lss;
+  g.sp_mode = parallel::SpMode::Lss;
   out.push_back(g);
-  g.sp_mode = dist::SpMode::Ring;
+  g.sp_mode = parallel::SpMode::Ring;
   out.push_back(g);
   for (int64_t u : divisors(sp))
     if (u > 1 && u < sp)
-      for (auto outer : {dist::SpMode::Ring, dist::SpMode::Lss}) {
-        g.sp_mode = dist::SpMode::TwoD;
+      for (auto outer : {parallel::SpMode::Ring, parallel::SpMode::Lss}) {
+        g.sp_mode = parallel::SpMode::TwoD;
         g.sp_outer = outer;
         g.sp_ulysses = static_cast<int>(u);
         g.sp_ring = static_cast<int>(sp / u);
@@ -63,7 +63,7 @@ PlanResult plan(const PlanRequest& r) {
             (r.sp && *r.sp != sp))
           continue;
         if (r.global_batch > 0 && r.global_batch % dp != 0) {
-          dist::GridConfig g;
+          parallel::GridConfig g;
           g.dp = static_cast<int>(dp);
           res.invalid.push_back({g, fmt::format("the batch of {} does not divide over {} "
                                                 "data-parallel replicas", r.global_batch, dp)});
@@ -76,7 +76,7 @@ PlanResult plan(const PlanRequest& r) {
         else ms = {pp, 2 * pp, 4 * pp};
         for (auto g : sp_layouts(sp)) {
           if (r.sp_mode && *r.sp_mode != g.sp_mode && sp > 1) continue;
-          if (g.sp_mode == dist::SpMode::TwoD &&
+          if (g.sp_mode == parallel::SpMode::TwoD &&
               ((r.sp_ulysses && *r.sp_ulysses != g.sp_ulysses) ||
                (r.sp_outer && *r.sp_outer != g.sp_outer)))
             continue;
@@ -192,10 +192,10 @@ nlohmann::json estimate_json(const Estimate& e) {
           {"tp", g.tp},
           {"pp", g.pp},
           {"sp", g.sp()},
-          {"sp_mode", g.sp() > 1 ? dist::to_string(g.sp_mode) : "none"},
+          {"sp_mode", g.sp() > 1 ? parallel::to_string(g.sp_mode) : "none"},
           {"sp_ulysses", g.sp_ulysses},
           {"sp_ring", g.sp_ring},
-          {"sp_outer", dist::to_string(g.sp_outer)},
+          {"sp_outer", parallel::to_string(g.sp_outer)},
           {"zero", g.zero},
           {"recompute", g.recompute},
           {"micro_batches", g.micro_batches},

@@ -21,16 +21,16 @@ struct PlanRequest {
   int threads = 1;           // CPU threads per device (the attention scratch is per thread)
   // Fixed parts of the layout (unset: every value is tried).
   std::optional<int> dp, tp, pp, sp, zero, micro_batches;
-  std::optional<dist::SpMode> sp_mode;
+  std::optional<parallel::SpMode> sp_mode;
   std::optional<int> sp_ulysses;           // sp_mode 2d: the Ulysses degree
-  std::optional<dist::SpMode> sp_outer;    // sp_mode 2d: ring or lss
+  std::optional<parallel::SpMode> sp_outer;    // sp_mode 2d: ring or lss
   std::optional<bool> recompute;
   // Block attention kernel (dense: standard attention keeping the probabilities; sp = 1 only).
   model::AttentionKernel attention = model::AttentionKernel::Flash;
 };
 
 struct Rejected {
-  dist::GridConfig layout;
+  parallel::GridConfig layout;
   std::string reason;
 };
 

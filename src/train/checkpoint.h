@@ -1,46 +1,21 @@
-// Model and optimizer checkpoints in safetensors (docs/checkpoints.md). A model file holds every
-// parameter under its ClimaX name plus the configuration JSON in __metadata__["seqvit.config"];
-// the optimizer state lives beside it in "<stem>.optim.safetensors".
+// An AdamW's state in the optimizer checkpoint file (eval/checkpoint.h holds the format:
+// "<stem>.optim.safetensors" beside the model file, docs/checkpoints.md).
 #pragma once
 
-#include <map>
+#include <cstdint>
 #include <string>
-#include <vector>
 
 #include "core/tensor_table.h"
-#include "io/safetensors.h"
-#include "model/config.h"
+#include "eval/checkpoint.h"
 #include "train/optimizer.h"
 
 namespace seqvit::train {
 
-// The configuration of a model file. The reader overloads let a caller that needs both the
-// configuration and the weights read the file once.
-model::ModelConfig read_model_config(const std::string& path);
-model::ModelConfig read_model_config(const io::SafetensorsReader& model_file);
-
-// Loads every parameter of `table` from `path` into params (table layout). Throws naming the
-// file and tensor on a missing tensor, an extra tensor, or a shape mismatch.
-void load_parameters(const std::string& path, const TensorTable& table, float* params);
-void load_parameters(const io::SafetensorsReader& model_file, const TensorTable& table,
-                     float* params);
-
-// Writes the model file atomically; `metadata` adds __metadata__ entries (e.g. seqvit.train).
-void save_model(const std::string& path, const model::ModelConfig& cfg, const TensorTable& table,
-                const float* params, const std::map<std::string, std::string>& metadata = {});
-
-// Optimizer state: adam.m.<name>, adam.v.<name>, metadata seqvit.optim (step + hyper-params).
-std::string optimizer_path(const std::string& model_path);
 void save_optimizer(const std::string& path, const TensorTable& table, AdamW& opt);
 void load_optimizer(const std::string& path, const TensorTable& table, AdamW& opt);
-// The same file from / into plain buffers in the table layout (a distributed run's logical
-// state, which no single AdamW holds when the state is sharded).
+// Plain buffers in the table layout (a distributed run's logical state, which no single AdamW
+// holds when the state is sharded), with the configuration they were trained with.
 void save_optimizer(const std::string& path, const TensorTable& table, const float* m,
                     const float* v, int64_t steps_done, const OptimConfig& cfg);
-struct OptimizerState {
-  std::vector<float> m, v;  // [table.total()]
-  int64_t steps_done = 0;
-};
-OptimizerState read_optimizer(const std::string& path, const TensorTable& table);
 
 }  // namespace seqvit::train

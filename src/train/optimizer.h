@@ -35,7 +35,7 @@ bool decays(const std::string& param_name);
 
 class AdamW {
  public:
-  // With a range [begin, end) of the flat buffer (ZeRO, dist/zero.h) the optimizer keeps the
+  // With a range [begin, end) of the flat buffer (ZeRO, train/zero.h) the optimizer keeps the
   // moments of that range only and updates only it; end < 0: the whole table. A range may cut
   // through tensors: weight decay is decided per tensor (decays()) for each piece.
   AdamW(const TensorTable& table, const OptimConfig& cfg, int64_t begin = 0, int64_t end = -1);

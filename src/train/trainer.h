@@ -35,7 +35,7 @@ struct TrainerParallel {
   model::ModelShard shard;
   int micro_batches = 1;
   int slots = 1;
-  // ZeRO (dist/zero.h; not owned), or null: shards optimizer state, gradients, parameters.
+  // ZeRO (train/zero.h; not owned), or null: shards optimizer state, gradients, parameters.
   ShardedOptimizer* sharded = nullptr;
   // Activation recomputation per block (ClimaX::set_recompute).
   bool recompute = false;

@@ -18,7 +18,7 @@
 #include "eval/forecast_fixture.h"
 #include "eval/metrics.h"
 #include "train/checkpoint.h"
-#include "train/forecast_checkpoint.h"
+#include "eval/forecast_checkpoint.h"
 
 namespace seqvit {
 namespace {
@@ -61,7 +61,7 @@ class EvaluateTest : public ::testing::Test {
 // normalisation, time order.
 std::vector<eval::Scores> in_process(const std::string& checkpoint,
                                      const std::vector<double>& leads, int batch) {
-  const auto ck = train::load_forecast_checkpoint(checkpoint);
+  const auto ck = eval::load_forecast_checkpoint(checkpoint);
   model::ClimaX m(ck.model);
   m.plan(batch, model::Precision::F32);
   m.sync_weights(ck.params.data());
@@ -183,7 +183,7 @@ TEST_F(EvaluateTest, BadInputsExitOneNamingTheCulprit) {
     model::ClimaX m(fx().model);
     std::vector<float> p(m.params().total());
     m.init(p.data(), 1);
-    train::save_model(plain, fx().model, m.params(), p.data());
+    eval::save_model(plain, fx().model, m.params(), p.data());
   }
   expect_error("evaluate --checkpoint " + plain, {plain, "not a forecast checkpoint"});
 
@@ -211,20 +211,20 @@ TEST_F(EvaluateTest, BadInputsExitOneNamingTheCulprit) {
   // A split with no data: the checkpoint's test range moved past the end of the data.
   const std::string later = dir + "/later_test.safetensors";
   {
-    auto c = train::load_forecast_checkpoint(fx().checkpoint);
+    auto c = eval::load_forecast_checkpoint(fx().checkpoint);
     c.data.test = {"1980-01-01", "1980-02-01"};
     model::ClimaX m(c.model);
-    train::save_forecast_model(later, c.model, c.data, c.norm, m.params(), c.params.data());
+    eval::save_forecast_model(later, c.model, c.data, c.norm, m.params(), c.params.data());
   }
   expect_error("evaluate --checkpoint " + later, {"1980-01-01", "empty"});
 
   // Data paths stored in the checkpoint that are not there any more: the message says --data.
   const std::string moved = dir + "/moved_data.safetensors";
   {
-    auto c = train::load_forecast_checkpoint(fx().checkpoint);
+    auto c = eval::load_forecast_checkpoint(fx().checkpoint);
     c.data.paths = {dir + "/gone"};
     model::ClimaX m(c.model);
-    train::save_forecast_model(moved, c.model, c.data, c.norm, m.params(), c.params.data());
+    eval::save_forecast_model(moved, c.model, c.data, c.norm, m.params(), c.params.data());
   }
   expect_error("evaluate --checkpoint " + moved, {dir + "/gone", "--data"});
 

@@ -1,6 +1,6 @@
 // `mpirun -np S*P seqvit grad --pp S [--sp P] --micro-batches m --pp-schedule 1f1b|gpipe`
 // against the single-process `seqvit grad` on the same model and batch files: rank 0 assembles
-// the logical file from the stages (dist::gather_logical), which must hold the same pred, loss
+// the logical file from the stages (parallel::gather_logical), which must hold the same pred, loss
 // and every grad.<name> (relative error <= 1e-5, fp32); gradient accumulation (--micro-batches
 // without --pp) too; bf16 stages against the bf16 single process (1e-4); and bad pipeline
 // configurations end every rank with one clear message.

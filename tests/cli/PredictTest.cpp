@@ -55,7 +55,7 @@ TEST(PredictTest, WritesTheForecastAndMaps) {
   EXPECT_NE(r.output.find("valid 1979-01-07T18:00:00Z"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("RMSE"), std::string::npos) << r.output;
 
-  const auto ck = seqvit::train::load_forecast_checkpoint(f.checkpoint);
+  const auto ck = seqvit::eval::load_forecast_checkpoint(f.checkpoint);
   const auto ds = seqvit::eval::prediction_dataset(ck, {}, 12);
   const auto p =
       seqvit::eval::predict(ck, *ds, seqvit::eval::find_sample(*ds, hours("1979-01-07T06:00:00Z")));

@@ -25,7 +25,7 @@
 #include "cli/run_seqvit.h"
 #include "eval/forecast_fixture.h"
 #include "io/safetensors.h"
-#include "train/forecast_checkpoint.h"
+#include "eval/forecast_checkpoint.h"
 
 namespace seqvit {
 namespace {
@@ -119,7 +119,7 @@ class TrainDataDistTest : public ::testing::Test {
   // A copy of `run` without its checkpoints after `step` (as if it had stopped there).
   void cut(const std::string& run, const std::string& to, int step) const {
     fs::copy(tmp_ / run, tmp_ / to, fs::copy_options::recursive);
-    for (const auto& [s, dir] : train::list_checkpoints((tmp_ / to).string()))
+    for (const auto& [s, dir] : eval::list_checkpoints((tmp_ / to).string()))
       if (s > step) fs::remove_all(dir);
   }
   // The RMSE of the first score of the last validation of a run.
@@ -128,7 +128,7 @@ class TrainDataDistTest : public ::testing::Test {
   }
   std::string layout_of(const std::string& run, int step) const {
     io::SafetensorsReader r(
-        (tmp_ / run / "checkpoints" / train::step_dir_name(step) / "model.safetensors").string());
+        (tmp_ / run / "checkpoints" / eval::step_dir_name(step) / "model.safetensors").string());
     return r.metadata().at("seqvit.layout");
   }
   static std::string mpi(int dp, int sp, const std::string& mode = "ulysses") {
@@ -429,7 +429,7 @@ TEST_F(TrainDataDistTest, SigtermToOneRankCheckpointsOnEveryRankAndResumes) {
   EXPECT_NE(text.find("seqvit: error: interrupted by signal 15"), std::string::npos) << text;
   EXPECT_EQ(text.find("error on rank"), std::string::npos) << text;  // no abort
   std::vector<int64_t> steps;
-  for (const auto& [s, dir] : train::list_checkpoints((tmp_ / "sig").string())) steps.push_back(s);
+  for (const auto& [s, dir] : eval::list_checkpoints((tmp_ / "sig").string())) steps.push_back(s);
   ASSERT_EQ(steps.size(), 1u) << text;
   EXPECT_GE(steps[0], 1);
   EXPECT_EQ(events("sig", "interrupted").size(), 1u);
@@ -438,7 +438,7 @@ TEST_F(TrainDataDistTest, SigtermToOneRankCheckpointsOnEveryRankAndResumes) {
                                        " --checkpoint-every 100000 --val-every 0 --resume");
   ASSERT_EQ(r.status, 0) << r.output;
   std::vector<int64_t> after;
-  for (const auto& [s, dir] : train::list_checkpoints((tmp_ / "sig").string())) after.push_back(s);
+  for (const auto& [s, dir] : eval::list_checkpoints((tmp_ / "sig").string())) after.push_back(s);
   EXPECT_EQ(after.back(), steps[0] + 2);
 }
 
@@ -452,7 +452,7 @@ TEST_F(TrainDataDistTest, NanLossStopsEveryRankAtTheSameStep) {
   EXPECT_NE(r.output.find("at step 2"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("step_00000001"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("error on rank"), std::string::npos) << r.output;  // no abort
-  const auto cks = train::list_checkpoints((tmp_ / "nan").string());
+  const auto cks = eval::list_checkpoints((tmp_ / "nan").string());
   ASSERT_EQ(cks.size(), 1u);
   EXPECT_EQ(cks[0].first, 1);
   EXPECT_EQ(events("nan", "non_finite_loss").size(), 1u);

@@ -13,7 +13,7 @@
 
 #include "cli/run_seqvit.h"
 #include "eval/forecast_fixture.h"
-#include "train/forecast_checkpoint.h"
+#include "eval/forecast_checkpoint.h"
 
 namespace seqvit {
 namespace {
@@ -54,7 +54,7 @@ class TrainDataTest : public ::testing::Test {
   }
   std::vector<int64_t> checkpoint_steps(const std::string& run) const {
     std::vector<int64_t> s;
-    for (const auto& [step, dir] : train::list_checkpoints((tmp_ / run).string()))
+    for (const auto& [step, dir] : eval::list_checkpoints((tmp_ / run).string()))
       s.push_back(step);
     return s;
   }
@@ -92,8 +92,8 @@ TEST_F(TrainDataTest, ResumeReproducesTheUninterruptedRunBitForBit) {
     ss << f.rdbuf();
     return ss.str();
   };
-  const auto a = train::load_forecast_checkpoint((tmp_ / "full").string());
-  const auto b = train::load_forecast_checkpoint((tmp_ / "cut").string());
+  const auto a = eval::load_forecast_checkpoint((tmp_ / "full").string());
+  const auto b = eval::load_forecast_checkpoint((tmp_ / "cut").string());
   EXPECT_EQ(a.step, 10);
   EXPECT_EQ(a.params, b.params);
   EXPECT_EQ(bytes(tmp_ / "full/checkpoints/step_00000010/model.optim.safetensors"),
@@ -137,7 +137,7 @@ TEST_F(TrainDataTest, ConfigFileKeysAreFlagsAndTheCommandLineWins) {
                         "checkpoint-every = 1\nkeep = 1\n[train]\nval-every = 0\n";
   const auto r = run_seqvit(base("cfg") + " --config " + cfg.string() + " --steps 2");
   ASSERT_EQ(r.status, 0) << r.output;
-  EXPECT_EQ(train::load_forecast_checkpoint((tmp_ / "cfg").string()).model.mlp_ratio, 2.0);
+  EXPECT_EQ(eval::load_forecast_checkpoint((tmp_ / "cfg").string()).model.mlp_ratio, 2.0);
   EXPECT_EQ(checkpoint_steps("cfg"), (std::vector<int64_t>{2}));         // --steps 2 won
   std::ofstream(cfg) << "steps = 3\nlearning-rate = 0.1\n";
   const auto bad = run_seqvit(base("cfg2") + " --config " + cfg.string());
@@ -163,7 +163,7 @@ TEST_F(TrainDataTest, NanLossStopsNamingTheStepAndKeepsTheCheckpoint) {
   EXPECT_NE(r.output.find("at step 2"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("step_00000001"), std::string::npos) << r.output;
   EXPECT_EQ(checkpoint_steps("nan"), (std::vector<int64_t>{1}));
-  const auto ck = train::load_forecast_checkpoint((tmp_ / "nan").string());  // still loads
+  const auto ck = eval::load_forecast_checkpoint((tmp_ / "nan").string());  // still loads
   EXPECT_EQ(ck.step, 1);
   for (float v : ck.params) ASSERT_TRUE(std::isfinite(v));
 }
@@ -175,7 +175,7 @@ TEST_F(TrainDataTest, CorruptDataStopsNamingTheFileAndLeavesTheCheckpointIntact)
   args.replace(args.find(data_), data_.size(), data.string());
   ASSERT_EQ(run_seqvit(args + " --steps 2 --val-every 0").status, 0);
   const fs::path model = tmp_ / "run/checkpoints/step_00000002/model.safetensors";
-  const auto before = train::load_forecast_checkpoint(model.string()).params;
+  const auto before = eval::load_forecast_checkpoint(model.string()).params;
   // A file of the dataset is cut short (a failed copy): resuming names it and changes nothing.
   fs::path victim;
   for (const auto& e : fs::recursive_directory_iterator(data))
@@ -188,7 +188,7 @@ TEST_F(TrainDataTest, CorruptDataStopsNamingTheFileAndLeavesTheCheckpointIntact)
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_NE(r.output.find(victim.filename().string()), std::string::npos) << r.output;
   EXPECT_EQ(checkpoint_steps("run"), (std::vector<int64_t>{2}));
-  EXPECT_EQ(train::load_forecast_checkpoint(model.string()).params, before);
+  EXPECT_EQ(eval::load_forecast_checkpoint(model.string()).params, before);
 }
 
 TEST_F(TrainDataTest, SigtermWritesACheckpointAndResumeContinues) {

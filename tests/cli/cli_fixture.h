@@ -95,7 +95,7 @@ class GradCliTest : public CliDirTest {
     seqvit::model::ClimaX m(c);
     std::vector<float> params(m.params().total());
     m.init(params.data(), 5);
-    seqvit::train::save_model(path("model.safetensors"), c, m.params(), params.data());
+    seqvit::eval::save_model(path("model.safetensors"), c, m.params(), params.data());
     SyntheticBatch data(c, B);
     const seqvit::model::BatchView b = data.batch(1);
     seqvit::io::SafetensorsWriter w;

@@ -15,7 +15,7 @@
 #include "data/cf_time.h"
 #include "data/netcdf_reader.h"
 #include "eval/forecast_fixture.h"
-#include "train/forecast_checkpoint.h"
+#include "eval/forecast_checkpoint.h"
 
 namespace seqvit {
 namespace {
@@ -248,7 +248,7 @@ double rmse(const std::vector<double>& a, const std::vector<double>& b, const Re
 
 std::vector<eval::Scores> evaluate_fixture(const std::vector<double>& leads) {
   const auto& fx = testing::ForecastFixture::get();
-  const auto ck = train::load_forecast_checkpoint(fx.checkpoint);
+  const auto ck = eval::load_forecast_checkpoint(fx.checkpoint);
   data::ForecastConfig cfg = ck.data;
   cfg.lead_hours = leads;
   cfg.normalisation = ck.norm;

@@ -12,7 +12,7 @@
 #include "data/forecast_dataset.h"
 #include "data/synth/era5_synth.h"
 #include "model/climax.h"
-#include "train/forecast_checkpoint.h"
+#include "eval/forecast_checkpoint.h"
 
 namespace seqvit::testing {
 
@@ -71,7 +71,7 @@ struct ForecastFixture {
     m.init(params.data(), 7);
     data::ForecastDataset ds(f.data, data::Split::train);
     f.checkpoint = f.dir + "/fixture_model.safetensors";
-    train::save_forecast_model(f.checkpoint, f.model, f.data, train::normalisation_of(ds),
+    eval::save_forecast_model(f.checkpoint, f.model, f.data, eval::normalisation_of(ds),
                                m.params(), params.data());
     return f;
   }

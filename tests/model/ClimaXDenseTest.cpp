@@ -14,7 +14,7 @@
 #include "kernels/attention.h"
 #include "model/climax.h"
 #include "rel_err.h"
-#include "train/synthetic_batch.h"
+#include "model/model_batch.h"
 
 using namespace seqvit;
 using namespace seqvit::model;
@@ -36,7 +36,7 @@ Result run(ModelConfig c, AttentionKernel k, bool recompute, Precision prec = Pr
   m.init(P.data(), 11);
   m.plan(B, prec);
   m.sync_weights(P.data());
-  seqvit_test::SyntheticBatch data(c, B);
+  seqvit_test::RandomBatch data(c, B);
   const BatchView b = data.batch(3);
   Result r;
   r.pred.resize(B * c.Vo() * c.img_h * c.img_w);

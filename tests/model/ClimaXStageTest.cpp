@@ -14,7 +14,7 @@
 
 #include "core/check.h"
 #include "model/climax.h"
-#include "train/synthetic_batch.h"
+#include "model/model_batch.h"
 
 using namespace seqvit;
 
@@ -65,7 +65,7 @@ void chain(model::Tokenization tok) {
   EXPECT_EQ(s1.logical_runs()[0].logical_offset + s1.logical_runs()[0].count,
             tail.offset + tail.numel);
 
-  seqvit_test::SyntheticBatch data(c, B);
+  seqvit_test::RandomBatch data(c, B);
   const model::BatchView b = data.batch(2);
   whole.plan(B, model::Precision::F32);
   const double lref = whole.forward(P.data(), b);

@@ -10,7 +10,7 @@
 #include <fstream>
 
 #include "core/check.h"
-#include "dist/sp_attention_2d.h"
+#include "parallel/sp_attention_2d.h"
 #include "model/climax.h"
 #include "plan/cost_model.h"
 #include "plan/planner.h"
@@ -55,7 +55,7 @@ TEST(CostModelTest, ParameterCountsAreTheModelTables) {
 }
 
 TEST(CostModelTest, PredictedActivationsAndWorkspaceMatchTheEnginesPlan) {
-  dist::GridConfig single;
+  parallel::GridConfig single;
   const auto mach = plan::machine_preset("local");
   for (auto tok : {model::Tokenization::Aggregate, model::Tokenization::PerVariable})
     for (auto prec : {model::Precision::F32, model::Precision::BF16})
@@ -83,7 +83,7 @@ TEST(CostModelTest, PredictedActivationsAndWorkspaceMatchTheEnginesPlan) {
 // and the dense scratch, predicted as the engine plans them; and refused with sequence
 // parallelism.
 TEST(CostModelTest, DenseAttentionMatchesTheEnginesPlan) {
-  dist::GridConfig single;
+  parallel::GridConfig single;
   const auto mach = plan::machine_preset("local");
   for (auto tok : {model::Tokenization::Aggregate, model::Tokenization::PerVariable})
     for (auto prec : {model::Precision::F32, model::Precision::BF16})
@@ -100,7 +100,7 @@ TEST(CostModelTest, DenseAttentionMatchesTheEnginesPlan) {
                                                         : plan::Precision::F32,
                          B, omp_get_max_threads()};
         w.attention = model::AttentionKernel::Dense;
-        dist::GridConfig g = single;
+        parallel::GridConfig g = single;
         g.recompute = rc;
         const auto e = plan::estimate(w, g, mach);
         const double predicted = e.memory.activations + e.memory.workspace + e.memory.bf16_weights;
@@ -114,7 +114,7 @@ TEST(CostModelTest, DenseAttentionMatchesTheEnginesPlan) {
   plan::Workload w{plan_model(engine_config(model::Tokenization::PerVariable, 16, 64)),
                    plan::Precision::F32, 1, 1};
   w.attention = model::AttentionKernel::Dense;
-  dist::GridConfig sp2;
+  parallel::GridConfig sp2;
   sp2.sp_ulysses = 2;
   EXPECT_NE(plan::layout_error(w, sp2).find("dense attention needs sp = 1"), std::string::npos)
       << plan::layout_error(w, sp2);
@@ -124,26 +124,26 @@ TEST(CostModelTest, DenseAttentionMatchesTheEnginesPlan) {
 // sizes only, so a layout's per-rank plan can be computed in one process.
 class PlanOnlySp final : public model::SequenceParallelAttention {
  public:
-  PlanOnlySp(const dist::GridConfig& g, int rank) : g_(g), rank_(rank) {}
+  PlanOnlySp(const parallel::GridConfig& g, int rank) : g_(g), rank_(rank) {}
   int size() const override { return g_.sp(); }
   int rank() const override { return rank_; }
   size_t saved_bytes(int64_t b, int64_t n, int64_t h, int64_t d) const override {
-    const dist::SpAttentionShape s{b, n, h, d};
-    return g_.sp_mode == dist::SpMode::TwoD
-               ? dist::sp2d_saved_bytes(s, g_.sp_ulysses, g_.sp_ring, g_.sp_outer)
-               : dist::sp_scheme(g_.sp_mode).saved_bytes(s, size());
+    const parallel::SpAttentionShape s{b, n, h, d};
+    return g_.sp_mode == parallel::SpMode::TwoD
+               ? parallel::sp2d_saved_bytes(s, g_.sp_ulysses, g_.sp_ring, g_.sp_outer)
+               : parallel::sp_scheme(g_.sp_mode).saved_bytes(s, size());
   }
   size_t workspace_bytes(int64_t b, int64_t n, int64_t h, int64_t d, int threads) const override {
-    const dist::SpAttentionShape s{b, n, h, d};
-    return g_.sp_mode == dist::SpMode::TwoD
-               ? dist::sp2d_workspace_bytes(s, g_.sp_ulysses, g_.sp_ring, g_.sp_outer, threads)
-               : dist::sp_scheme(g_.sp_mode).workspace_bytes(s, size(), threads);
+    const parallel::SpAttentionShape s{b, n, h, d};
+    return g_.sp_mode == parallel::SpMode::TwoD
+               ? parallel::sp2d_workspace_bytes(s, g_.sp_ulysses, g_.sp_ring, g_.sp_outer, threads)
+               : parallel::sp_scheme(g_.sp_mode).workspace_bytes(s, size(), threads);
   }
   void forward(const kernels::AttentionArgs&, void*, size_t) override { std::abort(); }
   void backward(const kernels::AttentionArgs&, void*, size_t) override { std::abort(); }
 
  private:
-  dist::GridConfig g_;
+  parallel::GridConfig g_;
   int rank_;
 };
 
@@ -167,19 +167,19 @@ TEST(CostModelTest, PredictedShardedPlansMatchTheEngine) {
   struct Case {
     const char* what;
     int tp, pp, micro, U, R;
-    dist::SpMode mode;
+    parallel::SpMode mode;
   };
-  const Case cases[] = {{"tp2", 2, 1, 1, 1, 1, dist::SpMode::Ulysses},
-                        {"sp2 ulysses", 1, 1, 1, 2, 1, dist::SpMode::Ulysses},
-                        {"sp4 lss", 1, 1, 1, 1, 4, dist::SpMode::Lss},
-                        {"sp4 ring", 1, 1, 1, 1, 4, dist::SpMode::Ring},
-                        {"sp 2x2 ulysses-ring", 1, 1, 1, 2, 2, dist::SpMode::TwoD},
-                        {"tp2 sp2 ring", 2, 1, 1, 1, 2, dist::SpMode::Ring},
-                        {"pp2 m2 (1f1b)", 1, 2, 2, 1, 1, dist::SpMode::Ulysses}};
+  const Case cases[] = {{"tp2", 2, 1, 1, 1, 1, parallel::SpMode::Ulysses},
+                        {"sp2 ulysses", 1, 1, 1, 2, 1, parallel::SpMode::Ulysses},
+                        {"sp4 lss", 1, 1, 1, 1, 4, parallel::SpMode::Lss},
+                        {"sp4 ring", 1, 1, 1, 1, 4, parallel::SpMode::Ring},
+                        {"sp 2x2 ulysses-ring", 1, 1, 1, 2, 2, parallel::SpMode::TwoD},
+                        {"tp2 sp2 ring", 2, 1, 1, 1, 2, parallel::SpMode::Ring},
+                        {"pp2 m2 (1f1b)", 1, 2, 2, 1, 1, parallel::SpMode::Ulysses}};
   for (auto tok : {model::Tokenization::Aggregate, model::Tokenization::PerVariable})
     for (const auto& k : cases) {
       const auto c = engine_config(tok, 16, 64);
-      dist::GridConfig g;
+      parallel::GridConfig g;
       g.tp = k.tp;
       g.pp = k.pp;
       g.micro_batches = k.micro;
@@ -212,7 +212,7 @@ TEST(CostModelTest, PredictedShardedPlansMatchTheEngine) {
 TEST(CostModelTest, InvalidLayoutsNameTheBreakingNumber) {
   plan::Workload w{plan::model_preset("vit-base"), plan::Precision::BF16, 1};
   w.model.tokens = 4096;
-  dist::GridConfig g;
+  parallel::GridConfig g;
   g.tp = 5;
   EXPECT_NE(plan::layout_error(w, g).find("tp 5 does not divide the 12 heads"), std::string::npos);
   g.tp = 1;
@@ -253,14 +253,14 @@ TEST(CostModelTest, FixedLayoutPartsAreHonoured) {
   r.machine = plan::machine_preset("frontier");
   r.devices = 16;
   r.tp = 2;
-  r.sp_mode = dist::SpMode::Ulysses;
+  r.sp_mode = parallel::SpMode::Ulysses;
   r.zero = 3;
   const auto res = plan::plan(r);
   ASSERT_FALSE(res.fitting.empty());
   for (const auto& e : res.fitting) {
     EXPECT_EQ(e.layout.tp, 2);
     EXPECT_EQ(e.layout.zero, 3);
-    if (e.layout.sp() > 1) EXPECT_EQ(e.layout.sp_mode, dist::SpMode::Ulysses);
+    if (e.layout.sp() > 1) EXPECT_EQ(e.layout.sp_mode, parallel::SpMode::Ulysses);
   }
 }
 

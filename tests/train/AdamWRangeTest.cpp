@@ -1,4 +1,4 @@
-// AdamW on ranges of the flat buffer (ZeRO, dist/zero.h): ranges that cut through tensors
+// AdamW on ranges of the flat buffer (ZeRO, train/zero.h): ranges that cut through tensors
 // (decayed and undecayed ones) together give bitwise the update of the whole-table optimizer,
 // given the same global norm, with or without clipping; and PageBuffer::release hands back only
 // whole interior pages, never a neighbour's data.

@@ -90,16 +90,16 @@ TEST(Trainer, ResumeFromCheckpointIsBitIdentical) {
     for (int s = 0; s < 6; ++s) {
       straight.push_back(tr.step(d.batch(s)).loss);
       if (s == 2) {
-        train::save_model(path, c, tr.model().params(), tr.params());
-        train::save_optimizer(train::optimizer_path(path), tr.model().params(), tr.optimizer());
+        eval::save_model(path, c, tr.model().params(), tr.params());
+        train::save_optimizer(eval::optimizer_path(path), tr.model().params(), tr.optimizer());
       }
     }
   }
-  const auto c2 = train::read_model_config(path);
+  const auto c2 = eval::read_model_config(path);
   EXPECT_EQ(c2.to_json(), c.to_json());
   train::Trainer tr(c2, opt(), 2, model::Precision::F32, 999);  // different init, then loaded
-  train::load_parameters(path, tr.model().params(), tr.params());
-  train::load_optimizer(train::optimizer_path(path), tr.model().params(), tr.optimizer());
+  eval::load_parameters(path, tr.model().params(), tr.params());
+  train::load_optimizer(eval::optimizer_path(path), tr.model().params(), tr.optimizer());
   tr.params_changed();
   EXPECT_EQ(tr.optimizer().steps_done(), 3);
   for (int s = 3; s < 6; ++s) EXPECT_EQ(tr.step(d.batch(s)).loss, straight[s]) << "step " << s;

@@ -1,5 +1,5 @@
-// Shared by the trainer tests: a small ClimaX configuration and batches drawn from the
-// built-in synthetic fields (data/synthetic.h), deterministic from the step index.
+// Shared by the trainer tests: batches drawn from the built-in synthetic fields
+// (data/synthetic.h), deterministic from the step index, for tiny_config (model/model_batch.h).
 #pragma once
 
 #include <cstdint>
@@ -7,25 +7,9 @@
 
 #include "data/synthetic.h"
 #include "model/climax.h"
+#include "model/model_batch.h"  // tiny_config
 
 namespace seqvit_test {
-
-// 8x16 grid, patch 2 (32 patches), D=32, 2 heads, 2 blocks, 3 variables -> t2m, z_500.
-inline seqvit::model::ModelConfig tiny_config(
-    seqvit::model::Tokenization tok = seqvit::model::Tokenization::Aggregate) {
-  seqvit::model::ModelConfig c;
-  c.img_h = 8;
-  c.img_w = 16;
-  c.patch_size = 2;
-  c.embed_dim = 32;
-  c.num_heads = 2;
-  c.depth = 2;
-  c.decoder_depth = 1;
-  c.variables = {"t2m", "z_500", "u10"};
-  c.out_variables = {"t2m", "z_500"};
-  c.tokenization = tok;
-  return c;
-}
 
 // Batch memory for B samples; batch(step) fills it with samples step*B .. step*B + B-1.
 class SyntheticBatch {

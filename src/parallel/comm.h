@@ -1,0 +1,285 @@
+// A thin, checked layer over MPI (C API) for distributed training (DESIGN §4, docs/parallelism.md).
+//
+// Comm wraps one MPI communicator of the rank grid ("dp", "sp", "tp", ...). Every collective
+// validates its buffer sizes against the group before calling MPI, checks MPI's return code
+// (the communicator uses MPI_ERRORS_RETURN) and throws seqvit::Error naming the operation, the
+// communicator and the rank. Every operation is paired with its adjoint, which the backward
+// pass calls with the forward's shapes swapped:
+//
+//   forward                 backward (adjoint)
+//   identity (copy)         all_reduce (sum)
+//   all_reduce (sum)        identity            (the upstream gradient is already replicated)
+//   all_gather(v)           reduce_scatter(v)   (and vice versa)
+//   all_to_all(v)           all_to_all(v) with send and receive counts swapped (the inverse)
+//   broadcast(root)         reduce(root, sum)
+//   shift by +k (sendrecv)  shift by -k
+//   isend to r / irecv      irecv from r / isend
+//
+// Buffers are flat spans; per-rank blocks are contiguous and in rank order. Counts are in
+// elements. Counters record, per operation kind, the bytes this rank sends in the operation's
+// algorithmic (ring / pairwise) pattern and the wall seconds spent, see CommStats.
+//
+// Threading: MPI is initialised with MPI_THREAD_FUNNELED; only the main thread communicates.
+#pragma once
+
+#include <mpi.h>
+
+#include <array>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace seqvit::parallel {
+
+// Element types a Comm moves. Sums (all_reduce, reduce_scatter, reduce) exclude std::byte.
+template <typename T>
+concept CommElement = std::same_as<T, float> || std::same_as<T, double> ||
+    std::same_as<T, int32_t> || std::same_as<T, int64_t> || std::same_as<T, std::byte>;
+template <typename T>
+concept Summable = CommElement<T> && !std::same_as<T, std::byte>;
+
+enum class OpKind : int {
+  AllToAll,
+  AllToAllV,
+  AllGather,
+  AllGatherV,
+  ReduceScatter,
+  ReduceScatterV,
+  AllReduce,
+  Broadcast,
+  Reduce,
+  Send,  // isend, and the send half of sendrecv
+  Recv,  // irecv, and the receive half of sendrecv (0 bytes sent; seconds spent waiting)
+  Barrier,
+};
+// all_reduce sends large buffers in pieces of at most this many bytes (see Comm::all_reduce).
+inline constexpr size_t kAllReducePieceBytes = size_t{16} << 20;
+inline constexpr int kNumOpKinds = static_cast<int>(OpKind::Barrier) + 1;
+const char* to_string(OpKind op);  // "all_to_all", "all_gather_v", ...
+
+// A snapshot of counters, one entry per (communicator, op kind) that was used.
+struct CommStats {
+  struct Entry {
+    std::string comm;  // communicator name, "sp"
+    OpKind op;
+    uint64_t bytes = 0;  // bytes sent by this rank
+    double seconds = 0;  // wall time inside the calls (and inside wait() for requests)
+    uint64_t calls = 0;
+  };
+  std::vector<Entry> entries;
+
+  // Totals over the entries that match; comm "" matches every communicator.
+  uint64_t bytes(const std::string& comm, OpKind op) const;
+  uint64_t calls(const std::string& comm, OpKind op) const;
+  double seconds(const std::string& comm, OpKind op) const;
+  uint64_t total_bytes() const;
+  // Appends other's entries, adding to entries of the same (comm, op).
+  CommStats& operator+=(const CommStats& other);
+  // "sp all_to_all 12.0 MiB 0.031 s | dp all_reduce 3.0 MiB 0.002 s", or "no communication".
+  std::string report() const;
+};
+
+namespace detail {
+struct CommState;  // name, rank, size, handle, counters, scratch; address stable across moves
+}
+
+// A pending isend/irecv. wait() completes it (and counts the time) and, for a receive, checks
+// that exactly the posted number of elements arrived. test() is the non-blocking form: one
+// MPI_Test, which also drives MPI's progress engine (large messages use a rendezvous that moves
+// only inside MPI calls, so a rank computing for long should call test() now and then, see
+// ring attention); it returns whether the request is complete (true for an inactive one), does
+// the same receive check on completion and counts its time like wait(). The destructor waits for a request still
+// pending so that its buffer is never released under MPI. A Request must not outlive its Comm.
+class Request {
+ public:
+  Request() = default;
+  Request(Request&& other) noexcept;
+  Request& operator=(Request&& other) noexcept;
+  Request(const Request&) = delete;
+  Request& operator=(const Request&) = delete;
+  ~Request();
+
+  void wait();
+  bool test();
+  bool active() const { return req_ != MPI_REQUEST_NULL; }
+
+ private:
+  friend class Comm;
+  Request(MPI_Request req, detail::CommState* state, OpKind op, int peer, int count,
+          MPI_Datatype type);
+  void check_count(const MPI_Status& status) const;  // a completed irecv got count_ elements
+  MPI_Request req_ = MPI_REQUEST_NULL;
+  detail::CommState* state_ = nullptr;  // the owning Comm's state
+  OpKind op_ = OpKind::Send;
+  int peer_ = -1;
+  int count_ = 0;  // elements posted; an irecv must receive exactly this many
+  MPI_Datatype type_ = MPI_DATATYPE_NULL;
+};
+
+void wait_all(std::span<Request> requests);
+
+class Comm {
+ public:
+  // Wraps `comm` (not owned: never freed) and sets MPI_ERRORS_RETURN on it.
+  Comm(MPI_Comm comm, std::string name);
+  // MPI_COMM_WORLD, named "world".
+  static Comm world();
+
+  Comm(Comm&& other) noexcept;
+  Comm& operator=(Comm&& other) noexcept;
+  Comm(const Comm&) = delete;
+  Comm& operator=(const Comm&) = delete;
+  ~Comm();  // frees derived communicators (split), never MPI_COMM_WORLD
+
+  // MPI_Comm_split: ranks with the same color form one new communicator, ordered by key.
+  Comm split(int color, int key, std::string name) const;
+
+  int rank() const;
+  int size() const;
+  const std::string& name() const;
+  MPI_Comm handle() const;
+  // This rank's rank in MPI_COMM_WORLD (for messages).
+  int world_rank() const;
+
+  // ---- collectives; P = size(), blocks in rank order --------------------------------------
+  // Equal blocks: send [P*b] -> recv [P*b]; block j of send goes to rank j, block i of recv
+  // came from rank i. Bytes sent: (P-1)*b*sizeof(T).
+  template <CommElement T>
+  void all_to_all(std::span<const T> send, std::span<T> recv);
+  // The adjoint (and inverse) of all_to_all: the block transpose is an involution, so it is
+  // all_to_all itself. dy has the forward's recv shape, dx the forward's send shape.
+  template <CommElement T>
+  void all_to_all_adjoint(std::span<const T> dy, std::span<T> dx) {
+    all_to_all(dy, dx);
+  }
+
+  // Uneven blocks: send_counts[j] elements go to rank j (packed in rank order unless
+  // send_displs is given), recv_counts[i] come from rank i. recv_counts must equal what the
+  // peers send. Bytes sent: sum over j != rank of send_counts[j]*sizeof(T).
+  template <CommElement T>
+  void all_to_all_v(std::span<const T> send, std::span<const int64_t> send_counts,
+                    std::span<T> recv, std::span<const int64_t> recv_counts,
+                    std::span<const int64_t> send_displs = {},
+                    std::span<const int64_t> recv_displs = {});
+  // The adjoint of all_to_all_v(send_counts, recv_counts): the same exchange backwards, i.e.
+  // all_to_all_v with the counts swapped. Pass the FORWARD counts.
+  template <CommElement T>
+  void all_to_all_v_adjoint(std::span<const T> dy, std::span<const int64_t> fwd_send_counts,
+                            std::span<T> dx, std::span<const int64_t> fwd_recv_counts) {
+    all_to_all_v(dy, fwd_recv_counts, dx, fwd_send_counts);
+  }
+
+  // send [b] -> recv [P*b], block i from rank i. Bytes sent: (P-1)*b*sizeof(T).
+  template <CommElement T>
+  void all_gather(std::span<const T> send, std::span<T> recv);
+  // recv_counts[i] elements from rank i, packed in rank order; send.size() == recv_counts[rank].
+  // Bytes sent: (P-1)*recv_counts[rank]*sizeof(T).
+  template <CommElement T>
+  void all_gather_v(std::span<const T> send, std::span<T> recv,
+                    std::span<const int64_t> recv_counts);
+  // Adjoints: each rank's gathered copy is its own variable, so the gradient of this rank's
+  // block is the sum over ranks of their gradient for it, a reduce-scatter.
+  template <Summable T>
+  void all_gather_adjoint(std::span<const T> dy, std::span<T> dx) {
+    reduce_scatter(dy, dx);
+  }
+  template <Summable T>
+  void all_gather_v_adjoint(std::span<const T> dy, std::span<T> dx,
+                            std::span<const int64_t> counts) {
+    reduce_scatter_v(dy, dx, counts);
+  }
+
+  // send [P*b] -> recv [b] = sum over ranks of their block `rank`. Bytes sent: (P-1)*b*sizeof(T).
+  template <Summable T>
+  void reduce_scatter(std::span<const T> send, std::span<T> recv);
+  // send [sum counts] -> recv [counts[rank]]. Bytes sent: (sum counts - counts[rank])*sizeof(T).
+  template <Summable T>
+  void reduce_scatter_v(std::span<const T> send, std::span<T> recv,
+                        std::span<const int64_t> counts);
+  template <Summable T>
+  void reduce_scatter_adjoint(std::span<const T> dy, std::span<T> dx) {
+    all_gather(dy, dx);
+  }
+  template <Summable T>
+  void reduce_scatter_v_adjoint(std::span<const T> dy, std::span<T> dx,
+                                std::span<const int64_t> counts) {
+    all_gather_v(dy, dx, counts);
+  }
+
+  // In place sum over ranks of buf [n]. Bytes sent: 2*(n - s_rank)*sizeof(T) where s_rank is
+  // this rank's share of n split as evenly as possible (ring reduce-scatter + all-gather),
+  // summed over the pieces of at most kAllReducePieceBytes that it is sent in.
+  template <Summable T>
+  void all_reduce(std::span<T> buf);
+  // The adjoint of the identity (a replicated value used independently on every rank) is the
+  // all-reduce; the adjoint of the all-reduce is the identity (nothing to call).
+  template <Summable T>
+  void identity_adjoint(std::span<T> grad) {
+    all_reduce(grad);
+  }
+
+  // buf [n] from `root` to every rank. Bytes sent: (P-1)*n*sizeof(T) on root, 0 elsewhere.
+  template <CommElement T>
+  void broadcast(std::span<T> buf, int root);
+  // Sum of send [n] over ranks into recv [n] on root (recv ignored elsewhere, may be empty).
+  // Bytes sent: n*sizeof(T) on every rank but root. The adjoint of broadcast.
+  template <Summable T>
+  void reduce(std::span<const T> send, std::span<T> recv, int root);
+  template <Summable T>
+  void broadcast_adjoint(std::span<const T> dy, std::span<T> dx, int root) {
+    reduce(dy, dx, root);
+  }
+
+  // ---- point to point ------------------------------------------------------------------------
+  // Non-blocking; the buffer must stay alive and untouched until wait(). `tag` separates
+  // concurrent messages between the same pair. Bytes sent: isend n*sizeof(T), irecv 0.
+  template <CommElement T>
+  [[nodiscard]] Request isend(std::span<const T> buf, int dest, int tag = 0);
+  template <CommElement T>
+  [[nodiscard]] Request irecv(std::span<T> buf, int source, int tag = 0);
+  // Blocking ring shift: send to (rank+k) mod P, receive from (rank-k) mod P. Bytes sent:
+  // send.size()*sizeof(T). Its adjoint is shift(-k), i.e. shift_adjoint.
+  template <CommElement T>
+  void shift(std::span<const T> send, std::span<T> recv, int k = 1);
+  template <CommElement T>
+  void shift_adjoint(std::span<const T> dy, std::span<T> dx, int k = 1) {
+    shift(dy, dx, -k);
+  }
+  // General blocking exchange (MPI_Sendrecv).
+  template <CommElement T>
+  void sendrecv(std::span<const T> send, int dest, std::span<T> recv, int source, int tag = 0);
+
+  void barrier();
+
+  // ---- counters --------------------------------------------------------------------------------
+  CommStats stats() const;
+  void reset_stats();
+
+ private:
+  explicit Comm(std::unique_ptr<detail::CommState> state);
+  std::unique_ptr<detail::CommState> s_;
+};
+
+// MPI_Init_thread(FUNNELED) on construction and MPI_Finalize on destruction, once per process.
+class MpiRuntime {
+ public:
+  MpiRuntime(int* argc, char*** argv);
+  ~MpiRuntime();
+  MpiRuntime(const MpiRuntime&) = delete;
+  MpiRuntime& operator=(const MpiRuntime&) = delete;
+};
+
+// Ends every rank of the job (MPI_Abort on MPI_COMM_WORLD) after a fatal error on one rank, so
+// that the others do not wait forever in a collective. Prints nothing itself.
+[[noreturn]] void abort_all(int code);
+
+// Converts an MPI return code into seqvit::Error: "MPI_Allreduce (all_reduce) failed on
+// communicator 'dp' (rank 1 of 4, world rank 5): <MPI's message>". Exposed for tests.
+void check_mpi(int rc, const char* mpi_call, const char* op, const std::string& comm, int rank,
+               int size, int world_rank);
+
+}  // namespace seqvit::parallel
