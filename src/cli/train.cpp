@@ -22,6 +22,7 @@
 #include "cli/run_report.h"
 #include "cli/train_dist.h"
 #include "cli/train_options.h"
+#include "core/latitude.h"
 #include "core/check.h"
 #include "core/process_memory.h"
 #include "data/synthetic.h"
@@ -220,7 +221,7 @@ void train_synthetic(const TrainOptions& o, const model::ModelConfig& mc, TrainD
   };
   // the persistence forecast (y_hat = x) on the same held-out samples: the baseline to beat
   auto persistence = [&]() {
-    const auto wl = model::latitude_weights(fields.lat().data(), h);
+    const auto wl = latitude_weights(fields.lat().data(), h);
     const auto oi = mc.out_index();
     double acc = 0;
     for (int k = 0; k < 4; ++k) {

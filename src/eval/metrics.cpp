@@ -10,13 +10,14 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "core/latitude.h"
 #include "core/check.h"
 
 namespace seqvit::eval {
 
 MetricAccumulator::MetricAccumulator(const float* lat_deg, int64_t H, int64_t W)
     : H_(H), W_(W), w_(static_cast<size_t>(H)) {
-  const auto w = model::latitude_weights(lat_deg, H);
+  const auto w = latitude_weights(lat_deg, H);
   for (int64_t i = 0; i < H; ++i) w_[i] = w[i];
 }
 

@@ -11,35 +11,14 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/attention_args.h"
+
 namespace seqvit::kernels {
 
-struct StridedTensor {  // one of Q, K, V, O, dO, dQ, dK, dV
-  float* data = nullptr;
-  int64_t sb = 0;  // batch stride (elements)
-  int64_t sn = 0;  // token stride
-  int64_t sh = 0;  // head stride
-};
-
-struct AttentionArgs {
-  int64_t batch = 0, heads = 0, nq = 0, nk = 0, head_dim = 0;  // all >= 1; any head_dim
-                                                                // (multiples of 16 fastest)
-  float scale = 0.f;  // usually 1/sqrt(head_dim)
-  bool bf16 = false;  // mixed precision: matrix inputs (Q, K, V, P, dO, dS) rounded to bf16,
-                      // fp32 accumulation and fp32 outputs
-  StridedTensor q, k, v, o;  // forward: reads q, k, v; writes o
-  float* lse = nullptr;      // [batch, heads, nq]: written by forward, read by backward
-  // backward only:
-  StridedTensor dout;      // reads dO
-  StridedTensor dq, dk, dv;  // written (or accumulated into, see accumulate)
-  bool accumulate = false;   // backward: dq/dk/dv += instead of =
-  // Dense attention only: the probabilities P [batch, heads, nq, nk] fp32 (dense_attention_
-  // probs_floats()), written by forward and read by backward. Flash ignores it.
-  float* probs = nullptr;
-  // Scratch memory provided by the caller (planned before the step loop; kernels never
-  // allocate). Size from attention_workspace_bytes(); may be null if that returns 0.
-  void* workspace = nullptr;
-  size_t workspace_bytes = 0;
-};
+// The argument structs live in core/ (core/attention_args.h) so that the layers above the
+// backend describe attention calls without seeing these kernels.
+using seqvit::AttentionArgs;
+using seqvit::StridedTensor;
 
 // Bytes of scratch the flash kernels need for this shape with `threads` OpenMP threads.
 // (covers forward and backward; depends on heads/nq/head_dim/batch, not on data.)

@@ -7,8 +7,6 @@
 // Dense attention (ModelConfig::attention) also keeps each block's probabilities [B,Hh,N,N].
 #include "model/climax.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -16,13 +14,13 @@
 #include "core/check.h"
 #include "core/page_buffer.h"
 #include "core/rng.h"
-#include "kernels/attention.h"
-#include "kernels/ops.h"
 #include "model/tp_layout.h"
 
 namespace seqvit::model {
 
-using kernels::Op;
+using backend::AttentionKind;
+using backend::DeviceArray;
+using backend::Trans;
 
 namespace {
 
@@ -30,40 +28,40 @@ constexpr float kLnEps = 1e-5f;
 
 // y[T,out] = x[T,in] W[out,in]^T (+ b[out]). With Wb (bf16 weights) the product runs in mixed
 // precision: x is staged to bf16 in `stage`.
-void linear_forward(const float* x, const float* W, const bf16* Wb, const float* b, float* y,
+void linear_forward(backend::Device& dev, const float* x, const float* W, const bf16* Wb, const float* b, float* y,
                     int64_t T, int64_t in, int64_t out, bf16* stage) {
   float beta = 0.f;
   if (b) {
-    kernels::broadcast_rows(y, b, T, out);
+    dev.broadcast_rows(y, b, T, out);
     beta = 1.f;
   }
   if (Wb) {
-    convert_to_bf16(x, stage, T * in);
-    kernels::gemm_bf16(Op::N, Op::T, T, out, in, 1.f, stage, in, Wb, in, beta, y, out);
+    dev.convert_to_bf16(x, stage, T * in);
+    dev.gemm_bf16(Trans::N, Trans::T, T, out, in, 1.f, stage, in, Wb, in, beta, y, out);
   } else {
-    kernels::gemm_f32(Op::N, Op::T, T, out, in, 1.f, x, in, W, in, beta, y, out);
+    dev.gemm_f32(Trans::N, Trans::T, T, out, in, 1.f, x, in, W, in, beta, y, out);
   }
 }
 
 // dx[T,in] = dy W (or += when acc_dx; skipped when dx is null); dW[out,in] += dy^T x;
 // db[out] += column sums of dy (skipped when null).
-void linear_backward(const float* dy, const float* x, const float* W, const bf16* Wb, float* dx,
+void linear_backward(backend::Device& dev, const float* dy, const float* x, const float* W, const bf16* Wb, float* dx,
                      float* dW, float* db, int64_t T, int64_t in, int64_t out, bool acc_dx,
                      bf16* stage_a, bf16* stage_b) {
   if (Wb) {
-    convert_to_bf16(dy, stage_a, T * out);
+    dev.convert_to_bf16(dy, stage_a, T * out);
     if (dx)
-      kernels::gemm_bf16(Op::N, Op::N, T, in, out, 1.f, stage_a, out, Wb, in, acc_dx ? 1.f : 0.f,
+      dev.gemm_bf16(Trans::N, Trans::N, T, in, out, 1.f, stage_a, out, Wb, in, acc_dx ? 1.f : 0.f,
                          dx, in);
-    convert_to_bf16(x, stage_b, T * in);
-    kernels::gemm_bf16(Op::T, Op::N, out, in, T, 1.f, stage_a, out, stage_b, in, 1.f, dW, in);
+    dev.convert_to_bf16(x, stage_b, T * in);
+    dev.gemm_bf16(Trans::T, Trans::N, out, in, T, 1.f, stage_a, out, stage_b, in, 1.f, dW, in);
   } else {
     if (dx)
-      kernels::gemm_f32(Op::N, Op::N, T, in, out, 1.f, dy, out, W, in, acc_dx ? 1.f : 0.f, dx,
+      dev.gemm_f32(Trans::N, Trans::N, T, in, out, 1.f, dy, out, W, in, acc_dx ? 1.f : 0.f, dx,
                         in);
-    kernels::gemm_f32(Op::T, Op::N, out, in, T, 1.f, dy, out, x, in, 1.f, dW, in);
+    dev.gemm_f32(Trans::T, Trans::N, out, in, T, 1.f, dy, out, x, in, 1.f, dW, in);
   }
-  if (db) kernels::bias_backward(dy, db, T, out);
+  if (db) dev.bias_backward(dy, db, T, out);
 }
 
 // 1-D sin-cos embedding (MAE/ClimaX): out[E] = [sin(pos * w_k), cos(pos * w_k)], k < E/2,
@@ -81,11 +79,11 @@ void sincos_1d(int64_t E, double pos, float* out) {
 
 // Self-attention of one block, reading Q, K, V in place from the packed qkv[B, N, 3, Hh, d]
 // (token stride 3D) and writing o[B, N, Hh, d]; backward adds dO and dqkv in the same layout.
-kernels::AttentionArgs block_attention(int64_t B, int64_t N, int64_t Hh, int64_t d, bool bf16,
+AttentionArgs block_attention(int64_t B, int64_t N, int64_t Hh, int64_t d, bool bf16,
                                        float* qkv, float* o, float* lse, float* dout, float* dqkv,
                                        void* ws, size_t ws_bytes) {
   const int64_t D = Hh * d;
-  kernels::AttentionArgs at;
+  AttentionArgs at;
   at.batch = B;
   at.heads = Hh;
   at.nq = at.nk = N;
@@ -109,7 +107,7 @@ kernels::AttentionArgs block_attention(int64_t B, int64_t N, int64_t Hh, int64_t
 }
 
 // Dense attention: the same arguments with the block's probability buffer.
-kernels::AttentionArgs with_probs(kernels::AttentionArgs at, float* probs) {
+AttentionArgs with_probs(AttentionArgs at, float* probs) {
   at.probs = probs;
   return at;
 }
@@ -117,12 +115,12 @@ kernels::AttentionArgs with_probs(kernels::AttentionArgs at, float* probs) {
 // Variable aggregation of one sample: Lp independent problems (one per patch), each with the
 // shared query q[D] (batch stride 0) over the V keys/values of that patch, read from
 // kv[V, Lp, 2D]; output o[Lp, D]. Backward: dO [Lp, D], dq per patch [Lp, D], dkv like kv.
-kernels::AttentionArgs aggregation_attention(int64_t V, int64_t Lp, int64_t Hh, int64_t d,
+AttentionArgs aggregation_attention(int64_t V, int64_t Lp, int64_t Hh, int64_t d,
                                              bool bf16, float* q, float* kv, float* o,
                                              float* lse, float* dout, float* dq, float* dkv,
                                              void* ws, size_t ws_bytes) {
   const int64_t D = Hh * d;
-  kernels::AttentionArgs at;
+  AttentionArgs at;
   at.batch = Lp;
   at.heads = Hh;
   at.nq = 1;
@@ -148,34 +146,19 @@ kernels::AttentionArgs aggregation_attention(int64_t V, int64_t Lp, int64_t Hh, 
 
 }  // namespace
 
-void latitude_weights(const float* lat_deg, int64_t H, float* w) {
-  double mean = 0;
-  for (int64_t i = 0; i < H; ++i) mean += std::cos(static_cast<double>(lat_deg[i]) * M_PI / 180.0);
-  mean /= static_cast<double>(H);
-  SEQVIT_CHECK(mean > 0, "latitudes give a non-positive mean cos(lat) = {}", mean);
-  for (int64_t i = 0; i < H; ++i)
-    w[i] = static_cast<float>(std::cos(static_cast<double>(lat_deg[i]) * M_PI / 180.0) / mean);
-}
-
-std::vector<float> latitude_weights(const float* lat_deg, int64_t H) {
-  std::vector<float> w(H);
-  latitude_weights(lat_deg, H, w.data());
-  return w;
-}
-
 // ------------------------------------------------------------------------ planned buffers
 // A block's saved buffer of one kind: one per block, or with activation recomputation one
 // slot shared by every block (the block being recomputed and back-propagated), so that the
 // block code indexes [i] either way.
 template <typename T>
 struct PerBlock {
-  std::vector<Buffer<T>> slots;
+  std::vector<DeviceArray<T>> slots;
   bool shared = false;
   void resize(int64_t blocks, bool share = false) {
     shared = share;
     slots.resize(share ? std::min<int64_t>(blocks, 1) : blocks);
   }
-  Buffer<T>& operator[](int64_t i) { return slots[shared ? 0 : i]; }
+  DeviceArray<T>& operator[](int64_t i) { return slots[shared ? 0 : i]; }
 };
 
 // Saved activations: what one forward keeps for its backward. With several slots (pipeline
@@ -186,53 +169,56 @@ struct PerBlock {
 // fc1_pre [T,Ft], ...); without TP Ht = Hh, Dt = D, Ft = F.
 struct ClimaX::Saved {
   // embedding
-  Buffer<float> patches;  // [B,V,Lp,pp]
-  Buffer<float> tok;      // [B,V,Lp,D] per-variable embeddings (aggregate)
-  Buffer<float> kv;       // [B*V*Lp, 2D] aggregation keys | values (aggregate)
-  Buffer<float> qagg;     // [D] projected variable query (aggregate)
-  Buffer<float> agg_o;    // [B*Lp, D] aggregation attention output (aggregate)
-  Buffer<float> agg_lse;  // [B, Lp, Hh]
-  Buffer<float> tscaled;  // [B] lead time / 100
+  DeviceArray<float> patches;  // [B,V,Lp,pp]
+  DeviceArray<float> tok;      // [B,V,Lp,D] per-variable embeddings (aggregate)
+  DeviceArray<float> kv;       // [B*V*Lp, 2D] aggregation keys | values (aggregate)
+  DeviceArray<float> qagg;     // [D] projected variable query (aggregate)
+  DeviceArray<float> agg_o;    // [B*Lp, D] aggregation attention output (aggregate)
+  DeviceArray<float> agg_lse;  // [B, Lp, Hh]
+  DeviceArray<float> tscaled;  // [B] lead time / 100
   // blocks (index i), xs has depth+1 entries: xs[i] is the input of block i (a pipeline stage
   // allocates xs[first_block .. last_block] and the blocks [first_block, last_block) only)
-  std::vector<Buffer<float>> xs;
+  std::vector<DeviceArray<float>> xs;
   PerBlock<float> ln1_mean, ln1_rstd, qkv, attn_o, lse, x_mid, ln2_mean, ln2_rstd, fc1_pre;
   PerBlock<float> probs;  // per block, dense attention only: [B, Ht, N, N] probabilities
   PerBlock<unsigned char> sp_saved;  // per block: the SP scheme's saved state
   // final norm and head
-  Buffer<float> lnf_out, lnf_mean, lnf_rstd;  // [T,D], [T], [T]
-  std::vector<Buffer<float>> head_pre, head_act;  // decoder_depth x [T,D]
-  Buffer<float> head_out;                         // [T, outw]
-  Buffer<float> img;                              // [B,V,H,W]
-  Buffer<float> dpred;                            // [B,Vo,H,W]
-  Buffer<float> wlat;                             // [H]
+  DeviceArray<float> lnf_out, lnf_mean, lnf_rstd;  // [T,D], [T], [T]
+  std::vector<DeviceArray<float>> head_pre, head_act;  // decoder_depth x [T,D]
+  DeviceArray<float> head_out;                         // [T, outw]
+  DeviceArray<float> img;                              // [B,V,H,W]
+  DeviceArray<float> dpred;                            // [B,Vo,H,W]
+  DeviceArray<float> wlat;                             // [H]
 };
 
 struct ClimaX::Act : ClimaX::Saved {
   std::vector<Saved> parked;  // [slots]: the other slots' sets (the selected one's is empty)
-  Buffer<float> embias;       // [V, D] conv bias + var_embed, per variable
-  Buffer<double> dq_sum;      // [Dt] aggregation query gradient
-  Buffer<float> dvq;          // [D] var_query gradient (summed over TP)
+  DeviceArray<float> embias;       // [V, D] conv bias + var_embed, per variable
+  DeviceArray<double> dq_sum;      // [Dt] aggregation query gradient
+  DeviceArray<float> dvq;          // [D] var_query gradient (summed over TP)
   // backward / forward scratch
-  Buffer<float> lnbuf;             // [T,D] LayerNorm outputs (recomputed)
-  Buffer<float> dx, dln, d_o;      // [T,D]
-  Buffer<float> dqkv;              // [T,3D]
-  Buffer<float> hbuf, dh;          // [T,F]
-  Buffer<float> dhead;             // [T,outw]
-  Buffer<float> dimg;              // [B,V,H,W]
-  Buffer<float> dtok, dkv, dq_agg, dagg_o;  // aggregate: [BVLp,D], [BVLp,2D], [BLp,D], [BLp,D]
+  DeviceArray<float> lnbuf;             // [T,D] LayerNorm outputs (recomputed)
+  DeviceArray<float> dx, dln, d_o;      // [T,D]
+  DeviceArray<float> dqkv;              // [T,3D]
+  DeviceArray<float> hbuf, dh;          // [T,F]
+  DeviceArray<float> dhead;             // [T,outw]
+  DeviceArray<float> dimg;              // [B,V,H,W]
+  DeviceArray<float> dtok, dkv, dq_agg, dagg_o;  // aggregate: [BVLp,D], [BVLp,2D], [BLp,D], [BLp,D]
   // mixed precision
-  Buffer<bf16> wb;                 // bf16 copy of all parameters (table layout)
-  Buffer<bf16> stage_a, stage_b;   // bf16 staging of matrix inputs
+  DeviceArray<bf16> wb;                 // bf16 copy of all parameters (table layout)
+  DeviceArray<bf16> stage_a, stage_b;   // bf16 staging of matrix inputs
   // attention scratch
-  Buffer<unsigned char> attn_ws;
+  DeviceArray<unsigned char> attn_ws;
+  DeviceArray<double> loss;  // [1] the loss of the last forward, read back by forward()
 
   size_t saved_bytes = 0, scratch_bytes = 0;
+  backend::Arena arena;  // every array above, one allocation
 };
 
 ClimaX::~ClimaX() { delete act_; }
 
-ClimaX::ClimaX(const ModelConfig& cfg, const ModelShard& shard) : cfg_(cfg), shard_(shard) {
+ClimaX::ClimaX(const ModelConfig& cfg, const ModelShard& shard, backend::Device& device)
+    : cfg_(cfg), shard_(shard), dev_(device) {
   cfg_.validate();
   if (shard_.last_block < 0) shard_.last_block = cfg_.depth;
   SEQVIT_CHECK(shard_.tp_size >= 1 && shard_.tp_rank >= 0 && shard_.tp_rank < shard_.tp_size,
@@ -466,14 +452,14 @@ void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttent
   const int64_t Ll = agg ? Nl : Lp;  // patches this rank aggregates (aggregate: its tokens)
   const int64_t Ht = tp_heads(), Dt = tp_width(), Ft = tp_hidden();  // tensor parallel share
   size_t saved = 0, scratch = 0;
-  auto X = [&](Buffer<float>& buf, int64_t n) {
-    buf.resize(n);
+  auto X = [&](auto& buf, int64_t n) {
+    a.arena.request(buf, n);
     scratch += buf.bytes();
   };
   // one slot's saved activations: the embedding (first stage), blocks [i0, i1), head (last)
   auto plan_saved = [&](Saved& sv) {
-    auto S = [&](Buffer<float>& buf, int64_t n) {
-      buf.resize(n);
+    auto S = [&](auto& buf, int64_t n) {
+      a.arena.request(buf, n);
       saved += buf.bytes();
     };
     if (emb) {
@@ -500,9 +486,7 @@ void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttent
       S(sv.qkv[i], T * 3 * Dt);
       S(sv.attn_o[i], T * Dt);
       if (sp) {  // the SP scheme keeps its own LSE (and, for Ulysses and LSS, K/V copies)
-        sv.sp_saved[i].resize(
-            static_cast<int64_t>(sp->saved_bytes(B, N, Ht, cfg_.head_dim())));
-        saved += sv.sp_saved[i].bytes();
+        S(sv.sp_saved[i], static_cast<int64_t>(sp->saved_bytes(B, N, Ht, cfg_.head_dim())));
       } else {
         S(sv.lse[i], B * Ht * N);
         if (dense) S(sv.probs[i], B * Ht * N * N);
@@ -545,7 +529,7 @@ void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttent
       X(a.dq_agg, B * Ll * Dt);
       X(a.dagg_o, B * Ll * Dt);
       X(a.dvq, D);
-      a.dq_sum.resize(Dt);
+      X(a.dq_sum, Dt);
     }
     X(a.embias, V * D);
   }
@@ -559,33 +543,33 @@ void ClimaX::plan(int64_t max_batch, Precision precision, SequenceParallelAttent
   if (head && !sp) X(a.dhead, T * outw);
   if (head && !sp) X(a.dimg, B * V * H * W);
   if (precision == Precision::BF16) {
-    a.wb.resize(table_.total());
+    X(a.wb, table_.total());
     // the largest matrix input staged: rows x width over every linear layer
     int64_t stage = std::max({T * 3 * D, T * F, head ? T * outw : 0});
     if (agg && emb) stage = std::max(stage, B * V * Ll * 2 * D);
-    a.stage_a.resize(stage);
-    a.stage_b.resize(stage);
-    scratch += a.wb.bytes() + a.stage_a.bytes() + a.stage_b.bytes();
+    X(a.stage_a, stage);
+    X(a.stage_b, stage);
   }
   // attention scratch: the larger of the block attention and the aggregation attention
-  kernels::AttentionArgs blk;
+  AttentionArgs blk;
   blk.batch = B;
   blk.heads = Ht;
   blk.nq = blk.nk = N;
   blk.head_dim = cfg_.head_dim();
   blk.bf16 = precision == Precision::BF16;
-  size_t ws = sp      ? sp->workspace_bytes(B, N, Ht, cfg_.head_dim(), omp_get_max_threads())
-              : dense ? kernels::dense_attention_workspace_bytes(blk, omp_get_max_threads())
-                      : kernels::flash_attention_workspace_bytes(blk, omp_get_max_threads());
+  size_t ws = sp ? sp->workspace_bytes(B, N, Ht, cfg_.head_dim(), dev_.threads())
+                : dev_.attention_workspace_bytes(
+                      dense ? AttentionKind::Dense : AttentionKind::Flash, blk);
   if (agg && emb) {
-    kernels::AttentionArgs ag = blk;
+    AttentionArgs ag = blk;
     ag.batch = Ll;
     ag.nq = 1;
     ag.nk = V;
-    ws = std::max(ws, kernels::flash_attention_workspace_bytes(ag, omp_get_max_threads()));
+    ws = std::max(ws, dev_.attention_workspace_bytes(AttentionKind::Flash, ag));
   }
-  a.attn_ws.resize(static_cast<int64_t>(ws));
-  scratch += ws;
+  X(a.attn_ws, static_cast<int64_t>(ws));
+  a.arena.request(a.loss, 1);
+  a.arena.commit(dev_);
   a.saved_bytes = saved;
   a.scratch_bytes = scratch;
 }
@@ -626,7 +610,7 @@ size_t ClimaX::workspace_bytes() const { return act_ ? act_->scratch_bytes : 0; 
 
 void ClimaX::sync_weights(const float* P) {
   SEQVIT_CHECK(act_, "ClimaX::sync_weights before plan()");
-  if (precision_ == Precision::BF16) convert_to_bf16(P, act_->wb.data(), table_.total());
+  if (precision_ == Precision::BF16) dev_.convert_to_bf16(P, act_->wb.data(), table_.total());
 }
 
 double ClimaX::forward_flops(int64_t B) const {
@@ -664,72 +648,58 @@ double ClimaX::forward(const float* P, const BatchView& b, float* pred) {
   if (hooks_) hooks_->forward_end(head_unit);
 
   // pred and the latitude-weighted MSE, with its gradient dpred for backward
-  const int64_t H = cfg_.img_h, W = cfg_.img_w, V = cfg_.V(), Vo = cfg_.Vo(), HW = H * W;
-  latitude_weights(b.lat, H, a.wlat.data());
-  if (sp_) return shard_loss(b, pred);
-  const float* w = a.wlat.data();
-  const auto& oi = out_index_;
-  const double count = static_cast<double>((loss_batch_ > 0 ? loss_batch_ : B_) * Vo * HW);
+  const int64_t H = cfg_.img_h, W = cfg_.img_w, V = cfg_.V(), Vo = cfg_.Vo();
+  const double count = static_cast<double>((loss_batch_ > 0 ? loss_batch_ : B_) * Vo * H * W);
+  dev_.latitude_weights(b.lat, H, a.wlat.data());
+  if (sp_) {
+    shard_loss(b, pred, count);
+  } else {
+    backend::WeightedMseArgs m;
+    m.img = a.img.data();
+    m.y = b.y;
+    m.wlat = a.wlat.data();
+    m.out_index = out_index_.data();
+    m.B = B_;
+    m.V = V;
+    m.Vo = Vo;
+    m.H = H;
+    m.W = W;
+    m.count = count;
+    m.loss_out = a.loss.data();
+    m.dpred = a.dpred.data();
+    m.pred = pred;
+    dev_.weighted_mse(m);
+  }
   double loss = 0;
-  for (int64_t s = 0; s < B_; ++s)
-    for (int64_t o = 0; o < Vo; ++o) {
-      const float* src = a.img.data() + (s * V + oi[o]) * HW;
-      const float* y = b.y + (s * Vo + o) * HW;
-      float* dp = a.dpred.data() + (s * Vo + o) * HW;
-      if (pred) std::memcpy(pred + (s * Vo + o) * HW, src, sizeof(float) * HW);
-      double acc = 0;
-      for (int64_t i = 0; i < H; ++i) {
-        double row = 0;
-        for (int64_t j = 0; j < W; ++j) {
-          const double e = static_cast<double>(src[i * W + j]) - y[i * W + j];
-          row += e * e;
-          dp[i * W + j] = static_cast<float>(2.0 * w[i] * e / count);
-        }
-        acc += w[i] * row;
-      }
-      loss += acc;
-    }
-  return loss / count;
+  dev_.copy_to_host(&loss, a.loss.data(), sizeof(double));  // the step's one read of a value
+  return loss;
 }
 
 // The loss of one sequence-parallel shard, read straight from head_out: each token owns p x p
 // pixels of one variable (per_variable) or of every variable (aggregate), so every pixel is
 // scored by exactly one rank. Normalised by the GLOBAL count B*Vo*H*W, so the sum over the group
 // is the single-process loss; dpred receives the gradient in head_out's layout [T, outw].
-double ClimaX::shard_loss(const BatchView& b, float* pred) {
+void ClimaX::shard_loss(const BatchView& b, float* pred, double count) {
   Act& a = *act_;
-  const bool agg = cfg_.tokenization == Tokenization::Aggregate;
-  const int64_t W = cfg_.img_w, HW = cfg_.img_h * W, V = cfg_.V(), Vo = cfg_.Vo(),
-                p = cfg_.patch_size, pp = cfg_.pp(), gw = cfg_.grid_w(), Lp = cfg_.Lp(),
-                Nl = n_local_, n0 = n_first_;
-  const int64_t outw = agg ? V * pp : pp;
-  const double count = static_cast<double>((loss_batch_ > 0 ? loss_batch_ : B_) * Vo * HW);
-  const float* w = a.wlat.data();
-  float* dpred = a.dpred.data();
-  std::fill(dpred, dpred + B_ * Nl * outw, 0.f);  // variables that are not outputs: zero
-  double loss = 0;
-  for (int64_t s = 0; s < B_; ++s)
-    for (int64_t j = 0; j < Nl; ++j) {
-      const int64_t n = n0 + j, l = agg ? n : n % Lp, gr = l / gw, gc = l % gw;
-      const int64_t v_first = agg ? 0 : n / Lp, v_end = agg ? V : v_first + 1;
-      const float* h = a.head_out.data() + (s * Nl + j) * outw;
-      float* dh = dpred + (s * Nl + j) * outw;
-      for (int64_t v = v_first; v < v_end; ++v) {
-        const int64_t o = out_slot_[v];
-        if (o < 0) continue;
-        for (int64_t pr = 0; pr < p; ++pr)
-          for (int64_t pc = 0; pc < p; ++pc) {
-            const int64_t k = agg ? (pr * p + pc) * V + v : pr * p + pc;  // head_out column
-            const int64_t row = gr * p + pr;
-            const int64_t pix = (s * Vo + o) * HW + row * W + gc * p + pc;
-            const double e = static_cast<double>(h[k]) - b.y[pix];
-            loss += w[row] * e * e;
-            dh[k] = static_cast<float>(2.0 * w[row] * e / count);
-            if (pred) pred[pix] = h[k];
-          }
-      }
-    }
-  return loss / count;
+  backend::ShardLossArgs m;
+  m.head_out = a.head_out.data();
+  m.y = b.y;
+  m.wlat = a.wlat.data();
+  m.out_slot = out_slot_.data();
+  m.aggregate = cfg_.tokenization == Tokenization::Aggregate;
+  m.B = B_;
+  m.V = cfg_.V();
+  m.Vo = cfg_.Vo();
+  m.H = cfg_.img_h;
+  m.W = cfg_.img_w;
+  m.p = cfg_.patch_size;
+  m.Nl = n_local_;
+  m.n0 = n_first_;
+  m.count = count;
+  m.loss_out = a.loss.data();
+  m.dhead = a.dpred.data();
+  m.pred = pred;
+  dev_.shard_loss(m);
 }
 
 void ClimaX::embed_forward(const float* P, const BatchView& b) {
@@ -740,11 +710,10 @@ void ClimaX::embed_forward(const float* P, const BatchView& b) {
   const int64_t Ll = agg ? Nl : Lp;  // patches aggregated here (this rank's tokens)
   const int64_t Ht = tp_heads(), Dt = tp_width();  // tensor parallel: this rank's heads
   const bf16* wb = precision_ == Precision::BF16 ? a.wb.data() : nullptr;
-  for (int64_t s = 0; s < B; ++s) a.tscaled[s] = b.lead_times[s] / 100.f;
-  kernels::patchify(b.x, a.patches.data(), B, V, cfg_.img_h, cfg_.img_w, cfg_.patch_size);
+  dev_.patchify(b.x, a.patches.data(), B, V, cfg_.img_h, cfg_.img_w, cfg_.patch_size);
   // per-variable constant rows: conv bias + var_embed
   for (int64_t v = 0; v < V; ++v)
-    kernels::add(P + table_[tok_b_[v]].offset, P + table_[var_embed_].offset + v * D,
+    dev_.add(P + table_[tok_b_[v]].offset, P + table_[var_embed_].offset + v * D,
                  a.embias.data() + v * D, D);
   // per-variable patch embedding (a p x p stride-p conv 1 -> D is a [pp] -> [D] linear map);
   // K = pp is tiny, so it stays in fp32. Only this rank's tokens: aggregate, patches
@@ -757,51 +726,37 @@ void ClimaX::embed_forward(const float* P, const BatchView& b) {
       if (lo >= hi) continue;
       const float* src = a.patches.data() + (agg ? (s * V + v) * Lp + lo : s * N + lo) * pp;
       float* dst = agg ? a.tok.data() + (s * V + v) * Ll * D : a.xs[0].data() + (s * Nl + lo - n0) * D;
-      linear_forward(src, P + table_[tok_w_[v]].offset, nullptr, a.embias.data() + v * D, dst,
+      linear_forward(dev_, src, P + table_[tok_w_[v]].offset, nullptr, a.embias.data() + v * D, dst,
                      hi - lo, pp, D, nullptr);
     }
-  const float* pos = P + table_[pos_embed_].offset;
-  const float* ltw = P + table_[lt_w_].offset;
-  const float* ltb = P + table_[lt_b_].offset;
-  auto add_pos_time = [&](float* x, int64_t s, int64_t l) {
-    const float t = a.tscaled[s];
-    for (int64_t k = 0; k < D; ++k) x[k] += pos[l * D + k] + (ltw[k] * t + ltb[k]);
+  // position and lead-time embeddings: position (n0 + j) mod Lp of each token (aggregate
+  // tokens are patches, n0 + j < Lp)
+  auto add_pos_time = [&](int64_t tokens) {
+    dev_.add_position_time(a.xs[0].data(), P + table_[pos_embed_].offset,
+                           P + table_[lt_w_].offset, P + table_[lt_b_].offset, b.lead_times,
+                           a.tscaled.data(), B, tokens, D, Lp, n0);
   };
-  if (!agg) {
-    float* x0 = a.xs[0].data();
-#pragma omp parallel for collapse(2)
-    for (int64_t s = 0; s < B; ++s)
-      for (int64_t j = 0; j < Nl; ++j) add_pos_time(x0 + (s * Nl + j) * D, s, (n0 + j) % Lp);
-    return;
-  }
+  if (!agg) return add_pos_time(Nl);
   // variable aggregation: one attention per patch, query = var_query, keys/values = V tokens.
   // Under TP this rank's in_proj rows are its heads' q | k | v (each Dt rows) and out_proj is
   // row-parallel: its partial output is summed over the group (out_proj bias added once).
   const int64_t rows = B * V * Ll;
   const float* inw = P + table_[agg_in_w_].offset;
   const float* inb = P + table_[agg_in_b_].offset;
-  linear_forward(a.tok.data(), inw + Dt * D, wb ? wb + table_[agg_in_w_].offset + Dt * D : nullptr,
+  linear_forward(dev_, a.tok.data(), inw + Dt * D, wb ? wb + table_[agg_in_w_].offset + Dt * D : nullptr,
                  inb + Dt, a.kv.data(), rows, D, 2 * Dt, a.stage_a.data());
-  const float* vq = P + table_[var_query_].offset;
-  for (int64_t j = 0; j < Dt; ++j) {
-    double acc = inb[j];
-    for (int64_t k = 0; k < D; ++k) acc += static_cast<double>(inw[j * D + k]) * vq[k];
-    a.qagg[j] = static_cast<float>(acc);
-  }
+  dev_.gemv_bias(inw, P + table_[var_query_].offset, inb, a.qagg.data(), Dt, D);
   for (int64_t s = 0; s < B; ++s)
-    kernels::flash_attention_forward(aggregation_attention(
+    dev_.attention_forward(AttentionKind::Flash, aggregation_attention(
         V, Ll, Ht, d, wb != nullptr, a.qagg.data(), a.kv.data() + s * V * Ll * 2 * Dt,
         a.agg_o.data() + s * Ll * Dt, a.agg_lse.data() + s * Ll * Ht, nullptr, nullptr, nullptr,
         a.attn_ws.data(), a.attn_ws.bytes()));
-  linear_forward(a.agg_o.data(), P + table_[agg_out_w_].offset,
+  linear_forward(dev_, a.agg_o.data(), P + table_[agg_out_w_].offset,
                  wb ? wb + table_[agg_out_w_].offset : nullptr,
                  shard_.tp_rank == 0 ? P + table_[agg_out_b_].offset : nullptr, a.xs[0].data(),
                  B * Ll, Dt, D, a.stage_a.data());
   tp_sum(a.xs[0].data(), B * Ll * D);
-  float* x0 = a.xs[0].data();
-#pragma omp parallel for collapse(2)
-  for (int64_t s = 0; s < B; ++s)
-    for (int64_t j = 0; j < Ll; ++j) add_pos_time(x0 + (s * Ll + j) * D, s, n0 + j);
+  add_pos_time(Ll);
 }
 
 void ClimaX::block_forward(const float* P, int i) {
@@ -819,9 +774,9 @@ void ClimaX::block_forward(const float* P, int i) {
   auto p = [&](int idx) { return P + table_[idx].offset; };
   bf16* st = a.stage_a.data();
   const float* x = a.xs[i].data();
-  kernels::layernorm_forward(x, p(bp.norm1_w), p(bp.norm1_b), a.lnbuf.data(),
+  dev_.layernorm_forward(x, p(bp.norm1_w), p(bp.norm1_b), a.lnbuf.data(),
                              a.ln1_mean[i].data(), a.ln1_rstd[i].data(), T, D, kLnEps);
-  linear_forward(a.lnbuf.data(), p(bp.qkv_w), WB(bp.qkv_w), p(bp.qkv_b), a.qkv[i].data(), T, D,
+  linear_forward(dev_, a.lnbuf.data(), p(bp.qkv_w), WB(bp.qkv_w), p(bp.qkv_b), a.qkv[i].data(), T, D,
                  3 * Dt, st);
   const auto at = block_attention(B_, N, Ht, d, wb != nullptr, a.qkv[i].data(), a.attn_o[i].data(),
                                   a.lse[i].data(), nullptr, nullptr, a.attn_ws.data(),
@@ -829,22 +784,22 @@ void ClimaX::block_forward(const float* P, int i) {
   if (sp_)  // the only exchange between the ranks of an SP group
     sp_->forward(at, a.sp_saved[i].data(), a.sp_saved[i].bytes());
   else if (cfg_.attention == AttentionKernel::Dense)
-    kernels::dense_attention_forward(with_probs(at, a.probs[i].data()));
+    dev_.attention_forward(AttentionKind::Dense, with_probs(at, a.probs[i].data()));
   else
-    kernels::flash_attention_forward(at);
-  linear_forward(a.attn_o[i].data(), p(bp.proj_w), WB(bp.proj_w),
+    dev_.attention_forward(AttentionKind::Flash, at);
+  linear_forward(dev_, a.attn_o[i].data(), p(bp.proj_w), WB(bp.proj_w),
                  bias_here ? p(bp.proj_b) : nullptr, a.x_mid[i].data(), T, Dt, D, st);
   tp_sum(a.x_mid[i].data(), T * D);
-  kernels::add_inplace(a.x_mid[i].data(), x, T * D);
-  kernels::layernorm_forward(a.x_mid[i].data(), p(bp.norm2_w), p(bp.norm2_b), a.lnbuf.data(),
+  dev_.add_inplace(a.x_mid[i].data(), x, T * D);
+  dev_.layernorm_forward(a.x_mid[i].data(), p(bp.norm2_w), p(bp.norm2_b), a.lnbuf.data(),
                              a.ln2_mean[i].data(), a.ln2_rstd[i].data(), T, D, kLnEps);
-  linear_forward(a.lnbuf.data(), p(bp.fc1_w), WB(bp.fc1_w), p(bp.fc1_b), a.fc1_pre[i].data(), T,
+  linear_forward(dev_, a.lnbuf.data(), p(bp.fc1_w), WB(bp.fc1_w), p(bp.fc1_b), a.fc1_pre[i].data(), T,
                  D, Ft, st);
-  kernels::gelu_forward(a.fc1_pre[i].data(), a.hbuf.data(), T * Ft);
-  linear_forward(a.hbuf.data(), p(bp.fc2_w), WB(bp.fc2_w), bias_here ? p(bp.fc2_b) : nullptr,
+  dev_.gelu_forward(a.fc1_pre[i].data(), a.hbuf.data(), T * Ft);
+  linear_forward(dev_, a.hbuf.data(), p(bp.fc2_w), WB(bp.fc2_w), bias_here ? p(bp.fc2_b) : nullptr,
                  a.xs[i + 1].data(), T, Ft, D, st);
   tp_sum(a.xs[i + 1].data(), T * D);
-  kernels::add_inplace(a.xs[i + 1].data(), a.x_mid[i].data(), T * D);
+  dev_.add_inplace(a.xs[i + 1].data(), a.x_mid[i].data(), T * D);
 }
 
 void ClimaX::head_forward(const float* P) {
@@ -855,24 +810,24 @@ void ClimaX::head_forward(const float* P) {
   const bf16* wb = precision_ == Precision::BF16 ? a.wb.data() : nullptr;
   auto WB = [&](int idx) { return wb ? wb + table_[idx].offset : nullptr; };
   auto p = [&](int idx) { return P + table_[idx].offset; };
-  kernels::layernorm_forward(a.xs[cfg_.depth].data(), p(norm_w_), p(norm_b_), a.lnf_out.data(),
+  dev_.layernorm_forward(a.xs[cfg_.depth].data(), p(norm_w_), p(norm_b_), a.lnf_out.data(),
                              a.lnf_mean.data(), a.lnf_rstd.data(), T, D, kLnEps);
   const float* cur = a.lnf_out.data();
   for (int64_t k = 0; k < cfg_.decoder_depth; ++k) {
-    linear_forward(cur, p(head_w_[k]), WB(head_w_[k]), p(head_b_[k]), a.head_pre[k].data(), T, D,
+    linear_forward(dev_, cur, p(head_w_[k]), WB(head_w_[k]), p(head_b_[k]), a.head_pre[k].data(), T, D,
                    D, a.stage_a.data());
-    kernels::gelu_forward(a.head_pre[k].data(), a.head_act[k].data(), T * D);
+    dev_.gelu_forward(a.head_pre[k].data(), a.head_act[k].data(), T * D);
     cur = a.head_act[k].data();
   }
   const int kl = static_cast<int>(cfg_.decoder_depth);
-  linear_forward(cur, p(head_w_[kl]), WB(head_w_[kl]), p(head_b_[kl]), a.head_out.data(), T, D,
+  linear_forward(dev_, cur, p(head_w_[kl]), WB(head_w_[kl]), p(head_b_[kl]), a.head_out.data(), T, D,
                  outw, a.stage_a.data());
   if (sp_) return;  // shard_loss reads head_out directly
   if (agg)
-    kernels::unpatchify_channels_last(a.head_out.data(), a.img.data(), B_, V, cfg_.img_h,
+    dev_.unpatchify_channels_last(a.head_out.data(), a.img.data(), B_, V, cfg_.img_h,
                                       cfg_.img_w, cfg_.patch_size);
   else
-    kernels::unpatchify_vmajor(a.head_out.data(), a.img.data(), B_, V, cfg_.img_h, cfg_.img_w,
+    dev_.unpatchify_vmajor(a.head_out.data(), a.img.data(), B_, V, cfg_.img_h, cfg_.img_w,
                                cfg_.patch_size);
 }
 
@@ -914,33 +869,28 @@ void ClimaX::head_backward(const float* P, float* G) {
   // SP, shard_loss already wrote it in head_out's layout
   const float* dhead = sp_ ? a.dpred.data() : a.dhead.data();
   if (!sp_) {
-    std::fill(a.dimg.data(), a.dimg.data() + B_ * V * HW, 0.f);
-    const auto& oi = out_index_;
-    for (int64_t s = 0; s < B_; ++s)
-      for (int64_t o = 0; o < Vo; ++o)
-        kernels::add_inplace(a.dimg.data() + (s * V + oi[o]) * HW,
-                             a.dpred.data() + (s * Vo + o) * HW, HW);
+    dev_.scatter_outputs(a.dpred.data(), a.dimg.data(), out_index_.data(), B_, V, Vo, HW);
     if (agg)
-      kernels::patchify_channels_last(a.dimg.data(), a.dhead.data(), B_, V, cfg_.img_h,
+      dev_.patchify_channels_last(a.dimg.data(), a.dhead.data(), B_, V, cfg_.img_h,
                                       cfg_.img_w, cfg_.patch_size);
     else
-      kernels::patchify(a.dimg.data(), a.dhead.data(), B_, V, cfg_.img_h, cfg_.img_w,
+      dev_.patchify(a.dimg.data(), a.dhead.data(), B_, V, cfg_.img_h, cfg_.img_w,
                         cfg_.patch_size);
   }
   const int kl = static_cast<int>(cfg_.decoder_depth);
   float* dcur = a.dln.data();  // ping-pong between dln and d_o
   float* dnext = a.d_o.data();
   const float* in = kl > 0 ? a.head_act[kl - 1].data() : a.lnf_out.data();
-  linear_backward(dhead, in, p(head_w_[kl]), WB(head_w_[kl]), dcur, g(head_w_[kl]),
+  linear_backward(dev_, dhead, in, p(head_w_[kl]), WB(head_w_[kl]), dcur, g(head_w_[kl]),
                   g(head_b_[kl]), T, D, outw, false, a.stage_a.data(), a.stage_b.data());
   for (int k = kl - 1; k >= 0; --k) {
-    kernels::gelu_backward(a.head_pre[k].data(), dcur, dcur, T * D);
+    dev_.gelu_backward(a.head_pre[k].data(), dcur, dcur, T * D);
     in = k > 0 ? a.head_act[k - 1].data() : a.lnf_out.data();
-    linear_backward(dcur, in, p(head_w_[k]), WB(head_w_[k]), dnext, g(head_w_[k]), g(head_b_[k]),
+    linear_backward(dev_, dcur, in, p(head_w_[k]), WB(head_w_[k]), dnext, g(head_w_[k]), g(head_b_[k]),
                     T, D, D, false, a.stage_a.data(), a.stage_b.data());
     std::swap(dcur, dnext);
   }
-  kernels::layernorm_backward(dcur, a.xs[cfg_.depth].data(), p(norm_w_), a.lnf_mean.data(),
+  dev_.layernorm_backward(dcur, a.xs[cfg_.depth].data(), p(norm_w_), a.lnf_mean.data(),
                               a.lnf_rstd.data(), a.dx.data(), g(norm_w_), g(norm_b_), T, D,
                               false);
 }
@@ -962,20 +912,20 @@ void ClimaX::block_backward(const float* P, float* G, int i) {
   bf16* sb = a.stage_b.data();
   float* dx = a.dx.data();  // in: dL/d xs[i+1]; out: dL/d xs[i]
   // MLP: xs[i+1] = x_mid + fc2(gelu(fc1(LN2(x_mid))))
-  kernels::gelu_forward(a.fc1_pre[i].data(), a.hbuf.data(), T * Ft);
-  linear_backward(dx, a.hbuf.data(), p(bp.fc2_w), WB(bp.fc2_w), a.dh.data(), g(bp.fc2_w),
+  dev_.gelu_forward(a.fc1_pre[i].data(), a.hbuf.data(), T * Ft);
+  linear_backward(dev_, dx, a.hbuf.data(), p(bp.fc2_w), WB(bp.fc2_w), a.dh.data(), g(bp.fc2_w),
                   g(bp.fc2_b), T, Ft, D, false, sa, sb);
-  kernels::gelu_backward(a.fc1_pre[i].data(), a.dh.data(), a.dh.data(), T * Ft);
-  kernels::layernorm_forward(a.x_mid[i].data(), p(bp.norm2_w), p(bp.norm2_b), a.lnbuf.data(),
+  dev_.gelu_backward(a.fc1_pre[i].data(), a.dh.data(), a.dh.data(), T * Ft);
+  dev_.layernorm_forward(a.x_mid[i].data(), p(bp.norm2_w), p(bp.norm2_b), a.lnbuf.data(),
                              a.ln2_mean[i].data(), a.ln2_rstd[i].data(), T, D, kLnEps);
-  linear_backward(a.dh.data(), a.lnbuf.data(), p(bp.fc1_w), WB(bp.fc1_w), a.dln.data(),
+  linear_backward(dev_, a.dh.data(), a.lnbuf.data(), p(bp.fc1_w), WB(bp.fc1_w), a.dln.data(),
                   g(bp.fc1_w), g(bp.fc1_b), T, D, Ft, false, sa, sb);
   tp_sum(a.dln.data(), T * D);
-  kernels::layernorm_backward(a.dln.data(), a.x_mid[i].data(), p(bp.norm2_w),
+  dev_.layernorm_backward(a.dln.data(), a.x_mid[i].data(), p(bp.norm2_w),
                               a.ln2_mean[i].data(), a.ln2_rstd[i].data(), dx, g(bp.norm2_w),
                               g(bp.norm2_b), T, D, true);
   // attention: x_mid = x + proj(attn(LN1(x)))
-  linear_backward(dx, a.attn_o[i].data(), p(bp.proj_w), WB(bp.proj_w), a.d_o.data(),
+  linear_backward(dev_, dx, a.attn_o[i].data(), p(bp.proj_w), WB(bp.proj_w), a.d_o.data(),
                   g(bp.proj_w), g(bp.proj_b), T, Dt, D, false, sa, sb);
   float* dqkv = a.dqkv.data();
   const auto at = block_attention(B_, N, Ht, d, wb != nullptr, a.qkv[i].data(), a.attn_o[i].data(),
@@ -984,15 +934,15 @@ void ClimaX::block_backward(const float* P, float* G, int i) {
   if (sp_)
     sp_->backward(at, a.sp_saved[i].data(), a.sp_saved[i].bytes());
   else if (cfg_.attention == AttentionKernel::Dense)
-    kernels::dense_attention_backward(with_probs(at, a.probs[i].data()));
+    dev_.attention_backward(AttentionKind::Dense, with_probs(at, a.probs[i].data()));
   else
-    kernels::flash_attention_backward(at);
-  kernels::layernorm_forward(a.xs[i].data(), p(bp.norm1_w), p(bp.norm1_b), a.lnbuf.data(),
+    dev_.attention_backward(AttentionKind::Flash, at);
+  dev_.layernorm_forward(a.xs[i].data(), p(bp.norm1_w), p(bp.norm1_b), a.lnbuf.data(),
                              a.ln1_mean[i].data(), a.ln1_rstd[i].data(), T, D, kLnEps);
-  linear_backward(dqkv, a.lnbuf.data(), p(bp.qkv_w), WB(bp.qkv_w), a.dln.data(), g(bp.qkv_w),
+  linear_backward(dev_, dqkv, a.lnbuf.data(), p(bp.qkv_w), WB(bp.qkv_w), a.dln.data(), g(bp.qkv_w),
                   g(bp.qkv_b), T, D, 3 * Dt, false, sa, sb);
   tp_sum(a.dln.data(), T * D);
-  kernels::layernorm_backward(a.dln.data(), a.xs[i].data(), p(bp.norm1_w), a.ln1_mean[i].data(),
+  dev_.layernorm_backward(a.dln.data(), a.xs[i].data(), p(bp.norm1_w), a.ln1_mean[i].data(),
                               a.ln1_rstd[i].data(), dx, g(bp.norm1_w), g(bp.norm1_b), T, D, true);
 }
 
@@ -1007,65 +957,31 @@ void ClimaX::embed_backward(const float* P, float* G, const float* dx0) {
   auto p = [&](int idx) { return P + table_[idx].offset; };
   auto g = [&](int idx) { return G + table_[idx].offset; };
   // pos_embed, lead-time embedding: sums over the rows they were added to
-  {
-    float* dpos = g(pos_embed_);
-    float* dltw = g(lt_w_);
-    float* dltb = g(lt_b_);
-#pragma omp parallel for
-    for (int64_t k = 0; k < D; ++k) {
-      double tw = 0, tb = 0;
-      for (int64_t s = 0; s < B; ++s) {
-        double rs = 0;
-        for (int64_t j = 0; j < Nl; ++j) rs += dx0[(s * Nl + j) * D + k];
-        tw += rs * a.tscaled[s];
-        tb += rs;
-      }
-      for (int64_t l = 0; l < Lp; ++l) {
-        double acc = 0;  // tokens n = l (mod Lp) among this rank's [n0, n0 + Nl)
-        const int64_t first = n0 + ((l - n0) % Lp + Lp) % Lp;
-        for (int64_t s = 0; s < B; ++s)
-          for (int64_t n = first; n < n0 + Nl; n += Lp) acc += dx0[(s * Nl + n - n0) * D + k];
-        dpos[l * D + k] += static_cast<float>(acc);
-      }
-      dltw[k] += static_cast<float>(tw);
-      dltb[k] += static_cast<float>(tb);
-    }
-  }
+  dev_.add_position_time_backward(dx0, a.tscaled.data(), g(pos_embed_), g(lt_w_), g(lt_b_), B,
+                                  Nl, D, Lp, n0);
   const float* dtok = dx0;  // per_variable: the tokens' gradient is dx0 itself, [B,V,Lp,D]
   if (agg) {
     // Under TP (see embed_forward) in_proj's inputs, var_query and the tokens, receive partial
     // gradients from this rank's heads only: both are summed over the group.
-    linear_backward(dx0, a.agg_o.data(), p(agg_out_w_), wb ? wb + table_[agg_out_w_].offset : nullptr,
+    linear_backward(dev_, dx0, a.agg_o.data(), p(agg_out_w_), wb ? wb + table_[agg_out_w_].offset : nullptr,
                     a.dagg_o.data(), g(agg_out_w_), g(agg_out_b_), B * Ll, Dt, D, false,
                     a.stage_a.data(), a.stage_b.data());
     for (int64_t s = 0; s < B; ++s)
-      kernels::flash_attention_backward(aggregation_attention(
+      dev_.attention_backward(AttentionKind::Flash, aggregation_attention(
           V, Ll, Ht, d, wb != nullptr, a.qagg.data(), a.kv.data() + s * V * Ll * 2 * Dt,
           a.agg_o.data() + s * Ll * Dt, a.agg_lse.data() + s * Ll * Ht,
           a.dagg_o.data() + s * Ll * Dt, a.dq_agg.data() + s * Ll * Dt,
           a.dkv.data() + s * V * Ll * 2 * Dt, a.attn_ws.data(), a.attn_ws.bytes()));
-    // q = Wq var_query + bq is shared by every patch: sum its gradient over patches
-    double* dq = a.dq_sum.data();
-    std::fill(dq, dq + Dt, 0.0);
-    for (int64_t r = 0; r < B * Ll; ++r)
-      for (int64_t j = 0; j < Dt; ++j) dq[j] += a.dq_agg[r * Dt + j];
+    // q = Wq var_query + bq is shared by every patch: its gradient summed over patches
     const float* inw = p(agg_in_w_);
-    const float* vq = p(var_query_);
     float* dinw = g(agg_in_w_);
     float* dinb = g(agg_in_b_);
-    for (int64_t j = 0; j < Dt; ++j) {
-      dinb[j] += static_cast<float>(dq[j]);
-      for (int64_t k = 0; k < D; ++k) dinw[j * D + k] += static_cast<float>(dq[j] * vq[k]);
-    }
     float* dvq = a.dvq.data();
-    for (int64_t k = 0; k < D; ++k) {
-      double acc = 0;
-      for (int64_t j = 0; j < Dt; ++j) acc += inw[j * D + k] * dq[j];
-      dvq[k] = static_cast<float>(acc);
-    }
+    dev_.gemv_bias_backward(a.dq_agg.data(), B * Ll, inw, p(var_query_), a.dq_sum.data(), dinw,
+                            dinb, dvq, Dt, D);
     tp_sum(dvq, D);
-    kernels::add_inplace(g(var_query_), dvq, D);
-    linear_backward(a.dkv.data(), a.tok.data(), inw + Dt * D,
+    dev_.add_inplace(g(var_query_), dvq, D);
+    linear_backward(dev_, a.dkv.data(), a.tok.data(), inw + Dt * D,
                     wb ? wb + table_[agg_in_w_].offset + Dt * D : nullptr, a.dtok.data(),
                     dinw + Dt * D, dinb + Dt, B * V * Ll, D, 2 * Dt, false, a.stage_a.data(),
                     a.stage_b.data());
@@ -1081,9 +997,9 @@ void ClimaX::embed_backward(const float* P, float* G, const float* dx0) {
       if (lo >= hi) continue;
       const float* dt = agg ? dtok + (s * V + v) * Ll * D : dtok + (s * Nl + lo - n0) * D;
       const float* x = a.patches.data() + (agg ? (s * V + v) * Lp + lo : s * N + lo) * pp;
-      kernels::gemm_f32(Op::T, Op::N, D, pp, hi - lo, 1.f, dt, D, x, pp, 1.f, g(tok_w_[v]), pp);
-      kernels::bias_backward(dt, g(tok_b_[v]), hi - lo, D);
-      kernels::bias_backward(dt, dve + v * D, hi - lo, D);
+      dev_.gemm_f32(Trans::T, Trans::N, D, pp, hi - lo, 1.f, dt, D, x, pp, 1.f, g(tok_w_[v]), pp);
+      dev_.bias_backward(dt, g(tok_b_[v]), hi - lo, D);
+      dev_.bias_backward(dt, dve + v * D, hi - lo, D);
     }
   }
 }

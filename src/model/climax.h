@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "backend/device.h"
 #include "core/bf16.h"
 #include "core/tensor_table.h"
 #include "model/config.h"
@@ -23,7 +24,8 @@ namespace seqvit::model {
 
 enum class Precision { F32, BF16 };
 
-// One batch, borrowed. Shapes: x[B,V,H,W], y[B,Vo,H,W], lead_times[B] (hours), lat[H] (deg).
+// One batch, borrowed, in device memory of the model's device. Shapes: x[B,V,H,W],
+// y[B,Vo,H,W], lead_times[B] (hours), lat[H] (deg).
 struct BatchView {
   int64_t B = 0;
   const float* x = nullptr;
@@ -60,8 +62,12 @@ struct BlockParams {
 
 class ClimaX {
  public:
-  // Validates cfg and the shard, builds the parameter table of this rank's share.
-  explicit ClimaX(const ModelConfig& cfg, const ModelShard& shard = {});
+  // Validates cfg and the shard, builds the parameter table of this rank's share. Every op runs
+  // on `device` (not owned; must outlive the model): plan() allocates there, and the buffers
+  // forward() and backward() take are its device memory (docs/architecture.md).
+  explicit ClimaX(const ModelConfig& cfg, const ModelShard& shard = {},
+                  backend::Device& device = backend::cpu());
+  backend::Device& device() const { return dev_; }
 
   const ModelConfig& config() const { return cfg_; }
   const ModelShard& shard() const { return shard_; }
@@ -77,10 +83,11 @@ class ClimaX {
   std::vector<LogicalRun> logical_runs() const;
   int64_t logical_total() const;
   // local[params().total()] <- this rank's share of logical[logical_total()] (by logical_runs;
-  // padding zeroed): how a sharded rank takes its weights from a checkpoint or an init.
+  // padding zeroed): how a sharded rank takes its weights from a checkpoint or an init. Both
+  // buffers are host memory.
   void slice_logical(const float* logical, float* local) const;
 
-  // ClimaX initialisation into a flat parameter buffer of params().total() floats:
+  // ClimaX initialisation into a flat HOST parameter buffer of params().total() floats:
   // truncated normal(0.02) for Linear/conv weights, zero biases, LayerNorm (1, 0), 2-D sin-cos
   // pos_embed, 1-D sin-cos var_embed, zero var_query. A shard gets exactly the single-process
   // values of its tensors: the random stream runs over every tensor in table order, so the
@@ -148,9 +155,11 @@ class ClimaX {
   void set_parameter_hooks(ParameterHooks* hooks) { hooks_ = hooks; }
 
   // bf16 mode: refresh the bf16 copy of the weights (after loading or an optimizer step).
+  // params, grads and pred here, and the stage buffers below, are device memory.
   void sync_weights(const float* params);
 
   // Forward of the loss; saves what backward needs. pred (optional) receives [B,Vo,H,W].
+  // Returning the loss is the step's one synchronisation with the device.
   // Pipeline stage: without the embedding the stage input (stage_input()) must hold the
   // previous stage's output, and batch.x is not read; without the head it returns 0, leaves
   // pred alone and its output is stage_output() (batch.y is not read).
@@ -183,7 +192,7 @@ class ClimaX {
   void block_backward(const float* P, float* G, int i);
   void head_forward(const float* P);
   void head_backward(const float* P, float* G);
-  double shard_loss(const BatchView& b, float* pred);  // sequence-parallel loss, see plan()
+  void shard_loss(const BatchView& b, float* pred, double count);  // under SP, see plan()
   bool whole_model() const {  // no tensor or pipeline sharding
     return shard_.tp_size == 1 && shard_.first_block == 0 && shard_.last_block == cfg_.depth;
   }
@@ -198,6 +207,7 @@ class ClimaX {
 
   ModelConfig cfg_;
   ModelShard shard_;
+  backend::Device& dev_;
   TensorTable table_;
   // parameter indices
   std::vector<int> tok_w_, tok_b_;
@@ -226,9 +236,5 @@ class ClimaX {
   ClimaX(const ClimaX&) = delete;
   ClimaX& operator=(const ClimaX&) = delete;
 };
-
-// Latitude weights w_i = cos(lat_i) / mean_i cos(lat_i), lat in degrees.
-std::vector<float> latitude_weights(const float* lat_deg, int64_t H);
-void latitude_weights(const float* lat_deg, int64_t H, float* w);  // into w[H], no allocation
 
 }  // namespace seqvit::model

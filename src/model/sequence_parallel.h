@@ -10,7 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "kernels/attention.h"
+#include "core/attention_args.h"
 
 namespace seqvit::model {
 
@@ -33,8 +33,8 @@ class SequenceParallelAttention {
   // o (and for backward dout, dq, dk, dv, written with =), scale, workspace (at least
   // workspace_bytes). a.lse and a.bf16 are not used (the scheme keeps its LSE in `saved`).
   // Collective over the group: every rank calls with the same shape.
-  virtual void forward(const kernels::AttentionArgs& a, void* saved, size_t saved_bytes) = 0;
-  virtual void backward(const kernels::AttentionArgs& a, void* saved, size_t saved_bytes) = 0;
+  virtual void forward(const AttentionArgs& a, void* saved, size_t saved_bytes) = 0;
+  virtual void backward(const AttentionArgs& a, void* saved, size_t saved_bytes) = 0;
 };
 
 }  // namespace seqvit::model

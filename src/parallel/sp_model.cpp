@@ -15,7 +15,7 @@ SpAttentionShape shape_of(int64_t batch, int64_t tokens, int64_t heads, int64_t 
 }
 
 // The kernels' arguments over this rank's N/P tokens -> the SP operators' arguments.
-SpAttentionArgs to_sp(const kernels::AttentionArgs& a, int P, void* saved, size_t saved_bytes) {
+SpAttentionArgs to_sp(const AttentionArgs& a, int P, void* saved, size_t saved_bytes) {
   SpAttentionArgs s;
   s.shape = shape_of(a.batch, a.nq * P, a.heads, a.head_dim);
   s.scale = a.scale;
@@ -76,7 +76,7 @@ size_t SpBlockAttention::workspace_bytes(int64_t batch, int64_t tokens, int64_t 
              : sp2d_workspace_bytes(s, ulysses_->size(), ring_->size(), outer_, threads);
 }
 
-void SpBlockAttention::forward(const kernels::AttentionArgs& a, void* saved, size_t bytes) {
+void SpBlockAttention::forward(const AttentionArgs& a, void* saved, size_t bytes) {
   const auto s = to_sp(a, size(), saved, bytes);
   if (sp_)
     sp_scheme(mode_).forward(*sp_, s);
@@ -84,7 +84,7 @@ void SpBlockAttention::forward(const kernels::AttentionArgs& a, void* saved, siz
     sp2d_attention_forward(*ulysses_, *ring_, outer_, s);
 }
 
-void SpBlockAttention::backward(const kernels::AttentionArgs& a, void* saved, size_t bytes) {
+void SpBlockAttention::backward(const AttentionArgs& a, void* saved, size_t bytes) {
   const auto s = to_sp(a, size(), saved, bytes);
   if (sp_)
     sp_scheme(mode_).backward(*sp_, s);

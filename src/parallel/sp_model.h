@@ -30,8 +30,8 @@ class SpBlockAttention final : public model::SequenceParallelAttention {
   size_t saved_bytes(int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim) const override;
   size_t workspace_bytes(int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim,
                          int threads) const override;
-  void forward(const kernels::AttentionArgs& a, void* saved, size_t saved_bytes) override;
-  void backward(const kernels::AttentionArgs& a, void* saved, size_t saved_bytes) override;
+  void forward(const AttentionArgs& a, void* saved, size_t saved_bytes) override;
+  void backward(const AttentionArgs& a, void* saved, size_t saved_bytes) override;
 
  private:
   Comm* sp_ = nullptr;       // 1-D

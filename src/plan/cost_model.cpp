@@ -393,7 +393,8 @@ Estimate estimate(const Workload& w, const parallel::GridConfig& c, const Machin
     double ws = V * D + 4 * T * D + 3 * T * Dt + 2 * T * Ft;
     if (c.recompute) ws += block_full - T * D;  // the shared slot: a block less its input
     if (sp == 1 && st.last) ws += T * outw + double(b) * V * HW;
-    if (agg && st.first) ws += b * V * Ll * D + 2.0 * b * V * Ll * Dt + 2.0 * b * Ll * Dt;
+    if (agg && st.first)  // + the var_query gradient [D] and its double sum [Dt]
+      ws += b * V * Ll * D + 2.0 * b * V * Ll * Dt + 2.0 * b * Ll * Dt + D + 2.0 * Dt;
     mem.workspace = 4 * ws + spc.workspace;
     if (bf16) {
       double stage = std::max({3 * T * D, T * F, T * outw});

@@ -4,14 +4,13 @@
 // block (one shared buffer with recomputation) plus the difference of the attention scratch;
 // refused under sequence parallelism.
 #include <gtest/gtest.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <string>
 #include <vector>
 
 #include "core/check.h"
-#include "kernels/attention.h"
+#include "backend/device.h"
 #include "model/climax.h"
 #include "rel_err.h"
 #include "model/model_batch.h"
@@ -50,20 +49,21 @@ Result run(ModelConfig c, AttentionKernel k, bool recompute, Precision prec = Pr
 
 // Attention scratch as ClimaX::plan sizes it: the block attention's or the aggregation's.
 size_t attention_scratch(const ModelConfig& c, bool dense, int64_t B) {
-  kernels::AttentionArgs blk;
+  AttentionArgs blk;
   blk.batch = B;
   blk.heads = c.num_heads;
   blk.nq = blk.nk = c.N();
   blk.head_dim = c.head_dim();
-  const int t = omp_get_max_threads();
-  size_t ws = dense ? kernels::dense_attention_workspace_bytes(blk, t)
-                    : kernels::flash_attention_workspace_bytes(blk, t);
+  backend::Device& dev = backend::cpu();
+  using backend::AttentionKind;
+  size_t ws = dev.attention_workspace_bytes(dense ? AttentionKind::Dense : AttentionKind::Flash,
+                                            blk);
   if (c.tokenization == Tokenization::Aggregate) {
-    kernels::AttentionArgs ag = blk;
+    AttentionArgs ag = blk;
     ag.batch = c.Lp();
     ag.nq = 1;
     ag.nk = c.V();
-    ws = std::max(ws, kernels::flash_attention_workspace_bytes(ag, t));
+    ws = std::max(ws, dev.attention_workspace_bytes(AttentionKind::Flash, ag));
   }
   return ws;
 }
@@ -119,8 +119,8 @@ class FakeSp : public SequenceParallelAttention {
   int rank() const override { return 0; }
   size_t saved_bytes(int64_t, int64_t, int64_t, int64_t) const override { return 0; }
   size_t workspace_bytes(int64_t, int64_t, int64_t, int64_t, int) const override { return 0; }
-  void forward(const kernels::AttentionArgs&, void*, size_t) override {}
-  void backward(const kernels::AttentionArgs&, void*, size_t) override {}
+  void forward(const AttentionArgs&, void*, size_t) override {}
+  void backward(const AttentionArgs&, void*, size_t) override {}
 };
 }  // namespace
 
