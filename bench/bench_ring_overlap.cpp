@@ -39,7 +39,7 @@
 #include <vector>
 
 #include "core/check.h"
-#include "parallel/comm.h"
+#include "parallel/mpi_comm.h"
 #include "parallel/sp_attention.h"
 #include "kernels/attention.h"
 
@@ -100,14 +100,14 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-double max_over_ranks(parallel::Comm& world, double x) {
+double max_over_ranks(double x) {
   double y = x;
-  MPI_Allreduce(&x, &y, 1, MPI_DOUBLE, MPI_MAX, world.handle());
+  MPI_Allreduce(&x, &y, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
   return y;
 }
-double min_over_ranks(parallel::Comm& world, double x) {
+double min_over_ranks(double x) {
   double y = x;
-  MPI_Allreduce(&x, &y, 1, MPI_DOUBLE, MPI_MIN, world.handle());
+  MPI_Allreduce(&x, &y, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
   return y;
 }
 
@@ -263,15 +263,15 @@ OpTimes ring_operator(parallel::Comm& world, const Options& o, int64_t n) {
     world.reset_stats();
     auto t0 = Clock::now();
     parallel::ring_attention_forward(world, a);
-    fwd.push_back(max_over_ranks(world, since(t0)));
-    fwd_wait.push_back(min_over_ranks(world, waited()));
+    fwd.push_back(max_over_ranks(since(t0)));
+    fwd_wait.push_back(min_over_ranks(waited()));
     t.bytes_ok = t.bytes_ok && world.stats().bytes("", parallel::OpKind::Send) == want.forward;
     world.barrier();
     world.reset_stats();
     t0 = Clock::now();
     parallel::ring_attention_backward(world, a);
-    bwd.push_back(max_over_ranks(world, since(t0)));
-    bwd_wait.push_back(min_over_ranks(world, waited()));
+    bwd.push_back(max_over_ranks(since(t0)));
+    bwd_wait.push_back(min_over_ranks(waited()));
     t.bytes_ok = t.bytes_ok && world.stats().bytes("", parallel::OpKind::Send) == want.backward;
   }
   t.fwd = median(fwd), t.fwd_wait = median(fwd_wait);
@@ -281,7 +281,7 @@ OpTimes ring_operator(parallel::Comm& world, const Options& o, int64_t n) {
 
 int run(int argc, char** argv) {
   const Options o = parse(argc, argv);
-  parallel::Comm world = parallel::Comm::world();
+  parallel::Comm world = parallel::mpi_world();
   const int P = world.size(), r = world.rank();
   SEQVIT_CHECK(P >= 2, "bench_ring_overlap needs at least 2 ranks (mpirun -np 2), got {}", P);
   bool ok = true;
@@ -309,8 +309,8 @@ int run(int argc, char** argv) {
       ok = ok && same && arrived;
     }
     std::vector<double> tr, co, cp, nc, nw, pc, pw;
-    auto mx = [&](double x) { return max_over_ranks(world, x); };
-    auto mn = [&](double x) { return min_over_ranks(world, x); };
+    auto mx = [](double x) { return max_over_ranks(x); };
+    auto mn = [](double x) { return min_over_ranks(x); };
     for (int rep = 0; rep < o.reps; ++rep) {
       tr.push_back(mx(transfer_only(world, blk)));
       co.push_back(mx(compute_only(world, blk, 0)));
@@ -343,7 +343,7 @@ int run(int argc, char** argv) {
                  t.bwd * 1e3, t.bwd_wait * 1e3);
   }
   int bad = ok ? 0 : 1, any = 0;
-  MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, world.handle());
+  MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
   if (r == 0 && o.check) fmt::print("{}\n", any ? "CHECK FAILED" : "check ok");
   return o.check && any ? 1 : 0;
 }

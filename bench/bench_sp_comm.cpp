@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "core/check.h"
-#include "parallel/comm.h"
+#include "parallel/mpi_comm.h"
 #include "parallel/grid.h"
 #include "parallel/sp_attention.h"
 #include "parallel/sp_attention_2d.h"
@@ -295,7 +295,7 @@ std::string human(double bytes) {
 }
 
 int run(int argc, char** argv) {
-  parallel::Comm world = parallel::Comm::world();
+  parallel::Comm world = parallel::mpi_world();
   const Options o = parse(argc, argv);
   const model::ModelConfig c = model_config(o);
   const int P = world.size();

@@ -30,7 +30,7 @@
 
 #include "cli/commands.h"
 #include "core/check.h"
-#include "parallel/comm.h"
+#include "parallel/mpi_comm.h"
 #include "parallel/grid.h"
 #include "parallel/logical.h"
 #include "train/pipeline.h"
@@ -148,7 +148,7 @@ void run_grad(const GradOptions& o) {
   if (!distributed && B % o.micro_batches != 0)
     fail("the batch of {} cannot be split into --micro-batches {}", B, o.micro_batches);
   if (distributed) {
-    world.emplace(parallel::Comm::world());
+    world.emplace(parallel::mpi_world());
     if (world->size() != tp * sp * pp * dp) {
       std::string flags;
       if (o.dp > 0) flags += fmt::format(" --dp {}", dp);

@@ -26,7 +26,7 @@
 #include "core/check.h"
 #include "core/process_memory.h"
 #include "data/synthetic.h"
-#include "parallel/comm.h"
+#include "parallel/mpi_comm.h"
 #include "train/zero.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"

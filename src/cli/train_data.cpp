@@ -37,7 +37,7 @@
 #include "core/check.h"
 #include "data/cf_time.h"
 #include "data/forecast_dataset.h"
-#include "parallel/comm.h"
+#include "parallel/mpi_comm.h"
 #include "train/pipeline.h"
 #include "eval/metrics.h"
 #include "train/checkpoint.h"

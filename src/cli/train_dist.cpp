@@ -87,7 +87,7 @@ TrainDist::TrainDist(int dp, int sp, const std::string& sp_mode, bool bf16,
   g.tp = tp;
   g.order = order;
   mpi_.emplace(nullptr, nullptr);
-  world_.emplace(parallel::Comm::world());
+  world_.emplace(parallel::mpi_world());
   g.pp = pipe.pp;
   g.micro_batches = pipe.micro_batches;
   if (world_->size() != g.world_size())

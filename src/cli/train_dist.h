@@ -8,7 +8,7 @@
 #include <optional>
 #include <string>
 
-#include "parallel/comm.h"
+#include "parallel/mpi_comm.h"
 #include "parallel/grid.h"
 #include "train/pipeline.h"
 #include "parallel/sp_model.h"

@@ -1,12 +1,13 @@
-// The checked MPI layer (see comm.h): size validation, return-code checks, byte/time counters.
+// The communication front end (see comm.h): size validation, byte/time counters, all-reduce
+// pieces and the ring reduce-scatter, over a Transport that moves the bytes.
 #include "parallel/comm.h"
 
 #include <algorithm>
 #include <chrono>
-#include <climits>
 #include <cstdio>
-#include <cstdlib>
-#include <numeric>
+#include <exception>
+#include <optional>
+#include <utility>
 
 #include "core/check.h"
 
@@ -30,16 +31,6 @@ const char* to_string(OpKind op) {
   return "?";
 }
 
-void check_mpi(int rc, const char* mpi_call, const char* op, const std::string& comm, int rank,
-               int size, int world_rank) {
-  if (rc == MPI_SUCCESS) return;
-  char msg[MPI_MAX_ERROR_STRING] = {0};
-  int len = 0;
-  if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) std::snprintf(msg, sizeof msg, "code %d", rc);
-  fail("{} ({}) failed on communicator '{}' (rank {} of {}, world rank {}): {}", mpi_call, op, comm,
-       rank, size, world_rank, msg);
-}
-
 namespace detail {
 
 struct Counter {
@@ -49,22 +40,31 @@ struct Counter {
 };
 
 struct CommState {
-  MPI_Comm comm = MPI_COMM_NULL;
-  bool owned = false;  // freed on destruction (derived communicators only)
+  std::unique_ptr<Transport> t;
   std::string name;
   int rank = 0, size = 1, world_rank = 0;
   std::array<Counter, kNumOpKinds> counters{};
-  // Scratch for the int count / displacement arrays MPI wants, [P] each, so that the v-ops do
-  // not allocate per call.
-  std::vector<int> c0, d0, c1, d1;
+  // Scratch for the packed displacements [P] that check_layout fills, so that the v-ops do not
+  // allocate per call.
+  std::vector<int64_t> d0, d1;
   // Two chunks for the ring reduce-scatter of large messages (grown on first use).
   std::vector<std::byte> ring;
   std::vector<int64_t> blocks, ring_displ;  // reduce_scatter's equal counts; segment offsets
 
-  void check(int rc, const char* call, const char* what) const {
-    check_mpi(rc, call, what, name, rank, size, world_rank);
+  // f() calling the transport, with a failure reported as the operation `what` of this
+  // communicator.
+  template <typename F>
+  decltype(auto) call(const char* what, F&& f) const {
+    try {
+      return f();
+    } catch (const TransportError& e) {
+      fail_transport(e, what, name, rank, size, world_rank);
+    }
   }
-  void check(int rc, const char* call, OpKind op) const { check(rc, call, to_string(op)); }
+  template <typename F>
+  decltype(auto) call(OpKind op, F&& f) const {
+    return call(to_string(op), std::forward<F>(f));
+  }
   template <typename... Args>
   [[noreturn]] void bad(const char* what, fmt::format_string<Args...> f, Args&&... args) const {
     fail("{} on communicator '{}' (rank {} of {}): {}", what, name, rank, size,
@@ -93,22 +93,22 @@ double since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-template <typename T>
-MPI_Datatype mpi_type() {
-  if constexpr (std::same_as<T, float>) return MPI_FLOAT;
-  if constexpr (std::same_as<T, double>) return MPI_DOUBLE;
-  if constexpr (std::same_as<T, int32_t>) return MPI_INT32_T;
-  if constexpr (std::same_as<T, int64_t>) return MPI_INT64_T;
-  if constexpr (std::same_as<T, std::byte>) return MPI_BYTE;
+template <CommElement T>
+constexpr DType dtype() {
+  if constexpr (std::same_as<T, float>) return DType::F32;
+  if constexpr (std::same_as<T, double>) return DType::F64;
+  if constexpr (std::same_as<T, int32_t>) return DType::I32;
+  if constexpr (std::same_as<T, int64_t>) return DType::I64;
+  if constexpr (std::same_as<T, std::byte>) return DType::Byte;
 }
 
-// A count as MPI's int, or a clear error (MPI-3 counts are int).
-int as_count(const CommState& s, OpKind op, int64_t n, const char* what) {
+// A count the transport takes, or a clear error (MPI's counts are int).
+int64_t as_count(const CommState& s, OpKind op, int64_t n, const char* what) {
   if (n < 0) s.bad(op, "{} is negative ({})", what, n);
-  if (n > INT_MAX)
-    s.bad(op, "{} of {} elements exceeds MPI's int count limit {}; split the message", what, n,
-          INT_MAX);
-  return static_cast<int>(n);
+  if (n > s.t->max_count())
+    s.bad(op, "{} of {} elements exceeds the transport's count limit {}; split the message", what,
+          n, s.t->max_count());
+  return n;
 }
 
 template <typename T>
@@ -119,11 +119,12 @@ void check_disjoint(const CommState& s, OpKind op, std::span<const T> a, std::sp
   if (a0 < b1 && b0 < a1) s.bad(op, "the send and receive buffers overlap; use separate buffers");
 }
 
-// Fills counts/displs [P] (int) from int64 counts and optional displacements, and returns the
-// extent (max displ + count) the buffer must cover. Packed displacements when displs is empty.
-int64_t to_mpi_layout(const CommState& s, OpKind op, const char* what,
-                      std::span<const int64_t> counts, std::span<const int64_t> displs,
-                      std::vector<int>& c, std::vector<int>& d) {
+// Checks counts [P] and the optional displacements [P], fills `packed` with the displacements
+// of the counts packed in rank order when displs is empty, and returns the extent (max displ +
+// count) the buffer must cover.
+int64_t check_layout(const CommState& s, OpKind op, const char* what,
+                     std::span<const int64_t> counts, std::span<const int64_t> displs,
+                     std::vector<int64_t>& packed) {
   if (static_cast<int>(counts.size()) != s.size)
     s.bad(op, "{} has {} entries; it needs one per rank ({})", what, counts.size(), s.size);
   if (!displs.empty() && displs.size() != counts.size())
@@ -131,8 +132,9 @@ int64_t to_mpi_layout(const CommState& s, OpKind op, const char* what,
   int64_t offset = 0, extent = 0;
   for (int i = 0; i < s.size; ++i) {
     const int64_t di = displs.empty() ? offset : displs[i];
-    c[i] = as_count(s, op, counts[i], what);
-    d[i] = as_count(s, op, di, "displacement");
+    as_count(s, op, counts[i], what);
+    as_count(s, op, di, "displacement");
+    if (displs.empty()) packed[i] = di;
     offset += counts[i];
     extent = std::max(extent, di + counts[i]);
   }
@@ -203,69 +205,70 @@ std::string CommStats::report() const {
 
 // ---- Request ------------------------------------------------------------------------------------
 
-Request::Request(MPI_Request req, detail::CommState* state, OpKind op, int peer, int count,
-                 MPI_Datatype type)
-    : req_(req), state_(state), op_(op), peer_(peer), count_(count), type_(type) {}
+Request::Request(int transfer, detail::CommState* state, OpKind op, int peer, int64_t count)
+    : transfer_(transfer), state_(state), op_(op), peer_(peer), count_(count) {}
 
 Request::Request(Request&& o) noexcept
-    : req_(o.req_), state_(o.state_), op_(o.op_), peer_(o.peer_), count_(o.count_), type_(o.type_) {
-  o.req_ = MPI_REQUEST_NULL;
+    : transfer_(o.transfer_), state_(o.state_), op_(o.op_), peer_(o.peer_), count_(o.count_) {
+  o.transfer_ = -1;
 }
 
 Request& Request::operator=(Request&& o) noexcept {
   if (this != &o) {
-    if (active()) {  // complete the overwritten request first (see ~Request)
-      MPI_Request r = req_;
-      MPI_Wait(&r, MPI_STATUS_IGNORE);
-    }
-    req_ = o.req_;
+    complete_quietly();  // the overwritten request first (see ~Request)
+    transfer_ = o.transfer_;
     state_ = o.state_;
     op_ = o.op_;
     peer_ = o.peer_;
     count_ = o.count_;
-    type_ = o.type_;
-    o.req_ = MPI_REQUEST_NULL;
+    o.transfer_ = -1;
   }
   return *this;
 }
 
-Request::~Request() {
+// Never leave the transport writing into (or reading from) a buffer that may be about to be
+// freed; a destructor cannot throw, so an error here is only reported.
+Request::~Request() { complete_quietly(); }
+
+void Request::complete_quietly() noexcept {
   if (!active()) return;
-  int finalized = 0;
-  MPI_Finalized(&finalized);
-  // Never leave MPI writing into (or reading from) a buffer that may be about to be freed; a
-  // destructor cannot throw, so an error here is only reported.
-  if (!finalized && MPI_Wait(&req_, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+  const int transfer = std::exchange(transfer_, -1);
+  try {
+    state_->t->wait(transfer);
+  } catch (const std::exception&) {
     std::fprintf(stderr, "seqvit: a pending %s request to/from rank %d failed\n", to_string(op_),
                  peer_);
+  }
 }
 
 void Request::wait() {
   if (!active()) return;
   const auto t0 = Clock::now();
-  MPI_Status status;
-  const int rc = MPI_Wait(&req_, &status);
-  state_->check(rc, op_ == OpKind::Send ? "MPI_Wait (isend)" : "MPI_Wait (irecv)", op_);
+  const int transfer = std::exchange(transfer_, -1);  // released by wait, even when it throws
+  const int64_t got = state_->call(op_, [&] { return state_->t->wait(transfer); });
   state_->count(op_, 0, since(t0), 0);
-  check_count(status);
+  check_count(got);
 }
 
 bool Request::test() {
   if (!active()) return true;
   const auto t0 = Clock::now();
-  MPI_Status status;
-  int done = 0;
-  const int rc = MPI_Test(&req_, &done, &status);
-  state_->check(rc, op_ == OpKind::Send ? "MPI_Test (isend)" : "MPI_Test (irecv)", op_);
+  std::optional<int64_t> got;
+  try {
+    got = state_->call(op_, [&] { return state_->t->test(transfer_); });
+  } catch (...) {
+    transfer_ = -1;  // a failed test completes the transfer
+    throw;
+  }
   state_->count(op_, 0, since(t0), 0);
-  if (done) check_count(status);
-  return done != 0;
+  if (!got) return false;
+  transfer_ = -1;
+  check_count(*got);
+  return true;
 }
 
-void Request::check_count(const MPI_Status& status) const {
+void Request::check_count(int64_t got) const {
   if (op_ != OpKind::Recv) return;
-  int got = 0;
-  MPI_Get_count(&status, type_, &got);
   if (got != count_)
     state_->bad(op_, "received {} elements from rank {} into a buffer of {}", got, peer_, count_);
 }
@@ -276,63 +279,29 @@ void wait_all(std::span<Request> requests) {
 
 // ---- Comm ---------------------------------------------------------------------------------------
 
-namespace {
-std::unique_ptr<CommState> make_state(MPI_Comm comm, bool owned, std::string name) {
-  auto s = std::make_unique<CommState>();
-  s->comm = comm;
-  s->owned = owned;
-  s->name = std::move(name);
-  int initialized = 0;
-  MPI_Initialized(&initialized);
-  if (!initialized)
-    fail("communicator '{}': MPI is not initialised (create MpiRuntime first)", s->name);
-  MPI_Comm_rank(MPI_COMM_WORLD, &s->world_rank);
-  s->check(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler", "setup");
-  s->check(MPI_Comm_rank(comm, &s->rank), "MPI_Comm_rank", "setup");
-  s->check(MPI_Comm_size(comm, &s->size), "MPI_Comm_size", "setup");
-  s->c0.assign(s->size, 0);
-  s->d0.assign(s->size, 0);
-  s->c1.assign(s->size, 0);
-  s->d1.assign(s->size, 0);
-  return s;
+Comm::Comm(std::unique_ptr<Transport> transport, std::string name)
+    : s_(std::make_unique<CommState>()) {
+  CommState& s = *s_;
+  s.t = std::move(transport);
+  s.name = std::move(name);
+  s.rank = s.t->rank();
+  s.size = s.t->size();
+  s.world_rank = s.t->world_rank();
+  s.d0.assign(s.size, 0);
+  s.d1.assign(s.size, 0);
 }
-}  // namespace
-
-Comm::Comm(std::unique_ptr<detail::CommState> state) : s_(std::move(state)) {}
-Comm::Comm(MPI_Comm comm, std::string name) : s_(make_state(comm, false, std::move(name))) {}
-Comm Comm::world() { return Comm(MPI_COMM_WORLD, "world"); }
 Comm::Comm(Comm&& other) noexcept = default;
-Comm& Comm::operator=(Comm&& other) noexcept {
-  if (this != &other) {
-    Comm dying(std::move(*this));  // frees our old communicator
-    s_ = std::move(other.s_);
-  }
-  return *this;
-}
-
-Comm::~Comm() {
-  if (!s_ || !s_->owned || s_->comm == MPI_COMM_NULL) return;
-  int finalized = 0;
-  MPI_Finalized(&finalized);
-  if (!finalized) MPI_Comm_free(&s_->comm);
-}
+Comm& Comm::operator=(Comm&& other) noexcept = default;
+Comm::~Comm() = default;
 
 Comm Comm::split(int color, int key, std::string name) const {
   if (color < 0) s_->bad("split", "color {} for '{}' must be >= 0", color, name);
-  MPI_Comm out = MPI_COMM_NULL;
-  s_->check(MPI_Comm_split(s_->comm, color, key, &out), "MPI_Comm_split", "split");
-  try {
-    return Comm(make_state(out, /*owned=*/true, std::move(name)));
-  } catch (...) {
-    MPI_Comm_free(&out);
-    throw;
-  }
+  return Comm(s_->call("split", [&] { return s_->t->split(color, key); }), std::move(name));
 }
 
 int Comm::rank() const { return s_->rank; }
 int Comm::size() const { return s_->size; }
 const std::string& Comm::name() const { return s_->name; }
-MPI_Comm Comm::handle() const { return s_->comm; }
 int Comm::world_rank() const { return s_->world_rank; }
 
 template <CommElement T>
@@ -344,10 +313,9 @@ void Comm::all_to_all(std::span<const T> send, std::span<T> recv) {
   if (send.size() % s.size != 0)
     s.bad(op, "buffer of {} elements is not divisible by the group size {}", send.size(), s.size);
   check_disjoint(s, op, send, recv);
-  const int b = as_count(s, op, static_cast<int64_t>(send.size() / s.size), "block");
+  const int64_t b = as_count(s, op, static_cast<int64_t>(send.size() / s.size), "block");
   const auto t0 = Clock::now();
-  s.check(MPI_Alltoall(send.data(), b, mpi_type<T>(), recv.data(), b, mpi_type<T>(), s.comm),
-          "MPI_Alltoall", op);
+  s.call(op, [&] { s.t->all_to_all(send.data(), recv.data(), b, dtype<T>()); });
   s.count(op, uint64_t(s.size - 1) * b * sizeof(T), since(t0));
 }
 
@@ -358,10 +326,8 @@ void Comm::all_to_all_v(std::span<const T> send, std::span<const int64_t> send_c
                         std::span<const int64_t> recv_displs) {
   constexpr auto op = OpKind::AllToAllV;
   CommState& s = *s_;
-  const int64_t send_extent =
-      to_mpi_layout(s, op, "send_counts", send_counts, send_displs, s.c0, s.d0);
-  const int64_t recv_extent =
-      to_mpi_layout(s, op, "recv_counts", recv_counts, recv_displs, s.c1, s.d1);
+  const int64_t send_extent = check_layout(s, op, "send_counts", send_counts, send_displs, s.d0);
+  const int64_t recv_extent = check_layout(s, op, "recv_counts", recv_counts, recv_displs, s.d1);
   if (send_displs.empty() ? send_extent != int64_t(send.size())
                           : send_extent > int64_t(send.size()))
     s.bad(op, "send buffer has {} elements but send_counts {} {}", send.size(),
@@ -375,9 +341,11 @@ void Comm::all_to_all_v(std::span<const T> send, std::span<const int64_t> send_c
   for (int j = 0; j < s.size; ++j)
     if (j != s.rank) sent += uint64_t(send_counts[j]) * sizeof(T);
   const auto t0 = Clock::now();
-  s.check(MPI_Alltoallv(send.data(), s.c0.data(), s.d0.data(), mpi_type<T>(), recv.data(),
-                        s.c1.data(), s.d1.data(), mpi_type<T>(), s.comm),
-          "MPI_Alltoallv", op);
+  s.call(op, [&] {
+    s.t->all_to_all_v(send.data(), send_counts, send_displs.empty() ? s.d0 : send_displs,
+                      recv.data(), recv_counts, recv_displs.empty() ? s.d1 : recv_displs,
+                      dtype<T>());
+  });
   s.count(op, sent, since(t0));
 }
 
@@ -389,10 +357,9 @@ void Comm::all_gather(std::span<const T> send, std::span<T> recv) {
     s.bad(op, "recv has {} elements; it must be the group size {} x send ({}) = {}", recv.size(),
           s.size, send.size(), send.size() * s.size);
   check_disjoint(s, op, send, recv);
-  const int b = as_count(s, op, static_cast<int64_t>(send.size()), "block");
+  const int64_t b = as_count(s, op, static_cast<int64_t>(send.size()), "block");
   const auto t0 = Clock::now();
-  s.check(MPI_Allgather(send.data(), b, mpi_type<T>(), recv.data(), b, mpi_type<T>(), s.comm),
-          "MPI_Allgather", op);
+  s.call(op, [&] { s.t->all_gather(send.data(), recv.data(), b, dtype<T>()); });
   s.count(op, uint64_t(s.size - 1) * b * sizeof(T), since(t0));
 }
 
@@ -401,7 +368,7 @@ void Comm::all_gather_v(std::span<const T> send, std::span<T> recv,
                         std::span<const int64_t> recv_counts) {
   constexpr auto op = OpKind::AllGatherV;
   CommState& s = *s_;
-  const int64_t total = to_mpi_layout(s, op, "recv_counts", recv_counts, {}, s.c0, s.d0);
+  const int64_t total = check_layout(s, op, "recv_counts", recv_counts, {}, s.d0);
   if (int64_t(send.size()) != recv_counts[s.rank])
     s.bad(op, "send has {} elements but recv_counts[{}] = {}", send.size(), s.rank,
           recv_counts[s.rank]);
@@ -409,9 +376,7 @@ void Comm::all_gather_v(std::span<const T> send, std::span<T> recv,
     s.bad(op, "recv has {} elements but recv_counts sum to {}", recv.size(), total);
   check_disjoint(s, op, send, recv);
   const auto t0 = Clock::now();
-  s.check(MPI_Allgatherv(send.data(), s.c0[s.rank], mpi_type<T>(), recv.data(), s.c0.data(),
-                         s.d0.data(), mpi_type<T>(), s.comm),
-          "MPI_Allgatherv", op);
+  s.call(op, [&] { s.t->all_gather_v(send.data(), recv.data(), recv_counts, dtype<T>()); });
   s.count(op, uint64_t(s.size - 1) * send.size() * sizeof(T), since(t0));
 }
 
@@ -450,10 +415,9 @@ void ring_reduce_scatter(CommState& s, OpKind op, const T* send, T* recv,
       const int js = seg(k + 1), jr = seg(k + 2);
       const bool last = k + 2 == P;  // receives the partial sum of its own segment
       T* in = last ? recv + o : buf[k % 2];
-      MPI_Status st;
-      s.check(MPI_Sendrecv(out, static_cast<int>(len(js)), mpi_type<T>(), next, kRingTag, in,
-                           static_cast<int>(len(jr)), mpi_type<T>(), prev, kRingTag, s.comm, &st),
-              "MPI_Sendrecv", op);
+      s.call(op, [&] {
+        s.t->sendrecv(out, len(js), next, in, len(jr), prev, kRingTag, dtype<T>());
+      });
       const T* own = send + displ[jr] + o;
       for (int64_t i = 0, n = len(jr); i < n; ++i) in[i] += own[i];
       out = in;
@@ -470,15 +434,14 @@ void Comm::reduce_scatter(std::span<const T> send, std::span<T> recv) {
     s.bad(op, "send has {} elements; it must be the group size {} x recv ({}) = {}", send.size(),
           s.size, recv.size(), recv.size() * s.size);
   check_disjoint(s, op, send, recv);
-  const int b = as_count(s, op, static_cast<int64_t>(recv.size()), "block");
+  const int64_t b = as_count(s, op, static_cast<int64_t>(recv.size()), "block");
   const auto t0 = Clock::now();
   if (send.size_bytes() > kAllReducePieceBytes && s.size > 1) {
     std::vector<int64_t>& blocks = s.blocks;
     blocks.assign(static_cast<size_t>(s.size), b);
     ring_reduce_scatter<T>(s, op, send.data(), recv.data(), blocks);
   } else {
-    s.check(MPI_Reduce_scatter_block(send.data(), recv.data(), b, mpi_type<T>(), MPI_SUM, s.comm),
-            "MPI_Reduce_scatter_block", op);
+    s.call(op, [&] { s.t->reduce_scatter_sum(send.data(), recv.data(), b, dtype<T>()); });
   }
   s.count(op, uint64_t(s.size - 1) * b * sizeof(T), since(t0));
 }
@@ -488,7 +451,7 @@ void Comm::reduce_scatter_v(std::span<const T> send, std::span<T> recv,
                             std::span<const int64_t> counts) {
   constexpr auto op = OpKind::ReduceScatterV;
   CommState& s = *s_;
-  const int64_t total = to_mpi_layout(s, op, "counts", counts, {}, s.c0, s.d0);
+  const int64_t total = check_layout(s, op, "counts", counts, {}, s.d0);
   if (int64_t(send.size()) != total)
     s.bad(op, "send has {} elements but counts sum to {}", send.size(), total);
   if (int64_t(recv.size()) != counts[s.rank])
@@ -498,9 +461,7 @@ void Comm::reduce_scatter_v(std::span<const T> send, std::span<T> recv,
   if (send.size_bytes() > kAllReducePieceBytes && s.size > 1)
     ring_reduce_scatter<T>(s, op, send.data(), recv.data(), counts);
   else
-    s.check(MPI_Reduce_scatter(send.data(), recv.data(), s.c0.data(), mpi_type<T>(), MPI_SUM,
-                               s.comm),
-            "MPI_Reduce_scatter", op);
+    s.call(op, [&] { s.t->reduce_scatter_v_sum(send.data(), recv.data(), counts, dtype<T>()); });
   s.count(op, uint64_t(total - counts[s.rank]) * sizeof(T), since(t0));
 }
 
@@ -519,9 +480,8 @@ void Comm::all_reduce(std::span<T> buf) {
   const auto t0 = Clock::now();
   uint64_t sent = 0;
   for (int64_t at = 0; at < total || (total == 0 && at == 0); at += piece) {
-    const int n = as_count(s, op, std::min(piece, total - at), "buffer");
-    s.check(MPI_Allreduce(MPI_IN_PLACE, buf.data() + at, n, mpi_type<T>(), MPI_SUM, s.comm),
-            "MPI_Allreduce", op);
+    const int64_t n = as_count(s, op, std::min(piece, total - at), "buffer");
+    s.call(op, [&] { s.t->all_reduce_sum(buf.data() + at, n, dtype<T>()); });
     sent += 2 * uint64_t(n - even_share(n, s.size, s.rank)) * sizeof(T);
     if (total == 0) break;
   }
@@ -533,9 +493,9 @@ void Comm::broadcast(std::span<T> buf, int root) {
   constexpr auto op = OpKind::Broadcast;
   CommState& s = *s_;
   if (root < 0 || root >= s.size) s.bad(op, "root {} is not a rank of 0..{}", root, s.size - 1);
-  const int n = as_count(s, op, static_cast<int64_t>(buf.size()), "buffer");
+  const int64_t n = as_count(s, op, static_cast<int64_t>(buf.size()), "buffer");
   const auto t0 = Clock::now();
-  s.check(MPI_Bcast(buf.data(), n, mpi_type<T>(), root, s.comm), "MPI_Bcast", op);
+  s.call(op, [&] { s.t->broadcast(buf.data(), n, root, dtype<T>()); });
   s.count(op, s.rank == root ? uint64_t(s.size - 1) * n * sizeof(T) : 0, since(t0));
 }
 
@@ -549,11 +509,11 @@ void Comm::reduce(std::span<const T> send, std::span<T> recv, int root) {
       s.bad(op, "recv on the root has {} elements but send has {}", recv.size(), send.size());
     check_disjoint(s, op, send, recv);
   }
-  const int n = as_count(s, op, static_cast<int64_t>(send.size()), "buffer");
+  const int64_t n = as_count(s, op, static_cast<int64_t>(send.size()), "buffer");
   const auto t0 = Clock::now();
-  s.check(MPI_Reduce(send.data(), s.rank == root ? recv.data() : nullptr, n, mpi_type<T>(), MPI_SUM,
-                     root, s.comm),
-          "MPI_Reduce", op);
+  s.call(op, [&] {
+    s.t->reduce_sum(send.data(), s.rank == root ? recv.data() : nullptr, n, root, dtype<T>());
+  });
   s.count(op, s.rank == root ? 0 : uint64_t(n) * sizeof(T), since(t0));
 }
 
@@ -563,12 +523,11 @@ Request Comm::isend(std::span<const T> buf, int dest, int tag) {
   CommState& s = *s_;
   if (dest < 0 || dest >= s.size)
     s.bad(op, "destination {} is not a rank of 0..{}", dest, s.size - 1);
-  const int n = as_count(s, op, static_cast<int64_t>(buf.size()), "buffer");
+  const int64_t n = as_count(s, op, static_cast<int64_t>(buf.size()), "buffer");
   const auto t0 = Clock::now();
-  MPI_Request req = MPI_REQUEST_NULL;
-  s.check(MPI_Isend(buf.data(), n, mpi_type<T>(), dest, tag, s.comm, &req), "MPI_Isend", op);
+  const int transfer = s.call(op, [&] { return s.t->isend(buf.data(), n, dest, tag, dtype<T>()); });
   s.count(op, dest == s.rank ? 0 : uint64_t(n) * sizeof(T), since(t0));
-  return Request(req, s_.get(), op, dest, n, mpi_type<T>());
+  return Request(transfer, s_.get(), op, dest, n);
 }
 
 template <CommElement T>
@@ -577,12 +536,12 @@ Request Comm::irecv(std::span<T> buf, int source, int tag) {
   CommState& s = *s_;
   if (source < 0 || source >= s.size)
     s.bad(op, "source {} is not a rank of 0..{}", source, s.size - 1);
-  const int n = as_count(s, op, static_cast<int64_t>(buf.size()), "buffer");
+  const int64_t n = as_count(s, op, static_cast<int64_t>(buf.size()), "buffer");
   const auto t0 = Clock::now();
-  MPI_Request req = MPI_REQUEST_NULL;
-  s.check(MPI_Irecv(buf.data(), n, mpi_type<T>(), source, tag, s.comm, &req), "MPI_Irecv", op);
+  const int transfer =
+      s.call(op, [&] { return s.t->irecv(buf.data(), n, source, tag, dtype<T>()); });
   s.count(op, 0, since(t0));
-  return Request(req, s_.get(), op, source, n, mpi_type<T>());
+  return Request(transfer, s_.get(), op, source, n);
 }
 
 template <CommElement T>
@@ -593,15 +552,12 @@ void Comm::sendrecv(std::span<const T> send, int dest, std::span<T> recv, int so
   if (source < 0 || source >= s.size)
     s.bad(OpKind::Recv, "source {} is not a rank of 0..{}", source, s.size - 1);
   check_disjoint(s, OpKind::Send, send, recv);
-  const int ns = as_count(s, OpKind::Send, static_cast<int64_t>(send.size()), "send buffer");
-  const int nr = as_count(s, OpKind::Recv, static_cast<int64_t>(recv.size()), "recv buffer");
+  const int64_t ns = as_count(s, OpKind::Send, static_cast<int64_t>(send.size()), "send buffer");
+  const int64_t nr = as_count(s, OpKind::Recv, static_cast<int64_t>(recv.size()), "recv buffer");
   const auto t0 = Clock::now();
-  MPI_Status status;
-  s.check(MPI_Sendrecv(send.data(), ns, mpi_type<T>(), dest, tag, recv.data(), nr, mpi_type<T>(),
-                       source, tag, s.comm, &status),
-          "MPI_Sendrecv", OpKind::Send);
-  int got = 0;
-  MPI_Get_count(&status, mpi_type<T>(), &got);
+  const int64_t got = s.call(OpKind::Send, [&] {
+    return s.t->sendrecv(send.data(), ns, dest, recv.data(), nr, source, tag, dtype<T>());
+  });
   if (got != nr)
     s.bad(OpKind::Recv, "received {} elements from rank {} into a buffer of {}", got, source, nr);
   // The exchange is one call: its time goes to send, its receive is counted as a call only.
@@ -621,7 +577,7 @@ void Comm::shift(std::span<const T> send, std::span<T> recv, int k) {
 
 void Comm::barrier() {
   const auto t0 = Clock::now();
-  s_->check(MPI_Barrier(s_->comm), "MPI_Barrier", OpKind::Barrier);
+  s_->call(OpKind::Barrier, [&] { s_->t->barrier(); });
   s_->count(OpKind::Barrier, 0, since(t0));
 }
 
@@ -636,39 +592,6 @@ CommStats Comm::stats() const {
 }
 
 void Comm::reset_stats() { s_->counters = {}; }
-
-// ---- runtime ------------------------------------------------------------------------------------
-
-MpiRuntime::MpiRuntime(int* argc, char*** argv) {
-  int initialized = 0;
-  MPI_Initialized(&initialized);
-  if (initialized) fail("MPI is already initialised; create one MpiRuntime per process");
-  int provided = 0;
-  if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
-    fail("MPI_Init_thread failed");
-  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-  if (provided < MPI_THREAD_FUNNELED) {
-    MPI_Finalize();
-    fail("the MPI library provides thread level {}; seqvit needs MPI_THREAD_FUNNELED ({})",
-         provided, static_cast<int>(MPI_THREAD_FUNNELED));
-  }
-}
-
-MpiRuntime::~MpiRuntime() {
-  int finalized = 0;
-  MPI_Finalized(&finalized);
-  if (!finalized) MPI_Finalize();
-}
-
-void abort_all(int code) {
-  std::fflush(stdout);
-  std::fflush(stderr);
-  int initialized = 0, finalized = 0;
-  MPI_Initialized(&initialized);
-  MPI_Finalized(&finalized);
-  if (initialized && !finalized) MPI_Abort(MPI_COMM_WORLD, code);
-  std::_Exit(code);
-}
 
 // ---- explicit instantiations --------------------------------------------------------------------
 

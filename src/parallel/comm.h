@@ -1,10 +1,19 @@
-// A thin, checked layer over MPI (C API) for distributed training (DESIGN §4, docs/parallelism.md).
+// The checked communication layer for distributed training (DESIGN §4, docs/parallelism.md).
 //
-// Comm wraps one MPI communicator of the rank grid ("dp", "sp", "tp", ...). Every collective
-// validates its buffer sizes against the group before calling MPI, checks MPI's return code
-// (the communicator uses MPI_ERRORS_RETURN) and throws seqvit::Error naming the operation, the
-// communicator and the rank. Every operation is paired with its adjoint, which the backward
-// pass calls with the forward's shapes swapped:
+// Comm is a front end over an abstract Transport (transport.h), one per communicator of the rank
+// grid ("dp", "sp", "tp", ...). The front end owns everything that does not depend on how bytes
+// move: it validates every buffer size against the group and throws seqvit::Error naming the
+// operation, the communicator and the rank; it counts bytes and time per operation; it sends
+// large all-reduces in pieces and runs its own ring reduce-scatter for large messages; it checks
+// that a receive got exactly what was posted. The transport only moves bytes, and its library's
+// failures come back as seqvit::Error in the same form. The one transport today is MPI
+// (MpiTransport, mpi_comm.h, which also starts and ends MPI); only the code that starts MPI
+// includes that header, so this one, and everything built on Comm, never sees <mpi.h>. A future
+// NCCL transport slots in below the same front end: it takes device buffers and runs its calls
+// on a CUDA stream given when it is built, with the counters and checks unchanged.
+//
+// Every operation is paired with its adjoint, which the backward pass calls with the forward's
+// shapes swapped:
 //
 //   forward                 backward (adjoint)
 //   identity (copy)         all_reduce (sum)
@@ -19,10 +28,8 @@
 // elements. Counters record, per operation kind, the bytes this rank sends in the operation's
 // algorithmic (ring / pairwise) pattern and the wall seconds spent, see CommStats.
 //
-// Threading: MPI is initialised with MPI_THREAD_FUNNELED; only the main thread communicates.
+// Threading: only the main thread communicates (MPI is initialised with MPI_THREAD_FUNNELED).
 #pragma once
-
-#include <mpi.h>
 
 #include <array>
 #include <concepts>
@@ -32,6 +39,8 @@
 #include <span>
 #include <string>
 #include <vector>
+
+#include "parallel/transport.h"
 
 namespace seqvit::parallel {
 
@@ -84,16 +93,17 @@ struct CommStats {
 };
 
 namespace detail {
-struct CommState;  // name, rank, size, handle, counters, scratch; address stable across moves
+struct CommState;  // transport, name, rank, size, counters, scratch; address stable across moves
 }
 
 // A pending isend/irecv. wait() completes it (and counts the time) and, for a receive, checks
 // that exactly the posted number of elements arrived. test() is the non-blocking form: one
-// MPI_Test, which also drives MPI's progress engine (large messages use a rendezvous that moves
-// only inside MPI calls, so a rank computing for long should call test() now and then, see
-// ring attention); it returns whether the request is complete (true for an inactive one), does
-// the same receive check on completion and counts its time like wait(). The destructor waits for a request still
-// pending so that its buffer is never released under MPI. A Request must not outlive its Comm.
+// check in the transport, which also drives its progress engine (MPI moves large messages with
+// a rendezvous that advances only inside MPI calls, so a rank computing for long should call
+// test() now and then, see ring attention); it returns whether the request is complete (true
+// for an inactive one), does the same receive check on completion and counts its time like
+// wait(). The destructor waits for a request still pending so that its buffer is never released
+// under the transport. A Request must not outlive its Comm.
 class Request {
  public:
   Request() = default;
@@ -105,44 +115,41 @@ class Request {
 
   void wait();
   bool test();
-  bool active() const { return req_ != MPI_REQUEST_NULL; }
+  bool active() const { return transfer_ >= 0; }
 
  private:
   friend class Comm;
-  Request(MPI_Request req, detail::CommState* state, OpKind op, int peer, int count,
-          MPI_Datatype type);
-  void check_count(const MPI_Status& status) const;  // a completed irecv got count_ elements
-  MPI_Request req_ = MPI_REQUEST_NULL;
+  Request(int transfer, detail::CommState* state, OpKind op, int peer, int64_t count);
+  void check_count(int64_t got) const;  // a completed irecv got count_ elements
+  void complete_quietly() noexcept;     // waits, reporting a failure on stderr
+  int transfer_ = -1;                   // the transport's handle; -1: inactive
   detail::CommState* state_ = nullptr;  // the owning Comm's state
   OpKind op_ = OpKind::Send;
   int peer_ = -1;
-  int count_ = 0;  // elements posted; an irecv must receive exactly this many
-  MPI_Datatype type_ = MPI_DATATYPE_NULL;
+  int64_t count_ = 0;  // elements posted; an irecv must receive exactly this many
 };
 
 void wait_all(std::span<Request> requests);
 
 class Comm {
  public:
-  // Wraps `comm` (not owned: never freed) and sets MPI_ERRORS_RETURN on it.
-  Comm(MPI_Comm comm, std::string name);
-  // MPI_COMM_WORLD, named "world".
-  static Comm world();
+  // Takes over `transport`, one communicator, under `name`. mpi_world() (mpi_comm.h) builds the
+  // whole job's.
+  Comm(std::unique_ptr<Transport> transport, std::string name);
 
   Comm(Comm&& other) noexcept;
   Comm& operator=(Comm&& other) noexcept;
   Comm(const Comm&) = delete;
   Comm& operator=(const Comm&) = delete;
-  ~Comm();  // frees derived communicators (split), never MPI_COMM_WORLD
+  ~Comm();  // destroys the transport, which frees a communicator it created (split)
 
-  // MPI_Comm_split: ranks with the same color form one new communicator, ordered by key.
+  // Ranks with the same color form one new communicator, ordered by key.
   Comm split(int color, int key, std::string name) const;
 
   int rank() const;
   int size() const;
   const std::string& name() const;
-  MPI_Comm handle() const;
-  // This rank's rank in MPI_COMM_WORLD (for messages).
+  // This rank's rank in the whole job (for messages).
   int world_rank() const;
 
   // ---- collectives; P = size(), blocks in rank order --------------------------------------
@@ -249,7 +256,7 @@ class Comm {
   void shift_adjoint(std::span<const T> dy, std::span<T> dx, int k = 1) {
     shift(dy, dx, -k);
   }
-  // General blocking exchange (MPI_Sendrecv).
+  // General blocking exchange: send to dest and receive from source at once.
   template <CommElement T>
   void sendrecv(std::span<const T> send, int dest, std::span<T> recv, int source, int tag = 0);
 
@@ -260,26 +267,7 @@ class Comm {
   void reset_stats();
 
  private:
-  explicit Comm(std::unique_ptr<detail::CommState> state);
   std::unique_ptr<detail::CommState> s_;
 };
-
-// MPI_Init_thread(FUNNELED) on construction and MPI_Finalize on destruction, once per process.
-class MpiRuntime {
- public:
-  MpiRuntime(int* argc, char*** argv);
-  ~MpiRuntime();
-  MpiRuntime(const MpiRuntime&) = delete;
-  MpiRuntime& operator=(const MpiRuntime&) = delete;
-};
-
-// Ends every rank of the job (MPI_Abort on MPI_COMM_WORLD) after a fatal error on one rank, so
-// that the others do not wait forever in a collective. Prints nothing itself.
-[[noreturn]] void abort_all(int code);
-
-// Converts an MPI return code into seqvit::Error: "MPI_Allreduce (all_reduce) failed on
-// communicator 'dp' (rank 1 of 4, world rank 5): <MPI's message>". Exposed for tests.
-void check_mpi(int rc, const char* mpi_call, const char* op, const std::string& comm, int rank,
-               int size, int world_rank);
 
 }  // namespace seqvit::parallel

@@ -80,7 +80,7 @@ class GridLayout {
   int coord(Axis a, int rank) const;
   // The ranks of the group of `a` that holds `rank`, ordered by coord(a, .).
   std::vector<int> group(Axis a, int rank) const;
-  // The smallest rank of that group; identifies the group (the MPI_Comm_split color).
+  // The smallest rank of that group; identifies the group (the split color).
   int group_id(Axis a, int rank) const;
   // All groups of `a`, ordered by group_id.
   std::vector<std::vector<int>> groups(Axis a) const;

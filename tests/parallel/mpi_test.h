@@ -11,13 +11,13 @@
 #include <vector>
 
 #include "core/rng.h"
-#include "parallel/comm.h"
+#include "parallel/mpi_comm.h"
 
 namespace seqvit_test {
 
 class MpiTest : public ::testing::Test {
  protected:
-  MpiTest() : world(seqvit::parallel::Comm::world()) {}
+  MpiTest() : world(seqvit::parallel::mpi_world()) {}
 
   void TearDown() override {
     const int failed = HasFailure() ? 1 : 0;

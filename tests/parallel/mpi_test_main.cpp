@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <string>
 
-#include "parallel/comm.h"
+#include "parallel/mpi_comm.h"
 
 namespace {
 class RankFailurePrinter : public ::testing::EmptyTestEventListener {

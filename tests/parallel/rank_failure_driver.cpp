@@ -10,11 +10,11 @@
 #include <vector>
 
 #include "core/check.h"
-#include "parallel/comm.h"
+#include "parallel/mpi_comm.h"
 
 int main(int argc, char** argv) {
   seqvit::parallel::MpiRuntime mpi(&argc, &argv);
-  auto world = seqvit::parallel::Comm::world();
+  auto world = seqvit::parallel::mpi_world();
   const std::string mode = argc > 1 ? argv[1] : "none";
   try {
     if (world.rank() == 1) {
