@@ -178,12 +178,13 @@ void run_grad(const GradOptions& o) {
   model::ClimaX m(cfg, shard);
 
   // every rank reads the whole (logical) model file and keeps its share (stage, TP slice);
-  // anonymous mappings, whose pages ZeRO-2/3 release
-  PageBuffer params(m.params().total()), grads(m.params().total());
+  // parameter stores, whose pages ZeRO-2/3 release
+  auto params = m.device().parameter_store(m.params().total());
+  auto grads = m.device().parameter_store(m.params().total());
   {
     Buffer<float> all(whole.params().total());
     eval::load_parameters(model_file, whole.params(), all.data());
-    m.slice_logical(all.data(), params.data());
+    m.slice_logical(all.data(), params->data());
   }
   const int64_t V = cfg.V(), Vo = cfg.Vo(), H = cfg.img_h, W = cfg.img_w;
   std::vector<float> x(B * V * H * W), y(B * Vo * H * W), lt(B), lat(H);
@@ -197,18 +198,18 @@ void run_grad(const GradOptions& o) {
   const int64_t Bl = B / dp;  // the samples of this rank's dp replica (validate: dp divides B)
   m.plan(Bl / o.micro_batches, o.bf16 ? model::Precision::BF16 : model::Precision::F32,
          attn ? &*attn : nullptr, B, slots);
-  m.sync_weights(params.data());
-  if (zero) zero->attach(m, params.data(), grads.data());  // ZeRO-3: keeps only its range
+  m.sync_weights(params->data());
+  if (zero) zero->attach(m, *params, *grads);  // ZeRO-3: keeps only its range
   std::vector<float> pred(B * Vo * H * W);
   double loss = 0;
   const model::BatchView batch{B, x.data(), y.data(), lt.data(), lat.data()};
   std::vector<float> logical_grads(root ? whole.params().total() : 0);
   if (!distributed && o.micro_batches == 1) {
-    loss = m.forward(params.data(), batch, pred.data());
-    m.backward(params.data(), grads.data());
+    loss = m.forward(params->data(), batch, pred.data());
+    m.backward(params->data(), grads->data());
   } else if (!distributed) {  // gradient accumulation over the micro-batches
     loss = train::Pipeline(m, *schedule, o.micro_batches)
-               .run(params.data(), grads.data(), batch, pred.data());
+               .run(params->data(), grads->data(), batch, pred.data());
   } else {
     // From here on the ranks communicate: an error on one rank ends them all (no hang).
     try {
@@ -218,22 +219,22 @@ void run_grad(const GradOptions& o) {
       const int64_t s0 = grid->coords().dp * Bl;
       const model::BatchView local{Bl, x.data() + s0 * V * H * W, y.data() + s0 * Vo * H * W,
                                    lt.data() + s0, lat.data()};
-      if (zero) zero->zero_grads(grads.data());
+      if (zero) zero->zero_grads(grads->data());
       const double part =
-          pipe.run(params.data(), grads.data(), local, shard_pred.data() + s0 * Vo * H * W);
+          pipe.run(params->data(), grads->data(), local, shard_pred.data() + s0 * Vo * H * W);
       // the replicas of this rank's shard: sp, and dp with --dp
       parallel::Comm& replicas = dp > 1 ? grid->sp_dp() : grid->sp();
       std::vector<model::LogicalRun> runs = m.logical_runs();
-      const float* gsrc = grads.data();
+      const float* gsrc = grads->data();
       if (zero) {  // loss and gradients summed over sp_dp (ZeRO-2/3: into each rank's range)
-        loss = zero->reduce(part, grads.data());
+        loss = zero->reduce(part, grads->data());
         if (zero->stage() >= 2) {
           runs = zero->moment_runs();
           gsrc = zero->grad_shard();
         }
       } else {
         loss = parallel::sp_reduce_loss(replicas, part);
-        parallel::sp_reduce_gradients(replicas, grads.data(), m.params().total());
+        parallel::sp_reduce_gradients(replicas, grads->data(), m.params().total());
       }
       // every pixel has one owner among the last stage's SP ranks (TP ranks hold copies: only
       // tp rank 0 contributes), so the sum is the prediction
@@ -247,7 +248,7 @@ void run_grad(const GradOptions& o) {
     }
   }
   if (!root) return;
-  const float* gl = distributed ? logical_grads.data() : grads.data();
+  const float* gl = distributed ? logical_grads.data() : grads->data();
 
   io::SafetensorsWriter w;
   w.set_metadata("seqvit.config", cfg.to_json());

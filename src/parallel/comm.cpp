@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "core/check.h"
+#include "parallel/staging_transport.h"
 
 namespace seqvit::parallel {
 
@@ -41,6 +42,8 @@ struct Counter {
 
 struct CommState {
   std::unique_ptr<Transport> t;
+  backend::Device* dev = nullptr;  // set_device: synchronised before every call
+  backend::Allocation ring_dev;    // the ring's two chunks in device memory (staged devices)
   std::string name;
   int rank = 0, size = 1, world_rank = 0;
   std::array<Counter, kNumOpKinds> counters{};
@@ -55,6 +58,7 @@ struct CommState {
   // communicator.
   template <typename F>
   decltype(auto) call(const char* what, F&& f) const {
+    if (dev) dev->synchronize();
     try {
       return f();
     } catch (const TransportError& e) {
@@ -296,7 +300,19 @@ Comm::~Comm() = default;
 
 Comm Comm::split(int color, int key, std::string name) const {
   if (color < 0) s_->bad("split", "color {} for '{}' must be >= 0", color, name);
-  return Comm(s_->call("split", [&] { return s_->t->split(color, key); }), std::move(name));
+  Comm c(s_->call("split", [&] { return s_->t->split(color, key); }), std::move(name));
+  c.s_->dev = s_->dev;  // (the transport is already staged if this one's is)
+  return c;
+}
+
+backend::Device& Comm::device() const { return s_->dev ? *s_->dev : backend::cpu(); }
+
+void Comm::set_device(backend::Device& device) {
+  CommState& s = *s_;
+  if (s.dev == &device) return;
+  SEQVIT_CHECK(!s.dev, "communicator '{}' already works on device '{}'", s.name, s.dev->name());
+  s.dev = &device;
+  if (!device.host_accessible()) s.t = std::make_unique<StagingTransport>(std::move(s.t), device);
 }
 
 int Comm::rank() const { return s_->rank; }
@@ -404,8 +420,21 @@ void ring_reduce_scatter(CommState& s, OpKind op, const T* send, T* recv,
     longest = std::max(longest, counts[j]);
   }
   const int64_t C = std::max<int64_t>(1, static_cast<int64_t>(kRingChunkBytes / sizeof(T)));
-  if (s.ring.size() < 2 * C * sizeof(T)) s.ring.resize(2 * C * sizeof(T));
-  T* buf[2] = {reinterpret_cast<T*>(s.ring.data()), reinterpret_cast<T*>(s.ring.data()) + C};
+  // A device the host cannot read: the chunks live in device memory and are added there.
+  backend::Device* dev = s.dev && !s.dev->host_accessible() ? s.dev : nullptr;
+  if (dev && !std::same_as<T, float>)
+    s.bad(op, "a large reduce-scatter of device memory must be float (got {}-byte elements)",
+          sizeof(T));
+  T* buf[2];
+  if (dev) {
+    if (s.ring_dev.bytes() < 2 * C * sizeof(T))
+      s.ring_dev = backend::Allocation(*dev, 2 * C * sizeof(T));
+    buf[0] = s.ring_dev.as<T>();
+  } else {
+    if (s.ring.size() < 2 * C * sizeof(T)) s.ring.resize(2 * C * sizeof(T));
+    buf[0] = reinterpret_cast<T*>(s.ring.data());
+  }
+  buf[1] = buf[0] + C;
   const int next = (r + 1) % P, prev = (r + P - 1) % P;
   auto seg = [&](int k) { return ((r - k) % P + P) % P; };
   for (int64_t o = 0; o < longest; o += C) {
@@ -419,6 +448,13 @@ void ring_reduce_scatter(CommState& s, OpKind op, const T* send, T* recv,
         s.t->sendrecv(out, len(js), next, in, len(jr), prev, kRingTag, dtype<T>());
       });
       const T* own = send + displ[jr] + o;
+      if constexpr (std::same_as<T, float>) {
+        if (dev) {
+          dev->add_inplace(in, own, len(jr));
+          out = in;
+          continue;
+        }
+      }
       for (int64_t i = 0, n = len(jr); i < n; ++i) in[i] += own[i];
       out = in;
     }

@@ -40,6 +40,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/device.h"
 #include "parallel/transport.h"
 
 namespace seqvit::parallel {
@@ -143,8 +144,19 @@ class Comm {
   Comm& operator=(const Comm&) = delete;
   ~Comm();  // destroys the transport, which frees a communicator it created (split)
 
-  // Ranks with the same color form one new communicator, ordered by key.
+  // Ranks with the same color form one new communicator, ordered by key. It inherits the
+  // device (set_device).
   Comm split(int color, int key, std::string name) const;
+
+  // Buffers may be memory of `device` (not owned; must outlive the communicator): every call
+  // first synchronises it, so a collective runs after the ops that produced its buffers, and a
+  // device the host cannot read is reached through host staging (staging_transport.h); the
+  // large-message reduce-scatter then adds its chunks with the device's add. Call before
+  // split() so that the derived communicators share it. Without it, buffers are host memory.
+  void set_device(backend::Device& device);
+  // That device (the CPU backend when none was set): where the layers built on this
+  // communicator run their own ops on its buffers.
+  backend::Device& device() const;
 
   int rank() const;
   int size() const;

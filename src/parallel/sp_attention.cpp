@@ -9,21 +9,22 @@
 // batch), so received blocks are unpacked into [B][N][parts][H][d] before the kernels read them.
 #include "parallel/sp_attention.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <span>
+#include <vector>
+#include <array>
 
+#include "backend/device.h"
 #include "core/check.h"
 
 namespace seqvit::parallel {
 namespace {
 
-using kernels::AttentionArgs;
-using kernels::StridedTensor;
+using backend::AttentionKind;
+using backend::BlockCopy;
 
 constexpr int kTagKv = 71;   // ring: K/V blocks
 constexpr int kTagDkv = 72;  // ring backward: dK/dV accumulators
@@ -76,8 +77,24 @@ AttentionArgs flash_args(int64_t B, int64_t H, int64_t nq, int64_t nk, int64_t d
   return f;
 }
 
+// (sized for the CPU kernels with `threads` threads: the workspace sizes of these operators are
+// what the planner and the model ask, for this machine or another)
 size_t flash_bytes(int64_t B, int64_t H, int64_t nq, int64_t nk, int64_t d, int threads) {
-  return kernels::flash_attention_workspace_bytes(flash_args(B, H, nq, nk, d, 1.f), threads);
+  return backend::attention_workspace_bytes("cpu", AttentionKind::Flash,
+                                            flash_args(B, H, nq, nk, d, 1.f), threads);
+}
+
+// A BlockCopy of runs of `run` floats over (i, j, k) < (n0, n1, n2).
+BlockCopy block(float* dst, std::array<int64_t, 3> ds, const float* src, std::array<int64_t, 3> ss,
+                std::array<int64_t, 3> n, int64_t run, bool accumulate = false) {
+  BlockCopy c;
+  c.dst = dst;
+  c.src = src;
+  c.n0 = n[0], c.n1 = n[1], c.n2 = n[2], c.run = run;
+  c.d0 = ds[0], c.d1 = ds[1], c.d2 = ds[2];
+  c.s0 = ss[0], c.s1 = ss[1], c.s2 = ss[2];
+  c.accumulate = accumulate;
+  return c;
 }
 
 // The flash kernels get whatever follows the scheme's own buffers.
@@ -154,9 +171,8 @@ struct UlyssesLayout {
   float* lse;  // [B][Hh_r][N]
   size_t saved_bytes;
   // workspace
-  int64_t* counts;  // [2][P] send and receive counts of the uneven exchange
-  float* send;      // [X] X = 3 B d max(N/P Hh, N Hh_max): the largest packed exchange
-  float* recv;      // [X]
+  float* send;  // [X] X = 3 B d max(N/P Hh, N Hh_max): the largest packed exchange
+  float* recv;  // [X]
   // The backward's full-sequence gradients alias the exchange buffers: dO is unpacked into
   // `send` once the exchange that used it is done, and the flash backward writes dq, dk, dv into
   // `recv` once dO has been unpacked from it; heads_to_seq packs them into `send` before its
@@ -178,7 +194,6 @@ UlyssesLayout ulysses_layout(const SpAttentionShape& s, int P, void* saved, void
   L.lse = cs.take<float>(static_cast<size_t>(g.B * Hm * g.N));
   L.saved_bytes = cs.used();
   const UlyssesBuffers x = ulysses_buffers(s, P, ws);  // first in the workspace
-  L.counts = x.counts;
   L.send = x.send;
   L.recv = x.recv;
   L.dout = L.send;  // X >= B N Hh_max d
@@ -188,8 +203,8 @@ UlyssesLayout ulysses_layout(const SpAttentionShape& s, int P, void* saved, void
   return L;
 }
 
-void exchange(Comm& sp, const Dims& g, int64_t parts, bool to_heads, const float* send, float* recv,
-              int64_t* counts) {
+void exchange(Comm& sp, const Dims& g, int64_t parts, bool to_heads, const float* send,
+              float* recv) {
   const int64_t Hr = ulysses_heads(g.Hh, g.P, g.r).count;
   const size_t n_local = static_cast<size_t>(parts * g.B * g.Nl * g.Hh * g.d);
   const size_t n_full = static_cast<size_t>(parts * g.B * g.N * Hr * g.d);
@@ -198,8 +213,11 @@ void exchange(Comm& sp, const Dims& g, int64_t parts, bool to_heads, const float
     sp.all_to_all<float>(std::span(send, n_send), std::span(recv, n_recv));
     return;
   }
-  int64_t* theirs = counts;      // block j holds rank j's heads
-  int64_t* mine = counts + g.P;  // block i holds this rank's heads
+  // the counts of the uneven exchange, [2][P] on the host (kept: sized on the first call)
+  thread_local std::vector<int64_t> counts;
+  counts.resize(2 * static_cast<size_t>(g.P));
+  int64_t* theirs = counts.data();  // block j holds rank j's heads
+  int64_t* mine = theirs + g.P;     // block i holds this rank's heads
   for (int j = 0; j < g.P; ++j) {
     theirs[j] = parts * g.B * g.Nl * ulysses_heads(g.Hh, g.P, j).count * g.d;
     mine[j] = parts * g.B * g.Nl * Hr * g.d;
@@ -209,51 +227,51 @@ void exchange(Comm& sp, const Dims& g, int64_t parts, bool to_heads, const float
                          to_heads ? cm : ct);
 }
 
-void seq_to_heads(Comm& sp, const Dims& g, const StridedTensor* in, int64_t parts, float* full,
-                  float* send, float* recv, int64_t* counts) {
-  const int64_t rows = parts * g.B * g.Nl;  // (c, b, t) rows per block
-  const HeadRange me = ulysses_heads(g.Hh, g.P, g.r);
-#pragma omp parallel for schedule(static)
-  for (int64_t x = 0; x < g.P * rows; ++x) {
-    const int j = static_cast<int>(x / rows);
-    const int64_t c = x % rows / (g.B * g.Nl), b = x % (g.B * g.Nl) / g.Nl, t = x % g.Nl;
+// Packs or unpacks the per-destination blocks: send block j holds rank j's heads of this rank's
+// tokens, [parts][B][N/P][Hh_j][d], read from (or, to_send false, written to) the strided `t`.
+void blocks_of_heads(backend::Device& dev, const Dims& g, const StridedTensor* t, int64_t parts,
+                     float* buf, bool to_send) {
+  for (int j = 0; j < g.P; ++j) {
     const HeadRange hj = ulysses_heads(g.Hh, g.P, j);
-    float* dst = send + parts * g.B * g.Nl * g.d * hj.first + (x % rows) * hj.count * g.d;
-    for (int64_t h = 0; h < hj.count; ++h)
-      std::memcpy(dst + h * g.d, row(in[c], b, t, hj.first + h), g.d * sizeof(float));
-  }
-  exchange(sp, g, parts, true, send, recv, counts);
-#pragma omp parallel for schedule(static)
-  for (int64_t x = 0; x < g.P * rows; ++x) {  // recv [i][c][b][t] -> full [b][i Nl + t][c]
-    const int64_t i = x / rows, c = x % rows / (g.B * g.Nl), b = x % (g.B * g.Nl) / g.Nl,
-                  t = x % g.Nl;
-    std::memcpy(full + ((b * g.N + i * g.Nl + t) * parts + c) * me.count * g.d,
-                recv + x * me.count * g.d, me.count * g.d * sizeof(float));
+    for (int64_t c = 0; c < parts; ++c) {
+      float* packed = buf + parts * g.B * g.Nl * g.d * hj.first + c * g.B * g.Nl * hj.count * g.d;
+      const std::array<int64_t, 3> ps{g.Nl * hj.count * g.d, hj.count * g.d, g.d},
+          ts{t[c].sb, t[c].sn, t[c].sh};
+      float* strided = t[c].data + hj.first * t[c].sh;
+      dev.block_copy(to_send ? block(packed, ps, strided, ts, {g.B, g.Nl, hj.count}, g.d)
+                             : block(strided, ts, packed, ps, {g.B, g.Nl, hj.count}, g.d));
+    }
   }
 }
 
+// recv [i][c][b][t] <-> full [b][i Nl + t][c] (this rank's heads, Hh_r d per row).
+void blocks_of_tokens(backend::Device& dev, const Dims& g, int64_t parts, float* recv, float* full,
+                      bool to_full) {
+  const int64_t w = ulysses_heads(g.Hh, g.P, g.r).count * g.d;
+  for (int64_t i = 0; i < g.P; ++i)
+    for (int64_t c = 0; c < parts; ++c) {
+      float* r = recv + (i * parts + c) * g.B * g.Nl * w;
+      float* f = full + (i * g.Nl * parts + c) * w;
+      const std::array<int64_t, 3> rs{g.Nl * w, w, 0}, fs{g.N * parts * w, parts * w, 0};
+      dev.block_copy(to_full ? block(f, fs, r, rs, {g.B, g.Nl, 1}, w)
+                             : block(r, rs, f, fs, {g.B, g.Nl, 1}, w));
+    }
+}
+
+void seq_to_heads(Comm& sp, const Dims& g, const StridedTensor* in, int64_t parts, float* full,
+                  float* send, float* recv) {
+  backend::Device& dev = sp.device();
+  blocks_of_heads(dev, g, in, parts, send, true);
+  exchange(sp, g, parts, true, send, recv);
+  blocks_of_tokens(dev, g, parts, recv, full, true);
+}
+
 void heads_to_seq(Comm& sp, const Dims& g, const float* full, int64_t parts,
-                  const StridedTensor* out, float* send, float* recv, int64_t* counts) {
-  const int64_t rows = parts * g.B * g.Nl;
-  const HeadRange me = ulysses_heads(g.Hh, g.P, g.r);
-#pragma omp parallel for schedule(static)
-  for (int64_t x = 0; x < g.P * rows; ++x) {  // full [b][i Nl + t][c] -> send [i][c][b][t]
-    const int64_t i = x / rows, c = x % rows / (g.B * g.Nl), b = x % (g.B * g.Nl) / g.Nl,
-                  t = x % g.Nl;
-    std::memcpy(send + x * me.count * g.d,
-                full + ((b * g.N + i * g.Nl + t) * parts + c) * me.count * g.d,
-                me.count * g.d * sizeof(float));
-  }
-  exchange(sp, g, parts, false, send, recv, counts);
-#pragma omp parallel for schedule(static)
-  for (int64_t x = 0; x < g.P * rows; ++x) {
-    const int j = static_cast<int>(x / rows);
-    const int64_t c = x % rows / (g.B * g.Nl), b = x % (g.B * g.Nl) / g.Nl, t = x % g.Nl;
-    const HeadRange hj = ulysses_heads(g.Hh, g.P, j);
-    const float* src = recv + parts * g.B * g.Nl * g.d * hj.first + (x % rows) * hj.count * g.d;
-    for (int64_t h = 0; h < hj.count; ++h)
-      std::memcpy(row(out[c], b, t, hj.first + h), src + h * g.d, g.d * sizeof(float));
-  }
+                  const StridedTensor* out, float* send, float* recv) {
+  backend::Device& dev = sp.device();
+  blocks_of_tokens(dev, g, parts, send, const_cast<float*>(full), false);
+  exchange(sp, g, parts, false, send, recv);
+  blocks_of_heads(dev, g, out, parts, recv, false);
 }
 
 // ---- LSS --------------------------------------------------------------------------------------
@@ -289,46 +307,32 @@ LssLayout lss_layout(const SpAttentionShape& s, int P, void* saved, void* ws, in
 }
 
 // [P][B][N/P][2 Hh d] <-> [B][N][2 Hh d]: block i holds tokens [i N/P, (i+1) N/P) of every batch.
-void blocks_to_full(const Dims& g, float* blocks, float* full, bool to_full) {
+void blocks_to_full(backend::Device& dev, const Dims& g, float* blocks, float* full,
+                    bool to_full) {
   const int64_t w = 2 * g.Hh * g.d;
-#pragma omp parallel for schedule(static)
-  for (int64_t x = 0; x < g.P * g.B * g.Nl; ++x) {
-    const int64_t i = x / (g.B * g.Nl), b = x % (g.B * g.Nl) / g.Nl, t = x % g.Nl;
-    float* f = full + (b * g.N + i * g.Nl + t) * w;
-    float* k = blocks + x * w;
-    if (to_full)
-      std::memcpy(f, k, w * sizeof(float));
-    else
-      std::memcpy(k, f, w * sizeof(float));
+  const std::array<int64_t, 3> bs{g.Nl * w, w, 0}, fs{g.N * w, w, 0};
+  for (int64_t i = 0; i < g.P; ++i) {
+    float* b = blocks + i * g.B * g.Nl * w;
+    float* f = full + i * g.Nl * w;
+    dev.block_copy(to_full ? block(f, fs, b, bs, {g.B, g.Nl, 1}, w)
+                           : block(b, bs, f, fs, {g.B, g.Nl, 1}, w));
   }
 }
 
-// Local K, V (strided) <-> packed [B][N/P][2][Hh][d].
-void pack_kv(const Dims& g, const StridedTensor& k, const StridedTensor& v, float* kv) {
-#pragma omp parallel for schedule(static)
-  for (int64_t x = 0; x < g.B * g.Nl; ++x)
-    for (int64_t h = 0; h < g.Hh; ++h) {
-      const int64_t b = x / g.Nl, t = x % g.Nl;
-      std::memcpy(kv + (x * 2 * g.Hh + h) * g.d, row(k, b, t, h), g.d * sizeof(float));
-      std::memcpy(kv + (x * 2 * g.Hh + g.Hh + h) * g.d, row(v, b, t, h), g.d * sizeof(float));
-    }
+// Local K, V (strided) <-> packed [B][N/P][2][Hh][d]: pack, or unpack into dk, dv (= or +=).
+void pack_kv(backend::Device& dev, const Dims& g, const StridedTensor& k, const StridedTensor& v,
+             float* kv) {
+  const std::array<int64_t, 3> ps{g.Nl * 2 * g.Hh * g.d, 2 * g.Hh * g.d, g.d};
+  dev.block_copy(block(kv, ps, k.data, {k.sb, k.sn, k.sh}, {g.B, g.Nl, g.Hh}, g.d));
+  dev.block_copy(block(kv + g.Hh * g.d, ps, v.data, {v.sb, v.sn, v.sh}, {g.B, g.Nl, g.Hh}, g.d));
 }
 
-// dk, dv (strided) = (or +=) packed [B][N/P][2][Hh][d].
-void unpack_dkv(const Dims& g, const float* dkv, const StridedTensor& dk, const StridedTensor& dv,
-                bool add) {
-#pragma omp parallel for schedule(static)
-  for (int64_t x = 0; x < g.B * g.Nl; ++x)
-    for (int64_t h = 0; h < g.Hh; ++h) {
-      const int64_t b = x / g.Nl, t = x % g.Nl;
-      const float* sk = dkv + (x * 2 * g.Hh + h) * g.d;
-      const float* sv = dkv + (x * 2 * g.Hh + g.Hh + h) * g.d;
-      float *ok = row(dk, b, t, h), *ov = row(dv, b, t, h);
-      for (int64_t c = 0; c < g.d; ++c) {
-        ok[c] = add ? ok[c] + sk[c] : sk[c];
-        ov[c] = add ? ov[c] + sv[c] : sv[c];
-      }
-    }
+void unpack_dkv(backend::Device& dev, const Dims& g, const float* dkv, const StridedTensor& dk,
+                const StridedTensor& dv, bool add) {
+  const std::array<int64_t, 3> ps{g.Nl * 2 * g.Hh * g.d, 2 * g.Hh * g.d, g.d};
+  dev.block_copy(block(dk.data, {dk.sb, dk.sn, dk.sh}, dkv, ps, {g.B, g.Nl, g.Hh}, g.d, add));
+  dev.block_copy(
+      block(dv.data, {dv.sb, dv.sn, dv.sh}, dkv + g.Hh * g.d, ps, {g.B, g.Nl, g.Hh}, g.d, add));
 }
 
 // ---- Ring -------------------------------------------------------------------------------------
@@ -477,23 +481,18 @@ void progress(R&... requests) {
   (requests.test(), ...);
 }
 
-// (o, lse) <- the attention over the union of both key ranges, for the rows of one piece:
-// lse' = log(e^lse + e^lse2), o' = e^(lse - lse') o + e^(lse2 - lse') o2.
-void merge_by_lse(const Dims& g, const StridedTensor& o, float* lse, const float* o2,
-                  const float* lse2, int64_t b0, int64_t nb, int64_t h0, int64_t nh, int64_t i0,
-                  int64_t ni) {
-#pragma omp parallel for schedule(static)
-  for (int64_t y = 0; y < nb * nh * ni; ++y) {  // lse order [b][h][t]
-    const int64_t b = b0 + y / (nh * ni), h = h0 + y % (nh * ni) / ni, t = i0 + y % ni;
-    const int64_t x = (b * g.Hh + h) * g.Nl + t;
-    const float l1 = lse[x], l2 = lse2[x], m = std::max(l1, l2);
-    const float l = m + std::log1p(std::exp(-std::abs(l1 - l2)));
-    const float w1 = std::exp(l1 - l), w2 = std::exp(l2 - l);
-    float* out = row(o, b, t, h);
-    const float* in = o2 + ((b * g.Nl + t) * g.Hh + h) * g.d;
-    for (int64_t c = 0; c < g.d; ++c) out[c] = w1 * out[c] + w2 * in[c];
-    lse[x] = l;
-  }
+// (o, lse) <- the attention over the union of both key ranges, for the rows of one piece.
+void merge_by_lse(backend::Device& dev, const Dims& g, const StridedTensor& o, float* lse,
+                  const float* o2, const float* lse2, int64_t b0, int64_t nb, int64_t h0,
+                  int64_t nh, int64_t i0, int64_t ni) {
+  backend::LseMerge m;
+  m.o = o;
+  m.lse = lse;
+  m.o_in = o2;
+  m.lse_in = lse2;
+  m.Hh = g.Hh, m.Nl = g.Nl, m.d = g.d;
+  m.b0 = b0, m.nb = nb, m.h0 = h0, m.nh = nh, m.i0 = i0, m.ni = ni;
+  dev.merge_by_lse(m);
 }
 
 }  // namespace
@@ -528,7 +527,6 @@ UlyssesBuffers ulysses_buffers(const SpAttentionShape& s, int P, void* ws) {
   const size_t X = static_cast<size_t>(3 * g.B * g.d * std::max(g.Nl * g.Hh, g.N * Hm));
   Carve cw(ws);
   UlyssesBuffers b{};
-  b.counts = cw.take<int64_t>(2 * static_cast<size_t>(P));
   b.send = cw.take<float>(X);
   b.recv = cw.take<float>(X);
   b.bytes = cw.used();
@@ -537,12 +535,12 @@ UlyssesBuffers ulysses_buffers(const SpAttentionShape& s, int P, void* ws) {
 
 void ulysses_seq_to_heads(Comm& sp, const SpAttentionShape& s, const StridedTensor* in,
                           int64_t parts, float* full, const UlyssesBuffers& b) {
-  seq_to_heads(sp, dims(s, sp.size(), sp.rank()), in, parts, full, b.send, b.recv, b.counts);
+  seq_to_heads(sp, dims(s, sp.size(), sp.rank()), in, parts, full, b.send, b.recv);
 }
 
 void ulysses_heads_to_seq(Comm& sp, const SpAttentionShape& s, const float* full, int64_t parts,
                           const StridedTensor* out, const UlyssesBuffers& b) {
-  heads_to_seq(sp, dims(s, sp.size(), sp.rank()), full, parts, out, b.send, b.recv, b.counts);
+  heads_to_seq(sp, dims(s, sp.size(), sp.rank()), full, parts, out, b.send, b.recv);
 }
 
 static void validate_ulysses(const Comm& sp, const SpAttentionArgs& a, bool backward) {
@@ -562,7 +560,7 @@ void ulysses_attention_forward(Comm& sp, const SpAttentionArgs& a) {
   const UlyssesLayout L = ulysses_layout(a.shape, g.P, a.saved, a.workspace, 1);
   const int64_t Hr = ulysses_heads(g.Hh, g.P, g.r).count;
   const StridedTensor in[3] = {a.q, a.k, a.v};
-  seq_to_heads(sp, g, in, 3, L.qkv, L.send, L.recv, L.counts);
+  seq_to_heads(sp, g, in, 3, L.qkv, L.send, L.recv);
   AttentionArgs f = flash_args(g.B, Hr, g.N, g.N, g.d, a.scale);
   f.q = part(L.qkv, g.N, 3, Hr, g.d, 0);
   f.k = part(L.qkv, g.N, 3, Hr, g.d, 1);
@@ -570,8 +568,8 @@ void ulysses_attention_forward(Comm& sp, const SpAttentionArgs& a) {
   f.o = part(L.o, g.N, 1, Hr, g.d, 0);
   f.lse = L.lse;
   give_rest(f, a, L.used);
-  kernels::flash_attention_forward(f);
-  heads_to_seq(sp, g, L.o, 1, &a.o, L.send, L.recv, L.counts);
+  sp.device().attention_forward(AttentionKind::Flash, f);
+  heads_to_seq(sp, g, L.o, 1, &a.o, L.send, L.recv);
 }
 
 void ulysses_attention_backward(Comm& sp, const SpAttentionArgs& a) {
@@ -579,7 +577,7 @@ void ulysses_attention_backward(Comm& sp, const SpAttentionArgs& a) {
   const Dims g = dims(a.shape, sp.size(), sp.rank());
   const UlyssesLayout L = ulysses_layout(a.shape, g.P, a.saved, a.workspace, 1);
   const int64_t Hr = ulysses_heads(g.Hh, g.P, g.r).count;
-  seq_to_heads(sp, g, &a.dout, 1, L.dout, L.send, L.recv, L.counts);
+  seq_to_heads(sp, g, &a.dout, 1, L.dout, L.send, L.recv);
   AttentionArgs f = flash_args(g.B, Hr, g.N, g.N, g.d, a.scale);
   f.q = part(L.qkv, g.N, 3, Hr, g.d, 0);
   f.k = part(L.qkv, g.N, 3, Hr, g.d, 1);
@@ -591,9 +589,9 @@ void ulysses_attention_backward(Comm& sp, const SpAttentionArgs& a) {
   f.dk = part(L.dqkv, g.N, 3, Hr, g.d, 1);
   f.dv = part(L.dqkv, g.N, 3, Hr, g.d, 2);
   give_rest(f, a, L.used);
-  kernels::flash_attention_backward(f);
+  sp.device().attention_backward(AttentionKind::Flash, f);
   const StridedTensor out[3] = {a.dq, a.dk, a.dv};
-  heads_to_seq(sp, g, L.dqkv, 3, out, L.send, L.recv, L.counts);
+  heads_to_seq(sp, g, L.dqkv, 3, out, L.send, L.recv);
 }
 
 // ---- LSS --------------------------------------------------------------------------------------
@@ -625,9 +623,9 @@ void lss_attention_forward(Comm& sp, const SpAttentionArgs& a) {
   const Dims g = dims(a.shape, sp.size(), sp.rank());
   const LssLayout L = lss_layout(a.shape, g.P, a.saved, a.workspace, 1);
   const size_t n = static_cast<size_t>(2 * g.B * g.Nl * g.Hh * g.d);
-  pack_kv(g, a.k, a.v, L.mine);
+  pack_kv(sp.device(), g, a.k, a.v, L.mine);
   sp.all_gather<float>(std::span(L.mine, n), std::span(L.blocks, n * g.P));
-  blocks_to_full(g, L.blocks, L.kv, true);
+  blocks_to_full(sp.device(), g, L.blocks, L.kv, true);
   AttentionArgs f = flash_args(g.B, g.Hh, g.Nl, g.N, g.d, a.scale);
   f.q = a.q;
   f.k = part(L.kv, g.N, 2, g.Hh, g.d, 0);
@@ -635,7 +633,7 @@ void lss_attention_forward(Comm& sp, const SpAttentionArgs& a) {
   f.o = a.o;
   f.lse = L.lse;
   give_rest(f, a, L.used);
-  kernels::flash_attention_forward(f);
+  sp.device().attention_forward(AttentionKind::Flash, f);
 }
 
 void lss_attention_backward(Comm& sp, const SpAttentionArgs& a) {
@@ -655,10 +653,10 @@ void lss_attention_backward(Comm& sp, const SpAttentionArgs& a) {
   f.dk = part(L.dkv, g.N, 2, g.Hh, g.d, 0);
   f.dv = part(L.dkv, g.N, 2, g.Hh, g.d, 1);
   give_rest(f, a, L.used);
-  kernels::flash_attention_backward(f);
-  blocks_to_full(g, L.blocks, L.dkv, false);
+  sp.device().attention_backward(AttentionKind::Flash, f);
+  blocks_to_full(sp.device(), g, L.blocks, L.dkv, false);
   sp.reduce_scatter<float>(std::span<const float>(L.blocks, n * g.P), std::span(L.mine, n));
-  unpack_dkv(g, L.mine, a.dk, a.dv, false);
+  unpack_dkv(sp.device(), g, L.mine, a.dk, a.dv, false);
 }
 
 // ---- Ring -------------------------------------------------------------------------------------
@@ -688,9 +686,9 @@ void ring_attention_forward(Comm& sp, const SpAttentionArgs& a) {
   const RingLayout L = ring_layout(a.shape, g.P, a.saved, a.workspace, 1);
   const size_t n = static_cast<size_t>(2 * g.B * g.Nl * g.Hh * g.d);
   const int next = (g.r + 1) % g.P, prev = (g.r + g.P - 1) % g.P;
-  const RingPieces pc = ring_pieces(g, omp_get_max_threads(), kQueryTile,
+  const RingPieces pc = ring_pieces(g, sp.device().threads(), kQueryTile,
                                     kMinQueryTiles * kQueryTile, 4.0 * double(g.Nl * g.d));
-  if (g.P > 1) pack_kv(g, a.k, a.v, L.kv[0]);
+  if (g.P > 1) pack_kv(sp.device(), g, a.k, a.v, L.kv[0]);
   AttentionArgs f = flash_args(g.B, g.Hh, g.Nl, g.Nl, g.d, a.scale);
   f.q = a.q;
   give_rest(f, a, L.used);
@@ -707,8 +705,8 @@ void ring_attention_forward(Comm& sp, const SpAttentionArgs& a) {
     f.lse = s == 0 ? L.lse : L.lse_blk;
     for_each_piece(g, pc, [&](int64_t b0, int64_t nb, int64_t h0, int64_t nh, int64_t i0,
                               int64_t ni) {
-      kernels::flash_attention_forward(forward_piece(f, g.Hh, b0, nb, h0, nh, i0, ni));
-      if (s > 0) merge_by_lse(g, a.o, L.lse, L.o_blk, L.lse_blk, b0, nb, h0, nh, i0, ni);
+      sp.device().attention_forward(AttentionKind::Flash, forward_piece(f, g.Hh, b0, nb, h0, nh, i0, ni));
+      if (s > 0) merge_by_lse(sp.device(), g, a.o, L.lse, L.o_blk, L.lse_blk, b0, nb, h0, nh, i0, ni);
       progress(recv, send);
     });
     recv.wait();
@@ -729,9 +727,9 @@ void ring_attention_backward(Comm& sp, const SpAttentionArgs& a) {
   const RingLayout L = ring_layout(a.shape, g.P, a.saved, a.workspace, 1);
   const size_t n = static_cast<size_t>(2 * g.B * g.Nl * g.Hh * g.d);
   const int next = (g.r + 1) % g.P, prev = (g.r + g.P - 1) % g.P;
-  const RingPieces pc = ring_pieces(g, omp_get_max_threads(), kKeyTile,
+  const RingPieces pc = ring_pieces(g, sp.device().threads(), kKeyTile,
                                     kMinKeyTiles * kKeyTile, 10.0 * double(g.Nl * g.d));
-  if (g.P > 1) pack_kv(g, a.k, a.v, L.kv[0]);
+  if (g.P > 1) pack_kv(sp.device(), g, a.k, a.v, L.kv[0]);
   AttentionArgs f = flash_args(g.B, g.Hh, g.Nl, g.Nl, g.d, a.scale);
   f.q = a.q;
   f.o = a.o;
@@ -760,17 +758,15 @@ void ring_attention_backward(Comm& sp, const SpAttentionArgs& a) {
         // rows (0 + x == x: the same values as one call).
         p.accumulate = j0 > 0;
         if (p.accumulate)
-          for (int64_t j = 0; j < nj; ++j) {
-            std::fill_n(row(p.dk, 0, j, 0), g.d, 0.f);
-            std::fill_n(row(p.dv, 0, j, 0), g.d, 0.f);
-          }
-        kernels::flash_attention_backward(p);
+          for (const StridedTensor& t : {p.dk, p.dv})
+            sp.device().block_copy(block(t.data, {t.sn, 0, 0}, nullptr, {}, {nj, 1, 1}, g.d));
+        sp.device().attention_backward(AttentionKind::Flash, p);
         progress(recv, send);
       });
     } else {
       float* acc = L.acc[s % 2];
       acc_sent[s % 2].wait();  // sent at step s - 2
-      std::fill(acc, acc + n, 0.f);
+      sp.device().zero(acc, sizeof(float) * n);
       f.k = part(cur, g.Nl, 2, g.Hh, g.d, 0);
       f.v = part(cur, g.Nl, 2, g.Hh, g.d, 1);
       f.dk = part(acc, g.Nl, 2, g.Hh, g.d, 0);
@@ -779,13 +775,12 @@ void ring_attention_backward(Comm& sp, const SpAttentionArgs& a) {
       Request& acc_prev = acc_sent[(s + 1) % 2];  // sent at step s - 1, still in flight
       for_each_piece(g, pc, [&](int64_t b0, int64_t nb, int64_t h0, int64_t nh, int64_t j0,
                                 int64_t nj) {
-        kernels::flash_attention_backward(backward_piece(f, g.Hh, b0, nb, h0, nh, j0, nj));
+        sp.device().attention_backward(AttentionKind::Flash, backward_piece(f, g.Hh, b0, nb, h0, nh, j0, nj));
         progress(recv, send, acc_in, acc_prev);
       });
       if (s >= 2) {
         acc_in.wait();
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; ++i) acc[i] += L.dkv_in[i];
+        sp.device().add_inplace(acc, L.dkv_in, static_cast<int64_t>(n));
       }
       acc_sent[s % 2] = sp.isend<float>(std::span<const float>(acc, n), next, kTagDkv);
     }
@@ -795,7 +790,7 @@ void ring_attention_backward(Comm& sp, const SpAttentionArgs& a) {
   if (g.P > 1) {  // the accumulator of this rank's block, from every other rank
     Request home = sp.irecv<float>(std::span(L.dkv_in, n), prev, kTagDkv);
     home.wait();
-    unpack_dkv(g, L.dkv_in, a.dk, a.dv, true);
+    unpack_dkv(sp.device(), g, L.dkv_in, a.dk, a.dv, true);
   }
   wait_all(acc_sent);
 }

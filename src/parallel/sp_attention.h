@@ -26,7 +26,7 @@
 #include <string_view>
 
 #include "parallel/comm.h"
-#include "kernels/attention.h"
+#include "core/attention_args.h"
 
 namespace seqvit::parallel {
 
@@ -42,12 +42,12 @@ struct SpAttentionShape {
 struct SpAttentionArgs {
   SpAttentionShape shape;
   float scale = 0.f;                  // usually 1/sqrt(d)
-  kernels::StridedTensor q, k, v, o;  // this rank's tokens, [B, N/P, Hh, d]: the forward
+  StridedTensor q, k, v, o;  // this rank's tokens, [B, N/P, Hh, d]: the forward
                                       // reads q, k, v and writes o; the LSS and ring
                                       // backwards read all four again (Ulysses' reads none:
                                       // it saved its full-sequence copies)
-  kernels::StridedTensor dout;        // backward: dO [B, N/P, Hh, d], read
-  kernels::StridedTensor dq, dk, dv;  // backward: [B, N/P, Hh, d], written (=, not +=)
+  StridedTensor dout;        // backward: dO [B, N/P, Hh, d], read
+  StridedTensor dq, dk, dv;  // backward: [B, N/P, Hh, d], written (=, not +=)
   void* saved = nullptr;              // forward -> backward of this call: *_saved_bytes
   size_t saved_bytes = 0;
   void* workspace = nullptr;  // scratch: *_workspace_bytes
@@ -114,10 +114,9 @@ void check_sp_args(const char* scheme, std::string_view group, int P, const SpAt
 // The Ulysses exchange on its own. Its buffers are the first ulysses_buffers(..).bytes of a
 // Ulysses workspace (workspace == nullptr: sizes only):
 struct UlyssesBuffers {
-  int64_t* counts = nullptr;  // [2][P] send and receive counts of the uneven exchange
   float* send = nullptr;      // [X], X = 3 B d max(N/P Hh, N Hh_max): the largest exchange
   float* recv = nullptr;      // [X]
-  size_t bytes = 0;           // the three, 64-byte aligned
+  size_t bytes = 0;           // the two, 64-byte aligned
 };
 UlyssesBuffers ulysses_buffers(const SpAttentionShape& s, int P, void* workspace);
 // seq_to_heads: `parts` tensors (q, k, v, or one) of this rank's tokens, each [B, N/P, Hh, d]
@@ -125,9 +124,9 @@ UlyssesBuffers ulysses_buffers(const SpAttentionShape& s, int P, void* workspace
 // heads_to_seq: the inverse, which is also the adjoint. Both leave `send` and `recv` free once
 // they return: send holds nothing the caller needs, so `full` may alias send in seq_to_heads
 // (written after the exchange) and recv in heads_to_seq (read before it).
-void ulysses_seq_to_heads(Comm& sp, const SpAttentionShape& s, const kernels::StridedTensor* in,
+void ulysses_seq_to_heads(Comm& sp, const SpAttentionShape& s, const StridedTensor* in,
                           int64_t parts, float* full, const UlyssesBuffers& b);
 void ulysses_heads_to_seq(Comm& sp, const SpAttentionShape& s, const float* full, int64_t parts,
-                          const kernels::StridedTensor* out, const UlyssesBuffers& b);
+                          const StridedTensor* out, const UlyssesBuffers& b);
 
 }  // namespace seqvit::parallel

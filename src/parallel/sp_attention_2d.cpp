@@ -19,7 +19,7 @@
 namespace seqvit::parallel {
 namespace {
 
-using kernels::StridedTensor;
+using seqvit::StridedTensor;
 
 size_t align64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 

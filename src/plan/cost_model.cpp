@@ -13,7 +13,7 @@
 #include "core/check.h"
 #include "parallel/sp_attention.h"
 #include "parallel/sp_attention_2d.h"
-#include "kernels/attention.h"
+#include "backend/device.h"
 
 namespace seqvit::plan {
 
@@ -215,17 +215,21 @@ SpCall sp_call(const parallel::GridConfig& c, int64_t b, int64_t N, int64_t head
   const int P = c.sp();
   const parallel::SpAttentionShape s{b, N, heads, d};
   if (P == 1) {
-    kernels::AttentionArgs a;
+    AttentionArgs a;
     a.batch = b;
     a.heads = heads;
     a.nq = a.nk = N;
     a.head_dim = d;
     a.bf16 = bf16;  // (the SP operators always run in fp32)
     r.saved = 4.0 * b * heads * N;  // the LSE
-    r.workspace = static_cast<double>(kernels::flash_attention_workspace_bytes(a, threads));
+    // what the backend answers for the CPU kernels with `threads` threads
+    auto ws = [&](backend::AttentionKind k) {
+      return static_cast<double>(backend::attention_workspace_bytes("cpu", k, a, threads));
+    };
+    r.workspace = ws(backend::AttentionKind::Flash);
     if (dense) {  // + the probabilities [b, heads, N, N]
       r.saved += 4.0 * b * heads * double(N) * double(N);
-      r.workspace = static_cast<double>(kernels::dense_attention_workspace_bytes(a, threads));
+      r.workspace = ws(backend::AttentionKind::Dense);
     }
     return r;
   }

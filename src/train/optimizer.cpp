@@ -6,7 +6,6 @@
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
-#include "kernels/ops.h"
 
 namespace seqvit::train {
 
@@ -67,50 +66,68 @@ bool decays(const std::string& name) {
          name.find("var_embed") == std::string::npos;
 }
 
-AdamW::AdamW(const TensorTable& table, const OptimConfig& cfg, int64_t begin, int64_t end)
-    : table_(table), cfg_(cfg), begin_(begin), end_(end < 0 ? table.total() : end) {
+AdamW::AdamW(const TensorTable& table, const OptimConfig& cfg, int64_t begin, int64_t end,
+             backend::Device& device)
+    : table_(table), cfg_(cfg), begin_(begin), end_(end < 0 ? table.total() : end), dev_(device) {
   cfg_.validate();
   SEQVIT_CHECK(begin_ >= 0 && begin_ <= end_ && end_ <= table.total(),
                "AdamW range [{}, {}) is not inside the parameter buffer of {} values", begin_,
                end_, table.total());
-  m_.resize(end_ - begin_);
-  v_.resize(end_ - begin_);
-}
-
-// Calls f(offset, count, name) for each piece of a tensor inside [begin_, end_), offsets
-// relative to begin_ (padding between tensors is skipped).
-template <typename F>
-static void for_pieces(const TensorTable& t, int64_t b, int64_t e, F&& f) {
-  for (const auto& en : t.entries()) {
-    const int64_t lo = std::max(b, en.offset), hi = std::min(e, en.offset + en.numel);
-    if (lo < hi) f(lo - b, hi - lo, en.name);
+  const size_t bytes = sizeof(float) * static_cast<size_t>(end_ - begin_);
+  m_ = backend::Allocation(dev_, bytes);
+  v_ = backend::Allocation(dev_, bytes);
+  norm_ = backend::Allocation(dev_, sizeof(double));
+  // the pieces of tensors inside [begin_, end_), relative to begin_ (padding between tensors
+  // is skipped); weight decay per tensor (decays())
+  for (const auto& en : table.entries()) {
+    const int64_t lo = std::max(begin_, en.offset), hi = std::min(end_, en.offset + en.numel);
+    if (lo >= hi) continue;
+    segments_.push_back({lo - begin_, hi - lo, decays(en.name)});
+    ranges_.push_back(lo - begin_);
+    ranges_.push_back(hi - lo);
   }
 }
 
+void AdamW::read_moments(float* m, float* v) const {
+  dev_.copy_to_host(m, m_.get(), m_.bytes());
+  dev_.copy_to_host(v, v_.get(), v_.bytes());
+}
+
+void AdamW::write_moments(const float* m, const float* v) {
+  dev_.copy_to_device(m_.get(), m, m_.bytes());
+  dev_.copy_to_device(v_.get(), v, v_.bytes());
+}
+
 double AdamW::range_sum_squares(const float* g) const {
+  dev_.sum_squares(g, ranges_.data(), static_cast<int64_t>(segments_.size()),
+                   norm_.as<double>());
   double sq = 0;
-  for_pieces(table_, begin_, end_,
-             [&](int64_t o, int64_t n, const std::string&) { sq += kernels::sum_squares(g + o, n); });
+  dev_.copy_to_host(&sq, norm_.get(), sizeof(double));
   return sq;
 }
 
 void AdamW::update(float* p, float* g, double norm) {
+  backend::AdamArgs a;
   if (cfg_.grad_clip > 0) {
     // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is < 1
     const double coef = cfg_.grad_clip / (norm + 1e-6);
-    if (coef < 1.0)
-      for_pieces(table_, begin_, end_, [&](int64_t o, int64_t n, const std::string&) {
-        kernels::scale_inplace(g + o, static_cast<float>(coef), n);
-      });
+    if (coef < 1.0) a.grad_scale = static_cast<float>(coef);
   }
   last_lr_ = learning_rate(cfg_, step_);
   ++step_;
-  for_pieces(table_, begin_, end_, [&](int64_t o, int64_t n, const std::string& name) {
-    kernels::adamw_step(p + o, g + o, m_.data() + o, v_.data() + o, n,
-                        static_cast<float>(last_lr_), static_cast<float>(cfg_.beta1),
-                        static_cast<float>(cfg_.beta2), static_cast<float>(cfg_.eps),
-                        decays(name) ? static_cast<float>(cfg_.weight_decay) : 0.f, step_);
-  });
+  a.p = p;
+  a.g = g;
+  a.m = m();
+  a.v = v();
+  a.segments = segments_.data();
+  a.num_segments = static_cast<int64_t>(segments_.size());
+  a.lr = static_cast<float>(last_lr_);
+  a.beta1 = static_cast<float>(cfg_.beta1);
+  a.beta2 = static_cast<float>(cfg_.beta2);
+  a.eps = static_cast<float>(cfg_.eps);
+  a.weight_decay = static_cast<float>(cfg_.weight_decay);
+  a.step = step_;
+  dev_.adamw(a);
 }
 
 double AdamW::step(float* P, float* G) {

@@ -1,11 +1,15 @@
 // AdamW with ClimaX's parameter groups, gradient-norm clipping and the learning-rate schedule
-// (linear warm-up, then cosine decay). State (m, v) mirrors the parameter table: one buffer each.
+// (linear warm-up, then cosine decay). State (m, v) mirrors the parameter table: one buffer each,
+// in device memory; the update is the backend's multi-tensor AdamW (one call per step, clipping
+// folded in), and the gradient norm its sum of squares (the step's one read of a value).
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
+#include "backend/device.h"
 #include "core/tensor_table.h"
 
 namespace seqvit::train {
@@ -38,7 +42,9 @@ class AdamW {
   // With a range [begin, end) of the flat buffer (ZeRO, train/zero.h) the optimizer keeps the
   // moments of that range only and updates only it; end < 0: the whole table. A range may cut
   // through tensors: weight decay is decided per tensor (decays()) for each piece.
-  AdamW(const TensorTable& table, const OptimConfig& cfg, int64_t begin = 0, int64_t end = -1);
+  // Parameters, gradients and the moments are memory of `device`.
+  AdamW(const TensorTable& table, const OptimConfig& cfg, int64_t begin = 0, int64_t end = -1,
+        backend::Device& device = backend::cpu());
   // Clips (when configured) and applies one update to params using grads (full table layout,
   // only the range is read and written). Returns the global gradient norm before clipping.
   // `step` counts completed updates (0-based schedule index).
@@ -52,8 +58,12 @@ class AdamW {
   int64_t end() const { return end_; }
   int64_t steps_done() const { return step_; }
   void set_steps_done(int64_t s) { step_ = s; }
-  float* m() { return m_.data(); }  // [end - begin]: m()[k] belongs to element begin + k
-  float* v() { return v_.data(); }
+  float* m() { return m_.as<float>(); }  // [end - begin], device: m()[k] is element begin + k's
+  float* v() { return v_.as<float>(); }
+  // Host copies of the moments (checkpoints): [end - begin] floats each.
+  void read_moments(float* m, float* v) const;
+  void write_moments(const float* m, const float* v);
+  backend::Device& device() const { return dev_; }
   const OptimConfig& config() const { return cfg_; }
   size_t state_bytes() const { return m_.bytes() + v_.bytes(); }
   double last_lr() const { return last_lr_; }
@@ -65,7 +75,11 @@ class AdamW {
   const TensorTable& table_;
   OptimConfig cfg_;
   int64_t begin_ = 0, end_ = 0;
-  Buffer<float> m_, v_;  // [end - begin]
+  backend::Device& dev_;
+  backend::Allocation m_, v_;  // [end - begin]
+  backend::Allocation norm_;   // [1] double: the sum of squares read back
+  std::vector<backend::AdamSegment> segments_;  // the range's tensor pieces, from begin_
+  std::vector<int64_t> ranges_;                 // the same as (first, count) pairs
   int64_t step_ = 0;
   double last_lr_ = 0;
   std::function<double(double)> sum_squares_;

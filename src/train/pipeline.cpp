@@ -110,7 +110,9 @@ Pipeline::Pipeline(parallel::Comm* pp, model::ClimaX& model, PipeSchedule schedu
                stage_, stages_, model_.shard().first_block, model_.shard().last_block,
                model_.config().depth);
   act_sends_.resize(static_cast<size_t>(model_.slots()));
-  if (stage_ > 0) grad_out_.resize(model_.stage_elems(model_.max_batch()));
+  if (stage_ > 0)
+    grad_out_ = backend::Allocation(model_.device(),
+                                    sizeof(float) * model_.stage_elems(model_.max_batch()));
 }
 
 double Pipeline::run(const float* P, float* G, const model::BatchView& b, float* pred) {
@@ -160,8 +162,9 @@ double Pipeline::run(const float* P, float* G, const model::BatchView& b, float*
       model_.backward(P, G);
       if (!first) {
         timed_wait(grad_send_);
-        std::copy_n(model_.stage_input_grad(), n, grad_out_.data());
-        grad_send_ = pp_->isend(std::span<const float>(grad_out_.data(), n), stage_ - 1, kTagGrad);
+        model_.device().copy(grad_out_.get(), model_.stage_input_grad(), sizeof(float) * n);
+        grad_send_ = pp_->isend(std::span<const float>(grad_out_.as<float>(), n), stage_ - 1,
+                                kTagGrad);
         stats_.bytes_sent += n * sizeof(float);
       }
     }

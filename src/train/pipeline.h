@@ -84,7 +84,7 @@ class Pipeline final : public StepRunner {
   std::vector<PipeOp> order_;
   std::vector<parallel::Request> act_sends_;   // [slots]: the pending send of each slot's stage output
   parallel::Request grad_send_;                // the pending send of the last input gradient
-  Buffer<float> grad_out_;           // [B_micro, N_local, D]: that gradient, sent from here
+  backend::Allocation grad_out_;     // [B_micro, N_local, D]: that gradient, sent from here
   PipelineStats stats_;
 };
 

@@ -1,6 +1,7 @@
 // The single-process training step: parameters, gradients and optimizer state each in one
-// allocation laid out by the model's parameter table; activations planned once; a step is
-// zero-grad, forward, backward, clip, AdamW, bf16 weight refresh — nothing allocates inside it.
+// allocation of device memory laid out by the model's parameter table; activations planned
+// once; a step is batch upload, zero-grad, forward, backward, clip, AdamW, bf16 weight refresh —
+// nothing allocates inside it, and the host reads back only the loss and the gradient norm.
 #pragma once
 
 #include <cstdint>
@@ -8,9 +9,10 @@
 #include <utility>
 #include <vector>
 
-#include "core/page_buffer.h"
+#include "backend/device.h"
 #include "core/tensor_table.h"
 #include "model/climax.h"
+#include "model/device_batch.h"
 #include "train/optimizer.h"
 
 namespace seqvit::train {
@@ -60,8 +62,10 @@ class ShardedOptimizer {
   virtual ~ShardedOptimizer() = default;
   // [begin, end) of the flat buffer of `total` values whose optimizer state this rank keeps.
   virtual std::pair<int64_t, int64_t> own_range(int64_t total) const = 0;
-  // Once, after init and plan, with the full initial parameters (identical on every rank).
-  virtual void attach(model::ClimaX& model, float* params, float* grads) = 0;
+  // Once, after init and plan, with the full initial parameters (identical on every rank) and
+  // the gradient store, both on the model's device.
+  virtual void attach(model::ClimaX& model, backend::ParameterStore& params,
+                      backend::ParameterStore& grads) = 0;
   virtual void zero_grads(float* grads) = 0;  // before forward
   // After backward: returns the global loss; gradients summed (ZeRO-1: all of them; ZeRO-2/3:
   // this rank's range, reduce-scattered during backward).
@@ -93,12 +97,20 @@ class GradientReducer {
 class Trainer {
  public:
   // `batch`: the samples of one step on this rank (the local batch under data parallelism).
+  // Everything runs on `device` (not owned; must outlive the trainer).
   Trainer(const model::ModelConfig& mcfg, const OptimConfig& ocfg, int64_t batch,
-          model::Precision precision, uint64_t seed, const TrainerParallel& par = {});
+          model::Precision precision, uint64_t seed, const TrainerParallel& par = {},
+          backend::Device& device = backend::cpu());
 
   model::ClimaX& model() { return model_; }
-  float* params() { return params_.data(); }
-  float* grads() { return grads_.data(); }
+  backend::Device& device() const { return dev_; }
+  // Device memory, params().total() floats each (see backend/device.h).
+  float* params() { return params_->data(); }
+  float* grads() { return grads_->data(); }
+  // Host copies of the whole local parameter buffer (checkpoints); write_params also refreshes
+  // the bf16 weights.
+  void read_params(float* host) const;
+  void write_params(const float* host);
   AdamW& optimizer() { return opt_; }
   int64_t batch() const { return batch_; }
 
@@ -108,12 +120,13 @@ class Trainer {
   void set_runner(StepRunner* r) { runner_ = r; }
 
   // Call after changing params() by hand (e.g. loading a checkpoint).
-  void params_changed() { model_.sync_weights(params_.data()); }
-  // One optimizer step on a batch. Throws seqvit::Error if the loss is NaN/Inf (weights are left
-  // untouched in that case).
+  void params_changed() { model_.sync_weights(params_->data()); }
+  // One optimizer step on a batch in HOST memory (uploaded to the device first). Throws
+  // seqvit::Error if the loss is NaN/Inf (weights are left untouched in that case).
   StepResult step(const model::BatchView& batch);
-  // Forward + backward only (gradients in grads()); returns the loss. Under ZeRO-2/3 the
-  // gradients end up reduce-scattered into the ShardedOptimizer's shard instead.
+  // Forward + backward only (gradients in grads()) of a HOST batch; returns the loss; pred
+  // (optional) is device memory. Under ZeRO-2/3 the gradients end up reduce-scattered into the
+  // ShardedOptimizer's shard instead.
   double loss_and_grad(const model::BatchView& batch, float* pred = nullptr);
 
   // A human-readable memory plan: bytes of parameters, gradients, optimizer state,
@@ -124,15 +137,19 @@ class Trainer {
   size_t grad_bytes() const;
 
  private:
+  backend::Device& dev_;
   model::ClimaX model_;
-  PageBuffer params_, grads_;  // [table.total()]; anonymous mappings (ZeRO releases pages)
+  // [table.total()] each; parameter stores, whose pages ZeRO hands back
+  std::unique_ptr<backend::ParameterStore> params_, grads_;
   AdamW opt_;
+  model::DeviceBatch batch_dev_;
+  backend::Allocation sq_;  // [2] doubles: the TP-split and replicated sums of squares
   int64_t batch_;
   GradientReducer* reducer_ = nullptr;
   ShardedOptimizer* sharded_ = nullptr;
   StepRunner* runner_ = nullptr;
   model::TensorParallel* tp_ = nullptr;
-  std::vector<char> tp_sharded_;  // per parameter entry: split over the TP group (TP only)
+  std::vector<int64_t> tp_ranges_[2];  // (offset, count) of the TP-split / replicated tensors
   double tp_sum_squares(const float* grads) const;
 };
 

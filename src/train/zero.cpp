@@ -9,7 +9,6 @@
 
 #include "core/check.h"
 #include "core/page_buffer.h"
-#include "kernels/ops.h"
 #include "model/tp_layout.h"
 
 namespace seqvit::train {
@@ -29,13 +28,17 @@ std::pair<int64_t, int64_t> ZeroOptimizer::own_range(int64_t total) const {
   return parallel::zero_range(total, z_, r_);
 }
 
-void ZeroOptimizer::attach(model::ClimaX& model, float* params, float* grads) {
+void ZeroOptimizer::attach(model::ClimaX& model, backend::ParameterStore& params,
+                           backend::ParameterStore& grads) {
   SEQVIT_CHECK(stage_ < 3 || model.precision() == model::Precision::F32,
                "ZeRO-3 runs in fp32 only (the bf16 weight copy would be the whole model); use "
                "--zero 1 or 2 with --bf16");
   model_ = &model;
-  P_ = params;
-  G_ = grads;
+  dev_ = &model.device();
+  Ps_ = &params;
+  Gs_ = &grads;
+  P_ = params.data();
+  G_ = grads.data();
   total_ = model.params().total();
   std::tie(begin_, end_) = own_range(total_);
   const int64_t own = end_ - begin_;
@@ -61,27 +64,33 @@ void ZeroOptimizer::attach(model::ClimaX& model, float* params, float* grads) {
     }
     unit_own_off_[static_cast<size_t>(u)] = std::clamp(ub, begin_, end_) - begin_;
   }
-  if (stage_ < 3) scratch_.assign(static_cast<size_t>(own), 0.f);
-  pieces_.clear();
+  if (stage_ < 3) arena_.request(scratch_, own);
   const bool tp = model.shard().tp_size > 1;
+  for (auto& r : piece_ranges_) r.clear();
   for (const auto& e : model.params().entries()) {
     const int64_t lo = std::max(e.offset, begin_), hi = std::min(e.offset + e.numel, end_);
-    if (lo < hi)
-      pieces_.push_back({lo - begin_, hi - lo,
-                         tp && model::tp_split(e.name) != model::TpSplit::Replicated});
+    if (lo >= hi) continue;
+    auto& r = piece_ranges_[tp && model::tp_split(e.name) != model::TpSplit::Replicated ? 0 : 1];
+    r.push_back(lo - begin_);
+    r.push_back(hi - lo);
   }
+  arena_.request(sq_, 2);
   if (stage_ >= 2) {
     int64_t most = 0;
     for (int u = 0; u < U; ++u)
       most = std::max(most, unit_counts_[static_cast<size_t>(u)][static_cast<size_t>(r_)]);
-    acc_.assign(static_cast<size_t>(most), 0.f);
-    gshard_.assign(static_cast<size_t>(own), 0.f);
-    release_pages(G_, total_, 0, total_);
+    arena_.request(acc_, most);
+    arena_.request(gshard_, own);
+  }
+  if (stage_ == 3) arena_.request(pshard_, own);
+  arena_.commit(*dev_);  // zero-filled
+  if (stage_ >= 2) {
+    Gs_->release(0, total_);
     model.set_parameter_hooks(this);
   }
   if (stage_ == 3) {
-    pshard_.assign(P_ + begin_, P_ + end_);  // the master copy of the own range
-    release_pages(P_, total_, 0, total_);
+    dev_->copy(pshard_.data(), P_ + begin_, sizeof(float) * own);  // the master copy
+    Ps_->release(0, total_);
   }
 }
 
@@ -89,9 +98,9 @@ void ZeroOptimizer::zero_grads(float* grads) {
   // stages 2, 3: each unit's range of the full buffer is zeroed in backward_begin, just before
   // it accumulates; the shard accumulates over micro-batches
   if (stage_ == 1)
-    std::memset(grads, 0, sizeof(float) * static_cast<size_t>(total_));
+    dev_->zero(grads, sizeof(float) * static_cast<size_t>(total_));
   else
-    std::fill(gshard_.begin(), gshard_.end(), 0.f);
+    dev_->zero(gshard_.data(), gshard_.bytes());
 }
 
 void ZeroOptimizer::set_norm_reduction(model::TensorParallel* tp,
@@ -114,8 +123,11 @@ double ZeroOptimizer::update(float* params, float* grads, AdamW& opt) {
   float* p = stage_ == 3 ? pshard_.data() : params + begin_;
   // the logical gradient's squared norm: over the group, then the TP-split tensors over the TP
   // group (replicated ones once), then over the pipeline stages
-  double sq2[2] = {0, 0};  // TP-split, rest
-  for (const auto& pc : pieces_) sq2[pc.tp_split ? 0 : 1] += kernels::sum_squares(g + pc.off, pc.n);
+  for (int k = 0; k < 2; ++k)
+    dev_->sum_squares(g, piece_ranges_[k].data(),
+                      static_cast<int64_t>(piece_ranges_[k].size() / 2), sq_.data() + k);
+  double sq2[2];  // TP-split, rest
+  dev_->copy_to_host(sq2, sq_.data(), sizeof(sq2));
   double sq;
   if (tp_) {
     c_.all_reduce(std::span<double>(sq2, 2));
@@ -128,8 +140,8 @@ double ZeroOptimizer::update(float* params, float* grads, AdamW& opt) {
   const double norm = std::sqrt(sq);
   opt.update(p, g, norm);
   if (stage_ < 3) {  // every rank's updated range into every rank's full parameters
-    std::copy(p, p + (end_ - begin_), scratch_.begin());
-    c_.all_gather_v(std::span<const float>(scratch_),
+    dev_->copy(scratch_.data(), p, scratch_.bytes());
+    c_.all_gather_v(std::span<const float>(scratch_.data(), static_cast<size_t>(scratch_.size())),
                     std::span<float>(params, static_cast<size_t>(total_)),
                     std::span<const int64_t>(all_counts_));
   }
@@ -142,7 +154,8 @@ size_t ZeroOptimizer::param_bytes() const {
   int64_t biggest = 0;
   for (const auto& [b, e] : units_) biggest = std::max(biggest, e - b);
   return sizeof(float) *
-         (static_cast<size_t>(stage_ == 3 ? (end_ - begin_) + biggest : total_) + scratch_.size());
+         (static_cast<size_t>(stage_ == 3 ? (end_ - begin_) + biggest : total_) +
+          static_cast<size_t>(scratch_.size()));
 }
 
 // Stages 2, 3: the gradient shard, the largest unit in backward and the own part of a unit
@@ -151,7 +164,8 @@ size_t ZeroOptimizer::grad_bytes() const {
   int64_t biggest = 0;
   for (const auto& [b, e] : units_) biggest = std::max(biggest, e - b);
   return sizeof(float) *
-         (static_cast<size_t>(stage_ >= 2 ? (end_ - begin_) + biggest : total_) + acc_.size());
+         (static_cast<size_t>(stage_ >= 2 ? (end_ - begin_) + biggest : total_) +
+          static_cast<size_t>(acc_.size()));
 }
 
 void ZeroOptimizer::gather_unit(int u) {
@@ -165,8 +179,7 @@ void ZeroOptimizer::gather_unit(int u) {
 
 void ZeroOptimizer::sample_residency() {
   if (!track_) return;
-  const size_t r = resident_bytes(P_, total_, mincore_scratch_) +
-                   resident_bytes(G_, total_, mincore_scratch_);
+  const size_t r = Ps_->resident_bytes() + Gs_->resident_bytes();
   peak_resident_ = std::max(peak_resident_, r);
 }
 
@@ -178,14 +191,14 @@ void ZeroOptimizer::forward_end(int u) {
   sample_residency();
   if (stage_ == 3) {
     const auto [ub, ue] = units_[static_cast<size_t>(u)];
-    release_pages(P_, total_, ub, ue - ub);
+    Ps_->release(ub, ue - ub);
   }
 }
 
 void ZeroOptimizer::backward_begin(int u) {
   if (stage_ == 3) gather_unit(u);
   const auto [ub, ue] = units_[static_cast<size_t>(u)];
-  std::memset(G_ + ub, 0, sizeof(float) * static_cast<size_t>(ue - ub));
+  dev_->zero(G_ + ub, sizeof(float) * static_cast<size_t>(ue - ub));
 }
 
 void ZeroOptimizer::backward_end(int u) {
@@ -197,10 +210,10 @@ void ZeroOptimizer::backward_end(int u) {
   c_.reduce_scatter_v(std::span<const float>(G_ + ub, static_cast<size_t>(ue - ub)),
                       std::span<float>(acc_.data(), static_cast<size_t>(mine)),
                       std::span<const int64_t>(counts));
-  float* dst = gshard_.data() + unit_own_off_[static_cast<size_t>(u)];
-  for (int64_t k = 0; k < mine; ++k) dst[k] += acc_[static_cast<size_t>(k)];  // micro-batches
-  release_pages(G_, total_, ub, ue - ub);
-  if (stage_ == 3) release_pages(P_, total_, ub, ue - ub);
+  // micro-batches: the shard accumulates
+  dev_->add_inplace(gshard_.data() + unit_own_off_[static_cast<size_t>(u)], acc_.data(), mine);
+  Gs_->release(ub, ue - ub);
+  if (stage_ == 3) Ps_->release(ub, ue - ub);
 }
 
 std::vector<model::LogicalRun> ZeroOptimizer::moment_runs() const {
@@ -222,13 +235,13 @@ void ZeroOptimizer::gather_all_parameters() {
 }
 
 void ZeroOptimizer::release_all_parameters() {
-  if (stage_ == 3) release_pages(P_, total_, 0, total_);
+  if (stage_ == 3) Ps_->release(0, total_);
 }
 
 void ZeroOptimizer::load_own_parameters(const float* full) {
   if (stage_ != 3) return;
-  std::copy(full + begin_, full + end_, pshard_.begin());
-  release_pages(P_, total_, 0, total_);
+  dev_->copy(pshard_.data(), full + begin_, pshard_.bytes());
+  Ps_->release(0, total_);
 }
 
 }  // namespace seqvit::train

@@ -21,8 +21,10 @@
 // and ZeRO-3 gathers a unit for every forward and every backward of every micro-batch (the
 // least memory; 2 m all-gathers per unit and step). The clipping norm: squares summed over the
 // group, then TP-split tensors over the TP group (replicated ones counted once), then stages.
-// The full-size buffers are the Trainer's PageBuffers (anonymous mappings), so released pages
-// really leave memory; pages shared by two units are kept.
+// The full-size buffers are the Trainer's parameter stores (backend::ParameterStore), so
+// released pages really leave memory; pages shared by two units are kept. Everything runs on
+// the model's device: shards and scratch are device memory, the group communicator must have
+// that device (Comm::set_device).
 #pragma once
 
 #include <cstdint>
@@ -47,7 +49,8 @@ class ZeroOptimizer final : public ShardedOptimizer, public model::ParameterHook
 
   // ShardedOptimizer
   std::pair<int64_t, int64_t> own_range(int64_t total) const override;
-  void attach(model::ClimaX& model, float* params, float* grads) override;
+  void attach(model::ClimaX& model, backend::ParameterStore& params,
+              backend::ParameterStore& grads) override;
   void zero_grads(float* grads) override;
   double reduce(double partial_loss, float* grads) override;
   double update(float* params, float* grads, AdamW& opt) override;
@@ -78,8 +81,8 @@ class ZeroOptimizer final : public ShardedOptimizer, public model::ParameterHook
   // parameters).
   void load_own_parameters(const float* full);
   // Stage 3: the own range of the parameters (the master copy), [end - begin].
-  const float* param_shard() const { return pshard_.data(); }
-  const float* grad_shard() const { return gshard_.data(); }  // stages 2, 3
+  const float* param_shard() const { return pshard_.data(); }  // device memory
+  const float* grad_shard() const { return gshard_.data(); }   // stages 2, 3
 
   // With tracking on, each hook records how many bytes of the full parameter and gradient
   // buffers are resident (mincore) at that moment; peak_resident() is the largest sum seen.
@@ -90,21 +93,23 @@ class ZeroOptimizer final : public ShardedOptimizer, public model::ParameterHook
  private:
   void gather_unit(int unit);
   void sample_residency();
-  struct Piece {  // a table entry's part of the own range: [off, off + n) relative to begin
-    int64_t off, n;
-    bool tp_split;  // split over the TP group (else the same on every TP rank)
-  };
 
   parallel::Comm& c_;
   int stage_;
   int z_ = 1, r_ = 0;
   int64_t total_ = 0, begin_ = 0, end_ = 0;
   model::ClimaX* model_ = nullptr;
-  float* P_ = nullptr;  // full-size parameter buffer (stage 3: only gathered units valid)
-  float* G_ = nullptr;  // full-size gradient buffer (stages 2, 3: only the unit in backward)
-  std::vector<float> pshard_, gshard_, scratch_;  // [end - begin]
-  std::vector<float> acc_;                        // stages 2, 3: one unit's own part
-  std::vector<Piece> pieces_;
+  backend::Device* dev_ = nullptr;
+  backend::ParameterStore* Ps_ = nullptr;  // full-size parameters (stage 3: gathered units)
+  backend::ParameterStore* Gs_ = nullptr;  // full-size gradients (stages 2, 3: the unit in
+                                           // backward)
+  float* P_ = nullptr;  // their data()
+  float* G_ = nullptr;
+  backend::DeviceArray<float> pshard_, gshard_, scratch_;  // [end - begin], when used
+  backend::DeviceArray<float> acc_;  // stages 2, 3: one unit's own part
+  backend::DeviceArray<double> sq_;  // [2] the TP-split and other sums of squares
+  backend::Arena arena_;
+  std::vector<int64_t> piece_ranges_[2];  // (offset, count) from begin: TP-split, other
   model::TensorParallel* tp_ = nullptr;
   GradientReducer* stages_ = nullptr;
   std::vector<std::pair<int64_t, int64_t>> units_;       // [begin, end) of each unit
@@ -113,7 +118,6 @@ class ZeroOptimizer final : public ShardedOptimizer, public model::ParameterHook
   std::vector<int64_t> all_counts_;                      // own-range sizes of every rank
   bool track_ = false;
   size_t peak_resident_ = 0;
-  std::vector<unsigned char> mincore_scratch_;
 };
 
 }  // namespace seqvit::train

@@ -24,7 +24,7 @@ using seqvit::parallel::OpKind;
 using seqvit::parallel::Request;
 using seqvit::parallel::SpAttentionArgs;
 using seqvit::parallel::SpAttentionShape;
-using seqvit::kernels::StridedTensor;
+using seqvit::StridedTensor;
 using seqvit_test::MpiTest;
 namespace sd = seqvit::parallel;
 namespace sk = seqvit::kernels;

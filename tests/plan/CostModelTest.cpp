@@ -139,8 +139,8 @@ class PlanOnlySp final : public model::SequenceParallelAttention {
                ? parallel::sp2d_workspace_bytes(s, g_.sp_ulysses, g_.sp_ring, g_.sp_outer, threads)
                : parallel::sp_scheme(g_.sp_mode).workspace_bytes(s, size(), threads);
   }
-  void forward(const kernels::AttentionArgs&, void*, size_t) override { std::abort(); }
-  void backward(const kernels::AttentionArgs&, void*, size_t) override { std::abort(); }
+  void forward(const AttentionArgs&, void*, size_t) override { std::abort(); }
+  void backward(const AttentionArgs&, void*, size_t) override { std::abort(); }
 
  private:
   parallel::GridConfig g_;
