@@ -26,7 +26,6 @@ namespace fs = std::filesystem;
 namespace {
 
 using seqvit_test::expect_error;
-using seqvit_test::rel_err;
 using seqvit_test::run_seqvit_mpi;
 
 class GradSpTest : public seqvit_test::GradCliTest {

@@ -25,7 +25,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-using seqvit_test::rel_err;
 using seqvit_test::run_seqvit_mpi;
 
 

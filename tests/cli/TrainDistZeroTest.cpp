@@ -20,7 +20,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-using seqvit_test::rel_err;
 using seqvit_test::run_seqvit_mpi;
 
 std::vector<double> read_losses(const std::string& path) {
@@ -47,10 +46,7 @@ class TrainDistZeroTest : public ::testing::Test {
            "--out " + path(name + ".safetensors") + " --loss-log " + path(name + ".loss");
   }
   void compare_files(const std::string& a, const std::string& b, const std::string& what) {
-    seqvit::io::SafetensorsReader r(a), g(b);
-    ASSERT_EQ(r.names(), g.names()) << what;
-    for (const auto& n : r.names())
-      EXPECT_LE(rel_err(g.read_f32(n), r.read_f32(n)), 1e-5) << what << ": " << n;
+    seqvit_test::expect_same_tensors(a, b, 1e-5, what);
   }
   void check(int dp, int sp, int zero, bool recompute) {
     const std::string name = "dp" + std::to_string(dp) + "_sp" + std::to_string(sp) + "_zero" +

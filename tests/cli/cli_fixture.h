@@ -62,15 +62,6 @@ inline void expect_error(const Result& r, const std::string& needle, int status 
                                                       << r.output;
 }
 
-// Every tensor of the file `got` against `ref` (the same names), relative error <= tol.
-inline void expect_same_tensors(const std::string& ref, const std::string& got, double tol,
-                                const std::string& what) {
-  seqvit::io::SafetensorsReader r(ref), g(got);
-  ASSERT_EQ(r.names(), g.names()) << what;
-  for (const auto& n : r.names())
-    EXPECT_LE(rel_err(g.read_f32(n), r.read_f32(n)), tol) << what << ": " << n;
-}
-
 inline void CliDirTest::expect_same_run(const std::string& name, const std::string& what,
                                         bool optimizer, size_t steps) const {
   const auto ref = read_numbers(path("single.loss")), got = read_numbers(path(name + ".loss"));

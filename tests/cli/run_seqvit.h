@@ -2,6 +2,7 @@
 // the CLI tests (which check real processes: exit codes, messages, files written).
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "io/safetensors.h"
 #include "rel_err.h"
 
 namespace seqvit_test {
@@ -35,6 +37,19 @@ inline Result run_command(const std::string& cmd) {
 inline Result run_seqvit(const std::string& args, bool with_stderr = true) {
   return run_command(std::string(SEQVIT_BINARY_DIR) + "/seqvit " + args +
                      (with_stderr ? " 2>&1" : " 2>/dev/null"));
+}
+
+// Every tensor of the safetensors file `got` against `ref`: the same names, the same shape and
+// relative error <= tol (a single-vs-distributed check: a rank's slice or a truncated tensor in
+// place of the whole one fails on its shape and its size).
+inline void expect_same_tensors(const std::string& ref, const std::string& got, double tol,
+                                const std::string& what) {
+  seqvit::io::SafetensorsReader r(ref), g(got);
+  ASSERT_EQ(r.names(), g.names()) << what;
+  for (const auto& n : r.names()) {
+    EXPECT_EQ(g.info(n).shape, r.info(n).shape) << what << ": " << n;
+    EXPECT_LE(rel_err(g.read_f32(n), r.read_f32(n)), tol) << what << ": " << n;
+  }
 }
 
 #ifdef SEQVIT_MPIEXEC

@@ -79,16 +79,7 @@ struct Problem {
   }
 };
 
-// ||x - ref|| / ||ref||, the norm floored at 1e-3 * sqrt(n) as in FlashAttentionTest, so that
-// an exactly-zero reference (dQ, dK with a single key) is compared in absolute terms.
-double rel_err(const std::vector<double>& x, const std::vector<double>& ref) {
-  double num = 0, den = 1e-6 * static_cast<double>(x.size());
-  for (size_t i = 0; i < x.size(); ++i) {
-    num += (x[i] - ref[i]) * (x[i] - ref[i]);
-    den += ref[i] * ref[i];
-  }
-  return std::sqrt(num / den);
-}
+using seqvit_test::attention_err;
 
 struct Outputs {
   std::vector<double> o, lse, dq, dk, dv;
@@ -132,11 +123,11 @@ void compare(const Shape& s, bool bf16, int threads = 0) {
   const auto where = ::testing::Message() << "B=" << s.B << " Hh=" << s.Hh << " nq=" << s.nq
                                           << " nk=" << s.nk << " d=" << s.d
                                           << " packed=" << s.packed << " bf16=" << bf16;
-  EXPECT_LT(rel_err(dn.o, n.o), t.o) << "O " << where;
-  EXPECT_LT(rel_err(dn.lse, n.lse), t.lse) << "LSE " << where;
-  EXPECT_LT(rel_err(dn.dq, n.dq), t.dq) << "dQ " << where;
-  EXPECT_LT(rel_err(dn.dk, n.dk), t.dk) << "dK " << where;
-  EXPECT_LT(rel_err(dn.dv, n.dv), t.dv) << "dV " << where;
+  EXPECT_LT(attention_err(dn.o, n.o), t.o) << "O " << where;
+  EXPECT_LT(attention_err(dn.lse, n.lse), t.lse) << "LSE " << where;
+  EXPECT_LT(attention_err(dn.dq, n.dq), t.dq) << "dQ " << where;
+  EXPECT_LT(attention_err(dn.dk, n.dk), t.dk) << "dK " << where;
+  EXPECT_LT(attention_err(dn.dv, n.dv), t.dv) << "dV " << where;
 }
 
 TEST(DenseAttention, Fp32MatchesOracle) {

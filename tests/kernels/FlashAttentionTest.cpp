@@ -165,16 +165,7 @@ struct Problem {
   std::vector<double> dense_lse() const { return {lse.begin(), lse.end()}; }
 };
 
-// ||x - ref|| / ||ref||; the norm is floored at 1e-3 * sqrt(n) so that a reference that is
-// exactly zero (dQ, dK with a single key) is compared in absolute terms.
-double rel_err(const std::vector<double>& x, const std::vector<double>& ref) {
-  double num = 0, den = 1e-6 * static_cast<double>(x.size());
-  for (size_t i = 0; i < x.size(); ++i) {
-    num += (x[i] - ref[i]) * (x[i] - ref[i]);
-    den += ref[i] * ref[i];
-  }
-  return std::sqrt(num / den);
-}
+using seqvit_test::attention_err;
 
 struct Outputs {
   std::vector<double> o, lse, dq, dk, dv;
@@ -214,7 +205,7 @@ void compare(const Shape& s, bool bf16, bool backward, double factor, double flo
                           s.B * s.Hh, s.nq, s.nk, s.d, p.a.scale);
   auto check = [&](const char* what, const std::vector<double>& fx,
                    const std::vector<double>& nx, const std::vector<double>& rx) {
-    const double ef = rel_err(fx, rx), en = rel_err(nx, rx);
+    const auto ef = attention_err(fx, rx), en = attention_err(nx, rx);
     EXPECT_LE(ef, factor * en + floor)
         << what << ": flash rel err " << ef << " vs naive " << en << " (B=" << s.B
         << " Hh=" << s.Hh << " nq=" << s.nq << " nk=" << s.nk << " d=" << s.d
@@ -272,11 +263,11 @@ TEST(FlashAttention, Bf16MatchesBf16Oracle) {
   // exact answer (only P's rounding in the forward depends on the running max).
   Problem p({2, 3, 113, 97, 64, false}, true, 99u);
   const Outputs f = run(p, true, true), n = run(p, false, true);
-  EXPECT_LT(rel_err(f.o, n.o), 4e-3);
-  EXPECT_LT(rel_err(f.lse, n.lse), 1e-5);
-  EXPECT_LT(rel_err(f.dq, n.dq), 1e-2);
-  EXPECT_LT(rel_err(f.dk, n.dk), 1e-2);
-  EXPECT_LT(rel_err(f.dv, n.dv), 4e-3);
+  EXPECT_LT(attention_err(f.o, n.o), 4e-3);
+  EXPECT_LT(attention_err(f.lse, n.lse), 1e-5);
+  EXPECT_LT(attention_err(f.dq, n.dq), 1e-2);
+  EXPECT_LT(attention_err(f.dk, n.dk), 1e-2);
+  EXPECT_LT(attention_err(f.dv, n.dv), 4e-3);
 }
 
 TEST(FlashAttention, Accumulate) {
@@ -339,8 +330,8 @@ TEST(FlashAttention, LseMergeOfKeyRanges) {
           o[r * s.d + c] =
               std::exp(l1 - lse[r]) * o1.o[r * s.d + c] + std::exp(l2 - lse[r]) * o2.o[r * s.d + c];
       }
-    EXPECT_LT(rel_err(lse, all.lse), 1e-6);
-    EXPECT_LT(rel_err(o, all.o), bf16 ? 4e-3 : 1e-5) << "bf16=" << bf16;
+    EXPECT_LT(attention_err(lse, all.lse), 1e-6);
+    EXPECT_LT(attention_err(o, all.o), bf16 ? 4e-3 : 1e-5) << "bf16=" << bf16;
   }
 }
 
@@ -376,11 +367,11 @@ TEST(FlashAttention, NaiveBackwardMatchesFiniteDifferences) {
   const Outputs n = run(p, false, true);
   const Ref rr = reference(p.dense(p.a.q, 31), p.dense(p.a.k, 45), p.dense(p.a.v, 45),
                            p.dense(p.a.dout, 31), 6, 31, 45, 32, p.a.scale);
-  EXPECT_LT(rel_err(n.o, rr.o), 1e-6);
-  EXPECT_LT(rel_err(n.lse, rr.lse), 1e-6);
-  EXPECT_LT(rel_err(n.dq, rr.dq), 1e-5);
-  EXPECT_LT(rel_err(n.dk, rr.dk), 1e-5);
-  EXPECT_LT(rel_err(n.dv, rr.dv), 1e-5);
+  EXPECT_LT(attention_err(n.o, rr.o), 1e-6);
+  EXPECT_LT(attention_err(n.lse, rr.lse), 1e-6);
+  EXPECT_LT(attention_err(n.dq, rr.dq), 1e-5);
+  EXPECT_LT(attention_err(n.dk, rr.dk), 1e-5);
+  EXPECT_LT(attention_err(n.dv, rr.dv), 1e-5);
 }
 
 TEST(FlashAttention, RejectsBadArguments) {
@@ -487,10 +478,10 @@ void check_gaps_untouched(int64_t d, int64_t nq, int64_t nk, int64_t B, bool bf1
   const double tol = bf16 ? 2e-2 : 1e-5;
   const std::string where = "d=" + std::to_string(d) + " nq=" + std::to_string(nq) +
                             " nk=" + std::to_string(nk) + " bf16=" + std::to_string(bf16);
-  EXPECT_LT(rel_err(n.dense(o.t, nq), ref.o), tol) << "O " << where;
-  EXPECT_LT(rel_err(n.dense(dq.t, nq), ref.dq), tol) << "dQ " << where;
-  EXPECT_LT(rel_err(n.dense(dk.t, nk), ref.dk), tol) << "dK " << where;
-  EXPECT_LT(rel_err(n.dense(dv.t, nk), ref.dv), tol) << "dV " << where;
+  EXPECT_LT(attention_err(n.dense(o.t, nq), ref.o), tol) << "O " << where;
+  EXPECT_LT(attention_err(n.dense(dq.t, nq), ref.dq), tol) << "dQ " << where;
+  EXPECT_LT(attention_err(n.dense(dk.t, nk), ref.dk), tol) << "dK " << where;
+  EXPECT_LT(attention_err(n.dense(dv.t, nk), ref.dv), tol) << "dV " << where;
   for (const Buf* b : {&o, &dq, &dk, &dv}) {
     int64_t touched = 0;
     for (size_t at = 0; at < b->x.size(); ++at) {

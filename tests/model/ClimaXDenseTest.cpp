@@ -79,7 +79,8 @@ void check_same(Tokenization tok, bool recompute) {
   // every parameter tensor on its own
   ClimaX m(c);
   for (const auto& e : m.params().entries())
-    EXPECT_LE(seqvit_test::rel_err(d.grads.data() + e.offset, f.grads.data() + e.offset, e.numel),
+    EXPECT_LE(seqvit_test::rel_err(seqvit_test::tensor(d.grads.data(), e),
+                                   seqvit_test::tensor(f.grads.data(), e)),
               1e-5)
         << e.name << " " << where;
   // memory: B * Hh * N * N floats of probabilities per block (one shared buffer with

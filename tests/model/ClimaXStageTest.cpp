@@ -15,20 +15,14 @@
 #include "core/check.h"
 #include "model/climax.h"
 #include "model/model_batch.h"
+#include "rel_err.h"
 
 using namespace seqvit;
 
 namespace {
 
-double rel_err(const float* a, const float* ref, int64_t n) {
-  double num = 0, den = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const double d = static_cast<double>(a[i]) - ref[i];
-    num += d * d;
-    den += static_cast<double>(ref[i]) * ref[i];
-  }
-  return std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
-}
+using seqvit_test::rel_err;
+using seqvit_test::tensor;
 
 model::ModelShard blocks(int64_t first, int64_t last) {
   model::ModelShard s;
@@ -96,8 +90,8 @@ void chain(model::Tokenization tok) {
   EXPECT_LE(std::fabs(loss - lref) / lref, 1e-6);
   for (auto* s : {&s0, &s1})
     for (const auto& t : s->params().entries()) {
-      const float* got = (s == &s0 ? G0.data() : G1.data()) + t.offset;
-      EXPECT_LE(rel_err(got, g.data() + whole.params().get(t.name).offset, t.numel), 1e-5)
+      const float* G = s == &s0 ? G0.data() : G1.data();
+      EXPECT_LE(rel_err(tensor(G, t), tensor(g.data(), whole.params().get(t.name))), 1e-5)
           << t.name;
     }
   // two slots of saved activations, one set of scratch

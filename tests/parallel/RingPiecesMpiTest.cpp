@@ -18,6 +18,7 @@
 #include "parallel/sp_attention.h"
 #include "kernels/attention.h"
 #include "mpi_test.h"
+#include "rel_err.h"
 
 using seqvit::Error;
 using seqvit::parallel::OpKind;
@@ -142,14 +143,7 @@ class RingPieces : public MpiTest {
   std::vector<float> q, k, v, dout, qkv, do_l;
 };
 
-double rel_err(const std::vector<float>& x, const std::vector<float>& ref) {
-  double err = 0, big = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    err = std::max(err, std::isnan(x[i]) ? INFINITY : std::abs(double(x[i]) - ref[i]));
-    big = std::max(big, std::abs(double(ref[i])));
-  }
-  return err / big;
-}
+using seqvit_test::rel_err;
 
 TEST_F(RingPieces, EveryPieceSizeGivesTheSameResult) {
   std::vector<float> one;

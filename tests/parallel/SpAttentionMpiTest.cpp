@@ -2,8 +2,9 @@
 // LSS and ring, forward and backward, against single-process flash attention over the full
 // sequence. Every rank draws the same full Q, K, V, dO from a seed, takes its token slice, runs
 // the distributed forward + backward and compares O, dQ, dK, dV of its slice with the same slice
-// of the single-process result (max error relative to the largest value, <= 1e-5 in fp32). Q, K,
-// V (and dQ, dK, dV) are views into packed [B, N/P, 3, Hh, d] buffers, so strides are exercised.
+// of the single-process result (norm-wise relative error, tests/rel_err.h, <= 1e-5 in fp32).
+// Q, K, V (and dQ, dK, dV) are views into packed [B, N/P, 3, Hh, d] buffers, so strides are
+// exercised.
 // The same runs check the comm counters against *_bytes_sent exactly.
 #include <omp.h>
 
@@ -17,6 +18,7 @@
 #include "parallel/sp_attention_2d.h"
 #include "kernels/attention.h"
 #include "mpi_test.h"
+#include "rel_err.h"
 
 using seqvit::Error;
 using seqvit::parallel::Comm;
@@ -27,6 +29,7 @@ using seqvit::parallel::SpAttentionShape;
 using seqvit::AttentionArgs;
 using seqvit::StridedTensor;
 using seqvit_test::MpiTest;
+using seqvit_test::rel_err;
 namespace sd = seqvit::parallel;
 namespace sk = seqvit::kernels;
 
@@ -76,20 +79,27 @@ StridedTensor packed(float* p, int64_t n, int64_t H, int64_t d, int c) {
   return StridedTensor{p + c * H * d, n * 3 * H * d, 3 * H * d, d};
 }
 
-// max |x - ref| / max |ref| over the B x N/P x Hh x d slice; `x` is read through its strides.
-double rel_error(const StridedTensor& x, const std::vector<float>& ref_full,
-                 const SpAttentionShape& s, int64_t t0, int64_t nl) {
-  double err = 0, big = 0;
+// The B x nl x Hh x d slice of tokens [t0, t0 + nl) as a dense [B][nl][Hh][d] vector: of `x`
+// (read through its strides; a NaN there is an element never written: dQ, dK, dV start as NaN)
+// or of a full dense [B][N][Hh][d] reference.
+std::vector<float> gather(const StridedTensor& x, const SpAttentionShape& s, int64_t nl) {
+  std::vector<float> out;
+  out.reserve(static_cast<size_t>(s.batch * nl * s.heads * s.head_dim));
   for (int64_t b = 0; b < s.batch; ++b)
     for (int64_t t = 0; t < nl; ++t)
       for (int64_t h = 0; h < s.heads; ++h)
-        for (int64_t c = 0; c < s.head_dim; ++c) {
-          const double r = ref_full[((b * s.tokens + t0 + t) * s.heads + h) * s.head_dim + c];
-          const double v = x.data[b * x.sb + t * x.sn + h * x.sh + c];
-          if (!(std::abs(v - r) <= err)) err = std::isnan(v) ? INFINITY : std::abs(v - r);
-          big = std::max(big, std::abs(r));
-        }
-  return err / big;  // a NaN (an element never written: dQ, dK, dV start as NaN) gives inf
+        for (int64_t c = 0; c < s.head_dim; ++c)
+          out.push_back(x.data[b * x.sb + t * x.sn + h * x.sh + c]);
+  return out;
+}
+std::vector<float> gather(const std::vector<float>& ref_full, const SpAttentionShape& s,
+                          int64_t t0, int64_t nl) {
+  std::vector<float> out;
+  out.reserve(static_cast<size_t>(s.batch * nl * s.heads * s.head_dim));
+  for (int64_t b = 0; b < s.batch; ++b)
+    out.insert(out.end(), ref_full.begin() + (b * s.tokens + t0) * s.heads * s.head_dim,
+               ref_full.begin() + (b * s.tokens + t0 + nl) * s.heads * s.head_dim);
+  return out;
 }
 
 class SpAttention : public MpiTest {
@@ -173,10 +183,10 @@ class SpAttention : public MpiTest {
     last_stats += ring.stats();
 
     const double tol = 1e-5;
-    EXPECT_LE(rel_error(a.o, o, s, r * Nl, Nl), tol) << "O";
-    EXPECT_LE(rel_error(a.dq, dq, s, r * Nl, Nl), tol) << "dQ";
-    EXPECT_LE(rel_error(a.dk, dk, s, r * Nl, Nl), tol) << "dK";
-    EXPECT_LE(rel_error(a.dv, dv, s, r * Nl, Nl), tol) << "dV";
+    EXPECT_LE(rel_err(gather(a.o, s, Nl), gather(o, s, r * Nl, Nl)), tol) << "O";
+    EXPECT_LE(rel_err(gather(a.dq, s, Nl), gather(dq, s, r * Nl, Nl)), tol) << "dQ";
+    EXPECT_LE(rel_err(gather(a.dk, s, Nl), gather(dk, s, r * Nl, Nl)), tol) << "dK";
+    EXPECT_LE(rel_err(gather(a.dv, s, Nl), gather(dv, s, r * Nl, Nl)), tol) << "dV";
   }
   seqvit::parallel::CommStats last_stats;  // the backward's counters of the last check()
 };

@@ -28,6 +28,7 @@ using namespace seqvit;
 namespace {
 
 using seqvit_test::rel_err;
+using seqvit_test::tensor;
 
 constexpr double kTol = 1e-5;
 constexpr int64_t kBatch = 8;  // global batch
@@ -100,7 +101,7 @@ class PipelineMpiTest : public seqvit_test::MpiTest {
 
     // init: the single-process values of this stage's tensors
     for (const auto& e : st.entries())
-      EXPECT_EQ(rel_err(tr.params() + e.offset, init.data() + rt.get(e.name).offset, e.numel), 0)
+      EXPECT_EQ(rel_err(tensor(tr.params(), e), tensor(init.data(), rt.get(e.name))), 0)
           << "init " << e.name;
 
     // loss and every gradient of batch 0
@@ -109,10 +110,9 @@ class PipelineMpiTest : public seqvit_test::MpiTest {
     EXPECT_LE(std::fabs(loss - lref) / std::fabs(lref), kTol) << loss << " vs " << lref;
     double worst = 0;
     for (const auto& e : st.entries()) {
-      const double err = rel_err(tr.grads() + e.offset, gref.data() + rt.get(e.name).offset,
-                                 e.numel);
+      const auto err = rel_err(tensor(tr.grads(), e), tensor(gref.data(), rt.get(e.name)));
       EXPECT_LE(err, kTol) << "grad." << e.name;
-      worst = std::max(worst, err);
+      worst = std::max<double>(worst, err);
     }
     const double bubble = pipe.last_stats().bubble();
 
@@ -123,10 +123,9 @@ class PipelineMpiTest : public seqvit_test::MpiTest {
       EXPECT_LE(std::fabs(r.grad_norm - ref_norms[t]) / ref_norms[t], kTol) << "norm, step " << t;
     }
     for (const auto& e : st.entries()) {
-      const double err =
-          rel_err(tr.params() + e.offset, ref.params() + rt.get(e.name).offset, e.numel);
+      const auto err = rel_err(tensor(tr.params(), e), tensor(ref.params(), rt.get(e.name)));
       EXPECT_LE(err, kTol) << "weights " << e.name;
-      worst_w = std::max(worst_w, err);
+      worst_w = std::max<double>(worst_w, err);
     }
     // the logical (single-process) weights assembled from the stages on rank 0
     const auto runs = tr.model().logical_runs();

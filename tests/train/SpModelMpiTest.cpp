@@ -24,6 +24,7 @@ using namespace seqvit;
 namespace {
 
 using seqvit_test::rel_err;
+using seqvit_test::tensor;
 
 constexpr double kTol = 1e-5;
 
@@ -68,13 +69,12 @@ class SpModelMpiTest : public seqvit_test::MpiTest {
 
     EXPECT_LE(std::fabs(loss - lref) / std::fabs(lref), tol) << loss << " vs " << lref;
     if (rank() == 0)
-      EXPECT_LE(rel_err(full.data(), pref.data(), static_cast<int64_t>(pref.size())), tol)
-          << "pred";
+      EXPECT_LE(rel_err(full, pref), tol) << "pred";
     double worst = 0;
     for (const auto& e : m.params().entries()) {
-      const double err = rel_err(grads.data() + e.offset, gref.data() + e.offset, e.numel);
+      const auto err = rel_err(tensor(grads.data(), e), tensor(gref.data(), e));
       EXPECT_LE(err, tol) << "grad." << e.name;
-      worst = std::max(worst, err);
+      worst = std::max<double>(worst, err);
     }
     if (rank() == 0)
       std::printf("  %s%s %s%s, %lld heads, P=%d: loss %.3e, worst gradient %.3e\n",

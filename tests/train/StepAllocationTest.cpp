@@ -1,38 +1,22 @@
 // "Nothing allocates inside the step loop": after the first step (which may grow per-thread
-// scratch once), seqvit's code must not call operator new during a training step. This test
-// binary replaces the global operator new to count calls while steps run. oneDNN's
-// dnnl_sgemm builds small descriptor objects on every call; those are counted separately and
-// reported, not failed (they are the library's, bounded, and do not change peak memory).
+// scratch once), a training step must not get memory from the system in any way: operator new
+// (plain and aligned), malloc, calloc, realloc, aligned_alloc, posix_memalign or mmap, on any
+// thread (tests/alloc_counter.h). What oneDNN's GEMMs (small descriptor objects on every call)
+// and the OpenMP runtime allocate is counted separately and reported, not failed (the
+// libraries', bounded, and it does not change peak memory). StepAllocationMpiTest does the same
+// for distributed steps.
 #include <gtest/gtest.h>
 
-#include <atomic>
+#include <sys/mman.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <new>
 #include <vector>
 
-#include "kernels/ops.h"
+#include "alloc_counter.h"
 #include "train/synthetic_batch.h"
 #include "train/trainer.h"
-
-namespace {
-std::atomic<bool> g_counting{false};
-std::atomic<long> g_allocations{0};
-std::atomic<long> g_library_allocations{0};
-}  // namespace
-
-void* operator new(std::size_t n) {
-  if (g_counting.load(std::memory_order_relaxed)) {
-    if (seqvit::kernels::gemm_library_calls_in_flight() > 0)
-      g_library_allocations.fetch_add(1);
-    else
-      g_allocations.fetch_add(1);
-  }
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 using namespace seqvit;
 
@@ -49,16 +33,49 @@ void steps_without_allocation(model::Tokenization tok, model::Precision prec,
   seqvit_test::SyntheticBatch data(c, 2);
   const model::BatchView b = data.batch(0);
   tr.step(b);  // first step: per-thread scratch may grow once
-  g_allocations = 0;
-  g_library_allocations = 0;
-  g_counting = true;
+  seqvit_test::alloc::start();
   for (int s = 0; s < 3; ++s) tr.step(b);
-  g_counting = false;
-  EXPECT_EQ(g_allocations.load(), 0) << "operator new called by seqvit inside the step loop";
-  std::printf("3 steps: %ld allocations by seqvit, %ld inside oneDNN gemm calls\n",
-              g_allocations.load(), g_library_allocations.load());
+  const auto n = seqvit_test::alloc::stop();
+  EXPECT_EQ(n.total(), 0) << "allocations inside the step loop: " << n.str();
+  seqvit_test::alloc::report(n, "in the step loop");
+  std::printf("3 steps: %s allocations by seqvit; the libraries': %s\n", n.str().c_str(),
+              n.excluded().c_str());
 }
 }  // namespace
+
+// The counter itself: one call of each kind, made here (seqvit's origin), is counted as that
+// kind; nothing is counted outside start() .. stop().
+TEST(StepAllocation, CounterSeesEveryKind) {
+  namespace a = seqvit_test::alloc;
+  void* volatile sink;  // keeps the compiler from eliding an allocation and its release
+  struct alignas(128) Wide {
+    float x[32];
+  };
+  a::start();
+  sink = new int(1);
+  delete static_cast<int*>(sink);
+  sink = new Wide;
+  delete static_cast<Wide*>(sink);
+  sink = std::malloc(64);
+  sink = std::realloc(sink, 4096);
+  std::free(sink);
+  sink = std::calloc(4, 16);
+  std::free(sink);
+  sink = std::aligned_alloc(64, 128);
+  std::free(sink);
+  void* p = nullptr;
+  EXPECT_EQ(posix_memalign(&p, 64, 128), 0);
+  sink = p;
+  std::free(sink);
+  sink = mmap(nullptr, 1 << 16, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(sink, MAP_FAILED);
+  munmap(sink, 1 << 16);
+  const auto n = a::stop();
+  for (int k = 0; k < a::kKinds; ++k) EXPECT_EQ(n.by_kind[k], 1) << a::kind_name(k);
+  sink = std::malloc(8);  // not counting
+  std::free(sink);
+  EXPECT_EQ(a::stop().total(), a::kKinds);
+}
 
 TEST(StepAllocation, AggregateFp32) {
   steps_without_allocation(model::Tokenization::Aggregate, model::Precision::F32);

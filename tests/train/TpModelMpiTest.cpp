@@ -30,6 +30,7 @@ using namespace seqvit;
 namespace {
 
 using seqvit_test::rel_err;
+using seqvit_test::tensor;
 
 constexpr double kTol = 1e-5;
 
@@ -116,14 +117,13 @@ class TpModelMpiTest : public seqvit_test::MpiTest {
 
     EXPECT_LE(std::fabs(loss - lref) / std::fabs(lref), tol) << loss << " vs " << lref;
     if (s.grid->sp().rank() == 0)
-      EXPECT_LE(rel_err(full.data(), pref.data(), static_cast<int64_t>(pref.size())), tol)
-          << "pred";
+      EXPECT_LE(rel_err(full, pref), tol) << "pred";
     if (s.grid->tp().rank() != 0) return;
     double worst = 0;
     for (const auto& e : ref.params().entries()) {
-      const double err = rel_err(logical.data() + e.offset, gref.data() + e.offset, e.numel);
+      const auto err = rel_err(tensor(logical.data(), e), tensor(gref.data(), e));
       EXPECT_LE(err, tol) << "grad." << e.name;
-      worst = std::max(worst, err);
+      worst = std::max<double>(worst, err);
     }
     if (rank() == 0)
       std::printf("  tp %d x sp %d (%s) %s%s: loss %.3e, worst gradient %.3e\n", tp_deg, sp_deg,
@@ -172,9 +172,9 @@ class TpModelMpiTest : public seqvit_test::MpiTest {
     if (s.grid->tp().rank() != 0) return;
     double worst = 0;
     for (const auto& e : ref.model().params().entries()) {
-      const double err = rel_err(logical.data() + e.offset, ref.params() + e.offset, e.numel);
+      const auto err = rel_err(tensor(logical.data(), e), tensor(ref.params(), e));
       EXPECT_LE(err, kTol) << e.name;
-      worst = std::max(worst, err);
+      worst = std::max<double>(worst, err);
     }
     if (rank() == 0)
       std::printf("  train tp %d x sp %d x dp %d %s: worst weight after 3 steps %.3e\n", tp_deg,

@@ -5,10 +5,8 @@
 // replicated weights bitwise identical on every rank; recomputation on vs off gives bitwise the
 // same loss and gradients (single process and under SP); ZeRO-3 keeps only about one unit of
 // the full parameter and gradient buffers resident (mincore).
-#include <atomic>
 #include <cmath>
 #include <cstdlib>
-#include <new>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -18,6 +16,7 @@
 #include "parallel/grid.h"
 #include "parallel/logical.h"
 #include "parallel/mpi_test.h"
+#include "alloc_counter.h"
 #include "rel_err.h"
 #include "parallel/sp_model.h"
 #include "train/zero.h"
@@ -25,25 +24,15 @@
 #include "train/synthetic_batch.h"
 #include "train/trainer.h"
 
-// Counts operator new while ZeRO steps run (after the first): the step must not allocate.
-namespace {
-std::atomic<bool> g_counting{false};
-std::atomic<long> g_allocations{0};
-}  // namespace
-
-void* operator new(std::size_t n) {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+// Counts every allocation (operator new, malloc, mmap, ...: tests/alloc_counter.h) while ZeRO
+// steps run (after the first): the step must not allocate.
 
 using namespace seqvit;
 
 namespace {
 
 using seqvit_test::rel_err;
+using seqvit_test::tensor;
 
 constexpr double kTol = 1e-5;
 constexpr int64_t kBatch = 4;  // global batch
@@ -98,11 +87,10 @@ class ZeroMpiTest : public seqvit_test::MpiTest {
     for (int s = 0; s < kSteps; ++s) {
       // DP rank d takes samples [s B + d Bl, s B + (d + 1) Bl) of the global batch
       const model::BatchView view = data.batch(static_cast<uint64_t>(s * dp + d));
-      g_allocations = 0;
-      g_counting = s > 0;  // the first step may grow per-thread scratch once
+      seqvit_test::alloc::start();
       grid.sp_dp().reset_stats();
       const double loss = tr.step(view).loss;
-      g_counting = false;
+      const auto allocs = seqvit_test::alloc::stop();
       // bytes this rank sent over sp_dp in the step: docs/parallelism.md "ZeRO / FSDP"
       const int Z = grid.sp_dp().size(), r = grid.sp_dp().rank();
       const int64_t own = tr.optimizer().end() - tr.optimizer().begin(), nn = n;
@@ -113,7 +101,11 @@ class ZeroMpiTest : public seqvit_test::MpiTest {
       if (stage >= 2) want += (nn - own) * sizeof(float);                  // per-unit RS
       if (stage == 3) want += 2 * (Z - 1) * own * sizeof(float);           // per-unit AG x 2
       EXPECT_EQ(grid.sp_dp().stats().total_bytes(), want) << "sp_dp bytes in step " << s + 1;
-      EXPECT_EQ(g_allocations.load(), 0) << "operator new called inside ZeRO step " << s + 1;
+      if (s > 0) {  // the first step may grow per-thread scratch once
+        EXPECT_EQ(allocs.total(), 0)
+            << "allocations inside ZeRO step " << s + 1 << ": " << allocs.str();
+        seqvit_test::alloc::report(allocs, "in a ZeRO step");
+      }
       EXPECT_LE(std::fabs(loss - ref_loss[s]) / std::fabs(ref_loss[s]), kTol)
           << "step " << s + 1 << ": " << loss << " vs " << ref_loss[s];
     }
@@ -128,9 +120,9 @@ class ZeroMpiTest : public seqvit_test::MpiTest {
     }
     double worst = 0;
     for (const auto& e : tr.model().params().entries()) {
-      const double err = rel_err(tr.params() + e.offset, ref.params() + e.offset, e.numel);
+      const auto err = rel_err(tensor(tr.params(), e), tensor(ref.params(), e));
       EXPECT_LE(err, kTol) << e.name;
-      worst = std::max(worst, err);
+      worst = std::max<double>(worst, err);
     }
     // replicated weights (ZeRO-1/2 after their all-gather, ZeRO-3 after gathering) are bitwise
     // identical on every rank
