@@ -103,7 +103,8 @@ size_t GuardedDevice::live_allocations() const {
 }
 
 void* GuardedDevice::translate(const void* p, size_t bytes, const char* op) const {
-  if (!p) return nullptr;
+  // An empty range is never dereferenced; it may sit one past an allocation's end.
+  if (!p || bytes == 0) return const_cast<void*>(p);
   uintptr_t base = 0;
   const auto a = reinterpret_cast<uintptr_t>(p);
   const Region* r = find(a, &base);
