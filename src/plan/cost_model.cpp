@@ -5,7 +5,6 @@
 #include "plan/cost_model.h"
 
 #include <fmt/core.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
