@@ -2,7 +2,7 @@
 // CPU backend, on random inputs of awkward sizes: each case runs on a device from host inputs
 // it uploads, downloads what the op wrote, and the results must equal the CPU backend's bit for
 // bit (the guarded backend runs the same kernels; a GPU backend will compare within documented
-// tolerances). Also: the guard's own errors.
+// tolerances). Also: the guard's own errors, and that its ops run after the call returns.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -365,16 +365,29 @@ TEST(BackendOps, GuardedRejectsHostAndOutOfRangePointers) {
   GuardedDevice g;
   Allocation a(g, 64 * sizeof(float));
   std::vector<float> host(64);
-  try {
+  try {  // ops run later on the device's stream: the error comes with the next synchronize()
     g.add_inplace(a.as<float>(), host.data(), 64);
+    g.synchronize();
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("add_inplace was given"), std::string::npos) << e.what();
   }
   try {  // 2 floats past the end of its page
     g.scale_inplace(a.as<float>() + 1000, 2.f, 30);
+    g.synchronize();
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("past the end"), std::string::npos) << e.what();
   }
+}
+
+TEST(BackendOps, GuardedRunsOpsLaterInOrder) {
+  GuardedDevice g;
+  std::vector<float> h(1 << 16, 1.f), back(h.size());
+  Allocation a(g, sizeof(float) * h.size());
+  g.copy_to_device(a.get(), h.data(), sizeof(float) * h.size());
+  std::fill(h.begin(), h.end(), 5.f);  // the upload took its own copy
+  for (int k = 0; k < 20; ++k) g.scale_inplace(a.as<float>(), 2.f, static_cast<int64_t>(h.size()));
+  g.copy_to_host(back.data(), a.get(), sizeof(float) * back.size());  // waits for all 20
+  EXPECT_EQ(back, std::vector<float>(h.size(), 1048576.f));
 }

@@ -7,7 +7,9 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <new>
+#include <vector>
 
 #include "core/check.h"
 #include "core/page_buffer.h"
@@ -60,114 +62,164 @@ std::unique_ptr<ParameterStore> CpuDevice::parameter_store(int64_t floats) {
 }
 
 void CpuDevice::copy_to_device(void* dst, const void* src, size_t bytes) {
-  if (bytes) std::memcpy(translate(dst, bytes, "copy_to_device"), src, bytes);
+  if (!bytes) return;
+  if (!async_) {
+    std::memcpy(translate(dst, bytes, "copy_to_device"), src, bytes);
+    return;
+  }
+  // the host source may be reused when this returns: the op takes a copy
+  auto staged = std::make_shared<std::vector<std::byte>>(static_cast<const std::byte*>(src),
+                                                         static_cast<const std::byte*>(src) + bytes);
+  exec([=, this] { std::memcpy(translate(dst, bytes, "copy_to_device"), staged->data(), bytes); });
 }
 void CpuDevice::copy_to_host(void* dst, const void* src, size_t bytes) {
   synchronize();
   if (bytes) std::memcpy(dst, translate(src, bytes, "copy_to_host"), bytes);
 }
 void CpuDevice::copy(void* dst, const void* src, size_t bytes) {
-  if (bytes) std::memmove(translate(dst, bytes, "copy"), translate(src, bytes, "copy"), bytes);
+  exec([=, this] {
+    if (bytes) std::memmove(translate(dst, bytes, "copy"), translate(src, bytes, "copy"), bytes);
+  });
 }
 void CpuDevice::zero(void* dst, size_t bytes) {
-  if (bytes) std::memset(translate(dst, bytes, "zero"), 0, bytes);
+  exec([=, this] {
+    if (bytes) std::memset(translate(dst, bytes, "zero"), 0, bytes);
+  });
 }
 
 void CpuDevice::gemm_f32(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
                          const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
                          float* C, int64_t ldc) {
-  kernels::gemm_f32(op(ta), op(tb), M, N, K, alpha, tr(A, extent(ta, M, K, lda), "gemm_f32"), lda,
-                    tr(B, extent(tb, K, N, ldb), "gemm_f32"), ldb, beta,
-                    tr(C, extent(Trans::N, M, N, ldc), "gemm_f32"), ldc);
+  exec([=, this] {
+    kernels::gemm_f32(op(ta), op(tb), M, N, K, alpha, tr(A, extent(ta, M, K, lda), "gemm_f32"), lda,
+                      tr(B, extent(tb, K, N, ldb), "gemm_f32"), ldb, beta,
+                      tr(C, extent(Trans::N, M, N, ldc), "gemm_f32"), ldc);
+  });
 }
 void CpuDevice::gemm_bf16(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
                           const bf16* A, int64_t lda, const bf16* B, int64_t ldb, float beta,
                           float* C, int64_t ldc) {
-  kernels::gemm_bf16(op(ta), op(tb), M, N, K, alpha, tr(A, extent(ta, M, K, lda), "gemm_bf16"),
-                     lda, tr(B, extent(tb, K, N, ldb), "gemm_bf16"), ldb, beta,
-                     tr(C, extent(Trans::N, M, N, ldc), "gemm_bf16"), ldc);
+  exec([=, this] {
+    kernels::gemm_bf16(op(ta), op(tb), M, N, K, alpha, tr(A, extent(ta, M, K, lda), "gemm_bf16"),
+                       lda, tr(B, extent(tb, K, N, ldb), "gemm_bf16"), ldb, beta,
+                       tr(C, extent(Trans::N, M, N, ldc), "gemm_bf16"), ldc);
+  });
 }
 
 void CpuDevice::convert_to_bf16(const float* x, bf16* y, int64_t n) {
-  seqvit::convert_to_bf16(tr(x, n, "convert_to_bf16"), tr(y, n, "convert_to_bf16"), n);
+  exec([=, this] {
+    seqvit::convert_to_bf16(tr(x, n, "convert_to_bf16"), tr(y, n, "convert_to_bf16"), n);
+  });
 }
 void CpuDevice::broadcast_rows(float* y, const float* b, int64_t T, int64_t F) {
-  kernels::broadcast_rows(tr(y, T * F, "broadcast_rows"), tr(b, F, "broadcast_rows"), T, F);
+  exec([=, this] {
+    kernels::broadcast_rows(tr(y, T * F, "broadcast_rows"), tr(b, F, "broadcast_rows"), T, F);
+  });
 }
 void CpuDevice::bias_backward(const float* dy, float* db, int64_t T, int64_t F) {
-  kernels::bias_backward(tr(dy, T * F, "bias_backward"), tr(db, F, "bias_backward"), T, F);
+  exec([=, this] {
+    kernels::bias_backward(tr(dy, T * F, "bias_backward"), tr(db, F, "bias_backward"), T, F);
+  });
 }
 void CpuDevice::add_inplace(float* y, const float* x, int64_t n) {
-  kernels::add_inplace(tr(y, n, "add_inplace"), tr(x, n, "add_inplace"), n);
+  exec([=, this] {
+    kernels::add_inplace(tr(y, n, "add_inplace"), tr(x, n, "add_inplace"), n);
+  });
 }
 void CpuDevice::add(const float* a, const float* b, float* y, int64_t n) {
-  kernels::add(tr(a, n, "add"), tr(b, n, "add"), tr(y, n, "add"), n);
+  exec([=, this] {
+    kernels::add(tr(a, n, "add"), tr(b, n, "add"), tr(y, n, "add"), n);
+  });
 }
 void CpuDevice::scale_inplace(float* y, float s, int64_t n) {
-  kernels::scale_inplace(tr(y, n, "scale_inplace"), s, n);
+  exec([=, this] {
+    kernels::scale_inplace(tr(y, n, "scale_inplace"), s, n);
+  });
 }
 void CpuDevice::sum_squares(const float* x, const int64_t* ranges, int64_t num_ranges,
                             double* out) {
-  double s = 0;
-  for (int64_t r = 0; r < num_ranges; ++r)
-    s += kernels::sum_squares(tr(x + ranges[2 * r], ranges[2 * r + 1], "sum_squares"),
-                              ranges[2 * r + 1]);
-  *tr(out, 1, "sum_squares") = s;
+  exec([=, this] {
+    double s = 0;
+    for (int64_t r = 0; r < num_ranges; ++r)
+      s += kernels::sum_squares(tr(x + ranges[2 * r], ranges[2 * r + 1], "sum_squares"),
+                                ranges[2 * r + 1]);
+    *tr(out, 1, "sum_squares") = s;
+  });
 }
 void CpuDevice::gelu_forward(const float* x, float* y, int64_t n) {
-  kernels::gelu_forward(tr(x, n, "gelu_forward"), tr(y, n, "gelu_forward"), n);
+  exec([=, this] {
+    kernels::gelu_forward(tr(x, n, "gelu_forward"), tr(y, n, "gelu_forward"), n);
+  });
 }
 void CpuDevice::gelu_backward(const float* x, const float* dy, float* dx, int64_t n) {
-  kernels::gelu_backward(tr(x, n, "gelu_backward"), tr(dy, n, "gelu_backward"),
-                         tr(dx, n, "gelu_backward"), n);
+  exec([=, this] {
+    kernels::gelu_backward(tr(x, n, "gelu_backward"), tr(dy, n, "gelu_backward"),
+                           tr(dx, n, "gelu_backward"), n);
+  });
 }
 void CpuDevice::layernorm_forward(const float* x, const float* gamma, const float* beta,
                                   float* y, float* mean, float* rstd, int64_t T, int64_t D,
                                   float eps) {
-  const char* o = "layernorm_forward";
-  kernels::layernorm_forward(tr(x, T * D, o), tr(gamma, D, o), tr(beta, D, o), tr(y, T * D, o),
-                             tr(mean, T, o), tr(rstd, T, o), T, D, eps);
+  exec([=, this] {
+    const char* o = "layernorm_forward";
+    kernels::layernorm_forward(tr(x, T * D, o), tr(gamma, D, o), tr(beta, D, o), tr(y, T * D, o),
+                               tr(mean, T, o), tr(rstd, T, o), T, D, eps);
+  });
 }
 void CpuDevice::layernorm_backward(const float* dy, const float* x, const float* gamma,
                                    const float* mean, const float* rstd, float* dx, float* dgamma,
                                    float* dbeta, int64_t T, int64_t D, bool accumulate_dx) {
-  const char* o = "layernorm_backward";
-  kernels::layernorm_backward(tr(dy, T * D, o), tr(x, T * D, o), tr(gamma, D, o), tr(mean, T, o),
-                              tr(rstd, T, o), tr(dx, T * D, o), tr(dgamma, D, o),
-                              tr(dbeta, D, o), T, D, accumulate_dx);
+  exec([=, this] {
+    const char* o = "layernorm_backward";
+    kernels::layernorm_backward(tr(dy, T * D, o), tr(x, T * D, o), tr(gamma, D, o), tr(mean, T, o),
+                                tr(rstd, T, o), tr(dx, T * D, o), tr(dgamma, D, o),
+                                tr(dbeta, D, o), T, D, accumulate_dx);
+  });
 }
 void CpuDevice::softmax_forward(const float* x, float* y, int64_t T, int64_t F, float* lse) {
-  const char* o = "softmax_forward";
-  kernels::softmax_forward(tr(x, T * F, o), tr(y, T * F, o), T, F, tr(lse, T, o));
+  exec([=, this] {
+    const char* o = "softmax_forward";
+    kernels::softmax_forward(tr(x, T * F, o), tr(y, T * F, o), T, F, tr(lse, T, o));
+  });
 }
 void CpuDevice::softmax_backward(const float* y, const float* dy, float* dx, int64_t T,
                                  int64_t F) {
-  const char* o = "softmax_backward";
-  kernels::softmax_backward(tr(y, T * F, o), tr(dy, T * F, o), tr(dx, T * F, o), T, F);
+  exec([=, this] {
+    const char* o = "softmax_backward";
+    kernels::softmax_backward(tr(y, T * F, o), tr(dy, T * F, o), tr(dx, T * F, o), T, F);
+  });
 }
 
 void CpuDevice::patchify(const float* x, float* patches, int64_t B, int64_t V, int64_t H,
                          int64_t W, int64_t p) {
-  const int64_t n = B * V * H * W;
-  kernels::patchify(tr(x, n, "patchify"), tr(patches, n, "patchify"), B, V, H, W, p);
+  exec([=, this] {
+    const int64_t n = B * V * H * W;
+    kernels::patchify(tr(x, n, "patchify"), tr(patches, n, "patchify"), B, V, H, W, p);
+  });
 }
 void CpuDevice::unpatchify_vmajor(const float* patches, float* x, int64_t B, int64_t V,
                                   int64_t H, int64_t W, int64_t p) {
-  const int64_t n = B * V * H * W;
-  kernels::unpatchify_vmajor(tr(patches, n, "unpatchify_vmajor"), tr(x, n, "unpatchify_vmajor"),
-                             B, V, H, W, p);
+  exec([=, this] {
+    const int64_t n = B * V * H * W;
+    kernels::unpatchify_vmajor(tr(patches, n, "unpatchify_vmajor"), tr(x, n, "unpatchify_vmajor"),
+                               B, V, H, W, p);
+  });
 }
 void CpuDevice::unpatchify_channels_last(const float* tok, float* img, int64_t B, int64_t V,
                                          int64_t H, int64_t W, int64_t p) {
-  const int64_t n = B * V * H * W;
-  const char* o = "unpatchify_channels_last";
-  kernels::unpatchify_channels_last(tr(tok, n, o), tr(img, n, o), B, V, H, W, p);
+  exec([=, this] {
+    const int64_t n = B * V * H * W;
+    const char* o = "unpatchify_channels_last";
+    kernels::unpatchify_channels_last(tr(tok, n, o), tr(img, n, o), B, V, H, W, p);
+  });
 }
 void CpuDevice::patchify_channels_last(const float* img, float* tok, int64_t B, int64_t V,
                                        int64_t H, int64_t W, int64_t p) {
-  const int64_t n = B * V * H * W;
-  const char* o = "patchify_channels_last";
-  kernels::patchify_channels_last(tr(img, n, o), tr(tok, n, o), B, V, H, W, p);
+  exec([=, this] {
+    const int64_t n = B * V * H * W;
+    const char* o = "patchify_channels_last";
+    kernels::patchify_channels_last(tr(img, n, o), tr(tok, n, o), B, V, H, W, p);
+  });
 }
 
 StridedTensor CpuDevice::tr(const StridedTensor& t, int64_t extent_elems, const char* o) const {
@@ -201,33 +253,39 @@ size_t CpuDevice::attention_workspace_bytes(AttentionKind kind, const AttentionA
   return backend::attention_workspace_bytes(name(), kind, a, threads());
 }
 void CpuDevice::attention_forward(AttentionKind kind, const AttentionArgs& a) {
-  const AttentionArgs t = translate_attention(a, false, "attention_forward");
-  switch (kind) {
-    case AttentionKind::Flash: return kernels::flash_attention_forward(t);
-    case AttentionKind::Dense: return kernels::dense_attention_forward(t);
-    case AttentionKind::Naive: return kernels::naive_attention_forward(t);
-  }
+  exec([=, this] {
+    const AttentionArgs t = translate_attention(a, false, "attention_forward");
+    switch (kind) {
+      case AttentionKind::Flash: return kernels::flash_attention_forward(t);
+      case AttentionKind::Dense: return kernels::dense_attention_forward(t);
+      case AttentionKind::Naive: return kernels::naive_attention_forward(t);
+    }
+  });
 }
 void CpuDevice::attention_backward(AttentionKind kind, const AttentionArgs& a) {
-  const AttentionArgs t = translate_attention(a, true, "attention_backward");
-  switch (kind) {
-    case AttentionKind::Flash: return kernels::flash_attention_backward(t);
-    case AttentionKind::Dense: return kernels::dense_attention_backward(t);
-    case AttentionKind::Naive: return kernels::naive_attention_backward(t);
-  }
+  exec([=, this] {
+    const AttentionArgs t = translate_attention(a, true, "attention_backward");
+    switch (kind) {
+      case AttentionKind::Flash: return kernels::flash_attention_backward(t);
+      case AttentionKind::Dense: return kernels::dense_attention_backward(t);
+      case AttentionKind::Naive: return kernels::naive_attention_backward(t);
+    }
+  });
 }
 
 void CpuDevice::adamw(const AdamArgs& a) {
-  for (int64_t k = 0; k < a.num_segments; ++k) {
-    const AdamSegment& s = a.segments[k];
-    if (s.count <= 0) continue;
-    float* g = tr(a.g + s.first, s.count, "adamw");
-    if (a.grad_scale != 1.f) kernels::scale_inplace(g, a.grad_scale, s.count);
-    const int64_t o = s.first - a.state_first;
-    kernels::adamw_step(tr(a.p + s.first, s.count, "adamw"), g, tr(a.m + o, s.count, "adamw"),
-                        tr(a.v + o, s.count, "adamw"), s.count, a.lr, a.beta1, a.beta2, a.eps,
-                        s.decay ? a.weight_decay : 0.f, a.step);
-  }
+  exec([=, this] {
+    for (int64_t k = 0; k < a.num_segments; ++k) {
+      const AdamSegment& s = a.segments[k];
+      if (s.count <= 0) continue;
+      float* g = tr(a.g + s.first, s.count, "adamw");
+      if (a.grad_scale != 1.f) kernels::scale_inplace(g, a.grad_scale, s.count);
+      const int64_t o = s.first - a.state_first;
+      kernels::adamw_step(tr(a.p + s.first, s.count, "adamw"), g, tr(a.m + o, s.count, "adamw"),
+                          tr(a.v + o, s.count, "adamw"), s.count, a.lr, a.beta1, a.beta2, a.eps,
+                          s.decay ? a.weight_decay : 0.f, a.step);
+    }
+  });
 }
 
 }  // namespace seqvit::backend

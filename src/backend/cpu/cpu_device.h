@@ -6,6 +6,9 @@
 // reached through the translate() hook that every op calls on every pointer it is given.
 #pragma once
 
+#include <functional>
+#include <utility>
+
 #include "backend/device.h"
 
 namespace seqvit::backend {
@@ -86,6 +89,19 @@ class CpuDevice : public Device {
   void adamw(const AdamArgs& a) override;
 
  protected:
+  // Runs an op: at once here; a device that sets async_ (guarded) gets it in enqueue() to run
+  // later on its stream, in order. The closure holds the op's arguments by value (and the
+  // pointers of host spans, which their owners keep alive as the table's contract says).
+  template <typename F>
+  void exec(F&& f) {
+    if (async_)
+      enqueue(std::function<void()>(std::forward<F>(f)));
+    else
+      f();
+  }
+  virtual void enqueue(std::function<void()> op) { op(); }
+  bool async_ = false;
+
   // Where the kernels read and write the `bytes` at device pointer p (the identity here);
   // `op` names the call for the guarded backend's errors. nullptr stays nullptr.
   virtual void* translate(const void* p, size_t bytes, const char* op) const {

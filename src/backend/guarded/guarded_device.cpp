@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <new>
+#include <utility>
 
 #include "core/check.h"
 #include "core/page_buffer.h"
@@ -19,11 +20,15 @@ class GuardedParameterStore : public ParameterStore {
     uintptr_t b = 0;
     shadow_ = reinterpret_cast<float*>(dev_.find(reinterpret_cast<uintptr_t>(base_), &b)->shadow);
   }
-  ~GuardedParameterStore() override { dev_.unmap_region(base_); }
+  ~GuardedParameterStore() override { dev_.deallocate(base_); }
   float* data() override { return base_; }
   int64_t size() const override { return n_; }
-  void release(int64_t first, int64_t count) override { release_pages(shadow_, n_, first, count); }
+  void release(int64_t first, int64_t count) override {
+    dev_.synchronize();  // ordered after the ops that use the range
+    release_pages(shadow_, n_, first, count);
+  }
   size_t resident_bytes() const override {
+    dev_.synchronize();
     return seqvit::resident_bytes(shadow_, n_, scratch_);
   }
 
@@ -35,7 +40,61 @@ class GuardedParameterStore : public ParameterStore {
   mutable std::vector<unsigned char> scratch_;
 };
 
+GuardedDevice::GuardedDevice() {
+  async_ = true;
+  worker_ = std::thread([this] { work(); });
+}
+
+void GuardedDevice::work() {
+  std::unique_lock<std::mutex> lock(qmu_);
+  for (;;) {
+    qcv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stop_
+    auto op = std::move(queue_.front());
+    queue_.pop_front();
+    busy_ = true;
+    lock.unlock();
+    std::exception_ptr e;
+    try {
+      op();
+    } catch (...) {
+      e = std::current_exception();
+    }
+    lock.lock();
+    busy_ = false;
+    if (e && !error_) {
+      error_ = e;
+      queue_.clear();  // what follows a failed op is not run
+    }
+    if (queue_.empty()) idle_cv_.notify_all();
+  }
+}
+
+void GuardedDevice::enqueue(std::function<void()> op) {
+  std::lock_guard<std::mutex> lock(qmu_);
+  if (error_) return;  // raised by the next synchronize()
+  queue_.push_back(std::move(op));
+  qcv_.notify_one();
+}
+
+void GuardedDevice::drain() {
+  std::unique_lock<std::mutex> lock(qmu_);
+  idle_cv_.wait(lock, [&] { return queue_.empty() && !busy_; });
+}
+
+void GuardedDevice::synchronize() {
+  drain();
+  std::lock_guard<std::mutex> lock(qmu_);
+  if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+}
+
 GuardedDevice::~GuardedDevice() {
+  {
+    std::lock_guard<std::mutex> lock(qmu_);
+    stop_ = true;
+    qcv_.notify_one();
+  }
+  worker_.join();  // runs what is queued first
   for (auto& [base, r] : regions_) {
     munmap(reinterpret_cast<void*>(base), r.bytes);
     munmap(r.shadow, r.bytes);
@@ -73,7 +132,9 @@ void GuardedDevice::unmap_region(void* p) {
 
 void* GuardedDevice::allocate(size_t bytes) { return map_region(bytes); }  // zero-filled
 void GuardedDevice::deallocate(void* p) {
-  if (p) unmap_region(p);
+  if (!p) return;
+  drain();  // no queued op may still use it (an op's error stays for the next synchronize())
+  unmap_region(p);
 }
 
 std::unique_ptr<ParameterStore> GuardedDevice::parameter_store(int64_t floats) {
