@@ -1,11 +1,11 @@
 // Communication volume of one sequence-parallel ClimaX training step, measured against the
-// formulas (DESIGN §4, docs/parallelism.md "Communication volume"). For each SP mode the program
+// formulas (docs/parallelism.md "Communication volume"). For each SP mode the program
 // plans a sharded ClimaX, runs one step (forward, backward, the loss and gradient all-reduces over
 // the SP group) with the grid's Comm counters reset before each phase, and prints per rank the
 // bytes sent by op kind and communicator next to
 //   scheme  the exact count of the operators' own formulas (depth x *_bytes_sent of
 //           parallel/sp_attention.h; the all-reduce's 2 (n - share_r) elements), and
-//   design  the closed-form DESIGN §4 numbers per layer x depth: Ulysses 4 B N D (P-1)/P^2 each
+//   design  the closed-form docs/parallelism.md numbers per layer x depth: Ulysses 4 B N D (P-1)/P^2 each
 //           way, LSS 2 B N D (P-1)/P each way, ring 2 B N D (P-1)/P forward and twice that
 //           backward; the gradient all-reduce 2 params (P-1)/P floats (a nominal ring).
 // 2-D SP (modes 2d-ring, 2d-lss; P = U x R with U = --sp-ulysses) gets one row per group and
@@ -353,7 +353,7 @@ int run(int argc, char** argv) {
     fmt::print(
         "measured: bytes this rank sent (Comm counters, reset before each phase); scheme: the\n"
         "operators' exact formulas (depth x *_bytes_sent, all-reduce 2 (n - share_r) elements);\n"
-        "design: DESIGN §4 per layer x depth, ratio = measured / design. Where they differ:\n"
+        "design: docs/parallelism.md per layer x depth, ratio = measured / design. Where they differ:\n"
         " - Ulysses with Hh % P != 0: ranks own Hh_r = ceil or floor(Hh/P) heads and send\n"
         "   B (N/P) d (3 (Hh - Hh_r) + (P-1) Hh_r) floats forward and\n"
         "   B (N/P) d ((Hh - Hh_r) + 3 (P-1) Hh_r) backward, not 4 B N D (P-1)/P^2 each way\n"
@@ -361,7 +361,7 @@ int run(int argc, char** argv) {
         " - all-reduces: this rank keeps share_r = floor or ceil(n/P) of n elements, so it sends\n"
         "   2 (n - share_r) elements, vs the nominal 2 n (P-1)/P (at most 2 elements apart);\n"
         "   the loss all-reduce is one double (rank 0 keeps it and sends 0 bytes);\n"
-        " - LSS and ring attention match DESIGN exactly;\n"
+        " - LSS and ring attention match the closed forms exactly;\n"
         " - 2d (U x R): Ulysses over U on the segment of N/R tokens (sp_ulysses rows,\n"
         "   4 B N D (U-1)/(U P) each way) and ring or LSS over R for this rank's heads (sp_ring\n"
         "   rows, 2 B N D (R-1)/P, ring backward twice that); with U not dividing Hh both follow\n"

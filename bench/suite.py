@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""seqvit's benchmark suite (issue 5, DESIGN.md section 6 items 2-4), one command:
+"""seqvit's benchmark suite (issue 5, docs/benchmarks.md), one command:
 
     bench/suite.py [--out DIR] [--quick] [--only single,weak,dp,peers]
 

@@ -13,7 +13,7 @@ Attention:
           CPU kernels where the build has them)
 Precision: fp32, or bf16 = torch.autocast('cpu', dtype=torch.bfloat16) around forward + loss.
 
-FLOPs per step = 3 * L * (24 N D^2 + 4 N^2 D)   (DESIGN section 2: training step ~ 3x forward)
+FLOPs per step = 3 * L * (24 N D^2 + 4 N^2 D)   (docs/planner.md: training step ~ 3x forward)
 
 Each N runs in a fresh child process (the same interpreter), so peak RSS
 (getrusage(RUSAGE_SELF).ru_maxrss) is per configuration. The child limits its address space with

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""PyTorch parity oracle for seqvit's ClimaX model (DESIGN.md sections 1-2).
+"""PyTorch parity oracle for seqvit's ClimaX model (docs/model.md).
 
 Self-contained: needs only torch (Debian's python3-torch 1.13 is enough) and numpy. It builds
 the ClimaX model in either tokenization with parameter names identical to the ClimaX PyTorch

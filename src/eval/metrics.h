@@ -1,4 +1,4 @@
-// Forecast scores as the field computes them (DESIGN §5; docs/evaluation.md), on de-normalised
+// Forecast scores as the field computes them (docs/evaluation.md), on de-normalised
 // fields in the variable's units, with latitude weights w_i = cos(lat_i) / mean_i cos(lat_i):
 //   RMSE = mean over forecasts of sqrt( mean_{i,j} w_i (pred - truth)^2 )
 //   ACC  = mean over forecasts of  sum w p'o' / sqrt( sum w p'^2 * sum w o'^2 ),

@@ -1,5 +1,5 @@
 // Non-causal scaled-dot-product attention: flash (tiled, online softmax, O(N) memory) and a
-// naive O(N^2) oracle with the same interface. See DESIGN §3 and docs/flash_attention.md.
+// naive O(N^2) oracle with the same interface. See docs/flash_attention.md.
 //
 // Layout: each of Q, K, V, O, dO is addressed as [batch][token][head][dim] with dim contiguous
 // and explicit element strides for batch, token and head, so the kernels read heads straight

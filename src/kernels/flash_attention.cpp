@@ -1,4 +1,4 @@
-// Flash attention on the CPU (DESIGN §3, docs/flash_attention.md): non-causal, tiled, online
+// Flash attention on the CPU (docs/flash_attention.md): non-causal, tiled, online
 // softmax, O(N) memory, returns LSE. fp32, and bf16 mixed precision on AVX512_BF16.
 //
 // Design (numbers from the 2-core Zen 4 dev box, head_dim 64, per core, CPU time, so that

@@ -1,4 +1,4 @@
-// The ClimaX Vision Transformer (DESIGN §1) on one process: parameter table, initialisation,
+// The ClimaX Vision Transformer (docs/model.md) on one process: parameter table, initialisation,
 // memory plan, forward of the latitude-weighted MSE loss and its hand-written backward.
 //
 // Shape glossary: B batch, V input variables, Vo output variables, H x W grid, p patch,
@@ -44,7 +44,7 @@ struct LogicalRun {
 };
 
 // The part of the model this rank holds; the default is the whole model.
-//  - Tensor parallelism (Megatron, DESIGN §4): rank tp_rank of tp_size holds its columns of
+//  - Tensor parallelism (Megatron): rank tp_rank of tp_size holds its columns of
 //    qkv and fc1 (heads and hidden units), its rows of proj and fc2, and likewise of the
 //    variable aggregation attention; the rest is replicated.
 //  - Pipeline parallelism: the blocks [first_block, last_block) (last_block < 0: depth); the

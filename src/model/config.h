@@ -1,4 +1,4 @@
-// The ClimaX model configuration (DESIGN §1) and its validation. The JSON form is the one
+// The ClimaX model configuration (docs/model.md) and its validation. The JSON form is the one
 // stored in checkpoints under __metadata__["seqvit.config"].
 #pragma once
 

@@ -1,4 +1,4 @@
-// The model's hook for sequence parallelism (DESIGN §4, docs/parallelism.md "The model under
+// The model's hook for sequence parallelism (docs/parallelism.md "The model under
 // sequence parallelism"). ClimaX::plan() takes one of these to run as shard `rank()` of
 // `size()` = P: the rank owns the contiguous token range [rank N/P, (rank+1) N/P) and runs the
 // embeddings, LayerNorms, MLPs, head and loss on those tokens only. Block attention is the one

@@ -1,4 +1,4 @@
-// The model's hook for tensor parallelism (Megatron, DESIGN §4, docs/parallelism.md "Tensor
+// The model's hook for tensor parallelism (Megatron, docs/parallelism.md "Tensor
 // parallelism"). A ClimaX built with ModelShard{tp_size T, tp_rank t} holds the columns of qkv
 // and fc1 (its Hh/T heads, its F/T hidden units), the matching rows of proj and fc2, and the
 // same split of the variable-aggregation attention; everything else is replicated. Its forward

@@ -1,4 +1,4 @@
-// The checked communication layer for distributed training (DESIGN §4, docs/parallelism.md).
+// The checked communication layer for distributed training (docs/parallelism.md).
 //
 // Comm is a front end over an abstract Transport (transport.h), one per communicator of the rank
 // grid ("dp", "sp", "tp", ...). The front end owns everything that does not depend on how bytes

@@ -1,4 +1,4 @@
-// The rank grid (DESIGN §4, docs/parallelism.md): world = dp x pp x tp x sp ranks, laid out by
+// The rank grid (docs/parallelism.md): world = dp x pp x tp x sp ranks, laid out by
 // an order string that lists the axes outermost first ("dp,pp,tp,sp": sp innermost, so an SP
 // group is a run of consecutive ranks, on one node; tp next). For 2-D sequence parallelism the
 // sp axis is itself sp_ring x sp_ulysses with the Ulysses sub-axis innermost.

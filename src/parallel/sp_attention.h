@@ -1,4 +1,4 @@
-// Sequence-parallel attention (DESIGN §4, docs/parallelism.md "Sequence parallelism"): three ways
+// Sequence-parallel attention (docs/parallelism.md "Sequence parallelism"): three ways
 // to compute non-causal attention over a sequence whose tokens are split over the P ranks of an
 // SP group, each a hand-paired forward / backward around the flash kernels (kernels/attention.h).
 //

@@ -1,4 +1,4 @@
-// 2-D sequence parallelism (DESIGN §4, docs/parallelism.md "2-D SP"): Ulysses inside a group of U
+// 2-D sequence parallelism (docs/parallelism.md "2-D SP"): Ulysses inside a group of U
 // ranks, ring or LSS across the R groups, so that only U must divide (or, unevenly, not exceed)
 // the heads while the sequence is split over P = U R ranks.
 //

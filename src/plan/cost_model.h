@@ -1,4 +1,4 @@
-// The cost model of one training step under a layout (DESIGN §2 and §4, docs/planner.md): per
+// The cost model of one training step under a layout (docs/planner.md): per
 // device, the bytes of parameters, gradients, optimizer state, activations and workspace the
 // engine plans; the FLOPs; the bytes every collective sends (the same count the communication
 // layer's counters record); and from the machine's rates, the step time with the pipeline

@@ -1,4 +1,4 @@
-// Pipeline parallelism (DESIGN §4, docs/parallelism.md "Pipeline parallelism"): the blocks are
+// Pipeline parallelism (docs/parallelism.md "Pipeline parallelism"): the blocks are
 // split into PP stages over RankGrid::pp() (stage = rank in that communicator); each step's
 // local batch is split into m micro-batches that flow through the stages with point-to-point
 // messages of the residual stream [B_micro, N_local, D] (forward) and its gradient (backward).

@@ -1,5 +1,5 @@
 // ZeRO-1/2/3 (FSDP) over the group of ranks that hold replicas of the same weights: the sp_dp
-// communicator (docs/parallelism.md "ZeRO / FSDP", DESIGN §4). Rank r of the Z ranks owns the
+// communicator (docs/parallelism.md "ZeRO / FSDP"). Rank r of the Z ranks owns the
 // contiguous, balanced range [r n / Z, (r + 1) n / Z) of the flat parameter buffer of n values.
 //
 //  stage 1  gradients all-reduced (as without ZeRO); AdamW (its moments) only on the own range;

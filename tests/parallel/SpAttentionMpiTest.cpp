@@ -237,7 +237,7 @@ TEST_F(SpAttention, ShortSegments) {
   check(Scheme::Ulysses, shape(2, 24, 4, 5), 63);
 }
 
-// The per-rank byte counts against DESIGN §4's closed forms (D = Hh d), in floats:
+// The per-rank byte counts against docs/parallelism.md's closed forms (D = Hh d), in floats:
 // Ulysses 4 B N D (P-1)/P^2 each way when P | Hh, LSS 2 B N D (P-1)/P each way, ring the same
 // forward and twice that backward; uneven Ulysses splits add up to the even total over ranks.
 TEST_F(SpAttention, BytesFollowTheDesignFormulas) {
@@ -280,7 +280,7 @@ TEST_F(SpAttention, TwoD) {
   check(Scheme::UlyssesRing, shape(2, 204, 3, 24), 73);
   check(Scheme::UlyssesLss, shape(1, 24, 3, 5), 74);
   if (size() == 4) {
-    // DESIGN §4 combined, U = R = 2, 4 heads: Ulysses over U on the segment + ring over R.
+    // docs/parallelism.md combined, U = R = 2, 4 heads: Ulysses over U on the segment + ring over R.
     const uint64_t F = sizeof(float), BND = 2 * 204 * 4 * 24;
     const SpAttentionBytes b = sd::sp2d_bytes_sent(shape(2, 204, 4, 24), 2, 2, sd::SpMode::Ring, 3);
     EXPECT_EQ(b.forward, (4 * BND * 1 / (2 * 4) + 2 * BND * 1 / 4) * F);
