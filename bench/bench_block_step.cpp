@@ -5,7 +5,9 @@
 // FLOPs = 3 * L * (24 N D^2 + 4 N^2 D) per step (the same count the PyTorch peer uses).
 // One configuration per process, so peak RSS (getrusage) is per configuration.
 //   bench_block_step --n 8192 [--bf16] [--steps 3] [--warmup 1] [--dim 256 --heads 4 --depth 4]
-//                    [--attention flash|dense]
+//                    [--attention flash|dense] [--device cpu|guarded]
+// --device picks the backend (default cpu); an unknown name exits with status 1, listing the
+// devices of this build.
 // --attention dense runs the blocks with standard attention that keeps the probabilities
 // (B*H*N*N floats per block), the "without flash attention" side of the comparison.
 // --warmup 0 times the first step itself (cold: first-touch page faults included), for runs
@@ -18,9 +20,11 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "backend/device.h"
 #include "core/rng.h"
 #include "train/trainer.h"
 
@@ -30,6 +34,7 @@ int main(int argc, char** argv) {
   int64_t n = 8192, dim = 256, heads = 4, depth = 4, steps = 3, warmup = 1;
   bool bf16 = false, json = false;
   std::string attention = "flash";
+  std::string device_name = "cpu";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> int64_t {
@@ -47,6 +52,13 @@ int main(int argc, char** argv) {
     else if (a == "--warmup") warmup = next();
     else if (a == "--bf16") bf16 = true;
     else if (a == "--json") json = true;
+    else if (a == "--device") {
+      if (i + 1 >= argc) {
+        fmt::print(stderr, "missing value after --device\n");
+        return 2;
+      }
+      device_name = argv[++i];
+    }
     else if (a == "--attention") {
       if (i + 1 >= argc) {
         fmt::print(stderr, "missing value after --attention (valid: flash, dense)\n");
@@ -59,13 +71,20 @@ int main(int argc, char** argv) {
         return 2;
       }
     } else {
-      fmt::print(stderr, "unknown flag {} (flags: --n --dim --heads --depth --steps --warmup --bf16 --attention --json)\n", a);
+      fmt::print(stderr, "unknown flag {} (flags: --n --dim --heads --depth --steps --warmup --bf16 --attention --device --json)\n", a);
       return 2;
     }
   }
   if (n % 128 != 0 && n > 128) {
     fmt::print(stderr, "--n must be a multiple of 128 (tokens laid out as (n/128) x 128)\n");
     return 2;
+  }
+  std::unique_ptr<backend::Device> device;
+  try {
+    device = backend::make_device(device_name);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "{}\n", e.what());
+    return 1;
   }
   model::ModelConfig mc;
   mc.img_w = std::min<int64_t>(n, 128);
@@ -82,7 +101,8 @@ int main(int argc, char** argv) {
   train::OptimConfig oc;
   oc.lr = 1e-4;
   oc.total_steps = steps + 1;
-  train::Trainer tr(mc, oc, 1, bf16 ? model::Precision::BF16 : model::Precision::F32, 0);
+  train::Trainer tr(mc, oc, 1, bf16 ? model::Precision::BF16 : model::Precision::F32, 0, {},
+                    *device);
   const int64_t HW = mc.img_h * mc.img_w;
   std::vector<float> x(HW), y(HW), lat(mc.img_h);
   Rng rng(1);

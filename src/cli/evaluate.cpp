@@ -19,7 +19,8 @@
 #include <vector>
 
 #include "cli/commands.h"
-#include "cli/train_options.h"
+#include "cli/parallel_flags.h"
+#include "train/options.h"
 #include "core/check.h"
 #include "data/cf_time.h"
 #include "data/forecast_dataset.h"
@@ -41,6 +42,7 @@ struct EvaluateOptions {
   std::string json, csv;
   std::string stats_cache;  // empty: beside the data (docs/data.md)
   int threads = 0;
+  std::string device = "cpu";
 };
 
 data::Split parse_split(const std::string& s) {
@@ -135,6 +137,7 @@ struct LeadInfo {
 
 void run_evaluate(const EvaluateOptions& o) {
   if (o.threads > 0) omp_set_num_threads(o.threads);
+  const auto dev = open_device(o.device);
   const data::Split split = parse_split(o.split);
   if (o.batch < 1) fail("--batch must be >= 1, got {}", o.batch);
   if (o.max_batches < 0) fail("--max-batches must be >= 0 (0: all), got {}", o.max_batches);
@@ -147,7 +150,7 @@ void run_evaluate(const EvaluateOptions& o) {
   }
   const eval::ForecastCheckpoint ck = eval::load_forecast_checkpoint(o.checkpoint);
   const std::vector<double> leads =
-      o.lead_hours.empty() ? ck.data.lead_hours : parse_lead_hours(o.lead_hours);
+      o.lead_hours.empty() ? ck.data.lead_hours : train::parse_lead_hours(o.lead_hours);
 
   data::ForecastConfig cfg = ck.data;
   if (!o.data.empty()) cfg.paths = o.data;
@@ -177,9 +180,11 @@ void run_evaluate(const EvaluateOptions& o) {
                  fmt::join(ck.data.lead_hours, ", "), l);
   std::fflush(stdout);
 
-  model::ClimaX m(ck.model);
+  model::ClimaX m(ck.model, model::ModelShard{}, *dev);
   m.plan(o.batch, model::Precision::F32);
-  m.sync_weights(ck.params.data());
+  backend::Allocation params(*dev, ck.params.size() * sizeof(float));  // the weights, on the device
+  dev->copy_to_device(params.get(), ck.params.data(), params.bytes());
+  m.sync_weights(params.as<float>());
   std::vector<eval::Scores> scores;
   std::vector<LeadInfo> info;
   ProgressLine progress;
@@ -192,7 +197,7 @@ void run_evaluate(const EvaluateOptions& o) {
     li.first_time = ds.sample_time(0);
     li.last_time = ds.sample_time(li.forecasts - 1);
     li.skipped = ds.skipped_samples();
-    const auto s = eval::evaluate(m, ck.params.data(), ds, o.max_batches,
+    const auto s = eval::evaluate(m, params.as<float>(), ds, o.max_batches,
                                   [&](int64_t done, int64_t total) {
                                     progress.update(lead, done, total);
                                   });
@@ -271,6 +276,7 @@ void add_evaluate(CLI::App& app) {
                 "statistics cache file (default: seqvit_stats.safetensors beside the data; "
                 "give one for read-only data)");
   c->add_option("--threads", o->threads, "OpenMP threads (default: OMP_NUM_THREADS or all)");
+  add_device_flag(c, o->device);
   c->callback([o] { run_evaluate(*o); });
 }
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/parallel_flags.h"
 #include "core/check.h"
 #include "data/cf_time.h"
 #include "data/forecast_writer.h"
@@ -34,6 +35,7 @@ struct PredictOptions {
   std::vector<std::string> data;
   double lead_hours = 0;  // 0: the checkpoint's first lead
   int threads = 0;
+  std::string device = "cpu";
   std::string command_line;
 };
 
@@ -97,6 +99,7 @@ void write_maps(const std::string& dir, const eval::Prediction& p,
 
 void run_predict(const PredictOptions& o) {
   if (o.threads > 0) omp_set_num_threads(o.threads);
+  const auto dev = open_device(o.device);
   if (o.lead_hours < 0) fail("--lead-hours {} must be positive", o.lead_hours);
   const double time = data::parse_iso_datetime(o.time) / 3600.0;
   check_writable_dir(o.out, "--out");
@@ -110,7 +113,7 @@ void run_predict(const PredictOptions& o) {
     fmt::print("note: lead {} is not among the checkpoint's training leads ({} h)\n",
                lead_str(lead), fmt::join(trained, ", "));
   const int64_t sample = eval::find_sample(*ds, time);
-  const auto p = eval::predict(ckpt, *ds, sample);
+  const auto p = eval::predict(ckpt, *ds, sample, *dev);
 
   // The file.
   const int64_t n = p.H * p.W;
@@ -167,6 +170,7 @@ void add_predict(CLI::App& app) {
                 "directory for <var>_forecast.png, <var>_truth.png and <var>_error.png");
   c->add_option("--lead-hours", o->lead_hours, "lead time (default: the checkpoint's first)");
   c->add_option("--threads", o->threads, "OpenMP threads (default: OMP_NUM_THREADS or all)");
+  add_device_flag(c, o->device);
   c->callback([o, c] {
     o->command_line = "seqvit predict";
     for (const auto* opt : c->get_options())

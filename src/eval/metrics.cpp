@@ -8,10 +8,12 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "core/latitude.h"
 #include "core/check.h"
+#include "model/device_batch.h"
 
 namespace seqvit::eval {
 
@@ -98,6 +100,16 @@ std::vector<Scores> evaluate(model::ClimaX& model, const float* params,
   };
   std::map<std::pair<int64_t, int64_t>, Acc> acc;  // (output, lead in seconds) -> scores
   std::vector<float> pred, truth(static_cast<size_t>(HW)), pers(static_cast<size_t>(HW));
+  // the model's batches and forecasts in device memory (not needed when a hook runs the forward)
+  const bool hook = par && par->forward;
+  backend::Device& dev = model.device();
+  std::optional<model::DeviceBatch> dbatch;
+  backend::Allocation dpred;
+  if (!hook) {
+    dbatch.emplace(dev, mc, model.max_batch());
+    dpred = backend::Allocation(dev, static_cast<size_t>(model.max_batch() * Vo * HW) *
+                                         sizeof(float));
+  }
   data::Batch b;
   ds.start_epoch(0);
   int64_t batches = 0;
@@ -117,16 +129,19 @@ std::vector<Scores> evaluate(model::ClimaX& model, const float* params,
   }
   while ((max_batches <= 0 || batches < max_batches) && ds.next(b)) {
     ++batches;
-    const bool hook = par && par->forward;
     if (!hook && b.B > model.max_batch())
       fail("evaluate: batch of {} samples but the model is planned for {}", b.B,
            model.max_batch());
     if (b.B > 0) {
       pred.assign(static_cast<size_t>(b.B * Vo * HW), 0.0f);
-      if (hook)
+      if (hook) {
         par->forward(b.view(), pred.data());
-      else
-        model.forward(params, b.view(), pred.data());
+      } else {
+        const size_t bytes = pred.size() * sizeof(float);
+        dev.zero(dpred.get(), bytes);  // under SP the forward writes this rank's pixels only
+        model.forward(params, dbatch->upload(b.view()), dpred.as<float>());
+        dev.copy_to_host(pred.data(), dpred.get(), bytes);
+      }
       if (par && par->complete_pred) par->complete_pred(pred.data(), b.B * Vo * HW);
     }
     for (int64_t s = 0; s < b.B; ++s)

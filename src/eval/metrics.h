@@ -53,7 +53,8 @@ struct Scores {
 // Runs the model over every batch of `ds` (iterating a fresh epoch 0 of it; at most
 // `max_batches` batches when > 0) and scores it, per output variable and lead time (sorted by
 // variable order, then lead). `model` must be planned for ds's batch size; params in its table
-// layout. Units come from the NetCDF files. `progress`, if set, is called after each batch with
+// layout, DEVICE memory of the model's device (the batches are uploaded with model::DeviceBatch
+// and the forecasts copied back). Units come from the NetCDF files. `progress`, if set, is called after each batch with
 // (batches done, batches to do).
 using Progress = std::function<void(int64_t done, int64_t total)>;
 
@@ -68,7 +69,8 @@ struct EvalParallel {
   std::function<void(float* pred, int64_t n)> complete_pred;
   // Sums sums[n] over the data-parallel ranks (in place).
   std::function<void(double* sums, int64_t n)> sum_over_shards;
-  // Replaces model.forward(params, b, pred) (and its batch-size check) when set: e.g. a
+  // Replaces model.forward(params, b, pred) (and its batch-size check) when set; b and pred are
+  // HOST memory (the hook uploads and downloads): e.g. a
   // pipelined model whose stages each hold some blocks (seqvit train --data --pp); pred [b.B, Vo,
   // H, W] must then hold the forecast (this rank's pixels under SP) on every rank.
   std::function<void(const model::BatchView& b, float* pred)> forward;

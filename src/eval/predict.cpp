@@ -1,6 +1,8 @@
 // One forecast from a checkpoint (see predict.h).
 #include "eval/predict.h"
 
+#include "model/device_batch.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -50,7 +52,7 @@ int64_t find_sample(const data::ForecastDataset& ds, double time) {
 }
 
 Prediction predict(const eval::ForecastCheckpoint& ckpt, const data::ForecastDataset& ds,
-                   int64_t sample) {
+                   int64_t sample, backend::Device& device) {
   const auto& mc = ckpt.model;
   if (mc.img_h != ds.H() || mc.img_w != ds.W())
     fail("{}: the model is for a {}x{} grid but the data give {}x{} (coarsen {})", ckpt.path,
@@ -59,19 +61,26 @@ Prediction predict(const eval::ForecastCheckpoint& ckpt, const data::ForecastDat
     fail("{}: the model's variables ({} -> {}) differ from the dataset's ({} -> {})", ckpt.path,
          fmt::join(mc.variables, ","), fmt::join(mc.out_variables, ","),
          fmt::join(ds.inputs(), ","), fmt::join(ds.outputs(), ","));
-  model::ClimaX m(mc);
+  model::ClimaX m(mc, model::ModelShard{}, device);
   SEQVIT_CHECK(static_cast<int64_t>(ckpt.params.size()) == m.params().total(),
                "{}: {} parameters, the model has {}", ckpt.path, ckpt.params.size(),
                m.params().total());
   m.plan(1, model::Precision::F32);
+  // weights, batch and forecast in device memory
+  backend::Allocation params(device, ckpt.params.size() * sizeof(float));
+  device.copy_to_device(params.get(), ckpt.params.data(), params.bytes());
+  m.sync_weights(params.as<float>());
   const data::Batch b = ds.load({sample});
+  model::DeviceBatch db(device, mc, 1);
   Prediction p;
   p.time = ds.sample_time(sample);
   p.lead_hours = ds.sample_lead(sample);
   p.H = ds.H(), p.W = ds.W();
   p.outputs = ds.outputs();
   p.forecast.resize(b.y.size());  // [1, Vo, H, W]
-  m.forward(ckpt.params.data(), b.view(), p.forecast.data());
+  backend::Allocation pred(device, p.forecast.size() * sizeof(float));
+  m.forward(params.as<float>(), db.upload(b.view()), pred.as<float>());
+  device.copy_to_host(p.forecast.data(), pred.get(), pred.bytes());
   p.truth = b.y;
   ds.denormalise_y(p.forecast.data(), 1);
   ds.denormalise_y(p.truth.data(), 1);

@@ -35,7 +35,8 @@ struct Prediction {
 int64_t find_sample(const data::ForecastDataset& ds, double time);
 
 // Runs the model of `ckpt` on sample `sample` of `ds` (a prediction_dataset).
+// The model runs on `device` (weights, batch and forecast copied there and back).
 Prediction predict(const eval::ForecastCheckpoint& ckpt, const data::ForecastDataset& ds,
-                   int64_t sample);
+                   int64_t sample, backend::Device& device = backend::cpu());
 
 }  // namespace seqvit::eval

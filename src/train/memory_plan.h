@@ -6,13 +6,13 @@
 
 #include <string>
 
-#include "cli/train_dist.h"
+#include "train/distributed.h"
 #include "train/trainer.h"
 
-namespace seqvit::cli {
+namespace seqvit::train {
 
 // Collective over the world when `dist` is active (every rank must call it); the text is for
 // rank 0 (other ranks get ""). One process: Trainer::memory_report().
-std::string rank_memory_plan(TrainDist& dist, train::Trainer& tr);
+std::string rank_memory_plan(Distributed& dist, Trainer& tr);
 
-}  // namespace seqvit::cli
+}  // namespace seqvit::train

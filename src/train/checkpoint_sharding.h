@@ -1,4 +1,4 @@
-// Distributed checkpoints of `seqvit train --data` (docs/checkpoints.md "Distributed
+// Distributed checkpoints of a training run (train/loop.h) (docs/checkpoints.md "Distributed
 // checkpoints", docs/parallelism.md). A checkpoint on disk is always LOGICAL: the single-process
 // parameter table (model.safetensors) and AdamW moments (model.optim.safetensors) in the format
 // one process writes, whatever layout wrote it, so that a run resumes with any other layout
@@ -14,8 +14,10 @@
 // parallelism, ZeRO) implements gather with parallel::gather_logical (src/parallel/logical.h) by its
 // model's ClimaX::logical_runs(), over the ranks that hold distinct shards (e.g. the tp x pp
 // ranks of one DP/SP replica), into logical buffers it owns on rank 0, and scatter with
-// parallel::scatter_logical; make_checkpoint_sharding returns it for its flags. The writer, the
-// reader and the resume checks in train_data.cpp do not change.
+// parallel::scatter_logical; make_checkpoint_sharding returns it for its flags. The writers, the
+// reader and the resume checks in train/loop.cpp do not change. All buffers here are HOST memory:
+// the trainer's device buffers are copied out (Trainer::read_params, AdamW::read_moments) and in
+// (write_params, write_moments).
 #pragma once
 
 #include <cstdint>
@@ -24,12 +26,11 @@
 #include <utility>
 #include <vector>
 
-#include "cli/train_dist.h"
+#include "train/distributed.h"
+#include "train/options.h"
 #include "train/trainer.h"
 
-namespace seqvit::cli {
-
-struct TrainOptions;
+namespace seqvit::train {
 
 // The single-process training state, in the layout of model::ClimaX(config).params().
 struct LogicalState {
@@ -45,12 +46,12 @@ class CheckpointSharding {
  public:
   virtual ~CheckpointSharding() = default;
   // Collective: every rank calls it at the same step. Rank 0 receives the logical state
-  // (pointers valid until the trainer steps again or the next gather); the other ranks an empty
+  // (host pointers, valid until the next gather); the other ranks an empty
   // one. Throws (on every rank alike) when the ranks' states are inconsistent.
-  virtual LogicalState gather(train::Trainer& tr) = 0;
+  virtual LogicalState gather(Trainer& tr) = 0;
   // Every rank, on resume: this rank's part of `logical` (read from the files) into tr, which
   // is left ready to step (params_changed called).
-  virtual void scatter(const LogicalState& logical, train::Trainer& tr) = 0;
+  virtual void scatter(const LogicalState& logical, Trainer& tr) = 0;
   // The layout, a JSON object stored as seqvit.layout: {"world": 4, "dp": 2, "sp": 2,
   // "sp_mode": "ring", "state": "replicated"}.
   virtual std::string layout_json() const = 0;
@@ -59,29 +60,30 @@ class CheckpointSharding {
 // Data x sequence parallelism (and the single process): every rank holds the whole state.
 class ReplicatedState final : public CheckpointSharding {
  public:
-  ReplicatedState(TrainDist& dist, const TrainOptions& o);
-  LogicalState gather(train::Trainer& tr) override;
-  void scatter(const LogicalState& logical, train::Trainer& tr) override;
+  ReplicatedState(Distributed& dist, const TrainOptions& o);
+  LogicalState gather(Trainer& tr) override;
+  void scatter(const LogicalState& logical, Trainer& tr) override;
   std::string layout_json() const override { return layout_; }
 
  private:
-  TrainDist& dist_;
+  Distributed& dist_;
   std::string layout_;
+  std::vector<float> params_, m_, v_;  // host copies of the last gather
 };
 
 // What the sharded schemes share: rank 0 assembles the logical state of every rank's shard
-// (TrainDist::gather_logical_state: the weights from the ranks with dp = sp = 0, the moments by
+// (Distributed::gather_logical_state: the weights from the ranks with dp = sp = 0, the moments by
 // the optimizer's runs) into buffers it owns until the next gather.
 class GatheredState : public CheckpointSharding {
  public:
   std::string layout_json() const override { return layout_; }
 
  protected:
-  GatheredState(TrainDist& dist, std::string layout) : dist_(dist), layout_(std::move(layout)) {}
+  GatheredState(Distributed& dist, std::string layout) : dist_(dist), layout_(std::move(layout)) {}
   // Collective; rank 0 gets the state of `steps` optimizer steps, the other ranks an empty one.
-  LogicalState collect(train::Trainer& tr, int64_t steps);
+  LogicalState collect(Trainer& tr, int64_t steps);
 
-  TrainDist& dist_;
+  Distributed& dist_;
 
  private:
   std::string layout_;
@@ -89,14 +91,14 @@ class GatheredState : public CheckpointSharding {
 };
 
 // Tensor and/or pipeline parallelism (x DP x SP): each rank holds its (stage, tp) shard of the
-// weights and moments. gather: the replicas of each shard must agree (TrainDist::
+// weights and moments. gather: the replicas of each shard must agree (Distributed::
 // check_replicated on weights, m and v), then collect(). scatter: every rank keeps its share of
 // the logical files (ClimaX::slice_logical of weights and moments).
 class ShardedState final : public GatheredState {
  public:
-  ShardedState(TrainDist& dist, const TrainOptions& o);
-  LogicalState gather(train::Trainer& tr) override;
-  void scatter(const LogicalState& logical, train::Trainer& tr) override;
+  ShardedState(Distributed& dist, const TrainOptions& o);
+  LogicalState gather(Trainer& tr) override;
+  void scatter(const LogicalState& logical, Trainer& tr) override;
 };
 
 // ZeRO-1/2/3 (alone or with TP / PP, x DP x SP): each rank holds the AdamW moments of its ZeRO
@@ -108,16 +110,16 @@ class ShardedState final : public GatheredState {
 // (ZeRO-3: its own range, load_own_parameters) and its ZeRO range of the moments.
 class ZeroState final : public GatheredState {
  public:
-  ZeroState(TrainDist& dist, const TrainOptions& o);
-  LogicalState gather(train::Trainer& tr) override;
-  void scatter(const LogicalState& logical, train::Trainer& tr) override;
+  ZeroState(Distributed& dist, const TrainOptions& o);
+  LogicalState gather(Trainer& tr) override;
+  void scatter(const LogicalState& logical, Trainer& tr) override;
 };
 
 // The sharding of the state under the layout the options describe.
-std::unique_ptr<CheckpointSharding> make_checkpoint_sharding(TrainDist& dist,
+std::unique_ptr<CheckpointSharding> make_checkpoint_sharding(Distributed& dist,
                                                              const TrainOptions& o);
 
 // "dp 2 x sp 2 (ring)", "1 process": a seqvit.layout JSON for messages ("unknown" if absent).
 std::string describe_layout(const std::string& layout_json);
 
-}  // namespace seqvit::cli
+}  // namespace seqvit::train

@@ -9,12 +9,12 @@
 #include <string>
 #include <vector>
 
-#include "cli/train_dist.h"
-#include "cli/train_options.h"
+#include "train/distributed.h"
+#include "train/options.h"
 #include "parallel/comm.h"
 #include "train/trainer.h"
 
-namespace seqvit::cli {
+namespace seqvit::train {
 
 struct RunRecord {
   std::vector<double> step_seconds;  // rank 0's wall time of each step
@@ -26,7 +26,7 @@ struct RunRecord {
 // writes the file (atomically: a temporary, then rename). Throws seqvit::Error when the file
 // cannot be written.
 void write_run_report(const std::string& path, const TrainOptions& o,
-                      const model::ModelConfig& mc, TrainDist& dist, train::Trainer& tr,
+                      const model::ModelConfig& mc, Distributed& dist, Trainer& tr,
                       const RunRecord& mine);
 
-}  // namespace seqvit::cli
+}  // namespace seqvit::train

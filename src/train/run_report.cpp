@@ -1,5 +1,5 @@
 // The run report of `seqvit train --report-json` (see run_report.h).
-#include "cli/run_report.h"
+#include "train/run_report.h"
 
 #include <omp.h>
 
@@ -10,12 +10,12 @@
 
 #include "core/check.h"
 
-namespace seqvit::cli {
+namespace seqvit::train {
 namespace {
 
 using nlohmann::json;
 
-json rank_json(TrainDist& dist, train::Trainer& tr, const RunRecord& r) {
+json rank_json(Distributed& dist, Trainer& tr, const RunRecord& r) {
   json j;
   const auto& m = tr.model();
   j["rank"] = dist.active() ? dist.world().rank() : 0;
@@ -47,7 +47,7 @@ json rank_json(TrainDist& dist, train::Trainer& tr, const RunRecord& r) {
 }  // namespace
 
 void write_run_report(const std::string& path, const TrainOptions& o,
-                      const model::ModelConfig& mc, TrainDist& dist, train::Trainer& tr,
+                      const model::ModelConfig& mc, Distributed& dist, Trainer& tr,
                       const RunRecord& mine) {
   const std::string own = rank_json(dist, tr, mine).dump();
   std::vector<json> ranks;
@@ -84,18 +84,18 @@ void write_run_report(const std::string& path, const TrainOptions& o,
   j["batch"] = o.batch;
   j["steps"] = o.steps;
   j["threads_per_rank"] = omp_get_max_threads();
-  j["layout"] = {{"dp", o.dp},
-                 {"tp", o.tp},
-                 {"pp", o.pp},
-                 {"sp", o.sp},
-                 {"sp_mode", o.sp_mode},
-                 {"sp_ulysses", o.sp_ulysses},
-                 {"sp_outer", o.sp_outer},
-                 {"zero", o.zero},
-                 {"recompute", o.recompute},
-                 {"micro_batches", o.micro_batches},
-                 {"pp_schedule", o.pp_schedule},
-                 {"order", o.order},
+  j["layout"] = {{"dp", o.par.dp},
+                 {"tp", o.par.tp},
+                 {"pp", o.par.pp},
+                 {"sp", o.par.sp},
+                 {"sp_mode", o.par.sp_mode},
+                 {"sp_ulysses", o.par.sp_ulysses},
+                 {"sp_outer", o.par.sp_outer},
+                 {"zero", o.par.zero},
+                 {"recompute", o.par.recompute},
+                 {"micro_batches", o.par.micro_batches},
+                 {"pp_schedule", o.par.pp_schedule},
+                 {"order", o.par.order},
                  {"world", static_cast<int64_t>(ranks.size())}};
   j["step_seconds"] = mine.step_seconds;
   j["forward_flops_per_step"] = tr.model().forward_flops(o.batch);
@@ -111,4 +111,4 @@ void write_run_report(const std::string& path, const TrainOptions& o,
     fail("--report-json: cannot rename {} to {}", tmp, path);
 }
 
-}  // namespace seqvit::cli
+}  // namespace seqvit::train

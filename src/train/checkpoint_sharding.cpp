@@ -1,5 +1,5 @@
 // Distributed checkpoints (see train_checkpoint_dist.h).
-#include "cli/train_checkpoint_dist.h"
+#include "train/checkpoint_sharding.h"
 
 #include <fmt/core.h>
 
@@ -9,26 +9,25 @@
 #include <span>
 #include <vector>
 
-#include "cli/train_options.h"
 #include "core/check.h"
 
-namespace seqvit::cli {
+namespace seqvit::train {
 
 namespace {
 // seqvit.layout of any layout: world, dp, sp (and its mode), tp, pp, micro-batches, state.
 nlohmann::json layout_of(const TrainOptions& o, const char* state) {
-  nlohmann::json j{{"world", o.dp * o.sp * o.tp * o.pp}, {"dp", o.dp}, {"sp", o.sp}};
-  if (o.sp > 1) j["sp_mode"] = o.sp_mode;
-  if (o.sp > 1 && o.sp_mode == "2d") {
-    j["sp_ulysses"] = o.sp_ulysses;
-    j["sp_outer"] = o.sp_outer;
+  nlohmann::json j{{"world", o.par.dp * o.par.sp * o.par.tp * o.par.pp}, {"dp", o.par.dp}, {"sp", o.par.sp}};
+  if (o.par.sp > 1) j["sp_mode"] = o.par.sp_mode;
+  if (o.par.sp > 1 && o.par.sp_mode == "2d") {
+    j["sp_ulysses"] = o.par.sp_ulysses;
+    j["sp_outer"] = o.par.sp_outer;
   }
-  if (o.tp > 1) j["tp"] = o.tp;
-  if (o.pp > 1) {
-    j["pp"] = o.pp;
-    j["pp_schedule"] = o.pp_schedule;
+  if (o.par.tp > 1) j["tp"] = o.par.tp;
+  if (o.par.pp > 1) {
+    j["pp"] = o.par.pp;
+    j["pp_schedule"] = o.par.pp_schedule;
   }
-  if (o.micro_batches > 1) j["micro_batches"] = o.micro_batches;
+  if (o.par.micro_batches > 1) j["micro_batches"] = o.par.micro_batches;
   j["state"] = state;
   return j;
 }
@@ -39,7 +38,7 @@ uint64_t state_hash(const float* p, const float* m, const float* v, int64_t n) {
 }
 }  // namespace
 
-ReplicatedState::ReplicatedState(TrainDist& dist, const TrainOptions& o) : dist_(dist) {
+ReplicatedState::ReplicatedState(Distributed& dist, const TrainOptions& o) : dist_(dist) {
   layout_ = layout_of(o, "replicated").dump();
 }
 
@@ -55,11 +54,16 @@ void check_unsharded(const model::ClimaX& m) {
 }
 }  // namespace
 
-LogicalState ReplicatedState::gather(train::Trainer& tr) {
+LogicalState ReplicatedState::gather(Trainer& tr) {
   check_unsharded(tr.model());
   const int64_t n = tr.model().params().total();
   auto& opt = tr.optimizer();
-  LogicalState s{tr.params(), opt.m(), opt.v(), opt.steps_done(), 0};
+  params_.resize(static_cast<size_t>(n));
+  m_.resize(static_cast<size_t>(n));
+  v_.resize(static_cast<size_t>(n));
+  tr.read_params(params_.data());
+  opt.read_moments(m_.data(), v_.data());
+  LogicalState s{params_.data(), m_.data(), v_.data(), opt.steps_done(), 0};
   // FNV-1a of each buffer; the state's hash is that of the three hashes.
   const uint64_t hp = hash_floats(s.params, n), hm = hash_floats(s.m, n), hv = hash_floats(s.v, n);
   const std::array<uint64_t, 3> h3{hp, hm, hv};
@@ -86,17 +90,14 @@ LogicalState ReplicatedState::gather(train::Trainer& tr) {
   return s;
 }
 
-void ReplicatedState::scatter(const LogicalState& logical, train::Trainer& tr) {
+void ReplicatedState::scatter(const LogicalState& logical, Trainer& tr) {
   check_unsharded(tr.model());
-  const int64_t n = tr.model().params().total();
-  std::copy_n(logical.params, n, tr.params());
-  std::copy_n(logical.m, n, tr.optimizer().m());
-  std::copy_n(logical.v, n, tr.optimizer().v());
+  tr.write_params(logical.params);  // also refreshes the bf16 weights
+  tr.optimizer().write_moments(logical.m, logical.v);
   tr.optimizer().set_steps_done(logical.steps_done);
-  tr.params_changed();
 }
 
-LogicalState GatheredState::collect(train::Trainer& tr, int64_t steps) {
+LogicalState GatheredState::collect(Trainer& tr, int64_t steps) {
   const int64_t n = tr.model().logical_total();
   const size_t held = dist_.root() ? static_cast<size_t>(n) : 0;
   params_.assign(held, 0.f);
@@ -108,16 +109,20 @@ LogicalState GatheredState::collect(train::Trainer& tr, int64_t steps) {
           state_hash(params_.data(), m_.data(), v_.data(), n)};
 }
 
-ShardedState::ShardedState(TrainDist& dist, const TrainOptions& o)
+ShardedState::ShardedState(Distributed& dist, const TrainOptions& o)
     : GatheredState(dist, layout_of(o, "sharded").dump()) {}
 
-LogicalState ShardedState::gather(train::Trainer& tr) {
+LogicalState ShardedState::gather(Trainer& tr) {
   const model::ClimaX& m = tr.model();
   const int64_t steps = tr.optimizer().steps_done();
   // The replicas of each (stage, tp) shard agree on weights and moments (a hash all-gathered;
   // the tensors replicated over TP agree across the stage's TP ranks too).
   const char* what[] = {"weights", "AdamW first moments", "AdamW second moments"};
-  const float* bufs[] = {tr.params(), tr.optimizer().m(), tr.optimizer().v()};
+  const auto n = static_cast<size_t>(m.params().total());
+  std::vector<float> hp(n), hm(n), hv(n);  // host copies (no ZeRO: the moments cover the table)
+  tr.read_params(hp.data());
+  tr.optimizer().read_moments(hm.data(), hv.data());
+  const float* bufs[] = {hp.data(), hm.data(), hv.data()};
   for (int k = 0; k < 3; ++k) {
     try {
       dist_.check_replicated(bufs[k], m.params());
@@ -129,33 +134,38 @@ LogicalState ShardedState::gather(train::Trainer& tr) {
   return collect(tr, steps);
 }
 
-void ShardedState::scatter(const LogicalState& logical, train::Trainer& tr) {
+void ShardedState::scatter(const LogicalState& logical, Trainer& tr) {
   const model::ClimaX& m = tr.model();
-  m.slice_logical(logical.params, tr.params());
-  m.slice_logical(logical.m, tr.optimizer().m());
-  m.slice_logical(logical.v, tr.optimizer().v());
+  const auto n = static_cast<size_t>(m.params().total());
+  std::vector<float> p(n), mm(n), vv(n);
+  m.slice_logical(logical.params, p.data());
+  m.slice_logical(logical.m, mm.data());
+  m.slice_logical(logical.v, vv.data());
+  tr.write_params(p.data());
+  tr.optimizer().write_moments(mm.data(), vv.data());
   tr.optimizer().set_steps_done(logical.steps_done);
-  tr.params_changed();
 }
 
 namespace {
 std::string zero_layout(const TrainOptions& o) {
   auto j = layout_of(o, "zero");
-  j["zero"] = o.zero;
+  j["zero"] = o.par.zero;
   return j.dump();
 }
 }  // namespace
 
-ZeroState::ZeroState(TrainDist& dist, const TrainOptions& o)
+ZeroState::ZeroState(Distributed& dist, const TrainOptions& o)
     : GatheredState(dist, zero_layout(o)) {}
 
-LogicalState ZeroState::gather(train::Trainer& tr) {
-  train::ZeroOptimizer& z = *dist_.zero();
+LogicalState ZeroState::gather(Trainer& tr) {
+  ZeroOptimizer& z = *dist_.zero();
   const model::ClimaX& m = tr.model();
   const int64_t steps = tr.optimizer().steps_done();
   z.gather_all_parameters();  // ZeRO-3: every unit into the full buffer (collective)
+  std::vector<float> hp(static_cast<size_t>(m.params().total()));
+  tr.read_params(hp.data());
   try {
-    dist_.check_replicated(tr.params(), m.params());
+    dist_.check_replicated(hp.data(), m.params());
   } catch (const Error& e) {
     z.release_all_parameters();
     fail("checkpoint at step {}: the weights of the replicas diverged, nothing was written: {}",
@@ -166,13 +176,14 @@ LogicalState ZeroState::gather(train::Trainer& tr) {
   return state;
 }
 
-void ZeroState::scatter(const LogicalState& logical, train::Trainer& tr) {
-  train::ZeroOptimizer& z = *dist_.zero();
+void ZeroState::scatter(const LogicalState& logical, Trainer& tr) {
+  ZeroOptimizer& z = *dist_.zero();
   const model::ClimaX& m = tr.model();
   const int64_t total = m.params().total();
   // the weights: this rank's shard into the full buffer; ZeRO-3 keeps its range of it only
-  m.slice_logical(logical.params, tr.params());
-  tr.params_changed();
+  std::vector<float> full(static_cast<size_t>(total));
+  m.slice_logical(logical.params, full.data());
+  tr.write_params(full.data());
   z.load_own_parameters(tr.params());
   // the moments: this rank's shard, of which the optimizer keeps its ZeRO range
   auto& opt = tr.optimizer();
@@ -180,18 +191,17 @@ void ZeroState::scatter(const LogicalState& logical, train::Trainer& tr) {
   SEQVIT_CHECK(opt.begin() == b && opt.end() == e,
                "the optimizer's range [{}, {}) is not this rank's ZeRO range [{}, {})",
                opt.begin(), opt.end(), b, e);
-  std::vector<float> full(static_cast<size_t>(total));
+  std::vector<float> fv(static_cast<size_t>(total));
   m.slice_logical(logical.m, full.data());
-  std::copy(full.begin() + b, full.begin() + e, opt.m());
-  m.slice_logical(logical.v, full.data());
-  std::copy(full.begin() + b, full.begin() + e, opt.v());
+  m.slice_logical(logical.v, fv.data());
+  opt.write_moments(full.data() + b, fv.data() + b);
   opt.set_steps_done(logical.steps_done);
 }
 
-std::unique_ptr<CheckpointSharding> make_checkpoint_sharding(TrainDist& dist,
+std::unique_ptr<CheckpointSharding> make_checkpoint_sharding(Distributed& dist,
                                                              const TrainOptions& o) {
-  if (o.zero > 0) return std::make_unique<ZeroState>(dist, o);
-  if (o.tp > 1 || o.pp > 1) return std::make_unique<ShardedState>(dist, o);
+  if (o.par.zero > 0) return std::make_unique<ZeroState>(dist, o);
+  if (o.par.tp > 1 || o.par.pp > 1) return std::make_unique<ShardedState>(dist, o);
   return std::make_unique<ReplicatedState>(dist, o);
 }
 
@@ -220,4 +230,4 @@ std::string describe_layout(const std::string& layout_json) {
   }
 }
 
-}  // namespace seqvit::cli
+}  // namespace seqvit::train

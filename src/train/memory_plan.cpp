@@ -1,5 +1,5 @@
 // Per-rank memory plan (see memory_plan.h).
-#include "cli/memory_plan.h"
+#include "train/memory_plan.h"
 
 #include <fmt/core.h>
 
@@ -9,9 +9,9 @@
 #include <span>
 #include <vector>
 
-namespace seqvit::cli {
+namespace seqvit::train {
 
-std::string rank_memory_plan(TrainDist& dist, train::Trainer& tr) {
+std::string rank_memory_plan(Distributed& dist, Trainer& tr) {
   if (!dist.active()) return tr.memory_report();
   constexpr int kFields = 6;
   const auto& m = tr.model();
@@ -36,7 +36,7 @@ std::string rank_memory_plan(TrainDist& dist, train::Trainer& tr) {
     it->second.push_back(r);
   }
   const auto& layout = dist.grid().layout();
-  auto h = [](int64_t b) { return train::human_bytes(static_cast<double>(b)); };
+  auto h = [](int64_t b) { return human_bytes(static_cast<double>(b)); };
   std::string out = fmt::format(
       "memory plan per rank ({} rank{}; parameters | gradients | optimizer state | activations "
       "| workspace | total):\n",
@@ -71,4 +71,4 @@ std::string rank_memory_plan(TrainDist& dist, train::Trainer& tr) {
   return out;
 }
 
-}  // namespace seqvit::cli
+}  // namespace seqvit::train
