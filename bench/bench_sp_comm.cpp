@@ -15,6 +15,9 @@
 //   mpirun -np P bench_sp_comm [--n N | --img HxW --patch p] [--embed-dim D] [--heads Hh]
 //       [--depth L] [--batch B] [--vars V] [--tokenization aggregate|per_variable]
 //       [--modes ulysses,lss,ring,2d-ring,2d-lss] [--sp-ulysses U] [--csv FILE] [--check]
+//       [--device NAME]
+// --device: the backend the step runs on (default cpu; an unknown name exits 1 listing this
+// build's devices). The counters count the bytes Comm moves, whatever the device.
 // --check: exit 1 if any measured value differs from the scheme's formula (on any rank).
 #include <fmt/core.h>
 
@@ -22,11 +25,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <exception>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "backend/device.h"
 #include "core/check.h"
 #include "parallel/mpi_comm.h"
 #include "parallel/grid.h"
@@ -34,6 +39,7 @@
 #include "parallel/sp_attention_2d.h"
 #include "parallel/sp_model.h"
 #include "model/climax.h"
+#include "model/device_batch.h"
 
 using namespace seqvit;
 
@@ -66,6 +72,7 @@ struct Options {
                             {parallel::SpMode::TwoD, parallel::SpMode::Lss}};
   int sp_ulysses = 0;  // 2d: the Ulysses degree; 0: 2 if P is even, else 1
   std::string csv;
+  std::string device = "cpu";
   bool check = false;
 };
 
@@ -73,7 +80,7 @@ struct Options {
   throw Error(msg +
               " (flags: --n N | --img HxW --patch p, --embed-dim D, --heads Hh, --depth L, "
               "--batch B, --vars V, --tokenization aggregate|per_variable, --modes "
-              "ulysses,lss,ring,2d-ring,2d-lss, --sp-ulysses U, --csv FILE, --check)");
+              "ulysses,lss,ring,2d-ring,2d-lss, --sp-ulysses U, --csv FILE, --check, --device NAME)");
 }
 
 Options parse(int argc, char** argv) {
@@ -111,6 +118,7 @@ Options parse(int argc, char** argv) {
     } else if (a == "--sp-ulysses") o.sp_ulysses = static_cast<int>(number());
     else if (a == "--csv") o.csv = value();
     else if (a == "--check") o.check = true;
+    else if (a == "--device") o.device = value();
     else usage_error("unknown flag " + a);
   }
   if (o.vars < 1) usage_error(fmt::format("--vars must be >= 1, got {}", o.vars));
@@ -197,16 +205,18 @@ std::string ops_on(const parallel::CommStats& s, const std::string& comm, bool o
 // (2d: each split into its sp_ulysses and sp_ring part), loss all-reduce, gradient all-reduce,
 // total.
 std::vector<Row> measure(const parallel::Comm& world, const model::ModelConfig& c, int64_t B,
-                         const Scheme& scheme, int sp_ulysses) {
+                         const Scheme& scheme, int sp_ulysses, backend::Device& dev) {
   const int P = world.size();
   const parallel::GridConfig g = grid_config(scheme, P, sp_ulysses);
   parallel::validate(g, P, c, B);
   parallel::RankGrid grid(world, g);
   parallel::SpBlockAttention attn(grid);
-  model::ClimaX m(c);
+  model::ClimaX m(c, {}, dev);
   const int64_t np = m.params().total();
-  std::vector<float> params(np), grads(np, 0.f);
-  m.init(params.data(), 7);
+  std::vector<float> host_params(np);
+  m.init(host_params.data(), 7);
+  auto params = dev.parameter_store(np), grads = dev.parameter_store(np);
+  dev.copy_to_device(params->data(), host_params.data(), np * sizeof(float));
   // a random batch, the same on every rank
   std::mt19937 rng(3);
   std::normal_distribution<float> normal;
@@ -215,22 +225,23 @@ std::vector<Row> measure(const parallel::Comm& world, const model::ModelConfig& 
   for (auto& v : x) v = normal(rng);
   for (auto& v : y) v = normal(rng);
   for (int64_t i = 0; i < c.img_h; ++i) lat[i] = -80.f + 160.f * i / std::max<int64_t>(1, c.img_h - 1);
-  const model::BatchView batch{B, x.data(), y.data(), lead.data(), lat.data()};
+  model::DeviceBatch dbatch(dev, c, B);
+  const model::BatchView batch = dbatch.upload({B, x.data(), y.data(), lead.data(), lat.data()});
   m.plan(B, model::Precision::F32, &attn);
 
   // the step, with a snapshot of every communicator's counters per phase
   std::vector<parallel::CommStats> phase;
   grid.reset_stats();
-  const double partial = m.forward(params.data(), batch);
+  const double partial = m.forward(params->data(), batch);
   phase.push_back(grid.stats());
   grid.reset_stats();
-  m.backward(params.data(), grads.data());
+  m.backward(params->data(), grads->data());
   phase.push_back(grid.stats());
   grid.reset_stats();
   const double loss = parallel::sp_reduce_loss(grid.sp(), partial);
   phase.push_back(grid.stats());
   grid.reset_stats();
-  parallel::sp_reduce_gradients(grid.sp(), grads.data(), np);
+  parallel::sp_reduce_gradients(grid.sp(), grads->data(), np);
   phase.push_back(grid.stats());
   const std::string name = scheme.name();
   if (!std::isfinite(loss)) throw Error(fmt::format("{}: loss is {}", name, loss));
@@ -297,6 +308,8 @@ std::string human(double bytes) {
 int run(int argc, char** argv) {
   parallel::Comm world = parallel::mpi_world();
   const Options o = parse(argc, argv);
+  const std::unique_ptr<backend::Device> device = backend::make_device(o.device);
+  world.set_device(*device);  // before the grids split it
   const model::ModelConfig c = model_config(o);
   const int P = world.size();
   for (const Scheme& sc : o.modes) parallel::validate(grid_config(sc, P, o.sp_ulysses), P, c, o.batch);
@@ -320,7 +333,7 @@ int run(int argc, char** argv) {
     fmt::print("{:<8} {:<20} {:>4} {:>12} {:>12} {:>14} {:>7}  {}\n", "mode", "component", "rank",
                "measured", "scheme", "design", "ratio", "ops (rank 0)");
   for (const Scheme& sc : o.modes) {
-    const std::vector<Row> rows = measure(world, c, o.batch, sc, o.sp_ulysses);
+    const std::vector<Row> rows = measure(world, c, o.batch, sc, o.sp_ulysses, *device);
     // gather (measured, scheme) of every row to every rank
     std::vector<int64_t> mine, all(rows.size() * 2 * P);
     for (const Row& row : rows) {

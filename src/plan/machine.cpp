@@ -76,12 +76,14 @@ Machine machine_preset(const std::string& name) {
     m.node = {50, 8};
     m.network = {12.5, 15};
   } else if (name == "local") {
-    // This development machine: 2 Zen 4 cores, 24 GiB; one device = one MPI rank pinned to one
+    // The development machine seqvit's CPU figures were measured on: 2 Zen 4 cores, 24 GiB; one device = one MPI rank pinned to one
     // core (more ranks than cores share them: the planner divides the rates). Rates measured by
     // the engine's benchmarks on 2 threads (docs/benchmarks.md): oneDNN sgemm 205-219 GFLOP/s,
     // bf16 GEMM 443, flash attention forward+backward 181-192 fp32; copy rate 35 GB/s. Peak
     // 230 GFLOP/s fp32 and 460 bf16 for the 2 cores; the halves per device.
-    m.description = "this machine: 2 x86-64 cores (Zen 4, AVX-512 BF16), 24 GiB, shared memory";
+    m.description =
+        "fixed preset (not detected): 2 x86-64 cores (Zen 4, AVX-512 BF16) sharing 24 GiB, "
+        "1 rank per core with 11 GiB each; describe another machine with --machine FILE";
     m.devices_per_package = 1;
     m.devices_per_node = 2;
     m.memory_gib = 11;

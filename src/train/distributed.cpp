@@ -44,8 +44,8 @@ Distributed::Distributed(const ParallelOptions& p, bool bf16, const model::Model
   if (p.world() == 1) {
     if (launched_ranks() > 1)
       fail(
-          "seqvit train was launched as {} ranks without --dp/--sp/--pp; pass --dp D --sp P "
-          "--pp S with D*P*S = {} (e.g. --dp {}), or run it as one process",
+          "seqvit train was launched as {} ranks without --dp/--sp/--tp/--pp; pass --dp D --sp P "
+          "--tp T --pp S with D*P*T*S = {} (e.g. --dp {}), or run it as one process",
           launched_ranks(), launched_ranks(), launched_ranks());
     parallel::GridConfig g;  // gradient accumulation only: batch vs micro-batches
     g.micro_batches = p.micro_batches;
