@@ -171,7 +171,7 @@ void sum_squares(const float* x, const int64_t* ranges, int64_t num_ranges, doub
   SEQVIT_CUDA_CHECK(cudaMemsetAsync(out, 0, sizeof(double), stream), "sum_squares", "num_ranges",
                     num_ranges);
   if (num_ranges == 0) return;
-  sum_squares_kernel<<<kReduceBlocks, kBlock, 0, stream>>>(x, ranges, num_ranges, out);
+  sum_squares_kernel<<<kMultiTensorBlocks, kBlock, 0, stream>>>(x, ranges, num_ranges, out);
   SEQVIT_CUDA_LAUNCHED("sum_squares", "num_ranges", num_ranges);
 }
 

@@ -12,6 +12,8 @@ namespace seqvit::backend::cuda::detail {
 constexpr int kBlock = 256;             // threads per block of the 1-D kernels
 constexpr int64_t kMaxBlocks = 4096;    // grid cap: ~15 resident blocks per SM of an H100 (132)
 constexpr int64_t kReduceBlocks = 1024; // grid cap of the kernels that end in an atomicAdd
+constexpr unsigned kMultiTensorBlocks = 1024;  // grid of the multi-tensor kernels (sum_squares,
+                                               // adamw): enough threads to fill an H100
 
 // Blocks for `work` items at `per_block` items per block, at least 1, at most `cap`.
 inline unsigned grid_for(int64_t work, int64_t per_block = kBlock, int64_t cap = kMaxBlocks) {
