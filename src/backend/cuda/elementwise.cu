@@ -99,8 +99,8 @@ constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 
 __device__ __forceinline__ float clamp_x(float x) { return fminf(fmaxf(x, -kClamp), kClamp); }
 
-__global__ void gelu_forward_kernel(const float* __restrict__ x, float* __restrict__ y,
-                                    int64_t n) {
+// y may alias x (same element, same thread): no __restrict__.
+__global__ void gelu_forward_kernel(const float* x, float* y, int64_t n) {
   for (int64_t i = thread_index(); i < n; i += thread_count()) {
     const float xi = x[i];
     y[i] = xi * normcdff(clamp_x(xi));  // NaN x: NaN (x * Phi); -inf: NaN as on the CPU

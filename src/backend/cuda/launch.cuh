@@ -33,18 +33,15 @@ __device__ __forceinline__ int64_t warp_count() { return thread_count() >> 5; }
 
 // The index arithmetic of the permutation kernels (patches, block copies) in 32 bits when every
 // index fits (integer division is several times cheaper), else in 64: fn(int32_t{}) or
-// fn(int64_t{}) chooses the kernel instantiation.
+// fn(int64_t{}) chooses the kernel instantiation. extent: the element count (every index is
+// below it).
 template <typename Fn>
-void with_index_type(int64_t largest_index, Fn&& fn) {
-  if (largest_index <= INT32_MAX)
+void with_index_type(int64_t extent, Fn&& fn) {
+  if (extent <= INT32_MAX)
     fn(int32_t{});
   else
     fn(int64_t{});
 }
-
-}  // namespace seqvit::backend::cuda::detail
-
-namespace seqvit::backend::cuda::detail {
 
 // Multi-tensor work split without a host-side plan: the ranges of a DEVICE table (range(k)
 // returns {first, count} of entry k) are cut into chunks of `chunk` elements, numbered in table
