@@ -61,7 +61,6 @@ int main() {
     for (float f : sp) x.push_back(f);
     std::vector<bf16> y(x.size());
     cuda::convert_to_bf16(x.data(), y.data(), x.size(), st);
-    std::vector<float> g(x.size()), w(x.size());
     size_t bad = 0;
     for (size_t i = 0; i < x.size(); ++i) bad += y[i].bits != to_bf16(x[i]).bits;
     std::printf("%s convert_to_bf16 (%zu bad)\n", bad ? "FAIL" : "ok  ", bad);
