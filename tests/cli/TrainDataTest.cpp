@@ -108,6 +108,14 @@ TEST_F(TrainDataTest, KeepsTheNewestCheckpointsAndLogsJsonLines) {
   for (const auto& e : fs::directory_iterator(tmp_ / "run" / "checkpoints"))
     EXPECT_EQ(e.path().extension(), "") << "left behind: " << e.path();
   EXPECT_TRUE(fs::exists(tmp_ / "run/checkpoints/step_00000006/model.optim.safetensors"));
+  // The checkpoint holds the training-period climatology of every output (docs/checkpoints.md).
+  const auto ck = eval::load_forecast_checkpoint((tmp_ / "run").string());
+  EXPECT_EQ(ck.climatology.outputs, ck.model.out_variables);
+  EXPECT_EQ(ck.climatology.H, 16);
+  EXPECT_EQ(ck.climatology.period.begin, "1979-01-01");
+  EXPECT_EQ(ck.climatology.period.end, "1979-01-05");
+  EXPECT_EQ(ck.climatology.steps, 16);
+  EXPECT_EQ(ck.norm.size(), 7u);
   std::map<std::string, int> events;
   std::ifstream f(tmp_ / "run" / "log.jsonl");
   std::string line;
