@@ -213,9 +213,9 @@ void run_evaluate(const EvaluateOptions& o) {
       opened.emplace(cfg, split);
     } catch (const Error& e) {
       if (!clim.empty()) throw;
-      fail("{} (the climatology is computed from the training period [{}, {}) of the data, "
-           "because {} holds none)",
-           e.what(), cfg.train.begin, cfg.train.end, ck.path);
+      fail("{} (note: {} holds no climatology, so the data must also hold its training period "
+           "[{}, {}) to compute it from)",
+           e.what(), ck.path, cfg.train.begin, cfg.train.end);
     }
     data::ForecastDataset& ds = *opened;
     eval::check_climatology_grid(ck, ds);

@@ -425,7 +425,9 @@ void ForecastDataset::compute_nan_masks(double begin, double end) {
   for (const auto* fs : {&in_, &out_})
     for (const auto& f : *fs) total += f.constant ? 1 : static_cast<int64_t>(steps.size());
   std::vector<float> v(static_cast<size_t>(n));
-  auto any_nan = [&] { return std::any_of(v.begin(), v.end(), [](float x) { return std::isnan(x); }); };
+  auto any_nan = [&] {
+    return std::any_of(v.begin(), v.end(), [](float x) { return std::isnan(x); });
+  };
   for (const auto* fs : {&in_, &out_})
     for (const auto& f : *fs) {
       const bool is_out = fs == &out_;

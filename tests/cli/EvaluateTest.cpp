@@ -367,7 +367,8 @@ TEST_F(EvaluateTest, CheckpointStatisticsNeedOnlyTheTestPeriod) {
   EXPECT_EQ(jo.at("scores"), jf.at("scores"));  // the same training-period mean, recomputed
   const auto [rot, jot] = evaluate(old_ck, test_only, "old_test_only");
   EXPECT_EQ(rot.status, 1) << rot.output;
-  for (const char* want : {"train split [1979-01-01, 1979-01-08)", "holds none", "1980-01-01"})
+  for (const char* want :
+       {"train split [1979-01-01, 1979-01-08)", "holds no climatology", "1980-01-01"})
     EXPECT_NE(rot.output.find(want), std::string::npos) << want << "\n" << rot.output;
 }
 
