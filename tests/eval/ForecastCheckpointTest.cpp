@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <iterator>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "core/check.h"
 #include "eval/forecast_fixture.h"
@@ -113,6 +114,15 @@ TEST(ForecastCheckpointTest, MalformedClimatologyIsRefusedNamingTheTensor) {
   });
   EXPECT_NE(message(json).find("bad seqvit.climatology metadata"), std::string::npos)
       << message(json);
+  const auto order = write("order.safetensors", [](T&, S&, M& md) {
+    auto j = nlohmann::json::parse(md.at("seqvit.climatology"));
+    j["outputs"] = {"z_500", "t2m", "t_850"};
+    md["seqvit.climatology"] = j.dump();
+  });
+  EXPECT_NE(message(order).find("the climatology is of z_500,t2m,t_850, but the model's outputs "
+                                "are t2m,z_500,t_850"),
+            std::string::npos)
+      << message(order);
   // Without both (as written before climatologies were stored): loads, climatology empty.
   const auto old = write("old.safetensors", [](T& t, S&, M& md) {
     md.erase("seqvit.climatology");
