@@ -128,6 +128,11 @@ Climatology read_climatology(const io::SafetensorsReader& r) {
     r.read_f32(name, {c.H, c.W}, f.data());  // throws naming the tensor on another shape
     c.fields[o] = std::move(f);
   }
+  for (const auto& n : r.names())
+    if (n.rfind(kClimatologyPrefix, 0) == 0 &&
+        !c.fields.count(n.substr(std::char_traits<char>::length(kClimatologyPrefix))))
+      fail("{}: tensor '{}' is not among the outputs {} lists ({})", r.path(), n,
+           kClimatologyKey, fmt::join(c.outputs, ", "));
   return c;
 }
 

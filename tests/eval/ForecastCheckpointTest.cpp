@@ -123,6 +123,13 @@ TEST(ForecastCheckpointTest, MalformedClimatologyIsRefusedNamingTheTensor) {
                                 "are t2m,z_500,t_850"),
             std::string::npos)
       << message(order);
+  const auto extra = write("extra.safetensors", [](T& t, S& s, M&) {
+    t["climatology.q_700"] = t.at("climatology.t2m");
+    s["climatology.q_700"] = s.at("climatology.t2m");
+  });
+  EXPECT_NE(message(extra).find("tensor 'climatology.q_700' is not among the outputs"),
+            std::string::npos)
+      << message(extra);
   // Without both (as written before climatologies were stored): loads, climatology empty.
   const auto old = write("old.safetensors", [](T& t, S&, M& md) {
     md.erase("seqvit.climatology");
