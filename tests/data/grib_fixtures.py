@@ -126,7 +126,7 @@ for k in range(2):
     msgs.append(h)
 write("gauss.grib2", msgs)
 h = ec.codes_grib_new_from_samples("regular_gg_pl_grib2")
-np.asarray(ec.codes_get_array(h, "distinctLatitudes"))[::-1].astype("<f8").tofile(
+np.sort(ec.codes_get_array(h, "distinctLatitudes"))[::-1].astype("<f8").tofile(
     os.path.join(OUT, "gauss_lat.f64"))
 ec.codes_release(h)
 
@@ -179,3 +179,15 @@ write("levels_missing.grib2", [ll(G2, "z", "isobaricInhPa", 500, 0, 500),
                                ll(G2, "z", "isobaricInhPa", 500, 1, 500)])
 for sample in ("polar_stereographic_sfc_grib2", "sh_sfc_grib2"):
     shutil.copy(os.path.join(SAMPLES, sample + ".tmpl"), os.path.join(OUT, sample + ".grib2"))
+
+# A small training set (tests/cli/GribCliTest.cpp): 8 x 16, 6-hourly for 4 days, ERA5 GRIB
+# names (2t, z on pressure levels, lsm and z on the surface as constants).
+msgs = []
+grid = (70, -70, 0, 337.5, 8, 16)
+for k in range(16):
+    msgs.append(ll(G2, "2t", "heightAboveGround", 2, k, grid=grid))
+    for lev in (500, 850):
+        msgs.append(ll(G2, "z", "isobaricInhPa", lev, k, lev, grid=grid))
+msgs.append(ll(G2, "lsm", "surface", 0, 0, grid=grid))
+msgs.append(ll(G2, "z", "surface", 0, 0, grid=grid))
+write("train.grib2", msgs)
