@@ -117,6 +117,12 @@ TEST_F(GribReader, ManyVariablesLevelsAndTimesAcrossGrib1And2) {
   EXPECT_EQ(ds.variable("u").T(), 3);
   expect_f(ds, "u_500", 500);
   expect_f(ds, "u_850", 850);
+  // Levels in Pa join those in hPa.
+  GribDataset pa({path("pascal.grib2")});
+  EXPECT_EQ(pa.variables(), std::vector<std::string>{"z"});
+  EXPECT_EQ(pa.variable("z").levels_hpa, (std::vector<double>{50, 500}));
+  expect_f(pa, "z_50", 50);
+  expect_f(pa, "z_500", 500);
   // The names table: ClimaX names find the GRIB variables.
   EXPECT_EQ(ds.resolve("t2m").variable, "2t");
   EXPECT_EQ(ds.resolve("orography").variable, "z_surface");
@@ -148,6 +154,9 @@ TEST_F(GribReader, ScanningModesAndLongitudesFromMinus180) {
   EXPECT_EQ(v.lon.front(), 0);
   EXPECT_EQ(v.lon.back(), 315);
   expect_f(w180, "2t");
+  GribDataset columns({path("columns.grib2")});  // jPointsAreConsecutive: column after column
+  EXPECT_EQ(columns.variable("2t").lat.front(), 60);
+  expect_f(columns, "2t");
 }
 
 TEST_F(GribReader, RegularGaussianKeepsItsLatitudes) {
@@ -302,6 +311,16 @@ TEST_F(GribReader, BadInputsAreOneClearError) {
   fs::resize_file(path("cut.grib2"), 700);  // messages are 299 bytes: the third is cut
   e = error_of([&] { GribDataset({path("cut.grib2")}); });
   EXPECT_HAS(e, "cut.grib2: the GRIB message after byte 598 cannot be read");
+  // A corrupt message (its end marker overwritten): the file and where the message starts.
+  {
+    std::ifstream in(path("multi.grib2"), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    ASSERT_EQ(bytes.substr(295, 4), "7777");
+    bytes.replace(295, 4, "XXXX");
+    std::ofstream(path("corrupt.grib2"), std::ios::binary) << bytes;
+  }
+  e = error_of([&] { GribDataset({path("corrupt.grib2")}); });
+  EXPECT_HAS(e, "corrupt.grib2: the GRIB message after byte 0 cannot be read: Wrong message length");
   // Messages of one variable on two grids: both named.
   e = error_of([&] { GribDataset({path("inconsistent.grib2")}); });
   EXPECT_HAS(e, "must share one grid");

@@ -109,6 +109,10 @@ write("multi.grib2", msgs)
 write("multi.grib1", [ll(G1, "u", "isobaricInhPa", lev, k, lev) for k in (1, 0, 2)
                       for lev in (500, 850)])
 
+# Pressure levels in Pa (GRIB 2 isobaricInPa: 5000 Pa = 50 hPa) beside levels in hPa: one z.
+write("pascal.grib2", [ll(G2, "z", "isobaricInhPa", 500, 0, 500),
+                       ll(G2, "z", "isobaricInPa", 5000, 0, 50)])
+
 # Scanning directions and longitudes -180..180 (GRIB 1 stores signed longitudes).
 write("south_north.grib2", [ll(G2, "2t", "heightAboveGround", 2, k, grid=(-60, 60, 0, 315, 5, 8))
                             for k in range(3)])
@@ -116,6 +120,14 @@ write("east_west.grib2", [ll(G2, "2t", "heightAboveGround", 2, k, grid=(60, -60,
                           for k in range(3)])
 write("west180.grib1", [ll(G1, "2t", "surface", 0, k, grid=(60, -60, -180, 135, 5, 8))
                         for k in range(3)])
+
+# Columns stored one after the other (jPointsAreConsecutive = 1).
+h = new(G2, "2t", "heightAboveGround", 2)
+ec.codes_set(h, "jPointsAreConsecutive", 1)
+set_ll(h, 60, -60, 0, 315, 5, 8)
+set_time(h, 0)
+fill(h, 0)
+write("columns.grib2", [h])
 
 # Regular Gaussian N32 (128 x 64), latitudes as the grid defines them.
 msgs = []
