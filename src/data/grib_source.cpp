@@ -55,7 +55,8 @@ struct Header {
   std::string short_name, type_of_level, name, units;
   double level = 0;  // hPa for pressure levels, else the message's level
   double time = 0;   // valid time, hours since 1970
-  GribGrid grid;
+  int grid = 0;      // index into the distinct grids of the files (a reduced grid's pl array
+                     // is long: stored once, not per message)
 };
 
 // Valid time in hours since 1970 from validityDate (YYYYMMDD) and validityTime (HHMM).
@@ -182,6 +183,7 @@ GribDataset::GribDataset(const std::vector<std::string>& paths)
     : files_(expand_grib_paths(paths)) {
   std::lock_guard<std::mutex> lock(grib_library_mutex());
   std::vector<Header> headers;
+  std::vector<GribGrid> grids;  // distinct grids
   for (int fi = 0; fi < static_cast<int>(files_.size()); ++fi) {
     const std::string& file = files_[fi];
     std::FILE* fp = std::fopen(file.c_str(), "rb");
@@ -218,7 +220,7 @@ GribDataset::GribDataset(const std::vector<std::string>& paths)
           hd.level = get_double(h, "level", 0);
           if (hd.type_of_level == "isobaricInPa") hd.level /= 100.0;
           hd.time = valid_time(h, w);
-          GribGrid& g = hd.grid;
+          GribGrid g;
           g.type = get_string(h, "gridType", "unknown");
           if (g.type == "regular_ll" || g.type == "regular_gg" || g.type == "reduced_gg") {
             if (get_long(h, "alternativeRowScanning", 0))
@@ -252,6 +254,9 @@ GribDataset::GribDataset(const std::vector<std::string>& paths)
               fail("{}: {} points in grid {} but {} data points in the message", w, g.points(),
                    g.describe(), nvalues);
           }
+          hd.grid = static_cast<int>(
+              std::find(grids.begin(), grids.end(), g) - grids.begin());
+          if (hd.grid == static_cast<int>(grids.size())) grids.push_back(std::move(g));
         } catch (...) {
           codes_handle_delete(h);
           throw;
@@ -313,7 +318,7 @@ GribDataset::GribDataset(const std::vector<std::string>& paths)
     v.long_name = first.name;
     v.grib_short_name = k.short_name;
     v.grib_type_of_level = k.type_of_level;
-    v.grid = first.grid;
+    v.grid = grids[first.grid];
     const GribGrid& g = v.grid;
     if (g.type != "regular_ll" && g.type != "regular_gg" && g.type != "reduced_gg") {
       not_grid_[v.name] = fmt::format(
@@ -323,11 +328,11 @@ GribDataset::GribDataset(const std::vector<std::string>& paths)
       continue;
     }
     for (const Header* h : msgs)
-      if (!(h->grid == g))
+      if (h->grid != first.grid)
         fail(
             "variable '{}': {} is on grid {}, but {} is on grid {}; the messages of one variable "
             "must share one grid",
-            v.name, where(h->message), h->grid.describe(), where(first.message), g.describe());
+            v.name, where(h->message), grids[h->grid].describe(), where(first.message), g.describe());
 
     // Canonical grid.
     const std::string w = where(first.message);
