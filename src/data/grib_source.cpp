@@ -82,8 +82,9 @@ std::vector<double> scan_latitudes(const GribGrid& g, const std::string& where) 
   std::vector<double> lat(static_cast<size_t>(g.nj));
   if (g.type == "regular_ll") {
     for (int64_t r = 0; r < g.nj; ++r)
-      lat[r] = g.nj == 1 ? g.lat0 : g.lat0 + static_cast<double>(r) * (g.lat1 - g.lat0) /
-                                                 static_cast<double>(g.nj - 1);
+      lat[r] = g.nj == 1 ? g.lat0
+                         : g.lat0 + static_cast<double>(r) * (g.lat1 - g.lat0) /
+                                        static_cast<double>(g.nj - 1);
     return lat;
   }
   // Gaussian: the grid's own latitudes, from the row nearest the first grid point (the header
@@ -135,8 +136,8 @@ bool GribGrid::operator==(const GribGrid& o) const {
 }
 
 std::string GribGrid::describe() const {
-  const std::string size = type == "reduced_gg" ? fmt::format("N{} ({} rows)", n, nj)
-                                                : fmt::format("{}x{}", ni, nj);
+  const std::string size =
+      type == "reduced_gg" ? fmt::format("N{} ({} rows)", n, nj) : fmt::format("{}x{}", ni, nj);
   return fmt::format("{} {}, lat {:g}..{:g}, lon {:g}..{:g}", type, size, lat0, lat1, lon0, lon1);
 }
 
@@ -161,7 +162,8 @@ std::vector<std::string> expand_grib_paths(const std::vector<std::string>& paths
         if (e.is_regular_file() && is_grib_file(e.path().string()))
           in_dir.push_back(e.path().string());
       if (ec) fail("{}: cannot list the directory: {}", p, ec.message());
-      if (in_dir.empty()) fail("{}: the directory (and its sub-directories) holds no GRIB files", p);
+      if (in_dir.empty())
+        fail("{}: the directory (and its sub-directories) holds no GRIB files", p);
       std::sort(in_dir.begin(), in_dir.end());
       out.insert(out.end(), in_dir.begin(), in_dir.end());
     } else if (fs::exists(p, ec)) {
@@ -179,8 +181,7 @@ std::string GribDataset::where(int64_t message) const {
   return fmt::format("{}, message at byte {}", files_[m.file], m.offset);
 }
 
-GribDataset::GribDataset(const std::vector<std::string>& paths)
-    : files_(expand_grib_paths(paths)) {
+GribDataset::GribDataset(const std::vector<std::string>& paths) : files_(expand_grib_paths(paths)) {
   std::lock_guard<std::mutex> lock(grib_library_mutex());
   std::vector<Header> headers;
   std::vector<GribGrid> grids;  // distinct grids
@@ -254,8 +255,7 @@ GribDataset::GribDataset(const std::vector<std::string>& paths)
               fail("{}: {} points in grid {} but {} data points in the message", w, g.points(),
                    g.describe(), nvalues);
           }
-          hd.grid = static_cast<int>(
-              std::find(grids.begin(), grids.end(), g) - grids.begin());
+          hd.grid = static_cast<int>(std::find(grids.begin(), grids.end(), g) - grids.begin());
           if (hd.grid == static_cast<int>(grids.size())) grids.push_back(std::move(g));
         } catch (...) {
           codes_handle_delete(h);
@@ -332,7 +332,8 @@ GribDataset::GribDataset(const std::vector<std::string>& paths)
         fail(
             "variable '{}': {} is on grid {}, but {} is on grid {}; the messages of one variable "
             "must share one grid",
-            v.name, where(h->message), grids[h->grid].describe(), where(first.message), g.describe());
+            v.name, where(h->message), grids[h->grid].describe(), where(first.message),
+            g.describe());
 
     // Canonical grid.
     const std::string w = where(first.message);
@@ -395,8 +396,7 @@ GribDataset::GribDataset(const std::vector<std::string>& paths)
         fail(
             "variable '{}'{}: {} and {} both hold the time {}; each time{} must be in one "
             "message",
-            v.name,
-            k.type_of_level == "isobaricInhPa" ? fmt::format(" at {:g} hPa", lev) : "",
+            v.name, k.type_of_level == "isobaricInhPa" ? fmt::format(" at {:g} hPa", lev) : "",
             where(it->second->message), where(h->message), iso8601(h->time),
             k.type_of_level == "isobaricInhPa" ? " and level" : "");
       levels.insert(lev);
@@ -412,7 +412,8 @@ GribDataset::GribDataset(const std::vector<std::string>& paths)
         const auto it = by_level.find(lev);
         if (it == by_level.end()) {
           std::string present;
-          for (const auto& [l, h] : by_level) present += (present.empty() ? "" : ", ") + fmt::format("{:g}", l);
+          for (const auto& [l, h] : by_level)
+            present += (present.empty() ? "" : ", ") + fmt::format("{:g}", l);
           fail(
               "variable '{}' has no message for {:g} hPa at {} (the messages at that time hold "
               "levels {} hPa; other times hold {:g} hPa)",
@@ -444,8 +445,8 @@ GribDataset::GribDataset(const std::vector<std::string>& paths)
   if (vars_.empty()) {
     std::string why;
     for (const auto& [n, w] : not_grid_) why += (why.empty() ? "" : "; ") + w;
-    fail("the {} hold{} no readable grid variable: {}", describe(),
-         files_.size() == 1 ? "s" : "", why);
+    fail("the {} hold{} no readable grid variable: {}", describe(), files_.size() == 1 ? "s" : "",
+         why);
   }
 }
 
@@ -505,8 +506,7 @@ int64_t GribDataset::read_message(const GribVariable& v, int64_t message, float*
     if (!err) err = codes_get_size(h, "values", &n);
     if (!err && static_cast<int64_t>(n) != g.points()) {
       codes_handle_delete(h);
-      fail("{}: {} values, but grid {} has {} points", where(message), n, g.describe(),
-           g.points());
+      fail("{}: {} values, but grid {} has {} points", where(message), n, g.describe(), g.points());
     }
     values_.resize(n);
     if (!err) err = codes_get_double_array(h, "values", values_.data(), &n);

@@ -45,8 +45,8 @@ std::vector<std::string> expand_grib_paths(const std::vector<std::string>& paths
 
 // The grid of a message as stored.
 struct GribGrid {
-  std::string type;                // regular_ll, regular_gg, reduced_gg
-  int64_t ni = 0, nj = 0, n = 0;   // points per row (regular), rows, Gaussian N
+  std::string type;                               // regular_ll, regular_gg, reduced_gg
+  int64_t ni = 0, nj = 0, n = 0;                  // points per row (regular), rows, Gaussian N
   double lat0 = 0, lat1 = 0, lon0 = 0, lon1 = 0;  // first and last grid point, degrees
   bool i_negative = false, j_positive = false, j_consecutive = false;
   std::vector<int64_t> pl;  // reduced_gg: points in each row, in scanning order
@@ -57,7 +57,7 @@ struct GribGrid {
 
 struct GribVariable : GridVariable {
   GribGrid grid;
-  bool j_flip = false;  // scan rows run south to north: canonical row i is scan row H-1-i
+  bool j_flip = false;            // scan rows run south to north: canonical row i is scan row H-1-i
   std::vector<int64_t> messages;  // [T x L] (L = 1 without levels): index into messages_
 };
 

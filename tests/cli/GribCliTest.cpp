@@ -98,7 +98,8 @@ TEST_F(GribCli, TrainsOnAGribFileByClimaXNames) {
       " --train-range 2000-01-01/2000-01-03 --val-range 2000-01-03/2000-01-04"
       " --test-range 2000-01-04/2000-01-05 --lead-hours 6 --batch 2 --patch 4 --embed-dim 16"
       " --heads 2 --depth 1 --decoder-depth 1 --steps 3 --val-every 3 --threads 2"
-      " --stats-cache " + (dir_ / "stats.safetensors").string() + " --run-dir " + run.string());
+      " --stats-cache " +
+      (dir_ / "stats.safetensors").string() + " --run-dir " + run.string());
   ASSERT_EQ(r.status, 0) << r.output;
   std::ifstream log(run / "log.jsonl");
   int steps = 0;

@@ -274,7 +274,12 @@ TEST_F(GribReader, ANameThatResolvesTwoWaysIsAnErrorNamingBoth) {
   nctest::Coord lat{"latitude", {60, 0, -60}, "degrees_north", ""};
   nctest::Coord lon{"longitude", {0, 120, 240}, "degrees_east", ""};
   auto var = [](const std::string& n) {
-    return nctest::Var{n, NC_FLOAT, {"time", "latitude", "longitude"}, "K", {}, {},
+    return nctest::Var{n,
+                       NC_FLOAT,
+                       {"time", "latitude", "longitude"},
+                       "K",
+                       {},
+                       {},
                        [](const std::vector<size_t>&) { return 1.0; }};
   };
   nctest::write(path("both.nc"), NC_CLOBBER, {time, lat, lon},
@@ -320,7 +325,8 @@ TEST_F(GribReader, BadInputsAreOneClearError) {
     std::ofstream(path("corrupt.grib2"), std::ios::binary) << bytes;
   }
   e = error_of([&] { GribDataset({path("corrupt.grib2")}); });
-  EXPECT_HAS(e, "corrupt.grib2: the GRIB message after byte 0 cannot be read: Wrong message length");
+  EXPECT_HAS(e,
+             "corrupt.grib2: the GRIB message after byte 0 cannot be read: Wrong message length");
   // Messages of one variable on two grids: both named.
   e = error_of([&] { GribDataset({path("inconsistent.grib2")}); });
   EXPECT_HAS(e, "must share one grid");
@@ -342,10 +348,12 @@ TEST_F(GribReader, BadInputsAreOneClearError) {
   std::ofstream(path("text.grib")) << "no messages in here\n";
   e = error_of([&] { GribDataset({path("text.grib")}); });
   EXPECT_HAS(e, "text.grib: the file holds no GRIB message");
-  nctest::write(path("one.nc"), NC_CLOBBER,
-                {{"latitude", {0}, "degrees_north", ""}, {"longitude", {0}, "degrees_east", ""}},
-                {{"lsm", NC_FLOAT, {"latitude", "longitude"}, "1", {}, {},
-                  [](const std::vector<size_t>&) { return 1.0; }}});
+  nctest::write(
+      path("one.nc"), NC_CLOBBER,
+      {{"latitude", {0}, "degrees_north", ""}, {"longitude", {0}, "degrees_east", ""}},
+      {{"lsm", NC_FLOAT, {"latitude", "longitude"}, "1", {}, {}, [](const std::vector<size_t>&) {
+          return 1.0;
+        }}});
   e = error_of([&] { open_grid_source({path("multi.grib2"), path("one.nc")}); });
   EXPECT_HAS(e, "mix formats");
   EXPECT_HAS(e, "multi.grib2 is GRIB");

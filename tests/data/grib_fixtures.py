@@ -18,7 +18,8 @@ import eccodes as ec
 import numpy as np
 
 OUT = sys.argv[1]
-SAMPLES = ec.codes_samples_path() if hasattr(ec, "codes_samples_path") else "/usr/share/eccodes/samples"
+SAMPLES = ec.codes_samples_path() if hasattr(ec, "codes_samples_path") else \
+    "/usr/share/eccodes/samples"
 
 
 def f(k, lat, lon, lev=0.0):
