@@ -114,5 +114,5 @@ TEST_F(GribCli, TrainsOnAGribFileByClimaXNames) {
   }
   EXPECT_EQ(steps, 3);
   ASSERT_EQ(val.at("scores").size(), 2u) << val.dump();
-  for (const auto& s : val.at("scores")) EXPECT_GT(s.at("rmse_persistence").get<double>(), 0.0);
+  for (const auto& s : val.at("scores")) EXPECT_GT(s.at("rmse_wb2_persistence").get<double>(), 0.0);
 }
