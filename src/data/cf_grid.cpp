@@ -53,6 +53,26 @@ CfAxis cf_axis_of(const std::string& dim, const std::string& units) {
   return CfAxis::Other;
 }
 
+std::string cf_grid_layout(const std::vector<CfAxis>& ax, int* tdim, int* ldim) {
+  const int n = static_cast<int>(ax.size());
+  *tdim = *ldim = -1;
+  if (n < 2 || ax[n - 2] != CfAxis::Lat || ax[n - 1] != CfAxis::Lon)
+    return "expected (time, [level], lat, lon) with latitude and longitude last";
+  if (n > 4) return "expected at most (time, level, lat, lon)";
+  if (n == 4) {
+    if (ax[0] != CfAxis::Time || ax[1] != CfAxis::Level) return "expected (time, level, lat, lon)";
+    *tdim = 0, *ldim = 1;
+  } else if (n == 3) {
+    if (ax[0] == CfAxis::Time)
+      *tdim = 0;
+    else if (ax[0] == CfAxis::Level)
+      *ldim = 0;
+    else
+      return "the first dim is neither time nor a pressure level";
+  }
+  return "";
+}
+
 std::vector<double> levels_in_hpa(const std::vector<double>& values, const std::string& units) {
   const std::string u = cf_lower(units);
   bool pascal;

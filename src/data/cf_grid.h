@@ -22,6 +22,11 @@ enum class CfAxis { Time, Level, Lat, Lon, Other };
 // (docs/data.md "Grid variables").
 CfAxis cf_axis_of(const std::string& dim, const std::string& units);
 
+// Where time and level are among a variable's dims, classified as `ax`: a grid variable has
+// (time, [level], lat, lon), time and level optional. Sets *tdim / *ldim (-1: absent) and returns
+// "", or why the dims are not those of a grid variable.
+std::string cf_grid_layout(const std::vector<CfAxis>& ax, int* tdim, int* ldim);
+
 // Pressure levels in hPa, by the units, else by magnitude: levels in hPa end at 1000 (1100 at
 // most), so a largest level above 2000 must be in Pa.
 std::vector<double> levels_in_hpa(const std::vector<double>& values, const std::string& units);

@@ -153,23 +153,9 @@ FileVar scan_variable(int nc, int file_index, const std::string& file, int varid
     fv.problem = fmt::format("{}: variable '{}' has dims ({}); {}", file, v.name, dims_text, why);
     return fv;
   };
-  if (ndims < 2 || ax[ndims - 2] != CfAxis::Lat || ax[ndims - 1] != CfAxis::Lon)
-    return reject("expected (time, [level], lat, lon) with latitude and longitude last");
-  if (ndims > 4) return reject("expected at most (time, level, lat, lon)");
+  int tdim = -1, ldim = -1;
+  if (const std::string why = cf_grid_layout(ax, &tdim, &ldim); !why.empty()) return reject(why);
   if (type == NC_STRING || type == NC_CHAR) return reject("it holds text, not numbers");
-  int lead = ndims - 2, tdim = -1, ldim = -1;
-  if (lead == 2) {
-    if (ax[0] != CfAxis::Time || ax[1] != CfAxis::Level)
-      return reject("expected (time, level, lat, lon)");
-    tdim = 0, ldim = 1;
-  } else if (lead == 1) {
-    if (ax[0] == CfAxis::Time)
-      tdim = 0;
-    else if (ax[0] == CfAxis::Level)
-      ldim = 0;
-    else
-      return reject("the first dim is neither time nor a pressure level");
-  }
   v.units = att_text(nc, varid, "units", file, v.name);
   v.long_name = att_text(nc, varid, "long_name", file, v.name);
 
@@ -396,10 +382,7 @@ int NetcdfDataset::open_file(int file) const {
 }
 
 int64_t NetcdfDataset::read(const FieldRef& f, int64_t t0, int64_t count, float* out) const {
-  const NcVariable& v = nc_variable(f.variable);
-  if (count < 0 || t0 < 0 || t0 + count > v.T())
-    fail("variable '{}': time steps {}..{} out of range; it has {} time steps", v.name, t0,
-         t0 + count - 1, v.T());
+  const GridVariable& v = checked_read(f, t0, count);
   int64_t missing = 0;
   for (int64_t k = 0; k < count; ++k) missing += read_step(f, t0 + k, out + k * v.H() * v.W());
   return missing;
@@ -407,12 +390,7 @@ int64_t NetcdfDataset::read(const FieldRef& f, int64_t t0, int64_t count, float*
 
 int64_t NetcdfDataset::read_step(const FieldRef& f, int64_t t, float* out) const {
   std::lock_guard<std::recursive_mutex> lock(netcdf_library_mutex());
-  const NcVariable& v = nc_variable(f.variable);
-  if (t < 0 || t >= v.T())
-    fail("variable '{}': time index {} out of range; it has {} time steps", v.name, t, v.T());
-  if (v.has_level && (f.level < 0 || f.level >= static_cast<int>(v.levels_hpa.size())))
-    fail("variable '{}': level index {} out of range; it has {} levels", v.name, f.level,
-         v.levels_hpa.size());
+  const NcVariable& v = nc_variable(f.variable);  // checked by read()
   const auto seg =
       std::upper_bound(v.segments.begin(), v.segments.end(), t,
                        [](int64_t x, const NcVariable::Segment& s) { return x < s.t0; }) -
