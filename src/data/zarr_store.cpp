@@ -290,6 +290,12 @@ bool is_zarr_store(const std::string& path) {
          (fs::exists(fs::path(path) / ".zmetadata", ec) || fs::exists(fs::path(path) / ".zgroup", ec));
 }
 
+std::string zarr_metadata_file(const std::string& path) {
+  std::error_code ec;
+  const fs::path zmeta = fs::path(path) / ".zmetadata";
+  return (fs::exists(zmeta, ec) ? zmeta : fs::path(path) / ".zgroup").string();
+}
+
 ZarrStore::ZarrStore(const std::string& dir) : dir_(dir) {
   const fs::path root(dir);
   std::error_code ec;

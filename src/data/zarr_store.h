@@ -85,5 +85,7 @@ class ZarrStore {
 
 // Whether `path` is a directory holding .zmetadata or .zgroup (a Zarr v2 store).
 bool is_zarr_store(const std::string& path);
+// The store's top metadata file: <path>/.zmetadata if there is one, else <path>/.zgroup.
+std::string zarr_metadata_file(const std::string& path);
 
 }  // namespace seqvit::data
