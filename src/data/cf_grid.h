@@ -69,9 +69,9 @@ int64_t decode_to_canonical(const double* raw, int64_t H, int64_t W, const CfDec
 // do not overlap in time and leave no time step out (a spacing over 1.5 times the smallest is a
 // gap). Returns the pieces in time order with each one's first global time index.
 struct CfConcatenation {
-  std::vector<size_t> order;   // piece indices, by first time
-  std::vector<int64_t> t0;     // [pieces] in `order`: first global time index
-  std::vector<double> times;   // [T] all times, concatenated
+  std::vector<size_t> order;  // piece indices, by first time
+  std::vector<int64_t> t0;    // [pieces] in `order`: first global time index
+  std::vector<double> times;  // [T] all times, concatenated
 };
 CfConcatenation concatenate_in_time(const std::string& name,
                                     const std::vector<const GridVariable*>& pieces,

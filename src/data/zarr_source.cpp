@@ -64,7 +64,8 @@ StoreVar scan_array(const ZarrStore& s, int store_index, const ZarrArray& a) {
   std::string dims_text;
   for (size_t i = 0; i < a.dims.size(); ++i) dims_text += (i ? ", " : "") + a.dims[i];
   auto reject = [&](const std::string& why) {
-    sv.problem = fmt::format("{}: variable '{}' has dims ({}); {}", s.path(), a.name, dims_text, why);
+    sv.problem =
+        fmt::format("{}: variable '{}' has dims ({}); {}", s.path(), a.name, dims_text, why);
     return sv;
   };
   if (a.dims.empty() && a.ndim() > 0)
@@ -76,6 +77,7 @@ StoreVar scan_array(const ZarrStore& s, int store_index, const ZarrArray& a) {
   }
   int tdim = -1, ldim = -1;
   if (const std::string why = cf_grid_layout(ax, &tdim, &ldim); !why.empty()) return reject(why);
+  if (!a.unsupported.empty()) fail("{}", a.unsupported);  // a grid variable seqvit cannot decode
   v.units = a.text_attr("units");
   v.long_name = a.text_attr("long_name");
 

@@ -32,8 +32,10 @@ std::string quote_python_floats(const std::string& text) {
     const char c = text[i];
     if (in_string) {
       out += c;
-      if (c == '\\' && i + 1 < text.size()) out += text[++i];
-      else if (c == '"') in_string = false;
+      if (c == '\\' && i + 1 < text.size())
+        out += text[++i];
+      else if (c == '"')
+        in_string = false;
       continue;
     }
     if (c == '"') in_string = true;
@@ -80,14 +82,21 @@ ZarrArray parse_array(const std::string& name, const json& meta, const json& att
                       const std::string& where) {
   ZarrArray a;
   a.name = name;
+  // Inconsistent metadata is an error at once; an encoding seqvit cannot decode (dtype, order,
+  // codec, filter, fill value) only when the array is read, so that a store whose other arrays
+  // (string labels, bounds ...) are of no use here still opens.
   auto bad = [&](const char* key, const std::string& why) -> void {
     fail("{}: array '{}': key '{}': {}", where, name, key, why);
   };
+  auto unsupported = [&](const char* key, const std::string& why) {
+    if (a.unsupported.empty())
+      a.unsupported = fmt::format("{}: array '{}': key '{}': {}", where, name, key, why);
+  };
   if (!meta.is_object()) fail("{}: array '{}': the .zarray is not a JSON object", where, name);
   if (!meta.contains("zarr_format") || meta["zarr_format"] != 2)
-    bad("zarr_format", fmt::format("is {}; only Zarr v2 stores are supported",
-                                   meta.contains("zarr_format") ? meta["zarr_format"].dump()
-                                                                : "absent"));
+    bad("zarr_format",
+        fmt::format("is {}; only Zarr v2 stores are supported",
+                    meta.contains("zarr_format") ? meta["zarr_format"].dump() : "absent"));
   for (const char* key : {"shape", "chunks"}) {
     if (!meta.contains(key) || !meta[key].is_array()) bad(key, "absent or not a list");
     for (const auto& x : meta[key]) {
@@ -99,34 +108,34 @@ ZarrArray parse_array(const std::string& name, const json& meta, const json& att
   }
   if (a.chunks.size() != a.shape.size())
     bad("chunks", fmt::format("has {} entries but shape has {}; expected one chunk length per "
-                              "dimension", a.chunks.size(), a.shape.size()));
+                              "dimension",
+                              a.chunks.size(), a.shape.size()));
 
-  // dtype: byte order, kind, size ("<f4").
-  if (!meta.contains("dtype") || !meta["dtype"].is_string())
-    bad("dtype", fmt::format("is {}; expected a simple type such as \"<f4\"",
-                             meta.contains("dtype") ? meta["dtype"].dump() : "absent"));
-  a.dtype = meta["dtype"].get<std::string>();
+  // dtype: byte order, kind, size ("<f4"); a structured dtype is a list.
+  if (!meta.contains("dtype")) bad("dtype", "absent; expected a type such as \"<f4\"");
+  a.dtype = meta["dtype"].is_string() ? meta["dtype"].get<std::string>() : meta["dtype"].dump();
   const std::string& dt = a.dtype;
   const bool ok_form = dt.size() == 3 && std::string("<>|").find(dt[0]) != std::string::npos &&
                        std::string("fiu").find(dt[1]) != std::string::npos &&
                        std::isdigit(static_cast<unsigned char>(dt[2]));
   a.kind = ok_form ? dt[1] : '?';
   a.itemsize = ok_form ? dt[2] - '0' : 0;
-  const bool ok_size = a.kind == 'f' ? (a.itemsize == 4 || a.itemsize == 8)
-                                     : (a.itemsize == 1 || a.itemsize == 2 || a.itemsize == 4 ||
-                                        a.itemsize == 8);
+  const bool ok_size =
+      a.kind == 'f' ? (a.itemsize == 4 || a.itemsize == 8)
+                    : (a.itemsize == 1 || a.itemsize == 2 || a.itemsize == 4 || a.itemsize == 8);
   if (!ok_form || !ok_size)
-    bad("dtype", fmt::format("'{}' is not supported; supported: float32/64 ('<f4', '<f8') and "
-                             "integers ('|i1', '<i2', '<i4', '<i8', '|u1', '<u2' ...), '<' or "
-                             "'>' byte order",
-                             dt));
-  a.big_endian = dt[0] == '>';
+    unsupported("dtype", fmt::format("'{}' is not supported; supported: float32/64 ('<f4', "
+                                     "'<f8') and integers ('|i1', '<i2', '<i4', '<i8', '|u1', "
+                                     "'<u2' ...), '<' or '>' byte order",
+                                     dt));
+  a.big_endian = !dt.empty() && dt[0] == '>';
 
   const std::string order = meta.value("order", std::string("C"));
   if (order != "C")
-    bad("order", fmt::format("'{}' (column-major) is not supported; only C (row-major) order "
-                             "is; rewrite the store with order='C'",
-                             order));
+    unsupported("order",
+                fmt::format("'{}' (column-major) is not supported; only C (row-major) order "
+                            "is; rewrite the store with order='C'",
+                            order));
 
   // compressor
   const json comp = meta.value("compressor", json());
@@ -144,25 +153,26 @@ ZarrArray parse_array(const std::string& name, const json& meta, const json& att
     } else if (id == "gzip") {
       a.codec = ZarrCodec::Gzip, a.codec_name = "gzip";
     } else {
-      bad("compressor", fmt::format("unknown codec '{}'; supported: blosc, zstd, zlib, gzip and "
-                                    "none (null)",
-                                    id));
+      unsupported("compressor",
+                  fmt::format("unknown codec '{}'; supported: blosc, zstd, zlib, gzip and "
+                              "none (null)",
+                              id));
     }
   }
   const json filters = meta.value("filters", json());
   if (!filters.is_null() && !(filters.is_array() && filters.empty())) {
     const json& f0 = filters.is_array() ? filters[0] : filters;
-    bad("filters", fmt::format("filter '{}' is not supported; seqvit reads arrays without "
-                               "filters (null)",
-                               f0.is_object() ? f0.value("id", f0.dump()) : f0.dump()));
+    unsupported("filters", fmt::format("filter '{}' is not supported; seqvit reads arrays without "
+                                       "filters (null)",
+                                       f0.is_object() ? f0.value("id", f0.dump()) : f0.dump()));
   }
   const json fill = meta.value("fill_value", json());
   if (!fill.is_null()) {
     a.has_fill = true;
     if (!json_number(fill, &a.fill))
-      bad("fill_value", fmt::format("is {}; expected a number, \"NaN\", \"Infinity\", "
-                                    "\"-Infinity\" or null",
-                                    fill.dump()));
+      unsupported("fill_value", fmt::format("is {}; expected a number, \"NaN\", \"Infinity\", "
+                                            "\"-Infinity\" or null",
+                                            fill.dump()));
   }
   const std::string sep = meta.value("dimension_separator", std::string("."));
   if (sep != "." && sep != "/")
@@ -229,7 +239,8 @@ std::string inflate_into(const std::vector<unsigned char>& in, std::vector<unsig
   const std::string msg = z.msg ? z.msg : "";
   const size_t produced = z.total_out;
   inflateEnd(&z);
-  if (st == Z_STREAM_END) return produced == out.size() ? "" : fmt::format("decoded {} bytes", produced);
+  if (st == Z_STREAM_END)
+    return produced == out.size() ? "" : fmt::format("decoded {} bytes", produced);
   if (st == Z_BUF_ERROR && z.avail_out == 0) return "decodes to more bytes than the chunk holds";
   return fmt::format("zlib error {}{}", st, msg.empty() ? "" : " (" + msg + ")");
 }
@@ -257,16 +268,26 @@ void convert(const ZarrArray& a, const unsigned char* p, int64_t n, T* out) {
     for (int64_t i = 0; i < n; ++i) out[i] = static_cast<T>(load_raw<Raw>(p + i * s, swap));
   };
   switch (a.kind == 'f' ? 100 + s : a.kind == 'i' ? 200 + s : 300 + s) {
-    case 104: return each(float{});
-    case 108: return each(double{});
-    case 201: return each(int8_t{});
-    case 202: return each(int16_t{});
-    case 204: return each(int32_t{});
-    case 208: return each(int64_t{});
-    case 301: return each(uint8_t{});
-    case 302: return each(uint16_t{});
-    case 304: return each(uint32_t{});
-    case 308: return each(uint64_t{});
+    case 104:
+      return each(float{});
+    case 108:
+      return each(double{});
+    case 201:
+      return each(int8_t{});
+    case 202:
+      return each(int16_t{});
+    case 204:
+      return each(int32_t{});
+    case 208:
+      return each(int64_t{});
+    case 301:
+      return each(uint8_t{});
+    case 302:
+      return each(uint16_t{});
+    case 304:
+      return each(uint32_t{});
+    case 308:
+      return each(uint64_t{});
   }
   fail("array '{}': dtype '{}' has no conversion", a.name, a.dtype);
 }
@@ -286,8 +307,8 @@ std::string ZarrArray::text_attr(const std::string& key) const {
 
 bool is_zarr_store(const std::string& path) {
   std::error_code ec;
-  return fs::is_directory(path, ec) &&
-         (fs::exists(fs::path(path) / ".zmetadata", ec) || fs::exists(fs::path(path) / ".zgroup", ec));
+  return fs::is_directory(path, ec) && (fs::exists(fs::path(path) / ".zmetadata", ec) ||
+                                        fs::exists(fs::path(path) / ".zgroup", ec));
 }
 
 std::string zarr_metadata_file(const std::string& path) {
@@ -313,23 +334,25 @@ ZarrStore::ZarrStore(const std::string& dir) : dir_(dir) {
            zmeta.string(), md[".zgroup"].value("zarr_format", json()).dump());
     for (const auto& [key, meta] : md.items()) {
       const std::string suffix = "/.zarray";
-      if (key.size() <= suffix.size() || key.compare(key.size() - suffix.size(), suffix.size(), suffix))
+      if (key.size() <= suffix.size() ||
+          key.compare(key.size() - suffix.size(), suffix.size(), suffix))
         continue;
       const std::string name = key.substr(0, key.size() - suffix.size());
       const std::string attrs_key = name + "/.zattrs";
       const json attrs = md.contains(attrs_key) ? md[attrs_key] : json();
-      arrays_.push_back(parse_array(name, meta, attrs,
-                                    fmt::format("{} (key '{}')", zmeta.string(), key)));
+      arrays_.push_back(
+          parse_array(name, meta, attrs, fmt::format("{} (key '{}')", zmeta.string(), key)));
       // The array's own .zarray must say the same as the consolidated copy.
       const fs::path own = root / name / ".zarray";
       if (fs::exists(own, ec)) {
         const json mine = parse_json_file(own);
         for (const auto& [k, v] : meta.items())
           if (!mine.contains(k) || mine[k] != v)
-            fail("{}: key '{}' of array '{}' is {} there but {} in {}; the consolidated metadata "
-                 "is stale (re-run zarr.consolidate_metadata)",
-                 zmeta.string(), k, name, v.dump(), mine.contains(k) ? mine[k].dump() : "absent",
-                 own.string());
+            fail(
+                "{}: key '{}' of array '{}' is {} there but {} in {}; the consolidated metadata "
+                "is stale (re-run zarr.consolidate_metadata)",
+                zmeta.string(), k, name, v.dump(), mine.contains(k) ? mine[k].dump() : "absent",
+                own.string());
       }
     }
   } else {
@@ -338,7 +361,8 @@ ZarrStore::ZarrStore(const std::string& dir) : dir_(dir) {
       fail("{}: neither .zmetadata nor .zgroup; not a Zarr v2 store", dir);
     const json g = parse_json_file(zgroup);
     if (!g.is_object() || g.value("zarr_format", 0) != 2)
-      fail("{}: key 'zarr_format': expected 2 (only Zarr v2 stores are supported)", zgroup.string());
+      fail("{}: key 'zarr_format': expected 2 (only Zarr v2 stores are supported)",
+           zgroup.string());
     std::vector<std::string> names;
     for (const auto& e : fs::directory_iterator(root, ec))
       if (e.is_directory() && fs::exists(e.path() / ".zarray"))
@@ -362,7 +386,8 @@ const ZarrArray* ZarrStore::find(const std::string& name) const {
 
 std::string ZarrStore::chunk_path(const ZarrArray& a, const std::vector<int64_t>& idx) const {
   std::string key;
-  for (size_t d = 0; d < idx.size(); ++d) key += (d ? std::string(1, a.separator) : "") + std::to_string(idx[d]);
+  for (size_t d = 0; d < idx.size(); ++d)
+    key += (d ? std::string(1, a.separator) : "") + std::to_string(idx[d]);
   if (idx.empty()) key = "0";  // a 0-d array is one chunk
   return (fs::path(dir_) / a.name / key).string();
 }
@@ -374,18 +399,20 @@ void ZarrStore::load_chunk(const ZarrArray& a, const std::vector<int64_t>& idx) 
   if (!read_file(path, compressed_)) {
     std::string key = path.substr(path.find_last_of('/') + 1);
     if (a.separator == '/') key = fs::relative(path, fs::path(dir_) / a.name).string();
-    fail("{}: array '{}': chunk '{}' is missing ({}); Zarr would read it as the fill value "
-         "({}), but seqvit refuses incomplete stores (an interrupted download?): fetch the "
-         "chunk again",
-         dir_, a.name, key, path, a.has_fill ? fmt::format("{}", a.fill) : "null");
+    fail(
+        "{}: array '{}': chunk '{}' is missing ({}); Zarr would read it as the fill value "
+        "({}), but seqvit refuses incomplete stores (an interrupted download?): fetch the "
+        "chunk again",
+        dir_, a.name, key, path, a.has_fill ? fmt::format("{}", a.fill) : "null");
   }
   const size_t expected = static_cast<size_t>(a.chunk_elements() * a.itemsize);
   decoded_.resize(expected);
   const size_t n = compressed_.size();
   auto corrupt = [&](const std::string& why) {
-    fail("{}: corrupt chunk of array '{}': {} decoding failed: {} ({} bytes stored, {} bytes "
-         "expected decoded: {} elements of {})",
-         path, a.name, a.codec_name, why, n, expected, a.chunk_elements(), a.dtype);
+    fail(
+        "{}: corrupt chunk of array '{}': {} decoding failed: {} ({} bytes stored, {} bytes "
+        "expected decoded: {} elements of {})",
+        path, a.name, a.codec_name, why, n, expected, a.chunk_elements(), a.dtype);
   };
   switch (a.codec) {
     case ZarrCodec::None:
@@ -399,10 +426,10 @@ void ZarrStore::load_chunk(const ZarrArray& a, const std::vector<int64_t>& idx) 
       if (nbytes != expected) corrupt(fmt::format("the blosc header says {} bytes", nbytes));
       const int got = blosc_decompress_ctx(compressed_.data(), decoded_.data(), expected, 1);
       if (got < 0 || static_cast<size_t>(got) != expected)
-        corrupt(fmt::format("blosc_decompress returned {} (compressor '{}' in this buffer; the "
-                            "library has {})",
-                            got, blosc_cbuffer_complib(compressed_.data()),
-                            blosc_list_compressors()));
+        corrupt(
+            fmt::format("blosc_decompress returned {} (compressor '{}' in this buffer; the "
+                        "library has {})",
+                        got, blosc_cbuffer_complib(compressed_.data()), blosc_list_compressors()));
       break;
     }
     case ZarrCodec::Zstd: {
@@ -413,7 +440,8 @@ void ZarrStore::load_chunk(const ZarrArray& a, const std::vector<int64_t>& idx) 
     }
     case ZarrCodec::Zlib:
     case ZarrCodec::Gzip:
-      if (const std::string why = inflate_into(compressed_, decoded_, a.codec == ZarrCodec::Gzip ? 31 : 15);
+      if (const std::string why =
+              inflate_into(compressed_, decoded_, a.codec == ZarrCodec::Gzip ? 31 : 15);
           !why.empty())
         corrupt(why);
       break;
@@ -424,14 +452,15 @@ void ZarrStore::load_chunk(const ZarrArray& a, const std::vector<int64_t>& idx) 
 template <typename T>
 void ZarrStore::read_into(const ZarrArray& a, const std::vector<int64_t>& start,
                           const std::vector<int64_t>& count, T* out) const {
+  if (!a.unsupported.empty()) fail("{}", a.unsupported);
   const int64_t nd = a.ndim();
   if (static_cast<int64_t>(start.size()) != nd || static_cast<int64_t>(count.size()) != nd)
     fail("{}: array '{}' has {} dims; a read gave {} starts and {} counts", dir_, a.name, nd,
          start.size(), count.size());
   for (int64_t d = 0; d < nd; ++d)
     if (start[d] < 0 || count[d] < 0 || start[d] + count[d] > a.shape[d])
-      fail("{}: array '{}': dim {} range [{}, {}) outside its length {}", dir_, a.name, d,
-           start[d], start[d] + count[d], a.shape[d]);
+      fail("{}: array '{}': dim {} range [{}, {}) outside its length {}", dir_, a.name, d, start[d],
+           start[d] + count[d], a.shape[d]);
   if (nd == 0) {
     load_chunk(a, {});
     return convert(a, decoded_.data(), 1, out);

@@ -7,8 +7,10 @@
 // compressors blosc (any cname the library has; shuffle / bitshuffle undone by blosc itself),
 // zstd, zlib, gzip and none, no filters, fill_value (number, "NaN", "Infinity", "-Infinity",
 // null), dimension_separator "." or "/", xarray's _ARRAY_DIMENSIONS. Anything else is an error
-// naming it. A missing chunk file is an error (Zarr would read it as the fill value; a partial
-// download must not train on fill values), as is a chunk that does not decompress to its size.
+// naming it, when the array is read (or, for a grid variable or its coordinates, when the
+// store is opened); inconsistent metadata fails at once. A missing chunk file is an error (Zarr
+// would read it as the fill value; a partial download must not train on fill values), as is a chunk
+// that does not decompress to its size.
 //
 // Memory: a read decodes one chunk at a time into one buffer (plus one for the compressed
 // bytes), and keeps the last decoded chunk for the next read (sequential reads of time steps
@@ -34,13 +36,14 @@ struct ZarrArray {
   int itemsize = 4;                    // bytes
   bool big_endian = false;
   ZarrCodec codec = ZarrCodec::None;
-  std::string codec_name;  // for messages: "blosc (lz4)", "zstd", "none"
-  bool has_fill = false;   // fill_value not null
-  double fill = 0;         // may be NaN or infinite
-  char separator = '.';    // between chunk indices in a chunk key
-  std::vector<std::string> dims;                           // _ARRAY_DIMENSIONS, [ndim] or empty
-  std::map<std::string, std::string> text_attrs;           // string-valued attributes
-  std::map<std::string, std::vector<double>> num_attrs;    // numeric (and numeric list) ones
+  std::string codec_name;                         // for messages: "blosc (lz4)", "zstd", "none"
+  bool has_fill = false;                          // fill_value not null
+  double fill = 0;                                // may be NaN or infinite
+  char separator = '.';                           // between chunk indices in a chunk key
+  std::vector<std::string> dims;                  // _ARRAY_DIMENSIONS, [ndim] or empty
+  std::map<std::string, std::string> text_attrs;  // string-valued attributes
+  std::map<std::string, std::vector<double>> num_attrs;  // numeric (and numeric list) ones
+  std::string unsupported;  // why seqvit cannot decode this array ("" if it can): read() says it
   int64_t ndim() const { return static_cast<int64_t>(shape.size()); }
   int64_t chunk_elements() const;
   std::string text_attr(const std::string& key) const;  // "" when absent

@@ -149,13 +149,14 @@ std::string train_args(const std::string& data, int steps) {
          " --variables 2m_temperature,geopotential_500 --train-range 1979-01-01/1979-01-02 "
          "--val-range 1979-01-02/1979-01-03 --test-range 1979-01-03/1979-01-04 --lead-hours 6 "
          "--batch 2 --embed-dim 32 --heads 2 --depth 1 --decoder-depth 1 --patch 4 --threads 2 "
-         "--steps " + std::to_string(steps) + " --val-every " + std::to_string(steps);
+         "--steps " +
+         std::to_string(steps) + " --val-every " + std::to_string(steps);
 }
 
 TEST_F(ZarrCli, TrainsOnAStore) {
-  const auto r = run_seqvit(train_args(store("wb2.zarr"), 3) + " --stats-cache " +
-                            (tmp_ / "stats.safetensors").string() + " --run-dir " +
-                            (tmp_ / "run").string());
+  const auto r =
+      run_seqvit(train_args(store("wb2.zarr"), 3) + " --stats-cache " +
+                 (tmp_ / "stats.safetensors").string() + " --run-dir " + (tmp_ / "run").string());
   ASSERT_EQ(r.status, 0) << r.output;
   std::ifstream log(tmp_ / "run" / "log.jsonl");
   int steps = 0, validations = 0;
@@ -182,7 +183,8 @@ TEST_F(ZarrCli, TheStatisticsCacheInAStoreIsReused) {
   auto r = run_seqvit(train_args(data, 1) + " --run-dir " + (tmp_ / "a").string());
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("statistics computed (" + data + "/seqvit_stats.safetensors)"),
-            std::string::npos) << r.output;
+            std::string::npos)
+      << r.output;
   r = run_seqvit(train_args(data, 1) + " --run-dir " + (tmp_ / "b").string());
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("statistics from the cache"), std::string::npos) << r.output;

@@ -46,8 +46,8 @@ class Zarr : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { dir_ = zarr_test::fixture_dir(); }
   void SetUp() override {
-    ASSERT_FALSE(dir_.empty()) << "tests/data/zarr_fixtures.py failed; see "
-                               << SEQVIT_BINARY_DIR << "/zarr_fixtures.log";
+    ASSERT_FALSE(dir_.empty()) << "tests/data/zarr_fixtures.py failed; see " << SEQVIT_BINARY_DIR
+                               << "/zarr_fixtures.log";
   }
   static std::string store(const std::string& name) { return dir_ + "/" + name; }
   static std::string dir_;
@@ -90,7 +90,8 @@ TEST_F(Zarr, EveryStoreDecodesWhatXarrayDecodes) {
     const auto want = read_f64(store(e["file"]), static_cast<size_t>(T * H * W));
     std::vector<float> got(static_cast<size_t>(T * H * W));  // [T*H*W] all steps at once
     EXPECT_EQ(src->read(ref, 0, T, got.data()), e["missing"].get<int64_t>());
-    const bool packed = name == "packed.zarr" && ref.variable == "t2m";
+    const auto& zv = dynamic_cast<const ZarrDataset&>(*src).zarr_variable(ref.variable);
+    const bool packed = zv.segments[0].array->kind != 'f';
     for (size_t i = 0; i < want.size(); ++i) {
       if (std::isnan(want[i])) {
         ASSERT_TRUE(std::isnan(got[i])) << "index " << i;
@@ -102,11 +103,11 @@ TEST_F(Zarr, EveryStoreDecodesWhatXarrayDecodes) {
     }
   }
   // Every compressor and layout took part: t2m, z_500 and z_850 of each codec store.
-  for (const char* codec :
-       {"blosc_lz4_shuffle", "blosc_lz4_bitshuffle", "blosc_lz4hc", "blosc_zstd_shuffle",
-        "blosc_zstd_bitshuffle", "blosc_zlib_noshuffle", "blosc_blosclz", "zstd", "zlib", "gzip",
-        "none"})
+  for (const char* codec : {"blosc_lz4_shuffle", "blosc_lz4_bitshuffle", "blosc_lz4hc",
+                            "blosc_zstd_shuffle", "blosc_zstd_bitshuffle", "blosc_zlib_noshuffle",
+                            "blosc_blosclz", "zstd", "zlib", "gzip", "none"})
     EXPECT_EQ(fields_per_store[std::string("codec_") + codec + ".zarr"], 3) << codec;
+  EXPECT_EQ(fields_per_store["dtypes.zarr"], 7);  // >f4, >i2 (two levels), |u1, <i4, >i8, inf
   for (const char* s : {"slash.zarr", "plain.zarr"}) EXPECT_EQ(fields_per_store[s], 3) << s;
   EXPECT_EQ(fields_per_store["packed.zarr"], 5);  // t2m, z_500, z_850, sst, lsm
   EXPECT_EQ(fields_per_store["wb2.zarr"], 4);     // 2m_temperature, geopotential at 3 levels
@@ -139,6 +140,12 @@ TEST_F(Zarr, ArrayMetadataAsStored) {
   const ZarrStore wb(store("wb2.zarr"));
   EXPECT_EQ(wb.find("time")->dtype, "<i8");
   EXPECT_EQ(wb.find("time")->text_attr("units"), "hours since 1959-01-01");
+  const ZarrStore dtypes(store("dtypes.zarr"));
+  EXPECT_TRUE(dtypes.find("t2m")->big_endian);
+  EXPECT_EQ(dtypes.find("u8")->dtype, "|u1");
+  EXPECT_EQ(dtypes.find("u8")->fill, 255);
+  EXPECT_EQ(dtypes.find("inf_fill")->fill, INFINITY);
+  EXPECT_TRUE(std::isnan(dtypes.find("inf_fill")->num_attrs.at("note")[0]));  // NaN in .zattrs
   EXPECT_EQ(ZarrStore(store("codec_none.zarr")).find("z")->codec_name, "none");
   EXPECT_EQ(ZarrStore(store("codec_gzip.zarr")).find("z")->codec, ZarrCodec::Gzip);
 }
@@ -147,7 +154,7 @@ TEST_F(Zarr, ArrayMetadataAsStored) {
 // whole array; each value is also the formula the store was written with.
 TEST_F(Zarr, HyperslabsAcrossChunks) {
   const ZarrStore s(store("codec_zlib.zarr"));  // latitude 60..-60 descending, lon 0..324
-  const ZarrArray& z = *s.find("z");             // (3, 2, 7, 10), chunks (1, 1, 4, 6)
+  const ZarrArray& z = *s.find("z");            // (3, 2, 7, 10), chunks (1, 1, 4, 6)
   const auto all = s.read_all(z);
   const auto lat = s.read_all(*s.find("latitude")), lon = s.read_all(*s.find("longitude"));
   for (int64_t k = 0; k < 3; ++k)
@@ -164,7 +171,9 @@ TEST_F(Zarr, HyperslabsAcrossChunks) {
         for (int64_t j = 0; j < 6; ++j)
           ASSERT_EQ(part[((a * 2 + b) * 5 + i) * 6 + j],
                     static_cast<float>(all[(((1 + a) * 2 + b) * 7 + 2 + i) * 10 + 3 + j]));
-  EXPECT_HAS(error_of([&] { s.read(z, {0, 0, 5, 0}, {1, 1, 3, 10}, part.data()); }),
+  EXPECT_HAS(error_of([&] {
+               s.read(z, {0, 0, 5, 0}, {1, 1, 3, 10}, part.data());
+             }),
              "dim 2 range [5, 8) outside its length 7");
 }
 
@@ -200,6 +209,17 @@ TEST_F(Zarr, ScalarLevelCoordinateNamesTheField) {
   EXPECT_EQ(out[3 * 10 + 4], static_cast<float>(f(2, v.lat[3], v.lon[4], 500)));
 }
 
+TEST_F(Zarr, ArraysThatAreNoGridVariableDoNotStopTheStore) {
+  const auto src = open_grid_source({store("extras.zarr")});
+  EXPECT_EQ(src->variables(), std::vector<std::string>{"t2m"});
+  EXPECT_HAS(error_of([&] { src->resolve("time_bnds"); }), "has dims (time, nv)");
+  EXPECT_HAS(error_of([&] { src->resolve("label"); }), "has dims (longitude)");
+  const ZarrStore s(store("extras.zarr"));
+  const ZarrArray& label = *s.find("label");  // numpy unicode: no number to read
+  EXPECT_HAS(label.unsupported, "key 'dtype': '<U2' is not supported");
+  EXPECT_HAS(error_of([&] { s.read_all(label); }), "array 'label': key 'dtype': '<U2'");
+}
+
 TEST_F(Zarr, OneVariableOverTwoStores) {
   // Given in reverse order; the second store stores latitude south to north.
   ZarrDataset ds({store("part2.zarr"), store("part1.zarr")});
@@ -217,7 +237,9 @@ TEST_F(Zarr, OneVariableOverTwoStores) {
       for (int64_t j = 0; j < 10; ++j)
         ASSERT_EQ(out[(t * 7 + i) * 10 + j], static_cast<float>(f(t % 4, v.lat[i], v.lon[j])))
             << t << " " << i << " " << j;
-  EXPECT_HAS(error_of([&] { ZarrDataset({store("part1.zarr"), store("part4.zarr")}); }),
+  EXPECT_HAS(error_of([&] {
+               ZarrDataset({store("part1.zarr"), store("part4.zarr")});
+             }),
              "time step 2000-01-02T00:00:00Z is missing");
 }
 
@@ -249,8 +271,9 @@ TEST_F(Zarr, BadMetadataIsOneClearError) {
   EXPECT_HAS(e, "_ARRAY_DIMENSIONS': names 2 dimensions but the shape has 3");
   EXPECT_HAS(e, "bad_dims.zarr/.zmetadata");
   e = open("bad_stale.zarr");
-  EXPECT_HAS(e, "bad_stale.zarr/.zmetadata: key 'chunks' of array 't2m' is [2,3,4] there but "
-                "[1,3,4] in");
+  EXPECT_HAS(e,
+             "bad_stale.zarr/.zmetadata: key 'chunks' of array 't2m' is [2,3,4] there but "
+             "[1,3,4] in");
   EXPECT_HAS(e, "bad_stale.zarr/t2m/.zarray");
   e = open("bad_json.zarr");
   EXPECT_HAS(e, "bad_json.zarr/.zmetadata: not valid JSON");
@@ -279,9 +302,11 @@ TEST_F(Zarr, BadChunksAreErrorsNamingTheChunk) {
   EXPECT_HAS(e, "bad_zstd.zarr/t2m/0.1.0: corrupt chunk of array 't2m': zstd decoding failed");
   EXPECT_HAS(e, "96 bytes expected decoded");
   e = read_t("bad_blosc.zarr", 0);
-  EXPECT_HAS(e, "bad_blosc.zarr/t2m/0.1.0: corrupt chunk of array 't2m': blosc (lz4) decoding "
-                "failed");
+  EXPECT_HAS(e,
+             "bad_blosc.zarr/t2m/0.1.0: corrupt chunk of array 't2m': blosc (lz4) decoding "
+             "failed");
   e = read_t("bad_none.zarr", 2);
-  EXPECT_HAS(e, "bad_none.zarr/t2m/1.0.1: corrupt chunk of array 't2m': none decoding failed: "
-                "the file holds 92 bytes");
+  EXPECT_HAS(e,
+             "bad_none.zarr/t2m/1.0.1: corrupt chunk of array 't2m': none decoding failed: "
+             "the file holds 92 bytes");
 }

@@ -128,6 +128,30 @@ enc = {"t2m": {"dtype": "i2", "scale_factor": 0.01, "add_offset": 300.0, "_FillV
 ds.to_zarr(os.path.join(OUT, "packed.zarr"), encoding=enc, consolidated=True)
 record("packed.zarr")
 
+# ---- Other dtypes: big-endian floats and packed big-endian shorts, bytes, int32 / int64 -------
+ds = dataset(lat_desc, lon_0_360, nt=3)
+base = ds["t2m"].values.astype("f8")
+ds["u8"] = (("time", "latitude", "longitude"), base, {"units": "1"})
+ds["i4"] = (("time", "latitude", "longitude"), base * 1000.0, {"units": "1"})
+ds["i8"] = (("time", "latitude", "longitude"), base * 10.0, {"units": "1"})
+inf_fill = ds["t2m"].values.copy()
+inf_fill[1, 1:3, 2] = np.nan  # written as the fill value, Infinity
+ds["inf_fill"] = (("time", "latitude", "longitude"), inf_fill, {"units": "K", "note": np.nan})
+ds.to_zarr(os.path.join(OUT, "dtypes.zarr"), consolidated=True, encoding={
+    "t2m": {"dtype": ">f4", "chunks": (2, 4, 4)},
+    "z": {"dtype": ">i2", "scale_factor": 0.1, "add_offset": 600.0, "_FillValue": -32768},
+    "u8": {"dtype": "u1", "scale_factor": 2.0, "add_offset": -100.0, "_FillValue": 255},
+    "i4": {"dtype": "<i4", "scale_factor": 0.001},
+    "i8": {"dtype": ">i8", "scale_factor": 0.1},
+    "inf_fill": {"_FillValue": np.inf, "chunks": (1, 5, 5)}})
+record("dtypes.zarr")
+
+# ---- Arrays that are no grid variable (a string label, bounds) beside one that is -----------
+ds = dataset(lat_desc, lon_0_360, nt=2).drop_vars("z")
+ds["label"] = (("longitude",), np.array([f"m{i}" for i in range(10)]))
+ds["time_bnds"] = (("time", "nv"), np.zeros((2, 2)))
+ds.to_zarr(os.path.join(OUT, "extras.zarr"), consolidated=True)
+
 # ---- "/" dimension separator ----------------------------------------------------------------
 store = zarr.DirectoryStore(os.path.join(OUT, "slash.zarr"), dimension_separator="/")
 dataset(lat_desc, lon_0_360).to_zarr(
