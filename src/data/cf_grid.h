@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -76,5 +77,55 @@ struct CfConcatenation {
 CfConcatenation concatenate_in_time(const std::string& name,
                                     const std::vector<const GridVariable*>& pieces,
                                     const std::vector<std::string>& sources);
+
+// Collects the pieces of grid variables as the files or stores are scanned, then joins each
+// variable's pieces in time. Var is a GridVariable with `segments` (each with a `t0`); each piece
+// holds one segment, its own grid orientation and times.
+template <typename Var>
+class CfVariableSet {
+ public:
+  void add(Var piece, const std::string& source) {
+    auto& p = parts_[piece.name];
+    if (p.empty()) order_.push_back(piece.name);
+    sources_[piece.name].push_back(source);
+    p.push_back(std::move(piece));
+  }
+  // An entry that is not a grid variable, and why (for GridSource::not_grid_reason).
+  void reject(const std::string& name, const std::string& why) { rejected_.emplace(name, why); }
+  // The rejected entries that are no grid variable in any piece.
+  std::map<std::string, std::string> not_grid() const {
+    std::map<std::string, std::string> r;
+    for (const auto& [name, why] : rejected_)
+      if (!parts_.count(name)) r[name] = why;
+    return r;
+  }
+  // Each variable (in the order first seen) with one segment per piece, in time order, each
+  // keeping its own orientation (files or stores may store the grid differently).
+  std::vector<Var> join() const {
+    std::vector<Var> vars;
+    for (const auto& name : order_) {
+      const auto& ps = parts_.at(name);
+      std::vector<const GridVariable*> pieces;
+      for (const auto& p : ps) pieces.push_back(&p);
+      const CfConcatenation cat = concatenate_in_time(name, pieces, sources_.at(name));
+      Var v = ps[cat.order.front()];
+      v.segments.clear();
+      v.times = cat.times;
+      for (size_t k = 0; k < cat.order.size(); ++k) {
+        auto seg = ps[cat.order[k]].segments.at(0);
+        seg.t0 = cat.t0[k];
+        v.segments.push_back(seg);
+      }
+      vars.push_back(std::move(v));
+    }
+    return vars;
+  }
+
+ private:
+  std::map<std::string, std::vector<Var>> parts_;           // variable -> one per piece
+  std::map<std::string, std::vector<std::string>> sources_;  // variable -> file of each piece
+  std::vector<std::string> order_;
+  std::map<std::string, std::string> rejected_;  // name -> why it is not a grid variable
+};
 
 }  // namespace seqvit::data

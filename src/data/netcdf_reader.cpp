@@ -277,9 +277,7 @@ std::recursive_mutex& netcdf_library_mutex() {
 NetcdfDataset::NetcdfDataset(const std::vector<std::string>& paths)
     : files_(expand_netcdf_paths(paths)) {
   std::lock_guard<std::recursive_mutex> lock(netcdf_library_mutex());
-  std::map<std::string, std::vector<NcVariable>> parts;  // variable -> one per file
-  std::vector<std::string> order;
-  std::map<std::string, std::string> rejected;  // name -> why it is not a grid variable
+  CfVariableSet<NcVariable> found;  // every piece of every variable
   for (int fi = 0; fi < static_cast<int>(files_.size()); ++fi) {
     const std::string& file = files_[fi];
     {
@@ -312,12 +310,11 @@ NetcdfDataset::NetcdfDataset(const std::vector<std::string>& paths)
         auto fv = scan_variable(nc, fi, file, id);
         if (!fv.problem.empty()) {
           if (first_problem.empty()) first_problem = fv.problem;
-          rejected.emplace(fv.v.name, fv.problem);
+          found.reject(fv.v.name, fv.problem);
           continue;
         }
         ++grid_vars;
-        if (!parts.count(fv.v.name)) order.push_back(fv.v.name);
-        parts[fv.v.name].push_back(std::move(fv.v));
+        found.add(std::move(fv.v), file);
       }
       if (grid_vars == 0) {
         const std::string why = first_problem.empty() ? "" : " (" + first_problem + ")";
@@ -329,25 +326,8 @@ NetcdfDataset::NetcdfDataset(const std::vector<std::string>& paths)
     }
     nc_check(nc_close(nc), file, "", "nc_close");
   }
-  for (const auto& [name, why] : rejected)
-    if (!parts.count(name)) not_grid_[name] = why;
-
-  for (const auto& name : order) {
-    const auto& ps = parts[name];
-    std::vector<const GridVariable*> pieces;
-    std::vector<std::string> sources;
-    for (const auto& p : ps) pieces.push_back(&p), sources.push_back(files_[p.segments[0].file]);
-    const CfConcatenation cat = concatenate_in_time(name, pieces, sources);
-    NcVariable v = ps[cat.order.front()];
-    v.segments.clear();
-    v.times = cat.times;
-    for (size_t k = 0; k < cat.order.size(); ++k) {
-      auto seg = ps[cat.order[k]].segments[0];  // keeps its own orientation: files may differ
-      seg.t0 = cat.t0[k];
-      v.segments.push_back(seg);
-    }
-    vars_.push_back(std::move(v));
-  }
+  not_grid_ = found.not_grid();
+  vars_ = found.join();
 }
 
 NetcdfDataset::~NetcdfDataset() {

@@ -127,9 +127,7 @@ StoreVar scan_array(const ZarrStore& s, int store_index, const ZarrArray& a) {
 
 ZarrDataset::ZarrDataset(const std::vector<std::string>& stores) : paths_(stores) {
   if (paths_.empty()) fail("no Zarr stores given");
-  std::map<std::string, std::vector<ZarrVariable>> parts;  // variable -> one per store
-  std::vector<std::string> order;
-  std::map<std::string, std::string> rejected;
+  CfVariableSet<ZarrVariable> found;  // every piece of every variable
   for (int si = 0; si < static_cast<int>(paths_.size()); ++si) {
     if (!is_zarr_store(paths_[si]))
       fail("{}: not a Zarr v2 store (a directory with .zmetadata or .zgroup)", paths_[si]);
@@ -143,35 +141,18 @@ ZarrDataset::ZarrDataset(const std::vector<std::string>& stores) : paths_(stores
       auto sv = scan_array(s, si, a);
       if (!sv.problem.empty()) {
         if (first_problem.empty()) first_problem = sv.problem;
-        rejected.emplace(sv.v.name, sv.problem);
+        found.reject(sv.v.name, sv.problem);
         continue;
       }
       ++grid_vars;
-      if (!parts.count(sv.v.name)) order.push_back(sv.v.name);
-      parts[sv.v.name].push_back(std::move(sv.v));
+      found.add(std::move(sv.v), s.path());
     }
     if (grid_vars == 0)
       fail("{}: no array with dims (time, [level], lat, lon){}", s.path(),
            first_problem.empty() ? "" : " (" + first_problem + ")");
   }
-  for (const auto& [name, why] : rejected)
-    if (!parts.count(name)) not_grid_[name] = why;
-  for (const auto& name : order) {
-    const auto& ps = parts[name];
-    std::vector<const GridVariable*> pieces;
-    std::vector<std::string> sources;
-    for (const auto& p : ps) pieces.push_back(&p), sources.push_back(paths_[p.segments[0].store]);
-    const CfConcatenation cat = concatenate_in_time(name, pieces, sources);
-    ZarrVariable v = ps[cat.order.front()];
-    v.segments.clear();
-    v.times = cat.times;
-    for (size_t k = 0; k < cat.order.size(); ++k) {
-      auto seg = ps[cat.order[k]].segments[0];  // keeps its own orientation: stores may differ
-      seg.t0 = cat.t0[k];
-      v.segments.push_back(seg);
-    }
-    vars_.push_back(std::move(v));
-  }
+  not_grid_ = found.not_grid();
+  vars_ = found.join();
 }
 
 std::string ZarrDataset::not_grid_reason(const std::string& name) const {

@@ -267,28 +267,15 @@ void convert(const ZarrArray& a, const unsigned char* p, int64_t n, T* out) {
     using Raw = decltype(tag);
     for (int64_t i = 0; i < n; ++i) out[i] = static_cast<T>(load_raw<Raw>(p + i * s, swap));
   };
+  // clang-format off
   switch (a.kind == 'f' ? 100 + s : a.kind == 'i' ? 200 + s : 300 + s) {
-    case 104:
-      return each(float{});
-    case 108:
-      return each(double{});
-    case 201:
-      return each(int8_t{});
-    case 202:
-      return each(int16_t{});
-    case 204:
-      return each(int32_t{});
-    case 208:
-      return each(int64_t{});
-    case 301:
-      return each(uint8_t{});
-    case 302:
-      return each(uint16_t{});
-    case 304:
-      return each(uint32_t{});
-    case 308:
-      return each(uint64_t{});
+    case 104: return each(float{});    case 108: return each(double{});
+    case 201: return each(int8_t{});   case 202: return each(int16_t{});
+    case 204: return each(int32_t{});  case 208: return each(int64_t{});
+    case 301: return each(uint8_t{});  case 302: return each(uint16_t{});
+    case 304: return each(uint32_t{}); case 308: return each(uint64_t{});
   }
+  // clang-format on
   fail("array '{}': dtype '{}' has no conversion", a.name, a.dtype);
 }
 

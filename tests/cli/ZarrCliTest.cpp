@@ -38,12 +38,7 @@ class ZarrCli : public ::testing::Test {
 };
 std::string ZarrCli::dir_;
 
-std::vector<nlohmann::json> json_lines(const std::string& s) {
-  std::vector<nlohmann::json> r;
-  std::istringstream in(s);
-  for (std::string line; std::getline(in, line);) r.push_back(nlohmann::json::parse(line));
-  return r;
-}
+using seqvit_test::json_lines;
 
 // Statistics of the values xarray decoded (expected.json's file for one field), as float.
 struct Ref {

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "core/check.h"
+#include "error_of.h"
 #include "data/cf_time.h"
 #include "data/netcdf_reader.h"
 #include "nc_test_writer.h"
@@ -70,16 +71,7 @@ void expect_f(const NetcdfDataset& ds, const std::string& name, double lev = 0,
   }
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
-#define EXPECT_HAS(s, needle) EXPECT_NE((s).find(needle), std::string::npos) << (s)
+using seqvit_test::error_of;
 
 }  // namespace
 

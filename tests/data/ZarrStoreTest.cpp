@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
+#include "error_of.h"
 #include "data/cf_time.h"
 #include "data/grid_source.h"
 #include "data/zarr_source.h"
@@ -27,16 +28,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
-#define EXPECT_HAS(s, needle) EXPECT_NE((s).find(needle), std::string::npos) << (s)
+using seqvit_test::error_of;
 
 double f(double k, double lat, double lon, double lev = 0) {
   return 100.0 * k + lat + std::fmod(lon + 360.0, 360.0) / 1000.0 + lev;
