@@ -331,16 +331,18 @@ ZarrStore::ZarrStore(const std::string& dir) : dir_(dir) {
           parse_array(name, meta, attrs, fmt::format("{} (key '{}')", zmeta.string(), key)));
       // The array's own .zarray must say the same as the consolidated copy.
       const fs::path own = root / name / ".zarray";
-      if (fs::exists(own, ec)) {
-        const json mine = parse_json_file(own);
-        for (const auto& [k, v] : meta.items())
-          if (!mine.contains(k) || mine[k] != v)
-            fail(
-                "{}: key '{}' of array '{}' is {} there but {} in {}; the consolidated metadata "
-                "is stale (re-run zarr.consolidate_metadata)",
-                zmeta.string(), k, name, v.dump(), mine.contains(k) ? mine[k].dump() : "absent",
-                own.string());
-      }
+      if (!fs::exists(own, ec))
+        fail("{}: key '{}' names array '{}', but {} does not exist; the store is incomplete (an "
+             "interrupted download?)",
+             zmeta.string(), key, name, own.string());
+      const json mine = parse_json_file(own);
+      for (const auto& [k, v] : meta.items())
+        if (!mine.contains(k) || mine[k] != v)
+          fail(
+              "{}: key '{}' of array '{}' is {} there but {} in {}; the consolidated metadata "
+              "is stale (re-run zarr.consolidate_metadata)",
+              zmeta.string(), k, name, v.dump(), mine.contains(k) ? mine[k].dump() : "absent",
+              own.string());
     }
   } else {
     const fs::path zgroup = root / ".zgroup";

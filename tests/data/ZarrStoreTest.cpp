@@ -267,6 +267,9 @@ TEST_F(Zarr, BadMetadataIsOneClearError) {
              "bad_stale.zarr/.zmetadata: key 'chunks' of array 't2m' is [2,3,4] there but "
              "[1,3,4] in");
   EXPECT_HAS(e, "bad_stale.zarr/t2m/.zarray");
+  e = open("bad_absent.zarr");
+  EXPECT_HAS(e, "bad_absent.zarr/.zmetadata: key 'z/.zarray' names array 'z', but");
+  EXPECT_HAS(e, "bad_absent.zarr/z/.zarray does not exist; the store is incomplete");
   e = open("bad_json.zarr");
   EXPECT_HAS(e, "bad_json.zarr/.zmetadata: not valid JSON");
 }

@@ -230,6 +230,8 @@ p = bad("bad_dims.zarr")
 edit(p, "t2m/.zattrs", lambda j: j.update(_ARRAY_DIMENSIONS=["latitude", "longitude"]))
 p = bad("bad_stale.zarr")  # .zmetadata disagrees with the array's own .zarray
 edit(p, "t2m/.zarray", lambda j: j.update(chunks=[1, 3, 4]), consolidated=False)
+p = bad("bad_absent.zarr")  # .zmetadata names an array the store lacks
+shutil.rmtree(os.path.join(p, "z"))
 p = bad("bad_json.zarr")
 with open(os.path.join(p, ".zmetadata"), "w") as f:
     f.write('{"metadata": {"t2m/.zarray": {"chunks": [2, 3, 4],,}}')
