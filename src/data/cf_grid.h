@@ -122,7 +122,7 @@ class CfVariableSet {
   }
 
  private:
-  std::map<std::string, std::vector<Var>> parts_;           // variable -> one per piece
+  std::map<std::string, std::vector<Var>> parts_;            // variable -> one per piece
   std::map<std::string, std::vector<std::string>> sources_;  // variable -> file of each piece
   std::vector<std::string> order_;
   std::map<std::string, std::string> rejected_;  // name -> why it is not a grid variable

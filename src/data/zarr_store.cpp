@@ -332,9 +332,10 @@ ZarrStore::ZarrStore(const std::string& dir) : dir_(dir) {
       // The array's own .zarray must say the same as the consolidated copy.
       const fs::path own = root / name / ".zarray";
       if (!fs::exists(own, ec))
-        fail("{}: key '{}' names array '{}', but {} does not exist; the store is incomplete (an "
-             "interrupted download?)",
-             zmeta.string(), key, name, own.string());
+        fail(
+            "{}: key '{}' names array '{}', but {} does not exist; the store is incomplete (an "
+            "interrupted download?)",
+            zmeta.string(), key, name, own.string());
       const json mine = parse_json_file(own);
       for (const auto& [k, v] : meta.items())
         if (!mine.contains(k) || mine[k] != v)

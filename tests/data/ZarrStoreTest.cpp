@@ -15,11 +15,11 @@
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
-#include "error_of.h"
 #include "data/cf_time.h"
 #include "data/grid_source.h"
 #include "data/zarr_source.h"
 #include "data/zarr_store.h"
+#include "error_of.h"
 #include "zarr_fixture.h"
 
 using namespace seqvit;
