@@ -1,5 +1,5 @@
-// seqvit data: commands on NetCDF datasets. `data stats` decodes every field one time step at a
-// time (bounded memory) and prints min/max/mean/std/missing with the grid and time range.
+// seqvit data: commands on NetCDF datasets and Zarr stores. `data stats` decodes every field one
+// time step at a time (bounded memory) and prints min/max/mean/std/missing with the grid and time range.
 // Each subcommand is one add_data_* function registered on the `data` group, so `data synth`
 // can be added beside `stats` without touching this file's other parts.
 #include <fmt/core.h>
@@ -135,9 +135,9 @@ void run_stats(const StatsOptions& o) {
   line(head);
   for (const auto& r : rows) line(r);
   fmt::print(
-      "{} file(s); latitude north to south, longitude in [0, 360); statistics over "
+      "{} {} {}; latitude north to south, longitude in [0, 360); statistics over "
       "non-missing values after decoding\n",
-      ds.files().size());
+      ds.files().size(), ds.format(), ds.format() == "Zarr" ? "store(s)" : "file(s)");
 }
 
 }  // namespace
@@ -145,8 +145,10 @@ void run_stats(const StatsOptions& o) {
 void add_data_stats(CLI::App& data) {
   auto opts = std::make_shared<StatsOptions>();
   auto* c = data.add_subcommand(
-      "stats", "Decode NetCDF fields and print min/max/mean/std/missing, grid and time range");
-  c->add_option("paths", opts->paths, "NetCDF or GRIB files or directories (every *.nc or GRIB file below them, sorted)")
+      "stats", "Decode gridded fields and print min/max/mean/std/missing, grid and time range");
+  c->add_option("paths", opts->paths,
+                "NetCDF or GRIB files or directories (every *.nc or GRIB file below them, "
+                "sorted), or Zarr stores")
       ->required();
   c->add_option("--var", opts->vars,
                 "only these fields: a variable ('t2m', 'z' = all its levels) or a level 'z_500'")

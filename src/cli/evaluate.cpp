@@ -300,7 +300,8 @@ void add_evaluate(CLI::App& app) {
   c->add_option("--checkpoint", o->checkpoint,
                 "model file, checkpoint step directory or run directory (its latest checkpoint)")
       ->required();
-  c->add_option("--data", o->data, "NetCDF or GRIB files or directories (default: the checkpoint's)");
+  c->add_option("--data", o->data,
+                "NetCDF or GRIB files or directories, or Zarr stores (default: the checkpoint's)");
   c->add_option("--split", o->split, "test, val or train (ranges from the checkpoint)")
       ->capture_default_str();
   c->add_option("--lead-hours", o->lead_hours,

@@ -170,7 +170,8 @@ void add_predict(CLI::App& app) {
   c->add_option("--checkpoint", o->checkpoint,
                 "model file, step directory or run directory (its latest checkpoint)")
       ->required();
-  c->add_option("--data", o->data, "NetCDF or GRIB files or directories (default: the training data)");
+  c->add_option("--data", o->data,
+                "NetCDF or GRIB files or directories, or Zarr stores (default: the training data)");
   c->add_option("--time", o->time, "input time, ISO 8601 (e.g. 1979-01-07T00:00:00Z)")->required();
   c->add_option("--out", o->out, "output NetCDF file")->required();
   c->add_option("--png", o->png_dir,

@@ -135,9 +135,17 @@ CfTimeUnits parse_cf_time_units(const std::string& units) {
     r.unit_seconds = 3600;
   else if (unit == "days" || unit == "day" || unit == "d")
     r.unit_seconds = 86400;
+  else if (unit == "milliseconds" || unit == "millisecond" || unit == "msec" || unit == "ms")
+    r.unit_seconds = 1e-3;  // xarray picks these for sub-second steps
+  else if (unit == "microseconds" || unit == "microsecond" || unit == "us")
+    r.unit_seconds = 1e-6;
+  else if (unit == "nanoseconds" || unit == "nanosecond" || unit == "ns")
+    r.unit_seconds = 1e-9;
   else
-    fail("time units '{}': unknown unit '{}'; expected seconds, minutes, hours or days", units,
-         unit);
+    fail(
+        "time units '{}': unknown unit '{}'; expected days, hours, minutes, seconds, "
+        "milliseconds, microseconds or nanoseconds",
+        units, unit);
   r.epoch_seconds = parse_iso_datetime(trim(units).substr(at + 7));
   return r;
 }

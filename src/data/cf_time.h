@@ -8,7 +8,8 @@
 namespace seqvit::data {
 
 // A parsed "UNITS since DATE": time value v means epoch_seconds + v * unit_seconds (seconds
-// since 1970-01-01 UTC). Units: seconds, minutes, hours, days (and their CF abbreviations).
+// since 1970-01-01 UTC). Units: days, hours, minutes, seconds (and their CF abbreviations),
+// and the milli-, micro- and nanoseconds xarray writes for sub-second steps.
 struct CfTimeUnits {
   double unit_seconds = 3600.0;
   double epoch_seconds = 0.0;

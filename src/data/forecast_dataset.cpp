@@ -15,6 +15,7 @@
 #include "core/check.h"
 #include "core/rng.h"
 #include "data/cf_time.h"
+#include "data/zarr_store.h"
 #include "io/safetensors.h"
 
 namespace seqvit::data {
@@ -195,7 +196,11 @@ ForecastDataset::ForecastDataset(const ForecastConfig& cfg, Split split)
 
   // Statistics: from the cache or computed (and cached).
   std::string fp;
-  for (const auto& file : ds_->files()) {
+  for (const auto& source_file : ds_->files()) {
+    // A Zarr store is a directory, whose own mtime changes when this cache is written into it:
+    // its metadata file stands for it (xarray rewrites .zmetadata whenever it writes the store).
+    const std::string file =
+        is_zarr_store(source_file) ? zarr_metadata_file(source_file) : source_file;
     struct stat st {};
     if (::stat(file.c_str(), &st) != 0) fail("forecast dataset: cannot stat '{}'", file);
     fp += fmt::format("{}|{}|{}.{}\n", file, static_cast<int64_t>(st.st_size),

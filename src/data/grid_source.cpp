@@ -10,6 +10,8 @@
 #include "data/grib_source.h"
 #include "data/names.h"
 #include "data/netcdf_reader.h"
+#include "data/zarr_source.h"
+#include "data/zarr_store.h"
 
 namespace seqvit::data {
 
@@ -50,6 +52,17 @@ const GridVariable& GridSource::variable(const std::string& name) const {
   for (const auto& n : variables()) all += (all.empty() ? "" : ", ") + n;
   fail("unknown variable '{}'; the {} hold{}: {}", name, describe(),
        files().size() == 1 ? "s" : "", all);
+}
+
+const GridVariable& GridSource::checked_read(const FieldRef& f, int64_t t0, int64_t count) const {
+  const GridVariable& v = variable(f.variable);
+  if (count < 0 || t0 < 0 || t0 + count > v.T())
+    fail("variable '{}': time steps {}..{} out of range; it has {} time steps", v.name, t0,
+         t0 + count - 1, v.T());
+  if (v.has_level && (f.level < 0 || f.level >= static_cast<int>(v.levels_hpa.size())))
+    fail("variable '{}': level index {} out of range; it has {} levels", v.name, f.level,
+         v.levels_hpa.size());
+  return v;
 }
 
 namespace {
@@ -178,6 +191,16 @@ std::vector<FieldRef> GridSource::fields() const {
 }
 
 std::unique_ptr<GridSource> open_grid_source(const std::vector<std::string>& paths) {
+  // A directory holding .zmetadata or .zgroup is a Zarr store; the rest GRIB or NetCDF files.
+  std::string zarr, other;  // the first path of each kind
+  for (const auto& p : paths) {
+    std::string& first = is_zarr_store(p) ? zarr : other;
+    if (first.empty()) first = p;
+  }
+  if (!zarr.empty() && !other.empty())
+    fail("the data mix a Zarr store ({}) and NetCDF or GRIB input ({}); give one kind of source",
+         zarr, other);
+  if (!zarr.empty()) return std::make_unique<ZarrDataset>(paths);
   // GRIB by extension or the "GRIB" magic (a directory by the files below it), else NetCDF;
   // one source is one format.
   std::string grib, netcdf;  // the first path of each format

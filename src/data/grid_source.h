@@ -78,6 +78,9 @@ class GridSource {
  protected:
   // "the files (a.nc and 3 more)": how errors name the source.
   std::string describe() const;
+  // The variable of `f`, after checking f.level and the time steps t0 .. t0+count-1 against it
+  // (what every read() checks first).
+  const GridVariable& checked_read(const FieldRef& f, int64_t t0, int64_t count) const;
 };
 
 // Opens the source `paths` name (files or directories, see docs/data.md "Sources").

@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "data/cf_grid.h"
 #include "data/grid_source.h"
 
 namespace seqvit::data {
@@ -38,11 +39,7 @@ std::recursive_mutex& netcdf_library_mutex();
 std::vector<std::string> expand_netcdf_paths(const std::vector<std::string>& paths);
 
 // How one variable is decoded in one file (packing may differ between files of a variable).
-struct NcDecode {
-  double scale = 1.0, offset = 0.0;
-  std::vector<double> missing;  // raw (packed) _FillValue and missing_value values
-  bool unsigned_bytes = false;  // NetCDF-3 "_Unsigned = true" byte data
-};
+using NcDecode = CfDecode;
 
 // One grid variable, concatenated over all files that hold it: the source-neutral description
 // (GridVariable) and where each time range lives.

@@ -25,12 +25,7 @@ namespace {
 using seqvit_test::Result;
 Result run(const std::string& args) { return seqvit_test::run_seqvit(args); }
 
-std::vector<nlohmann::json> json_lines(const std::string& s) {
-  std::vector<nlohmann::json> r;
-  std::istringstream in(s);
-  for (std::string line; std::getline(in, line);) r.push_back(nlohmann::json::parse(line));
-  return r;
-}
+using seqvit_test::json_lines;
 
 // Reference statistics over decoded float values, NaN = missing.
 struct Ref {

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -37,6 +39,14 @@ inline Result run_command(const std::string& cmd) {
 inline Result run_seqvit(const std::string& args, bool with_stderr = true) {
   return run_command(std::string(SEQVIT_BINARY_DIR) + "/seqvit " + args +
                      (with_stderr ? " 2>&1" : " 2>/dev/null"));
+}
+
+// One JSON object per line of a command's output (`data stats --json`).
+inline std::vector<nlohmann::json> json_lines(const std::string& s) {
+  std::vector<nlohmann::json> r;
+  std::istringstream in(s);
+  for (std::string line; std::getline(in, line);) r.push_back(nlohmann::json::parse(line));
+  return r;
 }
 
 // Every tensor of the safetensors file `got` against `ref`: the same names, the same shape and

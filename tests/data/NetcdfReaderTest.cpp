@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "core/check.h"
+#include "error_of.h"
 #include "data/cf_time.h"
 #include "data/netcdf_reader.h"
 #include "nc_test_writer.h"
@@ -70,16 +71,7 @@ void expect_f(const NetcdfDataset& ds, const std::string& name, double lev = 0,
   }
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
-#define EXPECT_HAS(s, needle) EXPECT_NE((s).find(needle), std::string::npos) << (s)
+using seqvit_test::error_of;
 
 }  // namespace
 
@@ -92,6 +84,8 @@ TEST(CfTime, ParsesUnitsAndEpochs) {
   EXPECT_DOUBLE_EQ(parse_cf_time_units("minutes since 2000-01-01T00:00:00Z").to_hours(90),
                    parse_iso_datetime("2000-01-01 01:30") / 3600.0);
   EXPECT_DOUBLE_EQ(parse_cf_time_units("seconds since 1970-01-01 00:00:00 UTC").to_hours(7200), 2);
+  EXPECT_DOUBLE_EQ(parse_cf_time_units("nanoseconds since 1970-01-01").to_hours(5.4e12), 1.5);
+  EXPECT_DOUBLE_EQ(parse_cf_time_units("milliseconds since 1970-01-01").to_hours(3.6e6), 1);
   EXPECT_EQ(iso8601(h1979 + 18), "1979-01-01T18:00:00Z");
   EXPECT_EQ(iso8601(parse_iso_datetime("2000-02-29T23:59:59Z") / 3600.0), "2000-02-29T23:59:59Z");
   EXPECT_EQ(iso8601(parse_iso_datetime("1850-03-01") / 3600.0), "1850-03-01T00:00:00Z");

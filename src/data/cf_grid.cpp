@@ -1,0 +1,262 @@
+// The CF interpretation shared by the readers; see cf_grid.h and docs/data.md.
+#include "data/cf_grid.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <numeric>
+
+#include "core/check.h"
+#include "data/cf_time.h"
+
+namespace seqvit::data {
+
+namespace {
+
+bool in(const std::string& s, std::initializer_list<const char*> names) {
+  for (const char* n : names)
+    if (s == n) return true;
+  return false;
+}
+
+bool same_values(const std::vector<double>& a, const std::vector<double>& b, size_t* where) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::fabs(a[i] - b[i]) > 1e-6 * std::max(1.0, std::fabs(a[i]))) {
+      *where = i;
+      return false;
+    }
+  return true;
+}
+
+}  // namespace
+
+std::string cf_lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+CfAxis cf_axis_of(const std::string& dim, const std::string& units) {
+  const std::string d = cf_lower(dim), u = cf_lower(units);
+  if (in(d, {"lat", "latitude", "nav_lat", "rlat"}) ||
+      in(u, {"degrees_north", "degree_north", "degrees_n", "degree_n", "degreesn"}))
+    return CfAxis::Lat;
+  if (in(d, {"lon", "longitude", "nav_lon", "rlon"}) ||
+      in(u, {"degrees_east", "degree_east", "degrees_e", "degree_e", "degreese"}))
+    return CfAxis::Lon;
+  if (in(d, {"time", "valid_time", "t", "times"}) || u.find(" since ") != std::string::npos)
+    return CfAxis::Time;
+  if (in(d, {"level", "levels", "lev", "plev", "isobaricinhpa", "pressure_level", "pressure_levels",
+             "pressure", "isobaric", "air_pressure"}) ||
+      in(u, {"hpa", "pa", "millibars", "millibar", "mbar", "mb"}))
+    return CfAxis::Level;
+  return CfAxis::Other;
+}
+
+std::string cf_grid_layout(const std::vector<CfAxis>& ax, int* tdim, int* ldim) {
+  const int n = static_cast<int>(ax.size());
+  *tdim = *ldim = -1;
+  if (n < 2 || ax[n - 2] != CfAxis::Lat || ax[n - 1] != CfAxis::Lon)
+    return "expected (time, [level], lat, lon) with latitude and longitude last";
+  if (n > 4) return "expected at most (time, level, lat, lon)";
+  if (n == 4) {
+    if (ax[0] != CfAxis::Time || ax[1] != CfAxis::Level) return "expected (time, level, lat, lon)";
+    *tdim = 0, *ldim = 1;
+  } else if (n == 3) {
+    if (ax[0] == CfAxis::Time)
+      *tdim = 0;
+    else if (ax[0] == CfAxis::Level)
+      *ldim = 0;
+    else
+      return "the first dim is neither time nor a pressure level";
+  }
+  return "";
+}
+
+std::vector<double> levels_in_hpa(const std::vector<double>& values, const std::string& units) {
+  const std::string u = cf_lower(units);
+  bool pascal;
+  if (in(u, {"pa", "pascal", "pascals"}))
+    pascal = true;
+  else if (in(u, {"hpa", "millibars", "millibar", "mbar", "mb"}))
+    pascal = false;
+  else
+    pascal = !values.empty() && *std::max_element(values.begin(), values.end()) > 2000.0;
+  std::vector<double> r;
+  for (double p : values) r.push_back(pascal ? p / 100.0 : p);
+  return r;
+}
+
+std::vector<std::string> scalar_level_names(const std::string& coords) {
+  std::vector<std::string> names{"level", "plev", "isobaricInhPa", "pressure_level", "lev"};
+  for (size_t a = 0; a < coords.size();) {
+    const size_t b = std::min(coords.find(' ', a), coords.size());
+    if (b > a) names.insert(names.begin(), coords.substr(a, b - a));
+    a = b + 1;
+  }
+  return names;
+}
+
+void set_canonical_lat(GridVariable& v, std::vector<double> lat, const std::string& where,
+                       const std::string& dim) {
+  for (size_t i = 1; i < lat.size(); ++i)
+    if ((lat[i] - lat[i - 1]) * (lat[1] - lat[0]) <= 0)
+      fail("{}: latitude '{}' is not strictly monotonic (values {} and {} at {} and {})", where,
+           dim, lat[i - 1], lat[i], i - 1, i);
+  for (double y : lat)
+    if (!(y >= -90.0 - 1e-9 && y <= 90.0 + 1e-9))
+      fail("{}: latitude '{}' holds {}, outside [-90, 90]", where, dim, y);
+  v.lat_ascending_in_file = lat.size() > 1 && lat[1] > lat[0];
+  if (v.lat_ascending_in_file) std::reverse(lat.begin(), lat.end());
+  v.lat = std::move(lat);
+}
+
+void set_canonical_lon(GridVariable& v, std::vector<double> lon, const std::string& where,
+                       const std::string& dim) {
+  v.lon_in_file = std::move(lon);
+  const auto& lf = v.lon_in_file;
+  std::vector<double> wrapped(lf.size());
+  for (size_t i = 0; i < lf.size(); ++i) {
+    if (!std::isfinite(lf[i])) fail("{}: longitude '{}' holds {}", where, dim, lf[i]);
+    double x = std::fmod(lf[i], 360.0);
+    if (x < 0) x += 360.0;
+    if (x >= 360.0) x -= 360.0;
+    wrapped[i] = x;
+  }
+  v.lon_src.resize(lf.size());
+  std::iota(v.lon_src.begin(), v.lon_src.end(), 0);
+  std::stable_sort(v.lon_src.begin(), v.lon_src.end(),
+                   [&](int64_t a, int64_t b) { return wrapped[a] < wrapped[b]; });
+  v.lon.resize(lf.size());
+  for (size_t j = 0; j < lf.size(); ++j) v.lon[j] = wrapped[v.lon_src[j]];
+  for (size_t j = 1; j < v.lon.size(); ++j)
+    if (v.lon[j] - v.lon[j - 1] < 1e-9)
+      fail(
+          "{}: longitude '{}' holds the same meridian twice ({} and {}); expected each "
+          "longitude once",
+          where, dim, lf[v.lon_src[j - 1]], lf[v.lon_src[j]]);
+}
+
+std::vector<double> cf_times(const std::vector<double>& values, const std::string& units,
+                             const std::string& calendar_in, const std::string& where,
+                             const std::string& dim) {
+  const std::string calendar = cf_lower(calendar_in);
+  if (!calendar.empty() && !in(calendar, {"standard", "gregorian", "proleptic_gregorian"}))
+    fail("{}: time '{}' uses calendar '{}'; supported: standard, gregorian, proleptic_gregorian",
+         where, dim, calendar);
+  CfTimeUnits tu;
+  try {
+    tu = parse_cf_time_units(units);
+  } catch (const Error& e) {
+    fail("{}: time '{}': {}", where, dim, e.what());
+  }
+  std::vector<double> times;
+  for (double t : values) times.push_back(tu.to_hours(t));
+  for (size_t i = 1; i < times.size(); ++i)
+    if (!(times[i] > times[i - 1]))
+      fail("{}: time '{}' is not increasing ({} then {})", where, dim, iso8601(times[i - 1]),
+           iso8601(times[i]));
+  return times;
+}
+
+int64_t decode_to_canonical(const double* raw, int64_t H, int64_t W, const CfDecode& d,
+                            bool lat_flip, const std::vector<int64_t>& lon_src, float* out) {
+  int64_t missing = 0;
+  for (int64_t i = 0; i < H; ++i) {
+    const int64_t src_row = lat_flip ? H - 1 - i : i;
+    const double* row = raw + src_row * W;
+    for (int64_t j = 0; j < W; ++j) {
+      double r = row[lon_src[j]];
+      if (d.unsigned_bytes && r < 0) r += 256;
+      bool miss = std::isnan(r);
+      for (double m : d.missing) miss |= (r == m);
+      if (miss) {
+        ++missing;
+        out[i * W + j] = NAN;
+      } else {
+        out[i * W + j] = static_cast<float>(r * d.scale + d.offset);
+      }
+    }
+  }
+  return missing;
+}
+
+CfConcatenation concatenate_in_time(const std::string& name,
+                                    const std::vector<const GridVariable*>& ps,
+                                    const std::vector<std::string>& sources) {
+  CfConcatenation c;
+  c.order.resize(ps.size());
+  std::iota(c.order.begin(), c.order.end(), size_t{0});
+  std::stable_sort(c.order.begin(), c.order.end(), [&](size_t a, size_t b) {
+    const double ta = ps[a]->times.empty() ? 0 : ps[a]->times.front();
+    const double tb = ps[b]->times.empty() ? 0 : ps[b]->times.front();
+    return ta < tb;
+  });
+  const GridVariable& v = *ps[c.order.front()];
+  const std::string& f0 = sources[c.order.front()];
+  for (size_t k : c.order) {
+    const GridVariable& p = *ps[k];
+    const std::string& f = sources[k];
+    size_t at = 0;
+    auto differ = [&](const char* what, const std::vector<double>& a,
+                      const std::vector<double>& b) {
+      if (a.size() != b.size())
+        fail(
+            "variable '{}': {} has {} {} values but {} has {}; files of one variable must "
+            "share one grid",
+            name, f, b.size(), what, f0, a.size());
+      fail(
+          "variable '{}': {} value {} is {:g} in {} but {:g} in {}; files of one variable "
+          "must share one grid",
+          name, what, at, a[at], f0, b[at], f);
+    };
+    if (!same_values(v.lat, p.lat, &at)) differ("latitude", v.lat, p.lat);
+    if (!same_values(v.lon, p.lon, &at)) differ("longitude", v.lon, p.lon);
+    if (!same_values(v.levels_hpa, p.levels_hpa, &at))
+      differ("level (hPa)", v.levels_hpa, p.levels_hpa);
+    if (p.has_time != v.has_time)
+      fail("variable '{}' has a time axis in {} but not in {}", name, v.has_time ? f0 : f,
+           v.has_time ? f : f0);
+    if (!v.has_time && ps.size() > 1)
+      fail(
+          "variable '{}' has no time axis but appears in {} and {}; a constant must be in "
+          "one file",
+          name, f0, sources[c.order[1]]);
+    if (!c.times.empty() && !p.times.empty() && p.times.front() <= c.times.back())
+      fail(
+          "variable '{}': the times of {} ({} .. {}) overlap those of an earlier file ending "
+          "at {}",
+          name, f, iso8601(p.times.front()), iso8601(p.times.back()), iso8601(c.times.back()));
+    c.t0.push_back(static_cast<int64_t>(c.times.size()));
+    c.times.insert(c.times.end(), p.times.begin(), p.times.end());
+  }
+  // A gap: a spacing over 1.5 times the smallest one (monthly data, 28..31 days, passes).
+  const auto& times = c.times;
+  if (times.size() > 2) {
+    double step = INFINITY;
+    for (size_t i = 1; i < times.size(); ++i) step = std::min(step, times[i] - times[i - 1]);
+    for (size_t i = 1; i < times.size(); ++i)
+      if (times[i] - times[i - 1] > 1.5 * step) {
+        auto source_of = [&](size_t t) {
+          for (size_t k = 0; k < c.order.size(); ++k) {
+            const auto n = static_cast<int64_t>(ps[c.order[k]]->times.size());
+            if (static_cast<int64_t>(t) >= c.t0[k] && static_cast<int64_t>(t) < c.t0[k] + n)
+              return sources[c.order[k]];
+          }
+          return std::string();
+        };
+        const auto n_missing = std::llround((times[i] - times[i - 1]) / step) - 1;
+        const std::string a = source_of(i - 1), b = source_of(i);
+        fail(
+            "variable '{}': time step {} is missing{}: the data are every {:g} h, but {} is "
+            "followed by {} ({})",
+            name, iso8601(times[i - 1] + step),
+            n_missing > 1 ? fmt::format(" (and {} more)", n_missing - 1) : "", step,
+            iso8601(times[i - 1]), iso8601(times[i]),
+            a == b ? "in " + a : "the first in " + a + ", the next in " + b);
+      }
+  }
+  return c;
+}
+
+}  // namespace seqvit::data
