@@ -1,8 +1,9 @@
 // Regridding (src/data/regrid.h): conservation of the area integral, identity on identical grids,
 // invariance to latitude order and longitude convention, missing cells against a brute-force
 // 4-D overlap oracle and a hand-computed case, bilinear exactness on linear functions, grid
-// strings, Gaussian latitudes, the weights cache, and agreement with CDO's remapcon (run at test
-// time on files written here: 0.25-degree 721 x 1440 with poles, and a Gaussian N48 grid).
+// strings, Gaussian latitudes, the weights cache, agreement with CDO's remapcon (run at test
+// time on files written here: 0.25-degree 721 x 1440 with poles, and a Gaussian N48 grid), and
+// RegriddedSource.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 #include "data/netcdf_reader.h"
 #include "data/nc_test_writer.h"
 #include "data/regrid.h"
+#include "data/regridded_source.h"
 #include "io/safetensors.h"
 
 namespace fs = std::filesystem;
@@ -574,4 +576,62 @@ TEST_F(RegridDirTest, AgreesWithCdoRemapconOnMissingValues) {
   const double d = max_rel_diff(ours, cdo);
   std::printf("remapcon 181x360 with missing -> r64x32: max relative difference %.3g\n", d);
   EXPECT_LT(d, 3e-7);
+}
+
+// ---- RegriddedSource ----------------------------------------------------------------------------
+
+TEST_F(RegridDirTest, RegriddedSourceReadsThroughTheRegridder) {
+  // z (time, level, lat, lon) stored south to north with -180..180 longitudes; lsm constant.
+  const std::string data = file("data");
+  fs::create_directories(data);
+  const std::vector<double> lat = nctest::range(-89, 2, 90), lon = nctest::range(-180, 2, 180);
+  auto value = [](double la, double lo, double t, double l) {
+    return 5e4 + 100 * std::cos(la * kDeg) * std::sin(lo * kDeg) + t + 10 * l;
+  };
+  nctest::Var z{"z", NC_FLOAT, {"time", "level", "lat", "lon"}, "m**2 s**-2"};
+  z.raw = [&](const std::vector<size_t>& i) { return value(lat[i[2]], lon[i[3]], i[0], i[1]); };
+  nctest::Var lsm{"lsm", NC_FLOAT, {"lat", "lon"}, "1"};
+  lsm.raw = [&](const std::vector<size_t>& i) { return (i[0] + i[1]) % 2; };
+  nctest::write(data + "/a.nc", NC_CLOBBER | NC_NETCDF4,
+                {{"time", {0, 6}, "hours since 2000-01-01"},
+                 {"level", {500, 850}, "hPa"},
+                 {"lat", lat, "degrees_north"},
+                 {"lon", lon, "degrees_east"}},
+                {z, lsm});
+  const LatLonGrid t = equiangular_grid(32, 64);
+  auto open = [&] {
+    auto inner = open_grid_source({data});
+    const std::string dir = cache_dir_beside({data}, *inner);
+    return std::make_unique<RegriddedSource>(std::move(inner), t, RegridOptions{}, dir);
+  };
+  auto rs = open();
+  EXPECT_EQ(rs->weights_computed(), 1);  // one source grid for both variables
+  EXPECT_TRUE(fs::exists(data + "/seqvit_regrid_conservative_90x180_to_32x64.safetensors"));
+  EXPECT_EQ(rs->format(), "NetCDF regridded to 32x64 (conservative)");
+  EXPECT_EQ(rs->variables(), (std::vector<std::string>{"z", "lsm"}));
+  const GridVariable& v = rs->variable("z");
+  EXPECT_EQ(v.lat, t.lat);
+  EXPECT_EQ(v.lon, t.lon);
+  EXPECT_FALSE(v.lat_ascending_in_file);
+  EXPECT_EQ(v.levels_hpa, (std::vector<double>{500, 850}));
+  EXPECT_EQ(v.T(), 2);
+  // Reading z_850 at t = 1 equals regridding the canonical source field.
+  std::vector<float> got(2 * 32 * 64), src(90 * 180), want(32 * 64);
+  EXPECT_EQ(rs->read(rs->resolve("z_850"), 0, 2, got.data()), 0);
+  rs->source().read(rs->source().resolve("z_850"), 1, src.data());
+  Regridder r(LatLonGrid{rs->source().variable("z").lat, rs->source().variable("z").lon}, t);
+  r.apply(src.data(), want.data());
+  EXPECT_EQ(std::vector<float>(got.begin() + 32 * 64, got.end()), want);
+  // and agrees with the regridded analytic field to the cell-mean error of the pattern
+  EXPECT_NEAR(want[5 * 64 + 16], value(t.lat[5], t.lon[16], 1, 1), 2.0);
+  EXPECT_EQ(&rs->regridder("z"), &rs->regridder("lsm"));
+  // A second opening reads the cached weights.
+  EXPECT_EQ(open()->weights_computed(), 0);
+  // A target not in canonical orientation is refused.
+  LatLonGrid south_up = t;
+  std::reverse(south_up.lat.begin(), south_up.lat.end());
+  EXPECT_NE(error_of([&] {
+              RegriddedSource(open_grid_source({data}), south_up, RegridOptions{}, "");
+            }).find("target latitudes must run north to south"),
+            std::string::npos);
 }
