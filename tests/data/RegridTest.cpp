@@ -205,6 +205,8 @@ TEST(RegridTest, ConservesTheAreaIntegral) {
     const std::vector<float> out = regrid(src, t, f, {}, &missing);
     EXPECT_EQ(missing, 0);
     const double it = area_integral(t, out);
+    std::printf("721x1440 -> %dx%d: relative change of the area integral %.2g\n", H, W,
+                std::abs(it - is) / std::abs(is));
     EXPECT_LT(std::abs(it - is) / std::abs(is), 1e-6) << H << "x" << W;
   }
   // A Gaussian source (edges from the quadrature weights) and a mean-free field.
@@ -213,7 +215,9 @@ TEST(RegridTest, ConservesTheAreaIntegral) {
   for (auto& x : g) x -= 280;
   const double ig = area_integral(gs, g);
   const LatLonGrid t = equiangular_grid(32, 64);
-  EXPECT_LT(std::abs(area_integral(t, regrid(gs, t, g)) - ig) / std::abs(ig), 1e-6);
+  const double rel = std::abs(area_integral(t, regrid(gs, t, g)) - ig) / std::abs(ig);
+  std::printf("Gaussian 96x192 -> 32x64 (mean-free field): relative change %.2g\n", rel);
+  EXPECT_LT(rel, 1e-6);
 }
 
 TEST(RegridTest, IdenticalGridsGiveTheIdentity) {
@@ -529,8 +533,8 @@ TEST_F(RegridDirTest, AgreesWithCdoRemapcon) {
     int H, W;
     double bound;
   };
-  for (const Case& c : {Case{in, &q, &fq, 32, 64, 3e-7}, Case{in, &q, &fq, 64, 128, 3e-7},
-                        Case{in, &q, &fq, 45, 90, 3e-7}, Case{in, &q, &fq, 121, 240, 3e-7},
+  // (721 x 1440 -> 64x128 and 121x240 measured 0 too; left out: CDO takes ~8 s for each.)
+  for (const Case& c : {Case{in, &q, &fq, 32, 64, 3e-7}, Case{in, &q, &fq, 45, 90, 3e-7},
                         Case{gbin, &g, &fg, 32, 64, 3e-7}, Case{gbin, &g, &fg, 128, 256, 3e-7},
                         Case{gbin, &g, &fg, 45, 90, 3e-7}}) {
     std::string target = fmt::format("r{}x{}", c.W, c.H);
