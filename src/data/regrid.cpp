@@ -164,47 +164,47 @@ void finish(AxisWeights& aw) {
     for (int64_t p = aw.start[t]; p < aw.start[t + 1]; ++p) aw.row_sum[t] += aw.w[p];
 }
 
-AxisWeights conservative_lat(const LatAxis& s, const LatAxis& t) {
-  const int64_t Hs = static_cast<int64_t>(s.a.size()), H = static_cast<int64_t>(t.a.size());
+using Rows = std::vector<std::vector<std::pair<int64_t, double>>>;  // per target: (source, w)
+
+AxisWeights to_csr(const Rows& rows, std::vector<double> measure) {
   AxisWeights aw;
-  aw.measure.resize(static_cast<size_t>(H));
-  std::vector<std::vector<std::pair<int64_t, double>>> rows(static_cast<size_t>(H));
-  for (int64_t i = 0; i < H; ++i) {
-    const double lo = t.e[i], hi = t.e[i + 1];
-    aw.measure[t.idx[i]] = hi - lo;
-    for (int64_t k = 0; k < Hs; ++k) {
-      const double ov = std::min(hi, s.e[k + 1]) - std::max(lo, s.e[k]);
-      if (ov > kSliverSin) rows[t.idx[i]].push_back({s.idx[k], ov});
-    }
-  }
   aw.start.push_back(0);
   for (const auto& r : rows) {
     for (const auto& [k, w] : r) aw.src.push_back(k), aw.w.push_back(w);
     aw.start.push_back(static_cast<int64_t>(aw.src.size()));
   }
+  aw.measure = std::move(measure);
   finish(aw);
   return aw;
 }
 
+AxisWeights conservative_lat(const LatAxis& s, const LatAxis& t) {
+  const int64_t Hs = static_cast<int64_t>(s.a.size()), H = static_cast<int64_t>(t.a.size());
+  std::vector<double> measure(static_cast<size_t>(H));
+  Rows rows(static_cast<size_t>(H));
+  for (int64_t i = 0; i < H; ++i) {
+    const double lo = t.e[i], hi = t.e[i + 1];
+    measure[t.idx[i]] = hi - lo;
+    for (int64_t k = 0; k < Hs; ++k) {
+      const double ov = std::min(hi, s.e[k + 1]) - std::max(lo, s.e[k]);
+      if (ov > kSliverSin) rows[t.idx[i]].push_back({s.idx[k], ov});
+    }
+  }
+  return to_csr(rows, std::move(measure));
+}
+
 AxisWeights conservative_lon(const LonAxis& s, const LonAxis& t) {
   const int64_t Ws = static_cast<int64_t>(s.u.size()), W = static_cast<int64_t>(t.u.size());
-  AxisWeights aw;
-  aw.measure.resize(static_cast<size_t>(W));
-  std::vector<std::vector<std::pair<int64_t, double>>> rows(static_cast<size_t>(W));
+  std::vector<double> measure(static_cast<size_t>(W));
+  Rows rows(static_cast<size_t>(W));
   for (int64_t j = 0; j < W; ++j) {
-    aw.measure[t.idx[j]] = (t.e[j + 1] - t.e[j]) * kDeg;
+    measure[t.idx[j]] = (t.e[j + 1] - t.e[j]) * kDeg;
     for (int64_t l = 0; l < Ws; ++l) {
       const double ov = circular_overlap(t.e[j], t.e[j + 1], s.e[l], s.e[l + 1]);
       if (ov > kSliverDeg) rows[t.idx[j]].push_back({s.idx[l], ov * kDeg});
     }
   }
-  aw.start.push_back(0);
-  for (const auto& r : rows) {
-    for (const auto& [l, w] : r) aw.src.push_back(l), aw.w.push_back(w);
-    aw.start.push_back(static_cast<int64_t>(aw.src.size()));
-  }
-  finish(aw);
-  return aw;
+  return to_csr(rows, std::move(measure));
 }
 
 // Linear interpolation weights at x between sorted centres c (not periodic): inside [c0, cn-1]
@@ -227,29 +227,17 @@ void linear_weights(const std::vector<double>& c, const std::vector<int64_t>& id
   if (f > 0.0) out.push_back({idx[k + 1], f});
 }
 
-AxisWeights to_csr(std::vector<std::vector<std::pair<int64_t, double>>>& rows) {
-  AxisWeights aw;
-  aw.start.push_back(0);
-  for (const auto& r : rows) {
-    for (const auto& [k, w] : r) aw.src.push_back(k), aw.w.push_back(w);
-    aw.start.push_back(static_cast<int64_t>(aw.src.size()));
-  }
-  aw.measure.assign(rows.size(), 1.0);
-  finish(aw);
-  return aw;
-}
-
 AxisWeights bilinear_lat(const LatAxis& s, const std::vector<double>& lat) {
   const int64_t Hs = static_cast<int64_t>(s.a.size());
   const double lo = std::asin(s.e[0]) / kDeg, hi = std::asin(s.e[Hs]) / kDeg;
-  std::vector<std::vector<std::pair<int64_t, double>>> rows(lat.size());
+  Rows rows(lat.size());
   for (size_t i = 0; i < lat.size(); ++i) linear_weights(s.a, s.idx, lo, hi, lat[i], rows[i]);
-  return to_csr(rows);
+  return to_csr(rows, std::vector<double>(lat.size(), 1.0));
 }
 
 AxisWeights bilinear_lon(const LonAxis& s, const std::vector<double>& lon) {
   const int64_t Ws = static_cast<int64_t>(s.u.size());
-  std::vector<std::vector<std::pair<int64_t, double>>> rows(lon.size());
+  Rows rows(lon.size());
   // Periodic: the centres extended by one on each side across the wrap.
   std::vector<double> c = s.u;
   std::vector<int64_t> idx = s.idx;
@@ -272,7 +260,7 @@ AxisWeights bilinear_lon(const LonAxis& s, const std::vector<double>& lon) {
     auto& r = rows[j];
     if (r.size() == 2 && r[0].first == r[1].first) r = {{r[0].first, 1.0}};
   }
-  return to_csr(rows);
+  return to_csr(rows, std::vector<double>(lon.size(), 1.0));
 }
 
 void check_grid(const LatLonGrid& g, const char* which) {
