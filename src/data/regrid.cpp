@@ -39,6 +39,26 @@ double sin_deg(double d) {  // exact at the poles, so polar edges are exactly -1
   return std::sin(d * kDeg);
 }
 
+// Node i (0 = nearest 1) of the Gauss-Legendre quadrature of order n and P_n'(x) there: Newton
+// on P_n from the classic initial guess, O(n) per iteration.
+void gauss_legendre_node(int64_t n, int64_t i, double* x_out, double* dp_out) {
+  const double dn = static_cast<double>(n);
+  double x = std::cos(kPi * (static_cast<double>(i) + 0.75) / (dn + 0.5)), dp = 1;
+  for (int it = 0; it < 100; ++it) {
+    double p0 = 1, p1 = x;
+    for (int64_t j = 2; j <= n; ++j) {
+      const double dj = static_cast<double>(j);
+      const double p2 = ((2 * dj - 1) * x * p1 - (dj - 1) * p0) / dj;
+      p0 = p1, p1 = p2;
+    }
+    dp = dn * (x * p1 - p0) / (x * x - 1);
+    const double dx = p1 / dp;
+    x -= dx;
+    if (std::abs(dx) < 1e-16) break;
+  }
+  *x_out = x, *dp_out = dp;
+}
+
 // Latitudes sorted south to north with their cell edges in sin latitude.
 struct LatAxis {
   std::vector<double> a;       // [H] ascending degrees
@@ -63,11 +83,16 @@ LatAxis lat_axis(const std::vector<double>& lat) {
       fail("regrid: latitude {} appears twice (rows {} and {}); latitudes must be distinct",
            ax.a[k], ax.idx[k], ax.idx[k + 1]);
   ax.e.resize(static_cast<size_t>(H + 1));
+  // Gaussian? The northernmost node first (O(H)), all of them (O(H^2)) only if it matches.
   std::vector<double> glat, gw;
-  gauss_legendre_latitudes(H, glat, gw);  // north to south
-  ax.gaussian = true;
-  for (int64_t k = 0; k < H; ++k)
-    if (std::abs(ax.a[k] - glat[H - 1 - k]) > kGaussTolDeg) ax.gaussian = false;
+  double x0 = 0, dp0 = 0;
+  gauss_legendre_node(H, 0, &x0, &dp0);
+  ax.gaussian = std::abs(ax.a[H - 1] - (90.0 - std::acos(x0) / kDeg)) <= kGaussTolDeg;
+  if (ax.gaussian) {
+    gauss_legendre_latitudes(H, glat, gw);  // north to south
+    for (int64_t k = 0; k < H; ++k)
+      if (std::abs(ax.a[k] - glat[H - 1 - k]) > kGaussTolDeg) ax.gaussian = false;
+  }
   if (ax.gaussian) {  // sin of the edges = -1 + cumulative Gauss weights (south to north)
     ax.e[0] = -1.0;
     for (int64_t k = 0; k < H; ++k) ax.e[k + 1] = std::min(1.0, ax.e[k] + gw[H - 1 - k]);
@@ -147,16 +172,6 @@ LonAxis lon_axis(const std::vector<double>& lon) {
   return ax;
 }
 
-// Length of [a0, a1] intersected with [b0, b1] + 360 n over all n (both widths <= 360).
-double circular_overlap(double a0, double a1, double b0, double b1) {
-  double s = 0;
-  for (int n = -2; n <= 2; ++n) {
-    const double lo = std::max(a0, b0 + 360.0 * n), hi = std::min(a1, b1 + 360.0 * n);
-    if (hi > lo) s += hi - lo;
-  }
-  return s;
-}
-
 void finish(AxisWeights& aw) {
   const size_t n = aw.measure.size();
   aw.row_sum.assign(n, 0.0);
@@ -178,6 +193,8 @@ AxisWeights to_csr(const Rows& rows, std::vector<double> measure) {
   return aw;
 }
 
+// Sources overlapping a target are contiguous in sorted order: found by binary search on the
+// edges, so building the weights costs O((H + Hs) log Hs), not O(H Hs).
 AxisWeights conservative_lat(const LatAxis& s, const LatAxis& t) {
   const int64_t Hs = static_cast<int64_t>(s.a.size()), H = static_cast<int64_t>(t.a.size());
   std::vector<double> measure(static_cast<size_t>(H));
@@ -185,7 +202,9 @@ AxisWeights conservative_lat(const LatAxis& s, const LatAxis& t) {
   for (int64_t i = 0; i < H; ++i) {
     const double lo = t.e[i], hi = t.e[i + 1];
     measure[t.idx[i]] = hi - lo;
-    for (int64_t k = 0; k < Hs; ++k) {
+    // first source cell whose north edge lies above lo
+    int64_t k = std::upper_bound(s.e.begin() + 1, s.e.end(), lo) - (s.e.begin() + 1);
+    for (; k < Hs && s.e[k] < hi; ++k) {
       const double ov = std::min(hi, s.e[k + 1]) - std::max(lo, s.e[k]);
       if (ov > kSliverSin) rows[t.idx[i]].push_back({s.idx[k], ov});
     }
@@ -197,12 +216,29 @@ AxisWeights conservative_lon(const LonAxis& s, const LonAxis& t) {
   const int64_t Ws = static_cast<int64_t>(s.u.size()), W = static_cast<int64_t>(t.u.size());
   std::vector<double> measure(static_cast<size_t>(W));
   Rows rows(static_cast<size_t>(W));
+  std::vector<double> acc(static_cast<size_t>(Ws), 0.0);  // [Ws] overlap with target j
+  std::vector<int64_t> touched;
   for (int64_t j = 0; j < W; ++j) {
     measure[t.idx[j]] = (t.e[j + 1] - t.e[j]) * kDeg;
-    for (int64_t l = 0; l < Ws; ++l) {
-      const double ov = circular_overlap(t.e[j], t.e[j + 1], s.e[l], s.e[l + 1]);
-      if (ov > kSliverDeg) rows[t.idx[j]].push_back({s.idx[l], ov * kDeg});
+    // The target interval shifted by whole turns against the source cells (which span at most
+    // one turn from s.e[0]); a source may overlap under two shifts (a target of 360 degrees).
+    for (int n = -2; n <= 2; ++n) {
+      const double lo = t.e[j] + 360.0 * n, hi = t.e[j + 1] + 360.0 * n;
+      if (hi <= s.e[0] || lo >= s.e[Ws]) continue;
+      int64_t l = std::upper_bound(s.e.begin() + 1, s.e.end(), lo) - (s.e.begin() + 1);
+      for (; l < Ws && s.e[l] < hi; ++l) {
+        const double ov = std::min(hi, s.e[l + 1]) - std::max(lo, s.e[l]);
+        if (ov <= 0) continue;
+        if (acc[l] == 0) touched.push_back(l);
+        acc[l] += ov;
+      }
     }
+    std::sort(touched.begin(), touched.end());
+    for (int64_t l : touched) {
+      if (acc[l] > kSliverDeg) rows[t.idx[j]].push_back({s.idx[l], acc[l] * kDeg});
+      acc[l] = 0;
+    }
+    touched.clear();
   }
   return to_csr(rows, std::move(measure));
 }
@@ -321,22 +357,9 @@ void gauss_legendre_latitudes(int64_t n, std::vector<double>& lat_deg, std::vect
   if (n < 1) fail("regrid: Gauss-Legendre order must be >= 1, got {}", n);
   lat_deg.assign(static_cast<size_t>(n), 0.0);
   w.assign(static_cast<size_t>(n), 0.0);
-  const double dn = static_cast<double>(n);
   for (int64_t i = 0; i < (n + 1) / 2; ++i) {  // the nodes are symmetric: the northern half
-    double x = std::cos(kPi * (static_cast<double>(i) + 0.75) / (dn + 0.5));
-    double dp = 1;
-    for (int it = 0; it < 100; ++it) {  // Newton on P_n, from the classic initial guess
-      double p0 = 1, p1 = x;
-      for (int64_t j = 2; j <= n; ++j) {
-        const double dj = static_cast<double>(j);
-        const double p2 = ((2 * dj - 1) * x * p1 - (dj - 1) * p0) / dj;
-        p0 = p1, p1 = p2;
-      }
-      dp = dn * (x * p1 - p0) / (x * x - 1);
-      const double dx = p1 / dp;
-      x -= dx;
-      if (std::abs(dx) < 1e-16) break;
-    }
+    double x = 0, dp = 0;
+    gauss_legendre_node(n, i, &x, &dp);
     const double lat = 90.0 - std::acos(x) / kDeg, wi = 2.0 / ((1 - x * x) * dp * dp);
     lat_deg[i] = lat, lat_deg[n - 1 - i] = -lat;
     w[i] = w[n - 1 - i] = wi;

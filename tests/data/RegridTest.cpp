@@ -344,6 +344,20 @@ TEST(RegridTest, MissingCellsExcludedWithTheirArea) {
       EXPECT_EQ(missing, nan);
       if (thr == 0.9) EXPECT_GT(nan, 0);
     }
+  // A regional source across 0 E (lon -20..20, lat 10..-10) onto 10-degree cells: cells outside
+  // it are missing, cells on its border are valid by the share they cover.
+  const LatLonGrid reg = regular(5, 10, -5, 9, -20, 5);
+  const std::vector<float> fr = test_field(reg, 11);
+  for (double thr : {0.0, 0.5, 1.0}) {
+    const LatLonGrid t3 = equiangular_grid(18, 36);
+    const auto got = regrid(reg, t3, fr, {RegridMethod::conservative, thr}, &missing);
+    EXPECT_LT(max_rel_diff(got, oracle(reg, t3, fr, thr)), 1e-6);
+    int64_t valid = 0;
+    for (float x : got) valid += !std::isnan(x);
+    // The source spans 12.5..-12.5 N and -22.5..22.5 E: it touches 4 target rows (20..-20) and
+    // 5 columns (-25..25); it covers 2 rows (10..-10) and 3 columns (-15..15) fully.
+    EXPECT_EQ(valid, thr == 0.0 ? 4 * 5 : thr == 1.0 ? 2 * 3 : valid) << thr;
+  }
   EXPECT_NE(error_of([&] { (void)Regridder(s, t, {RegridMethod::conservative, 1.5}); })
                 .find("min_valid_fraction 1.5 must lie in [0, 1]"),
             std::string::npos);
