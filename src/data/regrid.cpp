@@ -1,6 +1,6 @@
 // Conservative and bilinear regridding with separable per-axis weights (regrid.h; docs/data.md,
-// "Regridding"). The weight construction is brute force over (target, source) pairs per axis:
-// O(H * Hs + W * Ws) overlaps, milliseconds even for 0.25-degree grids, and obviously right.
+// "Regridding"). Per axis the cells are sorted and the sources overlapping a target found by
+// binary search on the edges: O((H + Hs) log Hs) to build, milliseconds for 0.25-degree grids.
 #include "data/regrid.h"
 
 #include <fmt/core.h>
