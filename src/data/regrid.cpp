@@ -428,6 +428,8 @@ Regridder::Regridder(const LatLonGrid& src, const LatLonGrid& dst, const RegridO
     computed_ = true;
     if (!opt_.cache_path.empty()) save_cache();
   }
+  row_used_.assign(static_cast<size_t>(src_.H()), 0);
+  for (int64_t k : lat_.src) row_used_[k] = 1;
   tmp_num_.assign(static_cast<size_t>(src_.H() * dst_.W()), 0.0);
   tmp_den_.assign(static_cast<size_t>(src_.H() * dst_.W()), 0.0);
   row_num_.assign(static_cast<size_t>(dst_.W()), 0.0);
@@ -441,6 +443,7 @@ int64_t Regridder::apply(const float* in, float* out) {
   // Stage 1: every source row reduced along longitude onto the target columns.
   // tmp_num[k, j] = sum_l w_lon(j, l) f(k, l) over valid f; tmp_den the same over valid weights.
   for (int64_t k = 0; k < Hs; ++k) {
+    if (!row_used_[k]) continue;  // outside a regional target
     const float* row = in + k * Ws;
     double* tn = tmp_num_.data() + k * W;
     double* td = tmp_den_.data() + k * W;

@@ -108,6 +108,7 @@ class Regridder {
   AxisWeights lat_, lon_;
   std::string fingerprint_;
   bool computed_ = false;
+  std::vector<uint8_t> row_used_;          // [Hs] source row referenced by a latitude weight
   std::vector<double> tmp_num_, tmp_den_;  // [Hs, W] longitude-reduced source rows
   std::vector<double> row_num_, row_den_;  // [W] one target row
 };

@@ -2,7 +2,8 @@
 // times as the source it wraps, on a target grid in the canonical orientation (north to south,
 // longitudes [0, 360) ascending; e.g. equiangular_grid(32, 64)), every read going through a
 // Regridder. One Regridder per distinct source grid; its weights are cached in
-// `cache_dir`/seqvit_regrid_<method>_<Hs>x<Ws>_to_<H>x<W>.safetensors.
+// `cache_dir`/seqvit_regrid_<method>_<Hs>x<Ws>_to_<H>x<W>.safetensors. Like NetcdfDataset, one
+// object is not for concurrent use (reads share its buffers and Regridders).
 #pragma once
 
 #include <cstdint>

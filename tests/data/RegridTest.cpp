@@ -334,7 +334,8 @@ TEST(RegridTest, MissingCellsExcludedWithTheirArea) {
   std::mt19937 rng(6);
   for (auto& x : g)
     if (rng() % 10 < 3) x = std::nanf("");
-  for (const LatLonGrid& t2 : {equiangular_grid(7, 13), regular(9, -80, 20, 11, -170, 30)})
+  for (const LatLonGrid& t2 : {equiangular_grid(7, 13), regular(9, -80, 20, 11, -170, 30),
+                               regular(3, 30, -20, 4, 10, 15)})  // the last: regional
     for (double thr : {0.0, 0.5, 0.9}) {
       const auto got = regrid(s2, t2, g, {RegridMethod::conservative, thr}, &missing);
       const auto want = oracle(s2, t2, g, thr);
