@@ -153,7 +153,8 @@ void add_data_regrid(CLI::App& data) {
                 "fields to write, under these names: a variable ('t2m', 'z' = all its levels) "
                 "or a level 'z_500'; comma-separated or repeated")
       ->required()
-      ->delimiter(',');
+      ->delimiter(',')
+      ->allow_extra_args(false);  // `--var z PATH` must not take PATH as a name
   c->add_option("--method", o->method, "conservative (area-weighted) or bilinear")
       ->capture_default_str();
   c->add_option("--min-valid-fraction", o->min_valid_fraction,

@@ -61,9 +61,8 @@ class DataRegrid : public ::testing::Test {
 
 TEST_F(DataRegrid, WritesEveryVariableRegridded) {
   const std::string out = path("out.nc");
-  const auto r =
-      run("data regrid " + path("data") + " --grid 32x64 --var z,t2m --var lsm --var z_500 --out " +
-          out);
+  const auto r = run("data regrid --var z,t2m --var lsm " + path("data") +
+                     " --grid 32x64 --var z_500 --out " + out);  // PATH after --var is a path
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("wrote " + out + ": 4 variable(s) on 32x64 (conservative, min valid "
                           "fraction 0.5), 3 time step(s), 13 fields"),
