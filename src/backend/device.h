@@ -150,6 +150,10 @@ class Device {
   virtual void synchronize() = 0;
   // Whether [p, p + bytes) lies in one allocation of this device (checks and tests).
   virtual bool owns(const void* p, size_t bytes) const = 0;
+  // The high-water mark of device memory this device has allocated (arenas, parameter stores,
+  // its own workspaces), in bytes; 0 where the device does not count it (the CPU backends,
+  // whose memory is the process's: benchmarks read the peak RSS instead).
+  virtual size_t peak_allocated_bytes() const { return 0; }
 
   // ------------------------------------------------------------------ matrix products
   // C[M,N] = alpha op(A) op(B) + beta C, row-major with leading dimensions (elements).
@@ -237,8 +241,12 @@ class Device {
 
 // The devices this build has, by the name --device takes.
 std::vector<std::string> device_names();
-// A new device by name ("cpu", "guarded"); an unknown name is an error listing device_names().
+// A new device by name ("cpu", "guarded", and where the build has the CUDA plugin "cuda" or
+// "cuda:N"); an unknown name is an error listing device_names(); a known device that this
+// machine cannot run (no plugin, no driver, no GPU) is an error saying why.
 std::unique_ptr<Device> make_device(const std::string& name);
+// Whether make_device(name) would succeed here, and if not why (for tests that need a GPU).
+bool device_available(const std::string& name, std::string* why);
 // Attention scratch of `kind` on a device of that name with `threads` threads, for planning a
 // machine that is not this one (seqvit plan); a Device answers for itself.
 size_t attention_workspace_bytes(const std::string& device, AttentionKind kind,
