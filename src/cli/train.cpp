@@ -73,7 +73,7 @@ void add_train(CLI::App& app) {
   c->add_option("--grad-clip", o->opt.grad_clip, "max gradient norm (0 = off)")
       ->capture_default_str();
   // data mode
-  c->add_option("--data", o->data, "NetCDF files or directories (every *.nc below)");
+  c->add_option("--data", o->data, "NetCDF or GRIB files or directories (every *.nc or GRIB file below)");
   c->add_option("--train-range", o->train_range, "training period BEGIN/END (ISO, END excluded)");
   c->add_option("--val-range", o->val_range, "validation period BEGIN/END");
   c->add_option("--test-range", o->test_range, "test period BEGIN/END (kept for evaluate)");
