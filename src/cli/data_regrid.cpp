@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <set>
 
 #include "cli/commands.h"
@@ -66,6 +67,17 @@ void run_regrid(const RegridOptions& o) {
     }
     outs.push_back(std::move(out));
   }
+  // The file must read back unambiguously: no field (z_500) given twice, e.g. by --var z and
+  // --var z_500.
+  std::map<std::string, std::string> field_of;  // field name -> the --var that gives it
+  for (const auto& out : outs)
+    for (const auto& r : out.refs) {
+      const std::string f = out.refs.size() > 1 ? r.name : out.name;
+      const auto [it, fresh] = field_of.emplace(f, out.name);
+      if (!fresh)
+        fail("--var '{}' and --var '{}' both give the field {}; write only one of them", it->second,
+             out.name, f);
+    }
   // One time axis for the file: every time-dependent output must have the same times.
   const data::GridVariable* timed = nullptr;
   for (const auto& out : outs) {

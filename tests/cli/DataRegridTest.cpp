@@ -62,25 +62,30 @@ class DataRegrid : public ::testing::Test {
 TEST_F(DataRegrid, WritesEveryVariableRegridded) {
   const std::string out = path("out.nc");
   const auto r = run("data regrid --var z,t2m --var lsm " + path("data") +
-                     " --grid 32x64 --var z_500 --out " + out);  // PATH after --var is a path
+                     " --grid 32x64 --out " + out);  // PATH after --var is a path
   ASSERT_EQ(r.status, 0) << r.output;
-  EXPECT_NE(r.output.find("wrote " + out + ": 4 variable(s) on 32x64 (conservative, min valid "
-                          "fraction 0.5), 3 time step(s), 13 fields"),
+  EXPECT_NE(r.output.find("wrote " + out + ": 3 variable(s) on 32x64 (conservative, min valid "
+                          "fraction 0.5), 3 time step(s), 10 fields"),
             std::string::npos)
       << r.output;
-  EXPECT_NE(r.output.find("data regrid: done: 13/13 fields (100%)"), std::string::npos)
+  EXPECT_NE(r.output.find("data regrid: done: 10/10 fields (100%)"), std::string::npos)
       << r.output;
   EXPECT_NE(r.output.find("weights computed and cached in " + path("data")), std::string::npos);
   EXPECT_TRUE(fs::exists(path("data/seqvit_regrid_conservative_60x120_to_32x64.safetensors")));
 
-  NetcdfDataset in({path("data/era5.nc")}), res({out});
-  EXPECT_EQ(res.variables(), (std::vector<std::string>{"z", "t2m", "lsm", "z_500"}));
+  // One level alone is written without a level axis, under the name given.
+  const std::string out500 = path("out500.nc");
+  const auto r500 = run("data regrid " + path("data") + " --grid 32x64 --var z_500 --out " + out500);
+  ASSERT_EQ(r500.status, 0) << r500.output;
+  NetcdfDataset in({path("data/era5.nc")}), res({out}), res500({out500});
+  EXPECT_EQ(res.variables(), (std::vector<std::string>{"z", "t2m", "lsm"}));
+  EXPECT_EQ(res500.variables(), (std::vector<std::string>{"z_500"}));
   const LatLonGrid t = equiangular_grid(32, 64);
   EXPECT_EQ(res.variable("z").lat, t.lat);
   EXPECT_EQ(res.variable("z").lon, t.lon);
   EXPECT_EQ(res.variable("z").levels_hpa, (std::vector<double>{500, 850}));
   EXPECT_EQ(res.variable("z").times, in.variable("z").times);
-  EXPECT_FALSE(res.variable("z_500").has_level);
+  EXPECT_FALSE(res500.variable("z_500").has_level);
   EXPECT_FALSE(res.variable("lsm").has_time);
   EXPECT_EQ(res.variable("t2m").units, "K");
   Regridder rg(LatLonGrid{in.variable("z").lat, in.variable("z").lon}, t);
@@ -92,7 +97,8 @@ TEST_F(DataRegrid, WritesEveryVariableRegridded) {
     for (int64_t step = 0; step < (in_name == "lsm" ? 1 : 3); ++step) {
       in.read(in.resolve(in_name), step, src.data());
       const int64_t m = rg.apply(src.data(), want.data());
-      EXPECT_EQ(res.read(res.resolve(out_name), step, got.data()), m);
+      const NetcdfDataset& file = in_name == "z_500" ? res500 : res;
+      EXPECT_EQ(file.read(file.resolve(out_name), step, got.data()), m);
       for (size_t p = 0; p < got.size(); ++p)
         if (std::isnan(want[p]))
           EXPECT_TRUE(std::isnan(got[p]));
@@ -126,6 +132,8 @@ TEST_F(DataRegrid, BadFlagsAreNamed) {
   err(d + " --grid 32x64 --var q" + o, "unknown variable 'q'");
   err(d + " --grid 32x64 --var z_300" + o, "variable 'z' has no level 300 hPa");
   err(d + " --grid 32x64 --var z,z" + o, "--var 'z' is given twice");
+  err(d + " --grid 32x64 --var z,z_500" + o,
+      "--var 'z' and --var 'z_500' both give the field z_500; write only one of them");
   err(d + " --grid 32x64 --var z --method nearest" + o,
       "unknown regridding method 'nearest'; use conservative or bilinear");
   err(d + " --grid 32x64 --var z --min-valid-fraction 2" + o,
