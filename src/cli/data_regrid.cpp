@@ -155,7 +155,8 @@ void add_data_regrid(CLI::App& data) {
   auto o = std::make_shared<RegridOptions>();
   auto* c = data.add_subcommand(
       "regrid", "Regrid fields onto an equiangular HxW grid and write CF NetCDF");
-  c->add_option("paths", o->paths, "NetCDF files or directories (every *.nc below them, sorted)")
+  c->add_option("paths", o->paths,
+                "NetCDF or GRIB files or directories (every *.nc or GRIB file below them, sorted)")
       ->required();
   c->add_option("--grid", o->grid,
                 "HxW equiangular target: H rows centred at -90+D/2..90-D/2 (D=180/H), W "
