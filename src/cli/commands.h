@@ -14,5 +14,6 @@ void add_plan(CLI::App& app);     // plan.cpp
 void add_data(CLI::App& app);
 void add_data_stats(CLI::App& data);
 void add_data_synth(CLI::App& data);  // data_synth.cpp
+void add_data_regrid(CLI::App& data);  // data_regrid.cpp
 
 }  // namespace seqvit::cli

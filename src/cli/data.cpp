@@ -162,6 +162,7 @@ void add_data(CLI::App& app) {
   data->require_subcommand(1);
   add_data_stats(*data);
   add_data_synth(*data);
+  add_data_regrid(*data);
 }
 
 }  // namespace seqvit::cli

@@ -28,28 +28,18 @@ constexpr const char* kTimeUnits = "hours since 1970-01-01 00:00:00";
 void write_contents(int nc, const std::string& path, const ForecastGrid& g,
                     const std::vector<ForecastField>& fields, const ForecastMetadata& m) {
   const int64_t H = static_cast<int64_t>(g.lat.size()), W = static_cast<int64_t>(g.lon.size());
-  int dtime, dlat, dlon;
+  int dtime;
   nc_check(nc_def_dim(nc, "time", 1, &dtime), "nc_def_dim(time)", path);
-  nc_check(nc_def_dim(nc, "lat", H, &dlat), "nc_def_dim(lat)", path);
-  nc_check(nc_def_dim(nc, "lon", W, &dlon), "nc_def_dim(lon)", path);
+  const NcLatLon ll = def_lat_lon(nc, H, W, path);
+  const int dlat = ll.dim_lat, dlon = ll.dim_lon, vlat = ll.var_lat, vlon = ll.var_lon;
 
-  int vtime, vlat, vlon, vref, vlead;
+  int vtime, vref, vlead;
   nc_check(nc_def_var(nc, "time", NC_DOUBLE, 1, &dtime, &vtime), "nc_def_var(time)", path);
   put_text(nc, vtime, "units", kTimeUnits, path);
   put_text(nc, vtime, "calendar", "standard", path);
   put_text(nc, vtime, "standard_name", "time", path);
   put_text(nc, vtime, "long_name", "valid time of the forecast", path);
   put_text(nc, vtime, "axis", "T", path);
-  nc_check(nc_def_var(nc, "lat", NC_DOUBLE, 1, &dlat, &vlat), "nc_def_var(lat)", path);
-  put_text(nc, vlat, "units", "degrees_north", path);
-  put_text(nc, vlat, "standard_name", "latitude", path);
-  put_text(nc, vlat, "long_name", "latitude", path);
-  put_text(nc, vlat, "axis", "Y", path);
-  nc_check(nc_def_var(nc, "lon", NC_DOUBLE, 1, &dlon, &vlon), "nc_def_var(lon)", path);
-  put_text(nc, vlon, "units", "degrees_east", path);
-  put_text(nc, vlon, "standard_name", "longitude", path);
-  put_text(nc, vlon, "long_name", "longitude", path);
-  put_text(nc, vlon, "axis", "X", path);
   nc_check(nc_def_var(nc, "forecast_reference_time", NC_DOUBLE, 0, nullptr, &vref),
            "nc_def_var(forecast_reference_time)", path);
   put_text(nc, vref, "units", kTimeUnits, path);
@@ -158,26 +148,12 @@ void write_forecast_netcdf(const std::string& path, const ForecastGrid& grid,
     const int st = nc_close(nc);
     nc = -1;
     nc_check(st, "nc_close", tmp);
-    // libnetcdf does not fsync; do it before the rename, so the new name never points at data
-    // that a crash could still lose.
-    const int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || ::fsync(fd) != 0) {
-      const int err = errno;
-      if (fd >= 0) ::close(fd);
-      fail("cannot fsync '{}': {}", tmp, std::strerror(err));
-    }
-    ::close(fd);
   } catch (...) {
     if (nc >= 0) nc_close(nc);
     std::remove(tmp.c_str());
     throw;
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    fail("cannot rename '{}' to '{}': {}", tmp, path, ec.message());
-  }
+  commit_file(tmp, path);
 }
 
 std::string cf_standard_name(const std::string& variable) {

@@ -380,12 +380,35 @@ std::vector<float> SafetensorsReader::read_f32(const std::string& name) const {
   return out;
 }
 
+namespace {
+template <typename T>
+std::vector<T> read_exact(const SafetensorsReader& r, const std::vector<char>& data,
+                          const std::string& name, const char* dtype) {
+  const TensorInfo& t = r.info(name);
+  if (t.dtype != dtype) {
+    fail("{}: tensor '{}' has dtype {}, expected {}", r.path(), name, t.dtype, dtype);
+  }
+  std::vector<T> out(static_cast<size_t>(t.numel()));
+  if (!out.empty()) std::memcpy(out.data(), data.data() + t.begin, out.size() * sizeof(T));
+  return out;
+}
+}  // namespace
+
+std::vector<double> SafetensorsReader::read_f64(const std::string& name) const {
+  return read_exact<double>(*this, data_, name, "F64");
+}
+
+std::vector<int64_t> SafetensorsReader::read_i64(const std::string& name) const {
+  return read_exact<int64_t>(*this, data_, name, "I64");
+}
+
 void SafetensorsWriter::set_metadata(const std::string& key, const std::string& value) {
   metadata_[key] = value;
 }
 
-void SafetensorsWriter::add_f32(const std::string& name, const std::vector<int64_t>& shape,
-                                const float* data) {
+void SafetensorsWriter::add(const std::string& name, const char* dtype,
+                            const std::vector<int64_t>& shape, const void* data,
+                            size_t elem_size) {
   if (name == "__metadata__") {
     fail("safetensors: '__metadata__' is reserved and cannot name a tensor");
   }
@@ -398,9 +421,28 @@ void SafetensorsWriter::add_f32(const std::string& name, const std::vector<int64
     n *= d;
   }
   Entry e;
+  e.dtype = dtype;
   e.shape = shape;
-  if (n > 0) e.data.assign(data, data + n);
+  if (n > 0) {
+    const char* p = static_cast<const char*>(data);
+    e.bytes.assign(p, p + static_cast<size_t>(n) * elem_size);
+  }
   tensors_.emplace(name, std::move(e));
+}
+
+void SafetensorsWriter::add_f32(const std::string& name, const std::vector<int64_t>& shape,
+                                const float* data) {
+  add(name, "F32", shape, data, sizeof(float));
+}
+
+void SafetensorsWriter::add_f64(const std::string& name, const std::vector<int64_t>& shape,
+                                const double* data) {
+  add(name, "F64", shape, data, sizeof(double));
+}
+
+void SafetensorsWriter::add_i64(const std::string& name, const std::vector<int64_t>& shape,
+                                const int64_t* data) {
+  add(name, "I64", shape, data, sizeof(int64_t));
 }
 
 void SafetensorsWriter::write(const std::string& path) const {
@@ -412,9 +454,9 @@ void SafetensorsWriter::write(const std::string& path) const {
   uint64_t offset = 0;
   for (const auto& [name, e] :
        tensors_) {  // std::map: sorted-name order, as the reference lays out
-    const uint64_t bytes = e.data.size() * sizeof(float);
+    const uint64_t bytes = e.bytes.size();
     nlohmann::ordered_json entry = nlohmann::ordered_json::object();
-    entry["dtype"] = "F32";
+    entry["dtype"] = e.dtype;
     entry["shape"] = e.shape;
     entry["data_offsets"] = {offset, offset + bytes};
     header[name] = std::move(entry);
@@ -433,9 +475,8 @@ void SafetensorsWriter::write(const std::string& path) const {
   write_atomic_with(path, [&](int fd) {
     if (!write_all(fd, len, 8) || !write_all(fd, text.data(), text.size())) return false;
     for (const auto& kv : tensors_) {
-      const auto& d = kv.second.data;
-      if (!write_all(fd, reinterpret_cast<const char*>(d.data()), d.size() * sizeof(float)))
-        return false;
+      const auto& d = kv.second.bytes;
+      if (!write_all(fd, d.data(), d.size())) return false;
     }
     return true;
   });

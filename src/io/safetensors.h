@@ -36,6 +36,10 @@ class SafetensorsReader {
                 float* dst) const;
   // Same without a shape check; returns the values.
   std::vector<float> read_f32(const std::string& name) const;
+  // Tensor `name` as stored, for F64 and I64 tensors only (no conversion: exact doubles, e.g.
+  // regridding weights, and indices). Throws naming the file if absent or of another dtype.
+  std::vector<double> read_f64(const std::string& name) const;
+  std::vector<int64_t> read_i64(const std::string& name) const;
 
  private:
   std::string path_;
@@ -49,15 +53,21 @@ class SafetensorsWriter {
   void set_metadata(const std::string& key, const std::string& value);
   // Adds a float32 tensor; the data is copied. Names must be unique.
   void add_f32(const std::string& name, const std::vector<int64_t>& shape, const float* data);
+  // The same for float64 and int64 tensors (stored as F64 / I64).
+  void add_f64(const std::string& name, const std::vector<int64_t>& shape, const double* data);
+  void add_i64(const std::string& name, const std::vector<int64_t>& shape, const int64_t* data);
   // Writes atomically: to "<path>.tmp.<pid>" in the same directory, fsync, then rename.
   void write(const std::string& path) const;
 
  private:
   std::map<std::string, std::string> metadata_;
   struct Entry {
+    std::string dtype;  // "F32", "F64" or "I64"
     std::vector<int64_t> shape;
-    std::vector<float> data;
+    std::vector<char> bytes;  // little-endian data
   };
+  void add(const std::string& name, const char* dtype, const std::vector<int64_t>& shape,
+           const void* data, size_t elem_size);
   std::map<std::string, Entry> tensors_;
 };
 

@@ -24,6 +24,7 @@ struct Coord {  // a dimension with its coordinate variable
   std::string units;
   std::string calendar;
   bool unlimited = false;  // a record dimension, as ERA5's classic-format time
+  std::string bounds;      // CF "bounds" attribute (the name of a cell-bounds variable)
 };
 
 struct Var {
@@ -51,6 +52,8 @@ inline void write(const std::string& path, int cmode, const std::vector<Coord>& 
       ok(nc_put_att_text(nc, v, "units", c.units.size(), c.units.c_str()), "att");
     if (!c.calendar.empty())
       ok(nc_put_att_text(nc, v, "calendar", c.calendar.size(), c.calendar.c_str()), "att");
+    if (!c.bounds.empty())
+      ok(nc_put_att_text(nc, v, "bounds", c.bounds.size(), c.bounds.c_str()), "att");
     dim[c.name] = {d, c.values.size()};
     cvar.push_back(v);
   }

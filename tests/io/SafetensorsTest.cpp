@@ -183,6 +183,35 @@ TEST_F(SafetensorsTest, EmptyFileWithoutTensors) {
   EXPECT_TRUE(r.metadata().empty());
 }
 
+// F64 and I64 tensors round-trip exactly (the regridding weights cache relies on it); reading
+// them with the other dtype's reader is an error naming the file, the tensor and both dtypes.
+TEST_F(SafetensorsTest, F64AndI64RoundTripExactly) {
+  const std::vector<double> d = {0.1, -1e300, 5e-324, std::nextafter(1.0, 2.0)};
+  const std::vector<int64_t> i = {0, -1, (int64_t{1} << 62) + 3};
+  const std::vector<float> f = {1.5f};
+  SafetensorsWriter wr;
+  wr.add_f64("d", {2, 2}, d.data());
+  wr.add_i64("i", {3}, i.data());
+  wr.add_f32("f", {1}, f.data());
+  const std::string path = file("mixed.safetensors");
+  wr.write(path);
+  SafetensorsReader r(path);
+  EXPECT_EQ(r.info("d").dtype, "F64");
+  EXPECT_EQ(r.info("d").shape, (std::vector<int64_t>{2, 2}));
+  EXPECT_EQ(r.read_f64("d"), d);
+  EXPECT_EQ(r.read_i64("i"), i);
+  EXPECT_EQ(r.read_f32("f"), f);
+  try {
+    (void)r.read_f64("i");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor 'i' has dtype I64, expected F64"),
+              std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  }
+  EXPECT_THROW((void)r.read_i64("f"), Error);
+}
+
 // Bytes laid out the way the Python reference writes mixed dtypes (larger alignment first, then
 // by name), with the header keys in an arbitrary order, space padding and metadata.
 TEST_F(SafetensorsTest, ReadsReferenceStyleFileWithMixedDtypes) {

@@ -149,12 +149,7 @@ void NcPackedWriter::close() {
   const int id = ncid_;
   ncid_ = -1;
   nc_check(nc_close(id), "nc_close", tmp_);
-  std::error_code ec;
-  std::filesystem::rename(tmp_, path_, ec);
-  if (ec) {
-    std::remove(tmp_.c_str());
-    fail("cannot rename '{}' to '{}': {}", tmp_, path_, ec.message());
-  }
+  commit_file(tmp_, path_);
 }
 
 }  // namespace seqvit::data::synth
