@@ -12,6 +12,8 @@ module, perturbs every parameter with small noise, makes a structured random bat
   DIR/train_reference.json   AdamW + clipping + warm-up/cosine schedule: losses, grad norms and
                              learning rates of --steps steps on the same batch (float64)
   DIR/train_final.safetensors the parameters after those --steps updates (float64 -> float32)
+  DIR/dropout_reference.safetensors  as reference.safetensors, with dropout 0.1 and drop-path 0.2
+                             drawn by seqvit's hashed masks (seed 7, step 3) at ClimaX's places
 
 With --climax-layout it writes instead a ClimaX-layout PyTorch Lightning checkpoint
 (DIR/climax.ckpt, {"state_dict": {"net.<name>": ...}}, microsoft/ClimaX's module names with one
@@ -579,6 +581,11 @@ def main(argv=None):
                       {"seqvit.reference": "float64 forward/backward of model.safetensors on "
                                            "batch.safetensors, stored as float32"})
 
+    # The same forward/backward with dropout and drop-path (seqvit's masks at step 3).
+    drop = {"rate": 0.1, "path": 0.2, "seed": 7, "step": 3}
+    dloss = write_dropout_reference(a.out, cfg, params32, batch, drop)
+    print(f"dropout {drop}: loss {dloss:.10g}; wrote {a.out}/dropout_reference.safetensors")
+
     # Training reference.
     hp = hyper_params(a.steps)
     mt = ClimaX(cfg)
@@ -714,6 +721,85 @@ def run_checks(a, cfg, params32, batch, ref, m64):
     print(f"  [info] steps whose gradient norm exceeds clip_grad_norm (clipped): {clipped} of "
           f"{len(tr['grad_norms_before_clip'])}")
     return ok
+
+
+# ----------------------------------------------------------------------------------------------
+# Dropout and drop-path with seqvit's hashed masks (docs/model.md "Dropout", backend/device.h
+# DropoutArgs), at ClimaX's places (timm Block / Mlp / Attention, ClimaX's pos_drop): the mask of
+# each element is drawn from (seed, step, site, the element's index), so this forward and
+# seqvit's drop the same elements, and their gradients must agree.
+
+_U64 = 0xFFFFFFFFFFFFFFFF
+
+
+def _mix_int(z):
+    z = (z + 0x9e3779b97f4a7c15) & _U64
+    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & _U64
+    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & _U64
+    return z ^ (z >> 31)
+
+
+def _mix_np(z):
+    with np.errstate(over="ignore"):
+        z = z + np.uint64(0x9e3779b97f4a7c15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xbf58476d1ce4e5b9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94d049bb133111eb)
+    return z ^ (z >> np.uint64(31))
+
+
+def dropout_mask(p, seed, step, site, B, N, C, per_sample=False):
+    """[B, N, C] float64 multipliers (0 or 1/(1-p)) of seqvit's mask with probability p (as
+    float32, as the backend receives it); per_sample: one draw per sample (drop-path)."""
+    p32 = float(np.float32(p))
+    if p32 <= 0:
+        return torch.ones(B, N, C, dtype=torch.float64)
+    key = _mix_int(_mix_int(_mix_int(seed) ^ step) ^ site)
+    thr = np.uint64(int(p32 * 16777216.0))
+    if per_sample:
+        ids = np.arange(B, dtype=np.uint64)[:, None, None] * np.ones((1, N, C), dtype=np.uint64)
+    else:
+        ids = np.arange(B * N * C, dtype=np.uint64).reshape(B, N, C)
+    keep = (_mix_np(np.uint64(key) ^ ids) >> np.uint64(40)) >= thr
+    return torch.from_numpy(keep.astype(np.float64) / (1.0 - p32))
+
+
+def forward_with_dropout(model, x, lt_hours, rate, path, seed, step):
+    """ClimaX.forward with dropout (pos_drop; per block proj_drop, the Mlp's two drops) and
+    drop-path (each residual branch, rate path * i / (depth - 1)) at their ClimaX places."""
+    t = model.embed(x)
+    t = t + model.lead_time_embed((lt_hours / 100.0).unsqueeze(-1)).unsqueeze(1)
+    B, N, D = t.shape
+    t = t * dropout_mask(rate, seed, step, 0, B, N, D)
+    depth = len(model.blocks)
+    for i, blk in enumerate(model.blocks):
+        dp = path * i / (depth - 1) if depth > 1 else 0.0
+        a = blk.attn(blk.norm1(t))
+        t = t + a * dropout_mask(rate, seed, step, 8 * i + 1, B, N, D) \
+            * dropout_mask(dp, seed, step, 8 * i + 2, B, N, D, per_sample=True)
+        h = blk.mlp.act(blk.mlp.fc1(blk.norm2(t)))
+        h = h * dropout_mask(rate, seed, step, 8 * i + 3, B, N, h.shape[-1])
+        m = blk.mlp.fc2(h)
+        t = t + m * dropout_mask(rate, seed, step, 8 * i + 4, B, N, D) \
+            * dropout_mask(dp, seed, step, 8 * i + 5, B, N, D, per_sample=True)
+    z = model.head(model.norm(t))
+    return model.unpatchify(z)[:, model.out_ids]
+
+
+def write_dropout_reference(out, cfg, params32, batch, drop):
+    m = ClimaX(cfg)
+    m.load_state_dict(params32)
+    m.double()
+    x, y = batch["x"].double(), batch["y"].double()
+    lt, lat = batch["lead_times"].double(), batch["lat"].double()
+    pred = forward_with_dropout(m, x, lt, drop["rate"], drop["path"], drop["seed"], drop["step"])
+    loss = lat_weighted_mse(pred, y, lat)
+    loss.backward()
+    ref = {"pred": pred.detach().float(), "loss": loss.detach().reshape(1).float()}
+    for n, p in m.named_parameters():
+        ref["grad." + n] = p.grad.detach().float()
+    write_safetensors(os.path.join(out, "dropout_reference.safetensors"), ref,
+                      {"seqvit.dropout": json.dumps(drop)})
+    return loss.item()
 
 
 # ----------------------------------------------------------------------------------------------
