@@ -5,7 +5,8 @@
   climax_checkpoint.py export MODEL.safetensors CKPT [--base CKPT]
 
 import: CKPT is a ClimaX PyTorch Lightning checkpoint ({"state_dict": {"net.<name>": tensor}},
-the module of microsoft/ClimaX src/climax/arch.py) or a bare state dict. It holds one token
+the module of microsoft/ClimaX src/climax/arch.py) or a bare state dict; stacked patch embeddings
+(parallel_patch_embed) and early "channel_*" names are read as ClimaX's own loader reads them. It holds one token
 embedding, one var_embed row and one set of head outputs per *default variable* of the ClimaX
 model; the seqvit model keeps those of --variables (seqvit names, in that order), mapped to
 ClimaX names by NAME_TABLE below. Everything else (the variable aggregation, pos_embed, the
@@ -113,10 +114,20 @@ def load_climax(path):
     net = {k[4:]: v for k, v in sd.items() if k.startswith("net.")}
     if not net:  # a bare ClimaX state dict
         net = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    # as ClimaX's own loader (GlobalForecastModule.load_pretrained_weights): early checkpoints
+    # name the variable tensors "channel_*"
+    net = {k.replace("channel", "var"): v for k, v in net.items()}
     if "var_embed" not in net:
         fail(f"{path}: no 'net.var_embed' tensor: not a ClimaX checkpoint (tensors: "
              f"{', '.join(sorted(sd)[:8])}, ...)")
     out = {k: v.detach().float().numpy() for k, v in net.items()}
+    # parallel_patch_embed=True (ParallelVarPatchEmbed): the per-variable convolutions stacked,
+    # proj_weights [Vd, D, 1, p, p] and proj_biases [Vd, D]: the same tensors, split
+    if "token_embeds.proj_weights" in out:
+        w, b = out.pop("token_embeds.proj_weights"), out.pop("token_embeds.proj_biases")
+        for i in range(w.shape[0]):
+            out[f"token_embeds.{i}.proj.weight"] = w[i]
+            out[f"token_embeds.{i}.proj.bias"] = b[i]
     meta = ck.get("seqvit.climax", {}) if isinstance(ck, dict) else {}
     return out, meta
 

@@ -855,8 +855,10 @@ class ClimaXArch(nn.Module):
 
 
 def climax_layout_main(a):
-    """Writes DIR/climax.ckpt (random weights), DIR/climax_batch.safetensors for --climax-inputs
-    and DIR/climax_reference.safetensors (pred and loss in float64 from the float32 weights)."""
+    """Writes DIR/climax.ckpt (random weights; DIR/climax_parallel.ckpt the same with the stacked
+    patch embeddings of parallel_patch_embed=True), DIR/climax_batch.safetensors for
+    --climax-inputs and DIR/climax_reference.safetensors (pred and loss in float64 from the
+    float32 weights)."""
     default_vars = a.climax_variables.split(",")
     inputs, outputs = a.climax_inputs.split(","), a.climax_outputs.split(",")
     torch.manual_seed(a.seed)
@@ -871,6 +873,14 @@ def climax_layout_main(a):
                 prm.add_(1.0)
     sd = {"net." + n: t.detach().clone().float() for n, t in net.state_dict().items()}
     torch.save({"state_dict": sd, "epoch": 0, "global_step": 0}, os.path.join(a.out, "climax.ckpt"))
+    # the same weights as ClimaX's ParallelVarPatchEmbed stores them (parallel_patch_embed=True)
+    par = {n: t for n, t in sd.items() if not n.startswith("net.token_embeds.")}
+    Vd = len(default_vars)
+    par["net.token_embeds.proj_weights"] = torch.stack(
+        [sd[f"net.token_embeds.{i}.proj.weight"] for i in range(Vd)])
+    par["net.token_embeds.proj_biases"] = torch.stack(
+        [sd[f"net.token_embeds.{i}.proj.bias"] for i in range(Vd)])
+    torch.save({"state_dict": par}, os.path.join(a.out, "climax_parallel.ckpt"))
     cfg = {"img_size": list(a.img), "variables": inputs, "out_variables": outputs}
     batch = make_batch(cfg, a.batch, gen)
     write_safetensors(os.path.join(a.out, "climax_batch.safetensors"), batch,

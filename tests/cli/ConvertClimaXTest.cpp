@@ -81,6 +81,9 @@ TEST_F(ConvertClimaXTest, ImportedWeightsGiveTheReferenceForward) {
   const double l = ours.read_f32("loss")[0], lref = ref.read_f32("loss")[0];
   EXPECT_LE(std::fabs(l - lref) / lref, 1e-5) << l << " vs " << lref;
   std::printf("  pred relative error %.3e\n", perr);
+  // the stacked patch embeddings of parallel_patch_embed=True give the same model
+  import("climax_parallel.ckpt", "par.safetensors");
+  expect_identical("m.safetensors", "par.safetensors");
   // the variable subset really selects rows: another order of the same inputs is another model
   import("climax.ckpt", "swapped.safetensors", kArch, "t2m,z_500,lsm");
   io::SafetensorsReader a(at("m.safetensors")), b(at("swapped.safetensors"));
