@@ -5,7 +5,11 @@
 // FLOPs = 3 * L * (24 N D^2 + 4 N^2 D) per step (the same count the PyTorch peer uses).
 // One configuration per process, so peak RSS (getrusage) is per configuration.
 //   bench_block_step --n 8192 [--bf16] [--steps 3] [--warmup 1] [--dim 256 --heads 4 --depth 4]
-//                    [--attention flash|dense] [--device cpu|guarded]
+//                    [--attention flash|dense] [--recompute] [--device cpu|guarded|cuda]
+//                    [--peak-tflops P]
+// --peak-tflops: the device's dense peak at this precision (989 for an H100 SXM in bf16); the
+// run then reports its model FLOPs utilisation, MFU = achieved / peak. On a device that counts
+// its memory (cuda) the peak is the device's allocation high-water mark, else the peak RSS.
 // --device picks the backend (default cpu); an unknown name exits with status 1, listing the
 // devices of this build.
 // --attention dense runs the blocks with standard attention that keeps the probabilities
@@ -30,9 +34,10 @@
 
 using namespace seqvit;
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   int64_t n = 8192, dim = 256, heads = 4, depth = 4, steps = 3, warmup = 1;
-  bool bf16 = false, json = false;
+  bool bf16 = false, json = false, recompute = false;
+  double peak_tflops = 0;
   std::string attention = "flash";
   std::string device_name = "cpu";
   for (int i = 1; i < argc; ++i) {
@@ -51,6 +56,14 @@ int main(int argc, char** argv) {
     else if (a == "--steps") steps = next();
     else if (a == "--warmup") warmup = next();
     else if (a == "--bf16") bf16 = true;
+    else if (a == "--recompute") recompute = true;
+    else if (a == "--peak-tflops") {
+      if (i + 1 >= argc) {
+        fmt::print(stderr, "missing value after --peak-tflops\n");
+        return 2;
+      }
+      peak_tflops = std::atof(argv[++i]);
+    }
     else if (a == "--json") json = true;
     else if (a == "--device") {
       if (i + 1 >= argc) {
@@ -71,7 +84,7 @@ int main(int argc, char** argv) {
         return 2;
       }
     } else {
-      fmt::print(stderr, "unknown flag {} (flags: --n --dim --heads --depth --steps --warmup --bf16 --attention --device --json)\n", a);
+      fmt::print(stderr, "unknown flag {} (flags: --n --dim --heads --depth --steps --warmup --bf16 --attention --recompute --device --peak-tflops --json)\n", a);
       return 2;
     }
   }
@@ -101,7 +114,9 @@ int main(int argc, char** argv) {
   train::OptimConfig oc;
   oc.lr = 1e-4;
   oc.total_steps = steps + 1;
-  train::Trainer tr(mc, oc, 1, bf16 ? model::Precision::BF16 : model::Precision::F32, 0, {},
+  train::TrainerParallel par;
+  par.recompute = recompute;
+  train::Trainer tr(mc, oc, 1, bf16 ? model::Precision::BF16 : model::Precision::F32, 0, par,
                     *device);
   const int64_t HW = mc.img_h * mc.img_w;
   std::vector<float> x(HW), y(HW), lat(mc.img_h);
@@ -130,17 +145,36 @@ int main(int argc, char** argv) {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   const double rss_gib = ru.ru_maxrss * 1024.0 / (1024.0 * 1024 * 1024);
+  const double dev_gib = device->peak_allocated_bytes() / (1024.0 * 1024 * 1024);
+  const double mfu = peak_tflops > 0 ? flops / secs / (peak_tflops * 1e12) : 0;
   if (json)
-    fmt::print("{{\"impl\": \"seqvit\", \"n\": {}, \"dtype\": \"{}\", \"step_s\": {:.4f}, "
-               "\"tokens_per_s\": {:.1f}, \"gflops\": {:.2f}, \"peak_rss_gib\": {:.3f}, "
+    fmt::print("{{\"impl\": \"seqvit\", \"device\": \"{}\", \"n\": {}, \"dim\": {}, "
+               "\"heads\": {}, \"depth\": {}, \"dtype\": \"{}\", \"recompute\": {}, "
+               "\"step_s\": {:.4f}, \"tokens_per_s\": {:.1f}, \"gflops\": {:.2f}, "
+               "\"mfu\": {:.4f}, \"peak_rss_gib\": {:.3f}, \"peak_device_gib\": {:.3f}, "
                "\"planned_gib\": {:.3f}, \"threads\": {}, \"attention\": \"{}\"}}\n",
-               n, bf16 ? "bf16" : "fp32", secs, N / secs, flops / secs / 1e9, rss_gib,
+               device->name(), n, dim, heads, depth, bf16 ? "bf16" : "fp32", recompute, secs,
+               N / secs, flops / secs / 1e9, mfu, rss_gib, dev_gib,
                tr.total_bytes() / (1024.0 * 1024 * 1024), omp_get_max_threads(), attention);
   else
-    fmt::print("seqvit step N={} D={} heads={} depth={} {} {} attention: {:.3f} s/step, {:.0f} "
-               "tokens/s, {:.1f} GFLOP/s, peak RSS {:.2f} GiB (planned {:.2f} GiB), {} threads\n",
-               n, dim, heads, depth, bf16 ? "bf16" : "fp32", attention, secs, N / secs,
-               flops / secs / 1e9, rss_gib, tr.total_bytes() / (1024.0 * 1024 * 1024),
-               omp_get_max_threads());
+    fmt::print("seqvit step on {} N={} D={} heads={} depth={} {} {} attention{}: {:.3f} s/step, "
+               "{:.0f} tokens/s, {:.1f} GFLOP/s{}, peak {} {:.2f} GiB (planned {:.2f} GiB), {} "
+               "threads\n",
+               device->name(), n, dim, heads, depth, bf16 ? "bf16" : "fp32", attention,
+               recompute ? ", recompute" : "", secs, N / secs, flops / secs / 1e9,
+               peak_tflops > 0 ? fmt::format(", MFU {:.1f}%", 100 * mfu) : "",
+               dev_gib > 0 ? "device memory" : "RSS", dev_gib > 0 ? dev_gib : rss_gib,
+               tr.total_bytes() / (1024.0 * 1024 * 1024), omp_get_max_threads());
   return 0;
+}
+
+// Exit status: 0 measured, 1 failed (an error, e.g. the model does not fit: the message says
+// so), 2 bad flags.
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "bench_block_step: {}\n", e.what());
+    return 1;
+  }
 }

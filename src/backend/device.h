@@ -119,20 +119,21 @@ struct DropoutArgs {
   float p = 0.f;  // drop probability, [0, 1)
   uint64_t seed = 0, step = 0, site = 0;
 };
-// The keep mask's hash (DropoutArgs), for the backends and the tests.
-inline uint64_t dropout_mix(uint64_t z) {
+// The keep mask's hash (DropoutArgs), for the backends and the tests; constexpr, so the CUDA
+// kernels call the same functions (nvcc --expt-relaxed-constexpr).
+constexpr uint64_t dropout_mix(uint64_t z) {
   z += 0x9e3779b97f4a7c15ull;
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
   return z ^ (z >> 31);
 }
-inline uint64_t dropout_key(uint64_t seed, uint64_t step, uint64_t site) {
+constexpr uint64_t dropout_key(uint64_t seed, uint64_t step, uint64_t site) {
   return dropout_mix(dropout_mix(dropout_mix(seed) ^ step) ^ site);
 }
-inline uint64_t dropout_threshold(float p) {
+constexpr uint64_t dropout_threshold(float p) {
   return static_cast<uint64_t>(static_cast<double>(p) * 16777216.0);
 }
-inline bool dropout_keep(uint64_t key, uint64_t id, uint64_t thr) {
+constexpr bool dropout_keep(uint64_t key, uint64_t id, uint64_t thr) {
   return (dropout_mix(key ^ id) >> 40) >= thr;
 }
 
@@ -185,6 +186,10 @@ class Device {
   virtual void synchronize() = 0;
   // Whether [p, p + bytes) lies in one allocation of this device (checks and tests).
   virtual bool owns(const void* p, size_t bytes) const = 0;
+  // The high-water mark of device memory this device has allocated (arenas, parameter stores,
+  // its own workspaces), in bytes; 0 where the device does not count it (the CPU backends,
+  // whose memory is the process's: benchmarks read the peak RSS instead).
+  virtual size_t peak_allocated_bytes() const { return 0; }
 
   // ------------------------------------------------------------------ matrix products
   // C[M,N] = alpha op(A) op(B) + beta C, row-major with leading dimensions (elements).
@@ -275,8 +280,12 @@ class Device {
 
 // The devices this build has, by the name --device takes.
 std::vector<std::string> device_names();
-// A new device by name ("cpu", "guarded"); an unknown name is an error listing device_names().
+// A new device by name ("cpu", "guarded", and where the build has the CUDA plugin "cuda" or
+// "cuda:N"); an unknown name is an error listing device_names(); a known device that this
+// machine cannot run (no plugin, no driver, no GPU) is an error saying why.
 std::unique_ptr<Device> make_device(const std::string& name);
+// Whether make_device(name) would succeed here, and if not why (for tests that need a GPU).
+bool device_available(const std::string& name, std::string* why);
 // Attention scratch of `kind` on a device of that name with `threads` threads, for planning a
 // machine that is not this one (seqvit plan); a Device answers for itself.
 size_t attention_workspace_bytes(const std::string& device, AttentionKind kind,

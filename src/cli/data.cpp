@@ -13,7 +13,7 @@
 #include "cli/commands.h"
 #include "core/check.h"
 #include "data/cf_time.h"
-#include "data/netcdf_reader.h"
+#include "data/grid_source.h"
 
 namespace seqvit::cli {
 
@@ -59,7 +59,8 @@ struct Moments {
 nlohmann::json num(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(); }
 
 void run_stats(const StatsOptions& o) {
-  data::NetcdfDataset ds(o.paths);
+  const std::unique_ptr<data::GridSource> source = data::open_grid_source(o.paths);
+  const data::GridSource& ds = *source;
   std::vector<data::FieldRef> fields;
   if (o.vars.empty()) {
     fields = ds.fields();

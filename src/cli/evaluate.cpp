@@ -24,7 +24,7 @@
 #include "core/check.h"
 #include "data/cf_time.h"
 #include "data/forecast_dataset.h"
-#include "data/netcdf_reader.h"
+#include "data/grid_source.h"
 #include "eval/metrics.h"
 #include "io/safetensors.h"
 #include "eval/forecast_checkpoint.h"
@@ -62,15 +62,15 @@ const data::TimeRange& split_range(const data::ForecastConfig& c, data::Split s)
 void check_data(const eval::ForecastCheckpoint& ck, const data::ForecastConfig& cfg,
                 const std::vector<double>& leads, bool paths_from_checkpoint) {
   const std::string where = fmt::format("{}", fmt::join(cfg.paths, ", "));
-  std::unique_ptr<data::NetcdfDataset> opened;
+  std::unique_ptr<data::GridSource> opened;
   try {
-    opened = std::make_unique<data::NetcdfDataset>(cfg.paths);
+    opened = data::open_grid_source(cfg.paths);
   } catch (const Error& e) {
     if (!paths_from_checkpoint) throw;
     fail("{} (the data paths stored in {}; give --data to read the data from elsewhere)",
          e.what(), ck.path);
   }
-  const data::NetcdfDataset& nc = *opened;
+  const data::GridSource& nc = *opened;
   std::vector<std::string> names = ck.model.variables;
   for (const auto& n : ck.model.out_variables)
     if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);

@@ -74,7 +74,7 @@ void write_maps(const std::string& dir, const eval::Prediction& p,
     const std::string& name = p.outputs[v];
     const float* f = p.forecast.data() + v * n;
     const float* y = p.truth.data() + v * n;
-    const auto& units = ds.netcdf().variable(ds.field_ref(name).variable).units;
+    const auto& units = ds.source().variable(ds.field_ref(name).variable).units;
     // Forecast and truth share one colour range, so the two maps compare by eye.
     double lo = std::numeric_limits<double>::infinity(), hi = -lo, emax = 0;
     for (int64_t q = 0; q < n; ++q) {
@@ -120,7 +120,7 @@ void run_predict(const PredictOptions& o) {
   std::vector<data::ForecastField> fields;
   for (size_t v = 0; v < p.outputs.size(); ++v) {
     const auto& ref = ds->field_ref(p.outputs[v]);
-    const auto& var = ds->netcdf().variable(ref.variable);
+    const auto& var = ds->source().variable(ref.variable);
     data::ForecastField f;
     f.name = p.outputs[v];
     f.units = var.units;

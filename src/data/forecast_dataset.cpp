@@ -128,7 +128,7 @@ ForecastDataset::ForecastDataset(const ForecastConfig& cfg, Split split)
     if (!(l > 0)) fail("forecast dataset: lead time {} h must be positive", l);
   if (cfg_.coarsen < 1) fail("forecast dataset: coarsening factor {} must be >= 1", cfg_.coarsen);
   if (cfg_.batch_size < 1) fail("forecast dataset: batch size {} must be >= 1", cfg_.batch_size);
-  ds_ = std::make_unique<NetcdfDataset>(cfg_.paths);
+  ds_ = open_grid_source(cfg_.paths);
 
   // Fields, their grid and the common times.
   auto make = [&](const std::string& name) {
@@ -139,7 +139,7 @@ ForecastDataset::ForecastDataset(const ForecastConfig& cfg, Split split)
     } catch (const Error& e) {
       fail("forecast dataset: unknown variable '{}': {}", name, e.what());
     }
-    const NcVariable& v = ds_->variable(f.ref.variable);
+    const GridVariable& v = ds_->variable(f.ref.variable);
     f.constant = !v.has_time;
     if (Hf_ == 0) {
       Hf_ = v.H(), Wf_ = v.W();

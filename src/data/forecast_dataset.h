@@ -27,7 +27,7 @@
 #include <thread>
 #include <vector>
 
-#include "data/netcdf_reader.h"
+#include "data/grid_source.h"
 #include "model/climax.h"
 
 namespace seqvit::data {
@@ -107,9 +107,9 @@ class ForecastDataset {
   const std::vector<std::string>& inputs() const { return cfg_.inputs; }
   const std::vector<std::string>& outputs() const { return cfg_.outputs; }
   const ForecastConfig& config() const { return cfg_; }
-  // The files underneath, e.g. for a field's units and its stored orientation
-  // (netcdf().variable(field_ref(name).variable)). Not while an epoch is being prefetched.
-  const NetcdfDataset& netcdf() const { return *ds_; }
+  // The source underneath, e.g. for a field's units and its stored orientation
+  // (source().variable(field_ref(name).variable)). Not while an epoch is being prefetched.
+  const GridSource& source() const { return *ds_; }
   const FieldRef& field_ref(const std::string& name) const;  // an input or output
 
   const FieldStats& stats(const std::string& name) const;  // inputs and outputs
@@ -173,7 +173,7 @@ class ForecastDataset {
 
   ForecastConfig cfg_;
   Split split_;
-  std::unique_ptr<NetcdfDataset> ds_;
+  std::unique_ptr<GridSource> ds_;
   std::vector<Field> in_, out_;  // fields of inputs, outputs
   std::vector<double> times_;    // common times, hours since 1970
   int64_t H_ = 0, W_ = 0, Hf_ = 0, Wf_ = 0;

@@ -113,7 +113,7 @@ void write_contents(int nc, const std::string& path, const ForecastGrid& g,
 }  // namespace
 
 ForecastGrid forecast_grid(const ForecastDataset& ds) {
-  const NcVariable& v = ds.netcdf().variable(ds.field_ref(ds.outputs().front()).variable);
+  const GridVariable& v = ds.source().variable(ds.field_ref(ds.outputs().front()).variable);
   ForecastGrid g;
   g.coarsen = ds.config().coarsen;
   g.flip_lat = v.lat_ascending_in_file;

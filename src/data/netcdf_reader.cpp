@@ -134,12 +134,6 @@ Coord read_coord(int nc, const std::string& dim, size_t len, const std::string& 
   return c;
 }
 
-std::string join(const std::vector<double>& v) {
-  std::string s;
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + fmt::format("{:g}", v[i]);
-  return s;
-}
-
 bool same_values(const std::vector<double>& a, const std::vector<double>& b, size_t* where) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i)
@@ -543,66 +537,16 @@ NetcdfDataset::~NetcdfDataset() {
   if (open_ncid_ >= 0) nc_close(open_ncid_);  // read-only: nothing to lose; cannot throw here
 }
 
-std::vector<std::string> NetcdfDataset::variables() const {
-  std::vector<std::string> r;
-  for (const auto& v : vars_) r.push_back(v.name);
-  return r;
+std::string NetcdfDataset::not_grid_reason(const std::string& name) const {
+  const auto it = not_grid_.find(name);
+  return it == not_grid_.end() ? std::string() : it->second;
 }
 
-bool NetcdfDataset::has(const std::string& name) const {
-  for (const auto& v : vars_)
-    if (v.name == name) return true;
-  return false;
-}
-
-const NcVariable& NetcdfDataset::variable(const std::string& name) const {
+const NcVariable& NetcdfDataset::nc_variable(const std::string& name) const {
   for (const auto& v : vars_)
     if (v.name == name) return v;
-  if (auto it = not_grid_.find(name); it != not_grid_.end()) fail("{}", it->second);
-  std::string all;
-  for (const auto& n : variables()) all += (all.empty() ? "" : ", ") + n;
-  fail("unknown variable '{}'; the files ({}{}) hold: {}", name, files_.front(),
-       files_.size() > 1 ? fmt::format(" and {} more", files_.size() - 1) : "", all);
-}
-
-FieldRef NetcdfDataset::resolve(const std::string& name) const {
-  if (not_grid_.count(name)) variable(name);  // throws: says why it is not a grid
-  for (const auto& var : vars_)
-    if (var.name == name) {
-      if (var.has_level)
-        fail("variable '{}' has pressure levels ({} hPa); name one level, e.g. '{}_{:g}'", name,
-             join(var.levels_hpa), name, var.levels_hpa.front());
-      return {name, name, -1};
-    }
-  const size_t us = name.rfind('_');
-  if (us != std::string::npos && us + 1 < name.size()) {
-    const std::string base = name.substr(0, us), lev = name.substr(us + 1);
-    char* end = nullptr;
-    const double hpa = std::strtod(lev.c_str(), &end);
-    if (end && *end == '\0' && has(base)) {
-      const auto& var = variable(base);
-      if (!var.has_level) fail("'{}': variable '{}' has no level axis; use '{}'", name, base, base);
-      for (size_t i = 0; i < var.levels_hpa.size(); ++i)
-        if (std::fabs(var.levels_hpa[i] - hpa) < 1e-3) return {name, base, static_cast<int>(i)};
-      fail("'{}': variable '{}' has no level {:g} hPa; available levels (hPa): {}", name, base, hpa,
-           join(var.levels_hpa));
-    }
-  }
-  variable(name);  // throws: unknown variable, listing the known ones
+  variable(name);  // throws, naming what there is
   fail("unknown variable '{}'", name);
-}
-
-std::vector<FieldRef> NetcdfDataset::fields() const {
-  std::vector<FieldRef> r;
-  for (const auto& v : vars_) {
-    if (!v.has_level) {
-      r.push_back({v.name, v.name, -1});
-      continue;
-    }
-    for (size_t i = 0; i < v.levels_hpa.size(); ++i)
-      r.push_back({fmt::format("{}_{:g}", v.name, v.levels_hpa[i]), v.name, static_cast<int>(i)});
-  }
-  return r;
 }
 
 int NetcdfDataset::open_file(int file) const {
@@ -620,18 +564,18 @@ int NetcdfDataset::open_file(int file) const {
 }
 
 int64_t NetcdfDataset::read(const FieldRef& f, int64_t t0, int64_t count, float* out) const {
-  const NcVariable& v = variable(f.variable);
+  const NcVariable& v = nc_variable(f.variable);
   if (count < 0 || t0 < 0 || t0 + count > v.T())
     fail("variable '{}': time steps {}..{} out of range; it has {} time steps", v.name, t0,
          t0 + count - 1, v.T());
   int64_t missing = 0;
-  for (int64_t k = 0; k < count; ++k) missing += read(f, t0 + k, out + k * v.H() * v.W());
+  for (int64_t k = 0; k < count; ++k) missing += read_step(f, t0 + k, out + k * v.H() * v.W());
   return missing;
 }
 
-int64_t NetcdfDataset::read(const FieldRef& f, int64_t t, float* out) const {
+int64_t NetcdfDataset::read_step(const FieldRef& f, int64_t t, float* out) const {
   std::lock_guard<std::recursive_mutex> lock(netcdf_library_mutex());
-  const NcVariable& v = variable(f.variable);
+  const NcVariable& v = nc_variable(f.variable);
   if (t < 0 || t >= v.T())
     fail("variable '{}': time index {} out of range; it has {} time steps", v.name, t, v.T());
   if (v.has_level && (f.level < 0 || f.level >= static_cast<int>(v.levels_hpa.size())))

@@ -1,4 +1,4 @@
-// CF-convention NetCDF reader for ERA5 / WeatherBench files (NetCDF-3 classic, 64-bit offset,
+// CF-convention NetCDF reader (a GridSource, data/grid_source.h) for ERA5 / WeatherBench files (NetCDF-3 classic, 64-bit offset,
 // NetCDF-4/HDF5), on the libnetcdf C API. A dataset is a list of files (or directories:
 // every *.nc below them, recursively, sorted); each variable may live in one file or be spread
 // over many files along time (one per year or month), and a file may hold several variables.
@@ -28,6 +28,8 @@
 #include <string>
 #include <vector>
 
+#include "data/grid_source.h"
+
 namespace seqvit::data {
 
 std::recursive_mutex& netcdf_library_mutex();
@@ -42,22 +44,9 @@ struct NcDecode {
   bool unsigned_bytes = false;  // NetCDF-3 "_Unsigned = true" byte data
 };
 
-// One grid variable, concatenated over all files that hold it.
-struct NcVariable {
-  std::string name, units, long_name;
-  bool has_time = false, has_level = false;
-  std::vector<double> levels_hpa;  // [L] in file order; empty without a level axis
-  std::vector<double> lat;         // [H] canonical: north to south
-  std::vector<double> lon;         // [W] canonical: [0, 360) ascending
-  // As stored in the first file (in time order); each file keeps its own in its Segment.
-  bool lat_ascending_in_file = false;  // the file stored south to north (rows are flipped)
-  std::vector<double> lon_in_file;     // [W] as stored
-  std::vector<int64_t> lon_src;        // [W] canonical column j comes from file column lon_src[j]
-  std::vector<double> times;           // [T] hours since 1970-01-01; empty without time
-  int64_t H() const { return static_cast<int64_t>(lat.size()); }
-  int64_t W() const { return static_cast<int64_t>(lon.size()); }
-  int64_t T() const { return has_time ? static_cast<int64_t>(times.size()) : 1; }
-
+// One grid variable, concatenated over all files that hold it: the source-neutral description
+// (GridVariable) and where each time range lives.
+struct NcVariable : GridVariable {
   struct Segment {  // this variable in one file
     int file = 0;
     int varid = 0;
@@ -69,40 +58,27 @@ struct NcVariable {
   std::vector<Segment> segments;  // in time order
 };
 
-// A ClimaX-style name resolved against the dataset: "z_500" -> variable z, level 500 hPa.
-struct FieldRef {
-  std::string name;      // the ClimaX name ("z_500", "t2m")
-  std::string variable;  // the variable in the files ("z")
-  int level = -1;        // index into levels_hpa; -1 without a level axis
-};
-
-class NetcdfDataset {
+class NetcdfDataset : public GridSource {
  public:
   // Opens every file (headers and coordinates only) and checks that they agree.
   explicit NetcdfDataset(const std::vector<std::string>& paths);
-  ~NetcdfDataset();
+  ~NetcdfDataset() override;
   NetcdfDataset(const NetcdfDataset&) = delete;
   NetcdfDataset& operator=(const NetcdfDataset&) = delete;
 
-  const std::vector<std::string>& files() const { return files_; }
-  // Names of the grid variables, in order of first appearance.
-  std::vector<std::string> variables() const;
-  bool has(const std::string& variable) const;
-  const NcVariable& variable(const std::string& variable) const;
+  std::string format() const override { return "NetCDF"; }
+  const std::vector<std::string>& files() const override { return files_; }
+  int64_t num_variables() const override { return static_cast<int64_t>(vars_.size()); }
+  const GridVariable& variable_at(int64_t i) const override { return vars_.at(i); }
+  std::string not_grid_reason(const std::string& name) const override;
+  using GridSource::read;
+  int64_t read(const FieldRef& f, int64_t t0, int64_t count, float* out) const override;
 
-  // "t2m" -> t2m; "z_500" -> z at 500 hPa; errors list the variables or levels available.
-  FieldRef resolve(const std::string& climax_name) const;
-  // Every field: one per variable, and one per level for variables with a level axis.
-  std::vector<FieldRef> fields() const;
-
-  // Reads time step t (global index; 0 for constants) of a field, decoded and in canonical
-  // orientation, into out[H*W] (row-major, north to south, lon ascending from 0). Missing values
-  // become NaN; returns how many there were.
-  int64_t read(const FieldRef& f, int64_t t, float* out) const;
-  // Time steps t0 .. t0+count-1 into out[count*H*W] (crossing file boundaries as needed).
-  int64_t read(const FieldRef& f, int64_t t0, int64_t count, float* out) const;
+  // The variable with its file segments (an unknown name is an error, as variable()).
+  const NcVariable& nc_variable(const std::string& name) const;
 
  private:
+  int64_t read_step(const FieldRef& f, int64_t t, float* out) const;
   int open_file(int file) const;  // the ncid of file `file`, closing any other open file
   std::vector<std::string> files_;
   std::vector<NcVariable> vars_;                 // grid variables

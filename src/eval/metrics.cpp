@@ -88,7 +88,7 @@ std::vector<Scores> evaluate(model::ClimaX& model, const float* params,
   // Units now: the files are not to be touched while the epoch below is being prefetched.
   std::vector<std::string> units;
   for (const auto& name : mc.out_variables)
-    units.push_back(ds.netcdf().variable(ds.field_ref(name).variable).units);
+    units.push_back(ds.source().variable(ds.field_ref(name).variable).units);
   // Where each output sits among the inputs (persistence), -1 if it is not an input.
   std::vector<int64_t> in_of(static_cast<size_t>(Vo), -1);
   for (int64_t o = 0; o < Vo; ++o)

@@ -62,10 +62,6 @@ StridedTensor part(float* base, int64_t n, int64_t parts, int64_t H, int64_t d, 
   return StridedTensor{base + c * H * d, n * parts * H * d, parts * H * d, d};
 }
 
-float* row(const StridedTensor& t, int64_t b, int64_t i, int64_t h) {
-  return t.data + b * t.sb + i * t.sn + h * t.sh;
-}
-
 AttentionArgs flash_args(int64_t B, int64_t H, int64_t nq, int64_t nk, int64_t d, float scale) {
   AttentionArgs f;
   f.batch = B;

@@ -169,7 +169,7 @@ data::TimeRange parse_range_flag(const std::string& s, const char* flag) {
 
 // The model grid (after --coarsen) from the files' metadata: the model, and so the rank grid,
 // is known before the datasets (whose statistics rank 0 computes first) are built.
-std::pair<int64_t, int64_t> data_grid(const data::NetcdfDataset& nc,
+std::pair<int64_t, int64_t> data_grid(const data::GridSource& nc,
                                       const data::ForecastConfig& dc) {
   data::FieldRef ref;
   try {
@@ -203,7 +203,8 @@ class DatasetSource final : public BatchSource {
     dc_.paths = o.data;
     dc_.inputs = split_list(o.variables.empty() ? "t2m,u10,v10,z_500,t_850,lsm,orography"
                                                 : o.variables);
-    const data::NetcdfDataset nc(dc_.paths);
+    const std::unique_ptr<data::GridSource> source = data::open_grid_source(dc_.paths);
+    const data::GridSource& nc = *source;
     if (!o.out_variables.empty()) {
       dc_.outputs = split_list(o.out_variables);
     } else {  // every time-dependent input
@@ -276,7 +277,7 @@ class DatasetSource final : public BatchSource {
     return fmt::format(
         "data: {} file(s); train {}/{}: {} samples ({} batches per epoch, {} skipped for missing "
         "values); validation: {}; leads {} h; statistics {} ({})",
-        train_->netcdf().files().size(), dc_.train.begin, dc_.train.end, train_->size(),
+        train_->source().files().size(), dc_.train.begin, dc_.train.end, train_->size(),
         batches_per_epoch_, train_->skipped_samples(),
         val_ ? fmt::format("{}/{}: {} samples", dc_.val.begin, dc_.val.end, val_->size())
              : std::string("none (no --val-range)"),

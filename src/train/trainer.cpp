@@ -29,9 +29,9 @@ Trainer::Trainer(const model::ModelConfig& mcfg, const OptimConfig& ocfg, int64_
       opt_(model_.params(), ocfg,
            par.sharded ? par.sharded->own_range(model_.params().total()).first : 0,
            par.sharded ? par.sharded->own_range(model_.params().total()).second : -1, device),
-      batch_(batch),
       batch_dev_(device, mcfg, batch),
       sq_(device, 2 * sizeof(double)),
+      batch_(batch),
       sharded_(par.sharded) {
   {  // initialised on the host, then uploaded
     std::vector<float> host(static_cast<size_t>(model_.params().total()));

@@ -17,6 +17,7 @@
 #include "cli/run_seqvit.h"
 #include "eval/forecast_checkpoint.h"
 #include "eval/forecast_fixture.h"
+#include "backend/device.h"
 
 namespace {
 
@@ -189,6 +190,29 @@ TEST_F(GuardedCliTest, UnknownDeviceExitsOneNamingTheDevices) {
             path("o.nc") + " --device nosuch"})
     expect_error(run_seqvit(cmd), "unknown device 'nosuch': this build has cpu, guarded", 1);
   EXPECT_FALSE(fs::exists(path("o.safetensors")));
+}
+
+// --device cuda where it cannot run (this build without the plugin, or a machine without a GPU,
+// as in CI): exit status 1 and a message that says why, for every command; nothing written.
+TEST_F(GuardedCliTest, CudaWithoutAGpuExitsOneSayingWhy) {
+  std::string why;
+  if (seqvit::backend::device_available("cuda", &why)) GTEST_SKIP() << "a GPU is usable here";
+  write_inputs(seqvit::model::Tokenization::Aggregate, 2, 4);
+  const auto& fx = seqvit::testing::ForecastFixture::get();
+  for (const std::string& cmd :
+       {train_args("o") + " --device cuda", grad_args("o.safetensors") + " --device cuda:0",
+        "evaluate --checkpoint " + fx.checkpoint + " --device cuda",
+        "predict --checkpoint " + fx.checkpoint + " --time 1979-01-07T06:00:00Z --out " +
+            path("o.nc") + " --device cuda"}) {
+    const auto r = run_seqvit(cmd);
+    EXPECT_EQ(r.status, 1) << cmd << "\n" << r.output;
+    EXPECT_TRUE(r.output.find("device 'cuda") != std::string::npos ||
+                r.output.find("unknown device 'cuda") != std::string::npos)
+        << r.output;
+    EXPECT_EQ(r.output.find("Segmentation"), std::string::npos) << r.output;
+  }
+  EXPECT_FALSE(fs::exists(path("o.safetensors")));
+  EXPECT_FALSE(fs::exists(path("o.nc")));
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // ForecastDataset on small hand-written files (tests/data/nc_test_writer.h): a 4x8 grid, 6-hourly
 // from 1979-01-01, t2m (time, lat, lon), z (time, level = 500, 850, lat, lon), lsm (lat, lon).
 #include "data/forecast_dataset.h"
+#include "data/netcdf_reader.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

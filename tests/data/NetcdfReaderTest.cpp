@@ -376,7 +376,7 @@ TEST_F(NetcdfReader, ADatasetOverThreeYearlyFilesIsConcatenatedInTimeOrder) {
                 {field("t2m", lat, lon, 2)});
   NetcdfDataset ds({tmp_.string()});  // a directory: its *.nc files, sorted
   EXPECT_EQ(ds.files().size(), 3u);
-  const auto& v = ds.variable("t2m");
+  const auto& v = ds.nc_variable("t2m");
   ASSERT_EQ(v.T(), 1468);
   ASSERT_EQ(v.segments.size(), 3u);
   EXPECT_EQ(v.segments[1].t0, 2);

@@ -42,7 +42,7 @@ std::vector<data::ForecastField> fields_of(const eval::Prediction& p,
   std::vector<data::ForecastField> r;
   for (size_t v = 0; v < p.outputs.size(); ++v) {
     const auto& ref = ds.field_ref(p.outputs[v]);
-    const auto& var = ds.netcdf().variable(ref.variable);
+    const auto& var = ds.source().variable(ref.variable);
     r.push_back({p.outputs[v], var.units, var.long_name, data::cf_standard_name(ref.variable),
                  ref.level >= 0 ? var.levels_hpa[ref.level] : -1,
                  p.forecast.data() + v * p.H * p.W});
@@ -148,7 +148,7 @@ TEST(ForecastWriterTest, FileHoldsTheForecastWithCfMetadata) {
   EXPECT_EQ(text_att(nc, latv, "axis"), "Y");
   EXPECT_EQ(text_att(nc, lonv, "units"), "degrees_east");
   EXPECT_EQ(text_att(nc, lonv, "axis"), "X");
-  EXPECT_EQ(text_att(nc, zv, "units"), ds->netcdf().variable("z").units);
+  EXPECT_EQ(text_att(nc, zv, "units"), ds->source().variable("z").units);
   EXPECT_EQ(text_att(nc, zv, "standard_name"), "geopotential");
   EXPECT_NE(text_att(nc, zv, "long_name"), "<absent>");
   nc_type type;
@@ -258,7 +258,7 @@ TEST(ForecastWriterTest, KeepsAscendingLatitudeAndSignedLongitudeOfTheInput) {
   const Flipped in = write_flipped((dir / "data" / "flipped.nc").string(), 2);
   ck.data.coarsen = 1;
   const auto ds = eval::prediction_dataset(ck, {(dir / "data").string()}, 0);
-  const auto& var = ds->netcdf().variable("t2m");
+  const auto& var = ds->source().variable("t2m");
   ASSERT_TRUE(var.lat_ascending_in_file);
   ASSERT_EQ(var.lon_in_file, in.lon);
   const auto p = eval::predict(ck, *ds, eval::find_sample(*ds, hours(kTime)));
@@ -302,7 +302,7 @@ TEST(ForecastWriterTest, KeepsAscendingLatitudeAndSignedLongitudeOfTheInput) {
   EXPECT_LT(g2.lat.front(), g2.lat.back());
   for (size_t i = 0; i < g2.lat.size(); ++i) EXPECT_NEAR(g2.lat[i], in.lat[i], 1e-9);
   for (int64_t j = 0; j < W; ++j)
-    EXPECT_NEAR(g2.lon[j], ref_ds->netcdf().variable("t2m").lon[2 * j] + 2.8125, 1e-9);
+    EXPECT_NEAR(g2.lon[j], ref_ds->source().variable("t2m").lon[2 * j] + 2.8125, 1e-9);
   const std::string path2 = (dir / "forecast_coarse.nc").string();
   data::write_forecast_netcdf(path2, g2, fields_of(p2, *ds2), {p2.time, p2.lead_hours, "", 0, ""});
   expect_file_holds(path2, p2);
