@@ -21,7 +21,8 @@ list (--climax-variables; ClimaX's 48 of configs/global_forecast_climax.yaml), t
 (--img-size H W; 32 64) and the heads (--num-heads; 16). The embedding width, patch size, depth,
 decoder depth and MLP ratio are read from the tensor shapes.
 
-export: the seqvit model back into a Lightning checkpoint. With --base CKPT the result is that
+export: the seqvit model (a model file or a forecast checkpoint, whose climatology.* tensors are
+left out) back into a Lightning checkpoint. With --base CKPT the result is that
 checkpoint with the model's tensors written into it (the model's variables' rows of token_embeds,
 var_embed and the output layer; every shared tensor), the other variables' rows kept; without it,
 a checkpoint whose default variables are the model's own. Either way import of the export gives
@@ -226,6 +227,8 @@ def cmd_import(a):
 
 def cmd_export(a):
     tensors, meta = read_safetensors(a.model)
+    # a forecast checkpoint also holds its climatology (climatology.<output>): not parameters
+    tensors = {k: v for k, v in tensors.items() if not k.startswith("climatology.")}
     if "seqvit.config" not in meta:
         fail(f"{a.model}: no seqvit.config metadata: not a seqvit model file")
     cfg = json.loads(meta["seqvit.config"])

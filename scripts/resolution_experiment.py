@@ -57,6 +57,19 @@ def train_seconds(run_dir):
     return last if last is not None else total
 
 
+def with_both_rmses(s):
+    """A score entry with both RMSE definitions' keys (docs/evaluation.md). Entries written
+    before `seqvit evaluate` reported both hold the mean per forecast under `rmse*`; their
+    WeatherBench2 RMSE is unknown (None)."""
+    if "rmse_wb2" in s:
+        return s
+    s = dict(s)
+    for base in ("", "_persistence", "_climatology"):
+        s["rmse_mean_per_forecast" + base] = s.pop("rmse" + base)
+        s["rmse_wb2" + base] = None
+    return s
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seqvit", default=os.path.join(ROOT, "build", "seqvit"))
@@ -135,11 +148,12 @@ def main():
             n_tokens = lp * (len(m["variables"]) if tok == "per_variable" else 1)
             for s in json.load(open(scores))["scores"]:
                 rows.append({"tokenization": tok, "patch": p, "tokens": n_tokens,
-                             "train_s": round(times[name], 1), **s})
+                             "train_s": round(times[name], 1), **with_both_rmses(s)})
 
     fields = ["tokenization", "patch", "tokens", "train_s", "variable", "units", "lead_hours",
-              "forecasts", "rmse", "acc", "rmse_persistence", "acc_persistence",
-              "rmse_climatology", "acc_climatology"]
+              "forecasts", "rmse_wb2", "rmse_mean_per_forecast", "acc", "rmse_wb2_persistence",
+              "rmse_mean_per_forecast_persistence", "acc_persistence", "rmse_wb2_climatology",
+              "rmse_mean_per_forecast_climatology", "acc_climatology"]
     with open(os.path.join(a.out, "results.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
@@ -153,13 +167,20 @@ def main():
           f"lead {a.lead_hours} h. Model: D={a.embed_dim}, {a.heads} heads, depth {a.depth}, "
           f"{a.steps} steps of batch {a.batch}, lr {a.lr}, {'bf16' if a.bf16 else 'fp32'}, "
           f"seed {a.seed}. Scores on the test period (`seqvit evaluate`).", "",
+          "RMSE: `rmse_wb2` (WeatherBench2: root of the mean MSE) / `rmse_mean_per_forecast` "
+          "(mean of the per-forecast RMSEs), docs/evaluation.md; — where a run's scores predate "
+          "`rmse_wb2`.", "",
           "| tokenization | patch | tokens N | train s | variable | RMSE model | RMSE persistence "
           "| RMSE climatology | ACC model | ACC persistence |",
           "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def both(r, key):
+        return f"{g(r['rmse_wb2' + key], '.4g')} / {g(r['rmse_mean_per_forecast' + key], '.4g')}"
+
     for r in rows:
         md.append(f"| {r['tokenization']} | {r['patch']} | {r['tokens']} | {r['train_s']} | "
-                  f"{r['variable']} ({r['units']}) | {g(r['rmse'], '.4g')} | "
-                  f"{g(r['rmse_persistence'], '.4g')} | {g(r['rmse_climatology'], '.4g')} | "
+                  f"{r['variable']} ({r['units']}) | {both(r, '')} | {both(r, '_persistence')} | "
+                  f"{both(r, '_climatology')} | "
                   f"{g(r['acc'], '.3f')} | {g(r['acc_persistence'], '.3f')} |")
     with open(os.path.join(a.out, "results.md"), "w") as f:
         f.write("\n".join(md) + "\n")
@@ -172,27 +193,29 @@ def main():
     except ImportError:
         print("matplotlib not installed: no plot (apt-get install python3-matplotlib)")
         return
+    # The WeatherBench2 RMSE when every run has it, else the mean per forecast (older scores).
+    rk = "rmse_wb2" if all(r["rmse_wb2"] is not None for r in rows) else "rmse_mean_per_forecast"
     variables = sorted({r["variable"] for r in rows}, key=a.out_variables.split(",").index)
     fig, axes = plt.subplots(2, len(variables), figsize=(3.2 * len(variables), 6), squeeze=False)
     for j, v in enumerate(variables):
         for tok, marker in (("aggregate", "o-"), ("per_variable", "s--")):
-            pts = sorted((r["tokens"], r["rmse"], r["acc"]) for r in rows
+            pts = sorted((r["tokens"], r[rk], r["acc"]) for r in rows
                          if r["variable"] == v and r["tokenization"] == tok)
             if not pts:
                 continue
             axes[0][j].plot([p[0] for p in pts], [p[1] for p in pts], marker, label=tok)
             axes[1][j].plot([p[0] for p in pts], [p[2] for p in pts], marker, label=tok)
         ref = next(r for r in rows if r["variable"] == v)
-        for k, key, style in ((0, "rmse_persistence", ":"), (0, "rmse_climatology", "-."),
+        for k, key, style in ((0, rk + "_persistence", ":"), (0, rk + "_climatology", "-."),
                               (1, "acc_persistence", ":")):
             if ref[key] is not None:
                 axes[k][j].axhline(ref[key], color="gray", linestyle=style,
-                                   label=key.split("_")[1])
+                                   label=key.split("_")[-1])
         axes[0][j].set_title(f"{v} ({ref['units']})")
         for k in (0, 1):
             axes[k][j].set_xscale("log", base=2)
             axes[k][j].set_xlabel("tokens per sample N")
-        axes[0][j].set_ylabel("lat-weighted RMSE")
+        axes[0][j].set_ylabel(f"lat-weighted RMSE ({rk})")
         axes[1][j].set_ylabel("ACC")
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"Test scores at {a.lead_hours} h lead vs sequence length "

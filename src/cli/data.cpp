@@ -146,7 +146,7 @@ void add_data_stats(CLI::App& data) {
   auto opts = std::make_shared<StatsOptions>();
   auto* c = data.add_subcommand(
       "stats", "Decode NetCDF fields and print min/max/mean/std/missing, grid and time range");
-  c->add_option("paths", opts->paths, "NetCDF files or directories (every *.nc below them, sorted)")
+  c->add_option("paths", opts->paths, "NetCDF or GRIB files or directories (every *.nc or GRIB file below them, sorted)")
       ->required();
   c->add_option("--var", opts->vars,
                 "only these fields: a variable ('t2m', 'z' = all its levels) or a level 'z_500'")

@@ -1,8 +1,11 @@
 // seqvit evaluate: scores a forecast checkpoint on a split of NetCDF data (docs/evaluation.md):
-// latitude-weighted RMSE and ACC per output variable and lead time, the model beside the
-// persistence and climatology forecasts. Each lead is evaluated on its own dataset (lead_hours =
-// {L}), so every initial time of the split counts for every lead. The data are normalised with
-// the checkpoint's statistics, as the model saw them in training.
+// latitude-weighted RMSE (WeatherBench2's and the mean per forecast) and ACC per output variable
+// and lead time, the model beside the persistence and climatology forecasts. Each lead is
+// evaluated on its own dataset (lead_hours = {L}), so every initial time of the split counts for
+// every lead. The data are normalised with the checkpoint's statistics, as the model saw them in
+// training, and scored against the checkpoint's climatology: only the evaluated split's data
+// are read. A checkpoint written before the climatology was stored gets it computed from the
+// training period of the data (a note on stderr says so).
 #include <fmt/core.h>
 #include <fmt/ranges.h>
 #include <omp.h>
@@ -14,6 +17,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <vector>
@@ -155,7 +159,7 @@ void run_evaluate(const EvaluateOptions& o) {
   data::ForecastConfig cfg = ck.data;
   if (!o.data.empty()) cfg.paths = o.data;
   if (cfg.paths.empty()) fail("{}: the checkpoint names no data paths; give --data", ck.path);
-  cfg.normalisation = ck.norm;
+  eval::use_checkpoint_statistics(ck, cfg);
   cfg.batch_size = static_cast<int>(o.batch);
   cfg.shuffle = false;  // time order: --max-batches takes the first initial times of the split
   if (!o.stats_cache.empty()) cfg.cache_path = o.stats_cache;
@@ -173,6 +177,20 @@ void run_evaluate(const EvaluateOptions& o) {
              range.end, fmt::join(leads, ", "), o.batch,
              o.max_batches > 0 ? fmt::format(", at most {} batches per lead", o.max_batches) : "",
              omp_get_max_threads());
+  const auto& clim = ck.climatology;
+  if (!clim.empty()) {
+    fmt::print("climatology: from the checkpoint, the mean over [{}, {}) ({} time steps, {} to "
+               "{})\n",
+               clim.period.begin, clim.period.end, clim.steps, clim.first_time, clim.last_time);
+  } else {
+    fmt::print("climatology: computed from the data over the training period [{}, {})\n",
+               cfg.train.begin, cfg.train.end);
+    fmt::print(stderr,
+               "note: {} holds no climatology (written before checkpoints stored it): it is "
+               "computed from the training period [{}, {}) of the data, which the data must "
+               "therefore hold (docs/evaluation.md)\n",
+               ck.path, cfg.train.begin, cfg.train.end);
+  }
   for (double l : leads)
     if (std::find(ck.data.lead_hours.begin(), ck.data.lead_hours.end(), l) ==
         ck.data.lead_hours.end())
@@ -190,7 +208,17 @@ void run_evaluate(const EvaluateOptions& o) {
   ProgressLine progress;
   for (double lead : leads) {
     cfg.lead_hours = {lead};
-    data::ForecastDataset ds(cfg, split);
+    std::optional<data::ForecastDataset> opened;
+    try {
+      opened.emplace(cfg, split);
+    } catch (const Error& e) {
+      if (!clim.empty()) throw;
+      fail("{} (note: {} holds no climatology, so the data must also hold its training period "
+           "[{}, {}) to compute it from)",
+           e.what(), ck.path, cfg.train.begin, cfg.train.end);
+    }
+    data::ForecastDataset& ds = *opened;
+    eval::check_climatology_grid(ck, ds);
     LeadInfo li;
     li.lead = lead;
     li.forecasts = o.max_batches > 0 ? std::min(ds.size(), o.max_batches * o.batch) : ds.size();
@@ -222,8 +250,11 @@ void run_evaluate(const EvaluateOptions& o) {
     return ia != ib ? ia < ib : a.lead_hours < b.lead_hours;
   });
   fmt::print("\n{}", eval::format_scores_table(scores));
-  fmt::print("RMSE in each variable's units; ACC: centred anomaly correlation against the "
-             "training-period climatology (docs/evaluation.md)\n");
+  fmt::print(
+      "rmse_wb2: sqrt of the mean over forecasts of the latitude-weighted MSE (WeatherBench2)\n"
+      "rmse_mean_per_forecast: mean over forecasts of the latitude-weighted RMSE (ClimaX)\n"
+      "both in each variable's units; acc: centred anomaly correlation against the "
+      "training-period climatology (docs/evaluation.md)\n");
 
   if (!o.json.empty()) {
     nlohmann::json j;
@@ -233,6 +264,14 @@ void run_evaluate(const EvaluateOptions& o) {
     j["split"] = o.split;
     j["split_range"] = {range.begin, range.end};
     j["max_batches"] = o.max_batches;
+    if (!clim.empty())
+      j["climatology"] = {{"source", "checkpoint"},
+                          {"period", {clim.period.begin, clim.period.end}},
+                          {"steps", clim.steps},
+                          {"first_time", clim.first_time},
+                          {"last_time", clim.last_time}};
+    else
+      j["climatology"] = {{"source", "data"}, {"period", {cfg.train.begin, cfg.train.end}}};
     j["leads"] = nlohmann::json::array();
     for (const auto& li : info)
       j["leads"].push_back({{"lead_hours", li.lead},
@@ -261,7 +300,7 @@ void add_evaluate(CLI::App& app) {
   c->add_option("--checkpoint", o->checkpoint,
                 "model file, checkpoint step directory or run directory (its latest checkpoint)")
       ->required();
-  c->add_option("--data", o->data, "NetCDF files or directories (default: the checkpoint's)");
+  c->add_option("--data", o->data, "NetCDF or GRIB files or directories (default: the checkpoint's)");
   c->add_option("--split", o->split, "test, val or train (ranges from the checkpoint)")
       ->capture_default_str();
   c->add_option("--lead-hours", o->lead_hours,

@@ -106,6 +106,12 @@ void run_predict(const PredictOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
 
   const auto ckpt = eval::load_forecast_checkpoint(o.checkpoint);
+  if (ckpt.climatology.empty())
+    fmt::print(stderr,
+               "note: {} holds no climatology (written before checkpoints stored it): it is "
+               "computed from the training period [{}, {}) of the data, which the data must "
+               "therefore hold (docs/forecasts.md)\n",
+               ckpt.path, ckpt.data.train.begin, ckpt.data.train.end);
   const auto ds = eval::prediction_dataset(ckpt, o.data, o.lead_hours);
   const double lead = ds->config().lead_hours.front();
   const auto& trained = ckpt.data.lead_hours;
@@ -145,8 +151,9 @@ void run_predict(const PredictOptions& o) {
   for (size_t v = 0; v < p.outputs.size(); ++v) {
     eval::MetricAccumulator a(ds->lat().data(), p.H, p.W);
     a.add(p.forecast.data() + v * n, p.truth.data() + v * n, ds->climatology(p.outputs[v]).data());
+    // One forecast: both RMSE definitions (docs/evaluation.md) are the same number.
     fmt::print("  {:<8} RMSE {:.5g}  ACC {:.3f} (against the data at the valid time)\n",
-               p.outputs[v], a.rmse(), a.acc());
+               p.outputs[v], a.rmse_wb2(), a.acc());
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   fmt::print(
@@ -163,7 +170,7 @@ void add_predict(CLI::App& app) {
   c->add_option("--checkpoint", o->checkpoint,
                 "model file, step directory or run directory (its latest checkpoint)")
       ->required();
-  c->add_option("--data", o->data, "NetCDF files or directories (default: the training data)");
+  c->add_option("--data", o->data, "NetCDF or GRIB files or directories (default: the training data)");
   c->add_option("--time", o->time, "input time, ISO 8601 (e.g. 1979-01-07T00:00:00Z)")->required();
   c->add_option("--out", o->out, "output NetCDF file")->required();
   c->add_option("--png", o->png_dir,

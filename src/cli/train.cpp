@@ -84,7 +84,7 @@ void add_train(CLI::App& app) {
                 "fine-tune: start from the weights of this model file or forecast checkpoint "
                 "(same variables and shapes; a new optimizer, step 0)");
   // data mode
-  c->add_option("--data", o->data, "NetCDF files or directories (every *.nc below)");
+  c->add_option("--data", o->data, "NetCDF or GRIB files or directories (every *.nc or GRIB file below)");
   c->add_option("--train-range", o->train_range, "training period BEGIN/END (ISO, END excluded)");
   c->add_option("--val-range", o->val_range, "validation period BEGIN/END");
   c->add_option("--test-range", o->test_range, "test period BEGIN/END (kept for evaluate)");

@@ -152,6 +152,11 @@ ForecastDataset::ForecastDataset(const ForecastConfig& cfg, Split split)
         for (int c = 0; c < cfg_.coarsen; ++c) s += v.lat[i * cfg_.coarsen + c];
         lat_.push_back(static_cast<float>(s / cfg_.coarsen));
       }
+      for (int64_t j = 0; j < W_; ++j) {  // canonical longitudes ascend: no wrap in a block
+        double s = 0;
+        for (int c = 0; c < cfg_.coarsen; ++c) s += v.lon[j * cfg_.coarsen + c];
+        lon_.push_back(s / cfg_.coarsen);
+      }
     } else if (v.H() != Hf_ || v.W() != Wf_) {
       fail("forecast dataset: '{}' is on a {}x{} grid, other fields on {}x{}", name, v.H(), v.W(),
            Hf_, Wf_);
@@ -211,7 +216,28 @@ ForecastDataset::ForecastDataset(const ForecastConfig& cfg, Split split)
                       .string();
   }
   buf_.resize(static_cast<size_t>(Hf_ * Wf_));
-  if (!load_cache()) {
+  const char* sn = split_name(split_);
+  const auto [b, e] = parse_range(
+      split_ == Split::train ? cfg_.train : split_ == Split::val ? cfg_.val : cfg_.test, sn);
+  if (!cfg_.climatology.empty() && cfg_.normalisation.empty())
+    fail("forecast dataset: a climatology is given without a normalisation; give both (a "
+         "checkpoint's) or neither");
+  stats_given_ = !cfg_.climatology.empty();
+  if (stats_given_) {
+    // The statistics are the configuration's: the training period is not needed. The missing
+    // values of this split's time steps come from a matching cache, or are looked up now.
+    if (!load_cache()) compute_nan_masks(b, e);
+    for (const auto& f : out_) {
+      const auto it = cfg_.climatology.find(f.name);
+      if (it == cfg_.climatology.end())
+        fail("forecast dataset: the given climatology has no field for output '{}'", f.name);
+      if (static_cast<int64_t>(it->second.size()) != H_ * W_)
+        fail("forecast dataset: the given climatology of '{}' has {} values, but the grid is "
+             "{}x{} ({} values)",
+             f.name, it->second.size(), H_, W_, H_ * W_);
+      clim_[f.name] = it->second;
+    }
+  } else if (!load_cache()) {
     if (cfg_.require_stats_cache)
       fail("forecast dataset: the statistics cache '{}' is missing or does not match the data "
            "(fingerprint {}) on this rank, after rank 0 computed it; every rank must see the "
@@ -222,16 +248,18 @@ ForecastDataset::ForecastDataset(const ForecastConfig& cfg, Split split)
     save_cache();
   }
   if (!cfg_.normalisation.empty())
-    for (auto& [name, st] : stats_) {
-      const auto it = cfg_.normalisation.find(name);
-      if (it == cfg_.normalisation.end())
-        fail("forecast dataset: the given normalisation has no mean/std for '{}'", name);
-      if (!(it->second.second > 0))
-        fail("forecast dataset: the given std of '{}' is {}; it must be positive", name,
-             it->second.second);
-      st.mean = it->second.first;
-      st.std = it->second.second;
-    }
+    for (const auto* fs : {&in_, &out_})
+      for (const auto& f : *fs) {
+        const auto it = cfg_.normalisation.find(f.name);
+        if (it == cfg_.normalisation.end())
+          fail("forecast dataset: the given normalisation has no mean/std for '{}'", f.name);
+        if (!(it->second.second > 0))
+          fail("forecast dataset: the given std of '{}' is {}; it must be positive", f.name,
+               it->second.second);
+        FieldStats& st = stats_[f.name];  // count and nan_count: the cache's, or 0 when given
+        st.mean = it->second.first;
+        st.std = it->second.second;
+      }
   for (const auto& f : in_) {
     if (!f.constant) continue;
     std::vector<float> c(static_cast<size_t>(H_ * W_));
@@ -242,9 +270,6 @@ ForecastDataset::ForecastDataset(const ForecastConfig& cfg, Split split)
   }
 
   // Samples of this split.
-  const char* sn = split_name(split_);
-  const auto [b, e] = parse_range(
-      split_ == Split::train ? cfg_.train : split_ == Split::val ? cfg_.val : cfg_.test, sn);
   std::map<int64_t, int64_t> index;
   for (size_t k = 0; k < times_.size(); ++k) index[time_key(times_[k])] = static_cast<int64_t>(k);
   int64_t in_range = 0;
@@ -386,6 +411,35 @@ void ForecastDataset::compute_stats() {
   };
   for (const auto& f : in_) accumulate(f, false);
   for (const auto& f : out_) accumulate(f, true);
+}
+
+void ForecastDataset::compute_nan_masks(double begin, double end) {
+  const int64_t T = static_cast<int64_t>(times_.size()), n = H_ * W_;
+  nan_in_.assign(T, 0);
+  nan_out_.assign(T, 0);
+  if (cfg_.missing == MissingPolicy::fill) return;  // only the skip policy looks at them
+  std::vector<int64_t> steps;  // the time steps of [begin, end)
+  for (int64_t k = 0; k < T; ++k)
+    if (times_[k] >= begin && times_[k] < end) steps.push_back(k);
+  int64_t total = 0, done = 0;
+  for (const auto* fs : {&in_, &out_})
+    for (const auto& f : *fs) total += f.constant ? 1 : static_cast<int64_t>(steps.size());
+  std::vector<float> v(static_cast<size_t>(n));
+  auto any_nan = [&] {
+    return std::any_of(v.begin(), v.end(), [](float x) { return std::isnan(x); });
+  };
+  for (const auto* fs : {&in_, &out_})
+    for (const auto& f : *fs) {
+      const bool is_out = fs == &out_;
+      for (int64_t k : f.constant ? std::vector<int64_t>{0} : steps) {
+        read_coarse(f, k, v.data());
+        if (cfg_.stats_progress && (++done % 256 == 0 || done == total))
+          cfg_.stats_progress(done, total);
+        if (!any_nan()) continue;
+        if (f.constant) std::fill(nan_in_.begin(), nan_in_.end(), 1);
+        else (is_out ? nan_out_ : nan_in_)[k] = 1;
+      }
+    }
 }
 
 bool ForecastDataset::load_cache() {

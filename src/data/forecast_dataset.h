@@ -54,9 +54,15 @@ struct ForecastConfig {
   bool shuffle = true;               // shuffle sample order per epoch (from seed and epoch)
   bool prefetch = true;              // load the next batch on a background thread
   // When not empty: the (mean, std) of every input and output, used instead of the computed
-  // ones (a checkpoint's, so that a model sees data normalised as in its training). The
-  // climatology is still the training period's.
+  // ones (a checkpoint's, so that a model sees data normalised as in its training).
   std::map<std::string, std::pair<double, double>> normalisation;
+  // When not empty (and `normalisation` is given too): the per-pixel climatology of every
+  // output, [H*W] on the dataset's (coarsened) grid in canonical orientation, physical units (a
+  // checkpoint's). With both given the dataset needs no data of the training period: it
+  // computes no statistics and writes no statistics cache; it only reads the time steps of its
+  // split for their missing values (skip policy), or takes them from a matching cache.
+  // Without it the climatology is computed over the training period (which the data must hold).
+  std::map<std::string, std::vector<float>> climatology;
   // When set, called now and then while the statistics are computed (a full read of the data):
   // fields-steps read so far and in all. Not part of the dataset's identity.
   std::function<void(int64_t done, int64_t total)> stats_progress;
@@ -103,7 +109,10 @@ class ForecastDataset {
   int64_t num_batches() const;  // the last batch may be smaller
   int64_t H() const { return H_; }
   int64_t W() const { return W_; }
-  const std::vector<float>& lat() const { return lat_; }
+  const std::vector<float>& lat() const { return lat_; }    // [H] degrees, north to south
+  const std::vector<double>& lon() const { return lon_; }   // [W] degrees east, [0, 360) ascending
+  // The time steps common to every time-dependent field, hours since 1970, ascending.
+  const std::vector<double>& times() const { return times_; }
   const std::vector<std::string>& inputs() const { return cfg_.inputs; }
   const std::vector<std::string>& outputs() const { return cfg_.outputs; }
   const ForecastConfig& config() const { return cfg_; }
@@ -115,7 +124,9 @@ class ForecastDataset {
   const FieldStats& stats(const std::string& name) const;  // inputs and outputs
   // Per-pixel training-period mean of an output, [H*W], physical units.
   const std::vector<float>& climatology(const std::string& output) const;
-  bool stats_computed() const { return stats_computed_; }  // false: read from the cache
+  bool stats_computed() const { return stats_computed_; }  // false: read from the cache or given
+  // true: the normalisation and the climatology came from the configuration (a checkpoint's).
+  bool stats_given() const { return stats_given_; }
   const std::string& cache_path() const { return cache_path_; }
   const std::string& fingerprint() const { return fingerprint_; }
 
@@ -166,6 +177,7 @@ class ForecastDataset {
   };
   void read_coarse(const Field& f, int64_t k, float* out) const;  // [H*W] physical units
   void compute_stats();
+  void compute_nan_masks(double begin, double end);  // hours since 1970, [begin, end)
   bool load_cache();
   void save_cache() const;
   void stop_worker();
@@ -178,12 +190,13 @@ class ForecastDataset {
   std::vector<double> times_;    // common times, hours since 1970
   int64_t H_ = 0, W_ = 0, Hf_ = 0, Wf_ = 0;
   std::vector<float> lat_;
+  std::vector<double> lon_;
   std::map<std::string, FieldStats> stats_;
   std::map<std::string, std::vector<float>> clim_;
   std::map<std::string, std::vector<float>> constant_;  // normalised constants [H*W]
   std::vector<uint8_t> nan_in_, nan_out_;               // [times] any NaN in inputs / outputs
   std::string fingerprint_, cache_path_;
-  bool stats_computed_ = false;
+  bool stats_computed_ = false, stats_given_ = false;
   std::vector<Sample> samples_;
   int64_t skipped_ = 0;
   mutable std::mutex fill_mu_;

@@ -4,8 +4,11 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 
 #include "core/check.h"
+#include "data/grib_source.h"
+#include "data/names.h"
 #include "data/netcdf_reader.h"
 
 namespace seqvit::data {
@@ -49,29 +52,113 @@ const GridVariable& GridSource::variable(const std::string& name) const {
        files().size() == 1 ? "s" : "", all);
 }
 
-FieldRef GridSource::resolve(const std::string& name) const {
-  if (!not_grid_reason(name).empty()) variable(name);  // throws: says why it is not a grid
-  if (has(name)) {
-    const auto& var = variable(name);
+namespace {
+
+// "z_500" -> {"z", 500}: the name before the last '_' and a number after it; false otherwise.
+bool split_level(const std::string& name, std::string* base, double* hpa) {
+  const size_t us = name.rfind('_');
+  if (us == std::string::npos || us + 1 >= name.size()) return false;
+  const std::string lev = name.substr(us + 1);
+  char* end = nullptr;
+  *hpa = std::strtod(lev.c_str(), &end);
+  if (!end || *end != '\0') return false;
+  *base = name.substr(0, us);
+  return true;
+}
+
+// The level index of `hpa` in `var`, or -1.
+int level_index(const GridVariable& var, double hpa) {
+  for (size_t i = 0; i < var.levels_hpa.size(); ++i)
+    if (std::fabs(var.levels_hpa[i] - hpa) < 1e-3) return static_cast<int>(i);
+  return -1;
+}
+
+bool named(const std::string& v, const NameEntry& e) {
+  for (const char* n : {e.name, e.climax, e.era5, e.weatherbench2})
+    if (v == n) return true;
+  return false;
+}
+
+// The variable of exactly this name (or NAME_LEVEL of a variable with levels): the behaviour
+// before the names table; false when the source has no variable of that name or base name.
+bool resolve_exact(const GridSource& src, const std::string& name, FieldRef* out) {
+  if (src.has(name)) {
+    const auto& var = src.variable(name);
     if (var.has_level)
       fail("variable '{}' has pressure levels ({} hPa); name one level, e.g. '{}_{:g}'", name,
            join(var.levels_hpa), name, var.levels_hpa.front());
-    return {name, name, -1};
+    *out = {name, name, -1};
+    return true;
   }
-  const size_t us = name.rfind('_');
-  if (us != std::string::npos && us + 1 < name.size()) {
-    const std::string base = name.substr(0, us), lev = name.substr(us + 1);
-    char* end = nullptr;
-    const double hpa = std::strtod(lev.c_str(), &end);
-    if (end && *end == '\0' && has(base)) {
-      const auto& var = variable(base);
-      if (!var.has_level) fail("'{}': variable '{}' has no level axis; use '{}'", name, base, base);
-      for (size_t i = 0; i < var.levels_hpa.size(); ++i)
-        if (std::fabs(var.levels_hpa[i] - hpa) < 1e-3) return {name, base, static_cast<int>(i)};
-      fail("'{}': variable '{}' has no level {:g} hPa; available levels (hPa): {}", name, base, hpa,
-           join(var.levels_hpa));
+  std::string base;
+  double hpa;
+  if (split_level(name, &base, &hpa) && src.has(base)) {
+    const auto& var = src.variable(base);
+    if (!var.has_level) fail("'{}': variable '{}' has no level axis; use '{}'", name, base, base);
+    const int i = level_index(var, hpa);
+    if (i < 0)
+      fail("'{}': variable '{}' has no level {:g} hPa; available levels (hPa): {}", name, base,
+           hpa, join(var.levels_hpa));
+    *out = {name, base, i};
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+FieldRef GridSource::resolve(const std::string& name) const {
+  if (!not_grid_reason(name).empty()) variable(name);  // throws: says why it is not a grid
+  std::vector<FieldRef> found;  // distinct variables that match, the exact name first
+  FieldRef exact;
+  if (resolve_exact(*this, name, &exact)) found.push_back(exact);
+  auto add = [&](const FieldRef& f) {
+    for (const auto& g : found)
+      if (g.variable == f.variable) return;
+    found.push_back(f);
+  };
+  // The names table: single-level entries by the whole name, pressure entries by NAME_LEVEL.
+  std::string level_problem;
+  for (const NameEntry* e : entries_named(name, false))
+    for (int64_t k = 0; k < num_variables(); ++k) {
+      const GridVariable& v = variable_at(k);
+      if (!v.has_level && (named(v.name, *e) || v.grib_short_name == e->grib))
+        add({name, v.name, -1});
     }
+  std::string base;
+  double hpa;
+  if (split_level(name, &base, &hpa))
+    for (const NameEntry* e : entries_named(base, true))
+      for (int64_t k = 0; k < num_variables(); ++k) {
+        const GridVariable& v = variable_at(k);
+        if (v.has_level && (named(v.name, *e) || v.grib_short_name == e->grib)) {
+          const int i = level_index(v, hpa);
+          if (i >= 0)
+            add({name, v.name, i});
+          else
+            level_problem = fmt::format(
+                "'{}': variable '{}' (the names table's name for '{}') has no level {:g} hPa; "
+                "available levels (hPa): {}",
+                name, v.name, base, hpa, join(v.levels_hpa));
+        } else if (!v.has_level) {
+          // WeatherBench: one level per file, registered as NAME_LEVEL (z_500)
+          for (const char* n : {e->name, e->climax, e->era5, e->weatherbench2})
+            if (v.name == fmt::format("{}_{:g}", n, hpa)) add({name, v.name, -1});
+        }
+      }
+  if (found.size() > 1) {
+    auto say = [&](const FieldRef& f) {
+      return f.level < 0 ? fmt::format("'{}'", f.variable)
+                         : fmt::format("'{}' at {:g} hPa", f.variable,
+                                       variable(f.variable).levels_hpa[f.level]);
+    };
+    fail(
+        "'{}' resolves two ways in the {}: variable {} and variable {} (same quantity under "
+        "two names, see the names table in docs/data.md); keep only one of them in the data",
+        name, describe(), say(found[0]), say(found[1]));
   }
+  if (found.size() == 1) return found[0];
+  if (!level_problem.empty()) fail("{}", level_problem);
   variable(name);  // throws: unknown variable, listing the known ones
   fail("unknown variable '{}'", name);
 }
@@ -91,6 +178,33 @@ std::vector<FieldRef> GridSource::fields() const {
 }
 
 std::unique_ptr<GridSource> open_grid_source(const std::vector<std::string>& paths) {
+  // GRIB by extension or the "GRIB" magic (a directory by the files below it), else NetCDF;
+  // one source is one format.
+  std::string grib, netcdf;  // the first path of each format
+  for (const auto& p : paths) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(p, ec)) {
+      for (const auto& e : std::filesystem::recursive_directory_iterator(p, ec)) {
+        if (!e.is_regular_file()) continue;
+        const std::string f = e.path().string();
+        if (e.path().extension() == ".nc") {
+          if (netcdf.empty()) netcdf = f;
+        } else if (grib.empty() && is_grib_file(f)) {
+          grib = f;
+        }
+      }
+    } else if (is_grib_file(p)) {
+      if (grib.empty()) grib = p;
+    } else if (netcdf.empty()) {
+      netcdf = p;
+    }
+  }
+  if (!grib.empty() && !netcdf.empty())
+    fail(
+        "the data mix formats: {} is GRIB but {} is not (NetCDF?); give one format per source "
+        "(convert with e.g. cdo -f nc copy)",
+        grib, netcdf);
+  if (!grib.empty()) return std::make_unique<GribDataset>(paths);
   return std::make_unique<NetcdfDataset>(paths);
 }
 

@@ -5,7 +5,8 @@
 // GRIB file or a regridded view of any of them serves training, statistics and scoring alike.
 //
 // Names. resolve() turns a ClimaX-style field name into a variable of the source and a level:
-// "t2m" -> t2m, "z_500" -> z at 500 hPa.
+// "t2m" -> t2m, "z_500" -> z at 500 hPa; a name the source does not use is looked up in the
+// names table (data/names.h): "t2m" -> 2m_temperature in WeatherBench2, 2t in GRIB.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +28,9 @@ struct GridVariable {
   std::vector<double> lon_in_file;     // [W] as stored
   std::vector<int64_t> lon_src;        // [W] canonical column j is stored column lon_src[j]
   std::vector<double> times;           // [T] hours since 1970-01-01; empty without time
+  // GRIB only (empty elsewhere): the messages' shortName and typeOfLevel, by which the names
+  // table (data/names.h) finds e.g. the surface "z" that the source calls z_surface.
+  std::string grib_short_name, grib_type_of_level;
   int64_t H() const { return static_cast<int64_t>(lat.size()); }
   int64_t W() const { return static_cast<int64_t>(lon.size()); }
   int64_t T() const { return has_time ? static_cast<int64_t>(times.size()) : 1; }
@@ -65,6 +69,8 @@ class GridSource {
   // The variable; an unknown name is an error listing the variables there are.
   const GridVariable& variable(const std::string& variable) const;
   // "t2m" -> t2m; "z_500" -> z at 500 hPa; errors list the variables or levels available.
+  // The variable of exactly that name comes first, then the names table's other names for it
+  // (2m_temperature, 2t, ...); two different variables that both match are an error naming both.
   FieldRef resolve(const std::string& climax_name) const;
   // Every field: one per variable, and one per level for variables with a level axis.
   std::vector<FieldRef> fields() const;

@@ -34,7 +34,7 @@ void load_parameters(const io::SafetensorsReader& r, const TensorTable& table, f
            e.name, shape_str(e.shape));
   }
   for (const auto& n : r.names())
-    if (!expected.count(n))
+    if (!expected.count(n) && n.rfind(kClimatologyPrefix, 0) != 0)
       fail("{}: unexpected tensor '{}' that the model configuration does not use", path, n);
   for (const auto& e : table.entries()) r.read_f32(e.name, e.shape, params + e.offset);
 }

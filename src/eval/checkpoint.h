@@ -19,8 +19,13 @@ namespace seqvit::eval {
 model::ModelConfig read_model_config(const std::string& path);
 model::ModelConfig read_model_config(const io::SafetensorsReader& model_file);
 
+// Tensors of a model file that are data, not parameters: a forecast checkpoint's climatology
+// (`climatology.<output>`, eval/forecast_checkpoint.h). load_parameters skips them.
+inline constexpr const char* kClimatologyPrefix = "climatology.";
+
 // Loads every parameter of `table` from `path` into params (table layout). Throws naming the
-// file and tensor on a missing tensor, an extra tensor, or a shape mismatch.
+// file and tensor on a missing tensor, an extra tensor (other than kClimatologyPrefix ones), or a
+// shape mismatch.
 void load_parameters(const std::string& path, const TensorTable& table, float* params);
 void load_parameters(const io::SafetensorsReader& model_file, const TensorTable& table,
                      float* params);

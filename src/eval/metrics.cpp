@@ -23,10 +23,11 @@ MetricAccumulator::MetricAccumulator(const float* lat_deg, int64_t H, int64_t W)
   for (int64_t i = 0; i < H; ++i) w_[i] = w[i];
 }
 
-void MetricAccumulator::set_sums(const std::array<double, 3>& s) {
-  rmse_sum_ = s[0];
-  acc_sum_ = s[1];
-  n_ = std::llround(s[2]);
+void MetricAccumulator::set_sums(const std::array<double, kSums>& s) {
+  mse_sum_ = s[0];
+  rmse_sum_ = s[1];
+  acc_sum_ = s[2];
+  n_ = std::llround(s[3]);
 }
 
 void MetricAccumulator::add(const float* pred, const float* truth, const float* clim) {
@@ -61,6 +62,7 @@ void MetricAccumulator::add(const float* pred, const float* truth, const float* 
       spp += w_[i] * p * p;
       soo += w_[i] * o * o;
     }
+  mse_sum_ += se / sw;  // MSE_t
   rmse_sum_ += std::sqrt(se / sw);
   // An anomaly that is constant over the globe (the climatology forecast itself, or climatology
   // plus an offset) has no spatial pattern to correlate: ACC = 0 by convention. "Constant" up to
@@ -176,8 +178,10 @@ std::vector<Scores> evaluate(model::ClimaX& model, const float* params,
     size_t k = 0;
     for (auto& [key, a] : acc)
       for (auto* m : {&a.model, &a.pers, &a.clim}) {
-        m->set_sums({sums[k], sums[k + 1], sums[k + 2]});
-        k += 3;
+        std::array<double, MetricAccumulator::kSums> s{};
+        std::copy_n(sums.begin() + static_cast<std::ptrdiff_t>(k), s.size(), s.begin());
+        m->set_sums(s);
+        k += s.size();
       }
   }
   std::vector<Scores> out;
@@ -188,47 +192,85 @@ std::vector<Scores> evaluate(model::ClimaX& model, const float* params,
     s.units = units[key.first];
     s.lead_hours = static_cast<double>(key.second) / 3600.0;
     s.forecasts = a.model.count();
-    s.rmse = a.model.rmse();
+    s.rmse_wb2 = a.model.rmse_wb2();
+    s.rmse_mean_per_forecast = a.model.rmse_mean_per_forecast();
     s.acc = a.model.acc();
     const bool has_p = in_of[key.first] >= 0;
-    s.rmse_persistence = has_p ? a.pers.rmse() : nan;
+    s.rmse_wb2_persistence = has_p ? a.pers.rmse_wb2() : nan;
+    s.rmse_mean_per_forecast_persistence = has_p ? a.pers.rmse_mean_per_forecast() : nan;
     s.acc_persistence = has_p ? a.pers.acc() : nan;
-    s.rmse_climatology = a.clim.rmse();
+    s.rmse_wb2_climatology = a.clim.rmse_wb2();
+    s.rmse_mean_per_forecast_climatology = a.clim.rmse_mean_per_forecast();
     s.acc_climatology = a.clim.acc();
     out.push_back(s);
   }
   return out;
 }
 
+namespace {
+// The scores of s in the order of score_keys().
+std::vector<double> score_values(const Scores& s) {
+  return {s.rmse_wb2,
+          s.rmse_mean_per_forecast,
+          s.acc,
+          s.rmse_wb2_persistence,
+          s.rmse_mean_per_forecast_persistence,
+          s.acc_persistence,
+          s.rmse_wb2_climatology,
+          s.rmse_mean_per_forecast_climatology,
+          s.acc_climatology};
+}
+}  // namespace
+
+const std::vector<std::string>& score_keys() {
+  static const std::vector<std::string> keys = {"rmse_wb2",
+                                                "rmse_mean_per_forecast",
+                                                "acc",
+                                                "rmse_wb2_persistence",
+                                                "rmse_mean_per_forecast_persistence",
+                                                "acc_persistence",
+                                                "rmse_wb2_climatology",
+                                                "rmse_mean_per_forecast_climatology",
+                                                "acc_climatology"};
+  return keys;
+}
+
 std::string format_scores_table(const std::vector<Scores>& scores) {
   auto g = [](double v) { return std::isfinite(v) ? fmt::format("{:.5g}", v) : std::string("-"); };
   auto f = [](double v) { return std::isfinite(v) ? fmt::format("{:.4f}", v) : std::string("-"); };
-  std::string t = fmt::format(
-      "{:<12} {:>6} {:>6} {:>11} | {:>12} {:>12} {:>12} | {:>7} {:>7} {:>7}\n", "variable",
-      "lead_h", "n", "units", "rmse_model", "rmse_persist", "rmse_clim", "acc_mod", "acc_per",
-      "acc_cli");
+  // Two header lines: which score (the same names as the JSON keys and CSV columns), then which
+  // forecast.
+  std::string t = fmt::format("{:<12} {:>6} {:>6} {:>11} | {:^32} | {:^32} | {:^23}", "", "", "",
+                              "", "rmse_wb2", "rmse_mean_per_forecast", "acc");
+  t.erase(t.find_last_not_of(' ') + 1);
+  t += "\n";
+  t += fmt::format("{:<12} {:>6} {:>6} {:>11} | {:>10} {:>10} {:>10} | {:>10} {:>10} {:>10} | "
+                   "{:>7} {:>7} {:>7}\n",
+                   "variable", "lead_h", "n", "units", "model", "persist", "clim", "model",
+                   "persist", "clim", "model", "persist", "clim");
   for (const auto& s : scores)
-    t += fmt::format("{:<12} {:>6g} {:>6} {:>11} | {:>12} {:>12} {:>12} | {:>7} {:>7} {:>7}\n",
+    t += fmt::format("{:<12} {:>6g} {:>6} {:>11} | {:>10} {:>10} {:>10} | {:>10} {:>10} {:>10} | "
+                     "{:>7} {:>7} {:>7}\n",
                      s.variable, s.lead_hours, s.forecasts, s.units.empty() ? "-" : s.units,
-                     g(s.rmse), g(s.rmse_persistence), g(s.rmse_climatology), f(s.acc),
-                     f(s.acc_persistence), f(s.acc_climatology));
+                     g(s.rmse_wb2), g(s.rmse_wb2_persistence), g(s.rmse_wb2_climatology),
+                     g(s.rmse_mean_per_forecast), g(s.rmse_mean_per_forecast_persistence),
+                     g(s.rmse_mean_per_forecast_climatology), f(s.acc), f(s.acc_persistence),
+                     f(s.acc_climatology));
   return t;
 }
 
 std::string scores_to_json(const std::vector<Scores>& scores) {
   auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); };
   nlohmann::json a = nlohmann::json::array();
-  for (const auto& s : scores)
-    a.push_back({{"variable", s.variable},
-                 {"units", s.units},
-                 {"lead_hours", s.lead_hours},
-                 {"forecasts", s.forecasts},
-                 {"rmse", num(s.rmse)},
-                 {"acc", num(s.acc)},
-                 {"rmse_persistence", num(s.rmse_persistence)},
-                 {"acc_persistence", num(s.acc_persistence)},
-                 {"rmse_climatology", num(s.rmse_climatology)},
-                 {"acc_climatology", num(s.acc_climatology)}});
+  for (const auto& s : scores) {
+    nlohmann::json o = {{"variable", s.variable},
+                        {"units", s.units},
+                        {"lead_hours", s.lead_hours},
+                        {"forecasts", s.forecasts}};
+    const auto v = score_values(s);
+    for (size_t k = 0; k < v.size(); ++k) o[score_keys()[k]] = num(v[k]);
+    a.push_back(std::move(o));
+  }
   return a.dump(2);
 }
 
@@ -243,14 +285,15 @@ std::string csv_field(const std::string& s) {
 }  // namespace
 
 std::string scores_to_csv(const std::vector<Scores>& scores) {
-  std::string t =
-      "variable,units,lead_hours,forecasts,rmse,acc,rmse_persistence,acc_persistence,"
-      "rmse_climatology,acc_climatology\n";
-  for (const auto& s : scores)
-    t += fmt::format("{},{},{:g},{},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g}\n",
-                     csv_field(s.variable), csv_field(s.units), s.lead_hours, s.forecasts, s.rmse,
-                     s.acc, s.rmse_persistence, s.acc_persistence, s.rmse_climatology,
-                     s.acc_climatology);
+  std::string t = "variable,units,lead_hours,forecasts";
+  for (const auto& k : score_keys()) t += "," + k;
+  t += "\n";
+  for (const auto& s : scores) {
+    t += fmt::format("{},{},{:g},{}", csv_field(s.variable), csv_field(s.units), s.lead_hours,
+                     s.forecasts);
+    for (double v : score_values(s)) t += fmt::format(",{:.9g}", v);
+    t += "\n";
+  }
   return t;
 }
 

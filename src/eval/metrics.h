@@ -1,6 +1,9 @@
 // Forecast scores as the field computes them (docs/evaluation.md), on de-normalised
-// fields in the variable's units, with latitude weights w_i = cos(lat_i) / mean_i cos(lat_i):
-//   RMSE = mean over forecasts of sqrt( mean_{i,j} w_i (pred - truth)^2 )
+// fields in the variable's units, with latitude weights w_i = cos(lat_i) / mean_i cos(lat_i).
+// With MSE_t = mean_{i,j} w_i (pred_t - truth_t)^2, the latitude-weighted spatial MSE of
+// forecast t, two RMSEs that differ whenever the forecasts' errors differ:
+//   rmse_wb2               = sqrt( mean_t MSE_t )   WeatherBench2's RMSE (its tables)
+//   rmse_mean_per_forecast = mean_t sqrt( MSE_t )   ClimaX's lat_weighted_rmse, always <= the other
 //   ACC  = mean over forecasts of  sum w p'o' / sqrt( sum w p'^2 * sum w o'^2 ),
 //          p' = pred - clim, o' = truth - clim, each centred by its own latitude-weighted
 //          spatial mean (the "centred" ACC). A forecast whose anomaly is constant (the
@@ -10,6 +13,7 @@
 #pragma once
 
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -27,27 +31,40 @@ class MetricAccumulator {
   // One forecast of one variable; every array [H*W], physical units.
   void add(const float* pred, const float* truth, const float* clim);
   int64_t count() const { return n_; }
-  double rmse() const { return n_ ? rmse_sum_ / static_cast<double>(n_) : 0.0; }
+  // sqrt(mean_t MSE_t): WeatherBench2's RMSE.
+  double rmse_wb2() const { return n_ ? std::sqrt(mse_sum_ / static_cast<double>(n_)) : 0.0; }
+  // mean_t sqrt(MSE_t): the mean of the per-forecast RMSEs (ClimaX).
+  double rmse_mean_per_forecast() const {
+    return n_ ? rmse_sum_ / static_cast<double>(n_) : 0.0;
+  }
   double acc() const { return n_ ? acc_sum_ / static_cast<double>(n_) : 0.0; }
-  // The running sums (RMSE sum, ACC sum, forecast count), to combine the accumulators of ranks
-  // that scored different forecasts: sum them over the ranks and set them back.
-  std::array<double, 3> sums() const { return {rmse_sum_, acc_sum_, static_cast<double>(n_)}; }
-  void set_sums(const std::array<double, 3>& s);
+  // The running sums (MSE sum, RMSE sum, ACC sum, forecast count), to combine the accumulators
+  // of ranks that scored different forecasts: sum them over the ranks and set them back.
+  static constexpr int kSums = 4;
+  std::array<double, kSums> sums() const {
+    return {mse_sum_, rmse_sum_, acc_sum_, static_cast<double>(n_)};
+  }
+  void set_sums(const std::array<double, kSums>& s);
 
  private:
   int64_t H_ = 0, W_ = 0, n_ = 0;
   std::vector<double> w_;  // [H]
-  double rmse_sum_ = 0, acc_sum_ = 0;
+  double mse_sum_ = 0, rmse_sum_ = 0, acc_sum_ = 0;
 };
 
-// The scores of the model and of the two baselines for one output variable at one lead time.
+// The scores of the model and of the two baselines for one output variable at one lead time:
+// each RMSE in both definitions (see the top of this file), named the same in the table, the
+// JSON and the CSV.
 struct Scores {
   std::string variable, units;
   double lead_hours = 0;
   int64_t forecasts = 0;
-  double rmse = 0, acc = 0;                          // the model
-  double rmse_persistence = 0, acc_persistence = 0;  // y_hat = x(t); NaN if not an input
-  double rmse_climatology = 0, acc_climatology = 0;  // y_hat = training-period mean
+  // the model
+  double rmse_wb2 = 0, rmse_mean_per_forecast = 0, acc = 0;
+  // y_hat = x(t); NaN if the output is not an input
+  double rmse_wb2_persistence = 0, rmse_mean_per_forecast_persistence = 0, acc_persistence = 0;
+  // y_hat = the training-period climatology
+  double rmse_wb2_climatology = 0, rmse_mean_per_forecast_climatology = 0, acc_climatology = 0;
 };
 
 // Runs the model over every batch of `ds` (iterating a fresh epoch 0 of it; at most
@@ -80,10 +97,14 @@ std::vector<Scores> evaluate(model::ClimaX& model, const float* params,
                              data::ForecastDataset& ds, int64_t max_batches = 0,
                              const Progress& progress = {}, const EvalParallel* par = nullptr);
 
-// A fixed-width table of scores (the model beside persistence and climatology); a score that
-// does not exist (persistence of an output that is not an input) shows as "-".
+// A fixed-width table of scores (the model beside persistence and climatology, for each RMSE
+// definition and the ACC, under a two-line header that names them); a score that does not exist
+// (persistence of an output that is not an input) shows as "-".
 std::string format_scores_table(const std::vector<Scores>& scores);
 std::string scores_to_json(const std::vector<Scores>& scores);  // a JSON array
 std::string scores_to_csv(const std::vector<Scores>& scores);   // header + one row per score
+// The score keys of the JSON objects and CSV columns, in the CSV's order (after variable, units,
+// lead_hours, forecasts).
+const std::vector<std::string>& score_keys();
 
 }  // namespace seqvit::eval

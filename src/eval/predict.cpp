@@ -20,14 +20,16 @@ std::unique_ptr<data::ForecastDataset> prediction_dataset(const eval::ForecastCh
   data::ForecastConfig cfg = ckpt.data;
   if (!paths.empty()) cfg.paths = paths;
   cfg.lead_hours = {lead_hours > 0 ? lead_hours : ckpt.data.lead_hours.front()};
-  cfg.normalisation = ckpt.norm;
+  use_checkpoint_statistics(ckpt, cfg);  // without the training period's data
   // Every time of the data is a candidate; the sample is then looked up by its input time, so
   // a time that is not there gets an error listing those that are.
   cfg.test = {"1000-01-01", "3000-01-01"};
   cfg.batch_size = 1;
   cfg.shuffle = false;
   cfg.prefetch = false;
-  return std::make_unique<data::ForecastDataset>(cfg, data::Split::test);
+  auto ds = std::make_unique<data::ForecastDataset>(cfg, data::Split::test);
+  check_climatology_grid(ckpt, *ds);
+  return ds;
 }
 
 int64_t find_sample(const data::ForecastDataset& ds, double time) {

@@ -13,10 +13,13 @@
 namespace seqvit::eval {
 
 // A dataset for forecasting with `ckpt`: its data configuration (with `paths` instead of the
-// training paths when not empty), its normalisation, the single lead `lead_hours` (<= 0: the
-// first of the checkpoint's leads), and every input time of the data as candidate (the test
-// split spans all time). The statistics cache is the training one (same fingerprint), so this
-// reads no data when the files are those of training.
+// training paths when not empty), its normalisation and climatology, the single lead
+// `lead_hours` (<= 0: the first of the checkpoint's leads), and every input time of the data as
+// candidate (the test split spans all time). The data need not hold the training period. The
+// missing-value masks come from the training statistics cache when the files are those of
+// training (same fingerprint: no data read), else every time step is read once for them (skip
+// policy). A checkpoint without a stored climatology has it computed from the training period
+// of the data, as before. Throws when the data's grid is not the climatology's.
 std::unique_ptr<data::ForecastDataset> prediction_dataset(const eval::ForecastCheckpoint& ckpt,
                                                           const std::vector<std::string>& paths,
                                                           double lead_hours);

@@ -272,6 +272,7 @@ class DatasetSource final : public BatchSource {
       fail("internal error: the dataset grid {}x{} differs from the files' {}x{}", train_->H(),
            train_->W(), mc_.img_h, mc_.img_w);
     norm_ = eval::normalisation_of(*train_);
+    clim_ = eval::climatology_of(*train_);
   }
   std::string describe() const override {
     return fmt::format(
@@ -297,6 +298,8 @@ class DatasetSource final : public BatchSource {
   }
   const data::ForecastConfig& config() const { return dc_; }
   const eval::Normalisation& norm() const { return norm_; }
+  // The training period's climatology, stored in every checkpoint (docs/checkpoints.md).
+  const eval::Climatology& climatology() const { return clim_; }
   data::ForecastDataset* validation() { return val_ ? &*val_ : nullptr; }
 
  private:
@@ -306,6 +309,7 @@ class DatasetSource final : public BatchSource {
   std::optional<data::ForecastDataset> train_, val_;
   int64_t batches_per_epoch_ = 0;
   eval::Normalisation norm_;
+  eval::Climatology clim_;
   data::Batch b_;
 };
 
@@ -338,9 +342,9 @@ json state_json(const Position& p, double loss_ema, double elapsed_s, const Trai
 std::string scores_line(const std::vector<eval::Scores>& sc) {
   std::string s;
   for (const auto& x : sc)
-    s += fmt::format("{}{}@{:g}h rmse {:.4g} {} (persist {:.4g}, clim {:.4g}) acc {:.3f}",
-                     s.empty() ? "" : " | ", x.variable, x.lead_hours, x.rmse, x.units,
-                     x.rmse_persistence, x.rmse_climatology, x.acc);
+    s += fmt::format("{}{}@{:g}h rmse_wb2 {:.4g} {} (persist {:.4g}, clim {:.4g}) acc {:.3f}",
+                     s.empty() ? "" : " | ", x.variable, x.lead_hours, x.rmse_wb2, x.units,
+                     x.rmse_wb2_persistence, x.rmse_wb2_climatology, x.acc);
   return s;
 }
 
@@ -617,7 +621,7 @@ void train_loop(const TrainOptions& o, BatchSource& src, Distributed& dist,
     fs::remove_all(tmp);
     fs::create_directories(tmp);
     eval::save_forecast_model((tmp / "model.safetensors").string(), mc, data->config(),
-                              data->norm(), logical.params(), s.params,
+                              data->norm(), data->climatology(), logical.params(), s.params,
                               state_json(pos, loss_ema, elapsed, o).dump(),
                               {{"seqvit.layout", sharding->layout_json()}});
     save_optimizer((tmp / "model.optim.safetensors").string(), logical.params(), s.m, s.v,

@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -25,13 +27,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using seqvit_test::run_seqvit;
-
-const char* const kScoreKeys[] = {"rmse",
-                                  "acc",
-                                  "rmse_persistence",
-                                  "acc_persistence",
-                                  "rmse_climatology",
-                                  "acc_climatology"};
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path);
@@ -69,7 +64,7 @@ std::vector<eval::Scores> in_process(const std::string& checkpoint,
   for (double lead : leads) {
     data::ForecastConfig cfg = ck.data;
     cfg.lead_hours = {lead};
-    cfg.normalisation = ck.norm;
+    eval::use_checkpoint_statistics(ck, cfg);
     cfg.batch_size = batch;
     cfg.shuffle = false;
     data::ForecastDataset ds(cfg, data::Split::test);
@@ -90,13 +85,17 @@ TEST_F(EvaluateTest, JsonAndCsvHoldEveryScoreAndMatchInProcessEvaluation) {
   for (const char* want :
        {"checkpoint: ", "split: test [1979-01-07, 1979-01-09)",
         "lead 6 h: 7 forecasts from 1979-01-07T00:00:00Z to 1979-01-08T12:00:00Z",
-        "lead 12 h: 6 forecasts", "rmse_persist", "z_500"})
+        "lead 12 h: 6 forecasts", "rmse_wb2", "rmse_mean_per_forecast", "z_500",
+        "climatology: from the checkpoint, the mean over [1979-01-01, 1979-01-05) (16 time steps, "
+        "1979-01-01T00:00:00Z to 1979-01-04T18:00:00Z)"})
     EXPECT_NE(r.output.find(want), std::string::npos) << want << "\n" << r.output;
   EXPECT_FALSE(fs::exists(json + ".tmp")) << "temporary file left behind";
 
   const auto j = nlohmann::json::parse(slurp(json));
   EXPECT_EQ(j.at("split"), "test");
   EXPECT_EQ(j.at("leads").size(), 2u);
+  EXPECT_EQ(j.at("climatology").at("source"), "checkpoint");
+  EXPECT_EQ(j.at("climatology").at("steps"), 16);
   const auto& scores = j.at("scores");
   const auto& outs = fx().data.outputs;
   const auto& leads = fx().data.lead_hours;
@@ -113,33 +112,49 @@ TEST_F(EvaluateTest, JsonAndCsvHoldEveryScoreAndMatchInProcessEvaluation) {
     EXPECT_EQ(s.at("lead_hours").get<double>(), e.lead_hours);
     EXPECT_EQ(s.at("forecasts").get<int64_t>(), e.forecasts) << what;
     EXPECT_EQ(s.at("units"), e.units) << what;
-    const double expect[] = {e.rmse, e.acc, e.rmse_persistence, e.acc_persistence,
-                             e.rmse_climatology, e.acc_climatology};
-    for (int q = 0; q < 6; ++q) {
-      ASSERT_TRUE(s.at(kScoreKeys[q]).is_number()) << what << " " << kScoreKeys[q];
-      const double v = s.at(kScoreKeys[q]).get<double>();
-      EXPECT_TRUE(std::isfinite(v)) << what << " " << kScoreKeys[q];
-      EXPECT_NEAR(v, expect[q], 1e-6 * std::max(1.0, std::abs(expect[q])))
-          << what << " " << kScoreKeys[q];
+    const double expect[] = {e.rmse_wb2,
+                             e.rmse_mean_per_forecast,
+                             e.acc,
+                             e.rmse_wb2_persistence,
+                             e.rmse_mean_per_forecast_persistence,
+                             e.acc_persistence,
+                             e.rmse_wb2_climatology,
+                             e.rmse_mean_per_forecast_climatology,
+                             e.acc_climatology};
+    const auto& keys = eval::score_keys();
+    ASSERT_EQ(keys.size(), std::size(expect));
+    EXPECT_EQ(s.size(), 4 + keys.size()) << what;
+    for (size_t q = 0; q < keys.size(); ++q) {
+      ASSERT_TRUE(s.at(keys[q]).is_number()) << what << " " << keys[q];
+      const double v = s.at(keys[q]).get<double>();
+      EXPECT_TRUE(std::isfinite(v)) << what << " " << keys[q];
+      EXPECT_NEAR(v, expect[q], 1e-6 * std::max(1.0, std::abs(expect[q]))) << what << " " << keys[q];
     }
+    // Several forecasts with different errors: the two RMSEs differ (sqrt of a mean >= mean of
+    // sqrts).
+    EXPECT_GT(s.at("rmse_wb2").get<double>(), s.at("rmse_mean_per_forecast").get<double>()) << what;
   }
 
   std::istringstream lines(slurp(csv));
   std::string line;
   ASSERT_TRUE(std::getline(lines, line));
   EXPECT_EQ(line,
-            "variable,units,lead_hours,forecasts,rmse,acc,rmse_persistence,acc_persistence,"
-            "rmse_climatology,acc_climatology");
+            "variable,units,lead_hours,forecasts,rmse_wb2,rmse_mean_per_forecast,acc,"
+            "rmse_wb2_persistence,rmse_mean_per_forecast_persistence,acc_persistence,"
+            "rmse_wb2_climatology,rmse_mean_per_forecast_climatology,acc_climatology");
   for (size_t k = 0; k < ref.size(); ++k) {
     ASSERT_TRUE(std::getline(lines, line)) << "row " << k;
     std::vector<std::string> f;
     std::stringstream ls(line);
     for (std::string x; std::getline(ls, x, ',');) f.push_back(x);
-    ASSERT_EQ(f.size(), 10u) << line;
+    ASSERT_EQ(f.size(), 13u) << line;
     EXPECT_EQ(f[0], ref[k].variable);
     EXPECT_EQ(std::stod(f[2]), ref[k].lead_hours);
     EXPECT_EQ(std::stoll(f[3]), ref[k].forecasts);
-    EXPECT_NEAR(std::stod(f[4]), ref[k].rmse, 1e-6 * ref[k].rmse) << line;
+    EXPECT_NEAR(std::stod(f[4]), ref[k].rmse_wb2, 1e-6 * ref[k].rmse_wb2) << line;
+    EXPECT_NEAR(std::stod(f[5]), ref[k].rmse_mean_per_forecast,
+                1e-6 * ref[k].rmse_mean_per_forecast)
+        << line;
   }
   EXPECT_FALSE(std::getline(lines, line)) << "extra row: " << line;
 }
@@ -150,7 +165,8 @@ TEST_F(EvaluateTest, LeadSplitAndMaxBatchesAreHonoured) {
                             " --split val --lead-hours 18 --batch 2 --max-batches 1 --json " +
                             quote(json) + " --stats-cache " + quote(cache));
   ASSERT_EQ(r.status, 0) << r.output;
-  EXPECT_TRUE(fs::exists(cache));
+  // The statistics come from the checkpoint: a cache is read if it matches, never written.
+  EXPECT_FALSE(fs::exists(cache));
   const auto j = nlohmann::json::parse(slurp(json));
   ASSERT_EQ(j.at("leads").size(), 1u);
   EXPECT_EQ(j.at("leads")[0].at("forecasts"), 2);
@@ -214,7 +230,8 @@ TEST_F(EvaluateTest, BadInputsExitOneNamingTheCulprit) {
     auto c = eval::load_forecast_checkpoint(fx().checkpoint);
     c.data.test = {"1980-01-01", "1980-02-01"};
     model::ClimaX m(c.model);
-    eval::save_forecast_model(later, c.model, c.data, c.norm, m.params(), c.params.data());
+    eval::save_forecast_model(later, c.model, c.data, c.norm, c.climatology, m.params(),
+                              c.params.data());
   }
   expect_error("evaluate --checkpoint " + later, {"1980-01-01", "empty"});
 
@@ -224,9 +241,21 @@ TEST_F(EvaluateTest, BadInputsExitOneNamingTheCulprit) {
     auto c = eval::load_forecast_checkpoint(fx().checkpoint);
     c.data.paths = {dir + "/gone"};
     model::ClimaX m(c.model);
-    eval::save_forecast_model(moved, c.model, c.data, c.norm, m.params(), c.params.data());
+    eval::save_forecast_model(moved, c.model, c.data, c.norm, c.climatology, m.params(),
+                              c.params.data());
   }
   expect_error("evaluate --checkpoint " + moved, {dir + "/gone", "--data"});
+
+  // A climatology stored for another grid than the data's (its latitudes shifted by 1 degree).
+  const std::string shifted = dir + "/shifted_clim.safetensors";
+  {
+    auto c = eval::load_forecast_checkpoint(fx().checkpoint);
+    for (double& l : c.climatology.lat) l += 1.0;
+    model::ClimaX m(c.model);
+    eval::save_forecast_model(shifted, c.model, c.data, c.norm, c.climatology, m.params(),
+                              c.params.data());
+  }
+  expect_error("evaluate --checkpoint " + shifted, {"latitude", "row 0", shifted});
 
   // An output file in a directory that does not exist: refused before evaluating.
   expect_error("evaluate --checkpoint " + ck + " --json " + dir + "/no_dir/s.json",
@@ -238,6 +267,109 @@ TEST_F(EvaluateTest, BadInputsExitOneNamingTheCulprit) {
   expect_error("evaluate --checkpoint " + ck + " --lead-hours=-6", {"'-6'"});
   expect_error("evaluate --checkpoint " + ck + " --lead-hours 7", {"7 h", "6 h"});
   expect_error("evaluate --checkpoint " + ck + " --lead-hours 48", {"48 h", "test split"});
+}
+
+// The checkpoint carries the normalisation and the climatology: evaluating needs the test
+// period's files only. A tiny model is trained on two years of data (one file per year and
+// variable; its training period in 1979, its test period in 1980), then evaluated on all files
+// and on the 1980 files alone (the training year removed): the scores are the same numbers. A checkpoint without the climatology (as written
+// before it was stored) still evaluates on all files, by the old path with a note, to the same
+// scores, and fails on the 1980 files naming the training period it lacks.
+TEST_F(EvaluateTest, CheckpointStatisticsNeedOnlyTheTestPeriod) {
+  const fs::path root = scratch("test_period_only");
+  const fs::path full = root / "full", test_only = root / "test_only";
+  {
+    data::SynthSpec s;  // 1979 and 1980, 6-hourly, 16x32
+    s.H = 16, s.W = 32;
+    s.years = 2;
+    s.spinup_days = 1;
+    s.out_dir = full.string();
+    data::synthesize(s);
+  }
+  // The test-only directory: the 1980 files and the constants.
+  int copied = 0;
+  for (const auto& e : fs::recursive_directory_iterator(full)) {
+    const std::string name = e.path().filename().string();
+    if (!e.is_regular_file() || name.find("_1979_") != std::string::npos) continue;
+    const fs::path to = test_only / fs::relative(e.path(), full);
+    fs::create_directories(to.parent_path());
+    fs::copy_file(e.path(), to);
+    copied += name.find("_1980_") != std::string::npos;
+  }
+  ASSERT_EQ(copied, 5) << "t2m, u10, v10, z, t of 1980";
+
+  const fs::path run = root / "run";
+  const auto tr = run_seqvit(
+      "train --data " + quote(full.string()) +
+      " --train-range 1979-01-01/1979-01-08 --test-range 1980-01-01/1980-01-04 --lead-hours 6 "
+      "--batch 2 --patch 4 --embed-dim 16 --heads 2 --depth 1 --decoder-depth 1 --steps 2 "
+      "--checkpoint-every 2 --val-every 0 --threads 2 --stats-cache " +
+      quote((root / "train_stats.safetensors").string()) + " --run-dir " + quote(run.string()));
+  ASSERT_EQ(tr.status, 0) << tr.output;
+  const auto ck = eval::load_forecast_checkpoint(run.string());
+  ASSERT_FALSE(ck.climatology.empty());
+  EXPECT_EQ(ck.climatology.period.begin, "1979-01-01");
+  EXPECT_EQ(ck.climatology.steps, 28);
+  EXPECT_EQ(ck.climatology.last_time, "1979-01-07T18:00:00Z");
+
+  auto evaluate = [&](const std::string& ckpt, const fs::path& data, const std::string& name) {
+    const std::string json = (root / (name + ".json")).string();
+    const auto r = run_seqvit("evaluate --checkpoint " + quote(ckpt) + " --data " +
+                              quote(data.string()) + " --batch 3 --threads 2 --json " +
+                              quote(json));
+    return std::make_pair(r, r.status == 0 ? nlohmann::json::parse(slurp(json))
+                                           : nlohmann::json());
+  };
+  const auto [rf, jf] = evaluate(run.string(), full, "full");
+  ASSERT_EQ(rf.status, 0) << rf.output;
+  const auto [rt, jt] = evaluate(run.string(), test_only, "test_only");
+  ASSERT_EQ(rt.status, 0) << rt.output;
+  EXPECT_EQ(jt.at("climatology").at("source"), "checkpoint");
+  EXPECT_EQ(jt.at("leads"), jf.at("leads"));
+  ASSERT_EQ(jt.at("scores").size(), 5u);  // t2m, u10, v10, z_500, t_850 at 6 h
+  EXPECT_EQ(jt.at("scores"), jf.at("scores")) << "test-only:\n" << rt.output << "\nfull:\n"
+                                              << rf.output;
+  EXPECT_EQ(jt.at("scores")[0].at("forecasts"), 11);  // 12 steps of 1980, the last has no target
+  // Nothing was written into the data directories (no statistics cache: none is needed).
+  EXPECT_FALSE(fs::exists(test_only / "seqvit_stats.safetensors"));
+  EXPECT_FALSE(fs::exists(full / "seqvit_stats.safetensors"));
+
+  // predict on the test period alone: the same forecast and scores as on all files.
+  auto predict = [&](const fs::path& data, const std::string& name) {
+    const auto r = run_seqvit("predict --checkpoint " + quote(run.string()) + " --data " +
+                              quote(data.string()) + " --time 1980-01-02T06:00:00Z --threads 2 "
+                              "--out " + quote((root / (name + ".nc")).string()));
+    std::string scores;
+    std::istringstream in(r.output);
+    for (std::string line; std::getline(in, line);)
+      if (line.find(" RMSE ") != std::string::npos) scores += line + "\n";
+    return std::make_pair(r.status, r.status == 0 ? scores : r.output);
+  };
+  const auto pf = predict(full, "full"), pt = predict(test_only, "test_only");
+  ASSERT_EQ(pf.first, 0) << pf.second;
+  ASSERT_EQ(pt.first, 0) << pt.second;
+  EXPECT_EQ(std::count(pt.second.begin(), pt.second.end(), '\n'), 5) << pt.second;
+  EXPECT_EQ(pt.second, pf.second);
+
+  // The same checkpoint without its climatology (as older versions wrote it).
+  const std::string old_ck = (root / "old_model.safetensors").string();
+  {
+    model::ClimaX m(ck.model);
+    eval::save_forecast_model(old_ck, ck.model, ck.data, ck.norm, eval::Climatology{},
+                              m.params(), ck.params.data());
+    ASSERT_TRUE(eval::load_forecast_checkpoint(old_ck).climatology.empty());
+  }
+  const auto [ro, jo] = evaluate(old_ck, full, "old_full");
+  ASSERT_EQ(ro.status, 0) << ro.output;
+  EXPECT_NE(ro.output.find("note: " + old_ck + " holds no climatology"), std::string::npos)
+      << ro.output;
+  EXPECT_EQ(jo.at("climatology").at("source"), "data");
+  EXPECT_EQ(jo.at("scores"), jf.at("scores"));  // the same training-period mean, recomputed
+  const auto [rot, jot] = evaluate(old_ck, test_only, "old_test_only");
+  EXPECT_EQ(rot.status, 1) << rot.output;
+  for (const char* want :
+       {"train split [1979-01-01, 1979-01-08)", "holds no climatology", "1980-01-01"})
+    EXPECT_NE(rot.output.find(want), std::string::npos) << want << "\n" << rot.output;
 }
 
 }  // namespace

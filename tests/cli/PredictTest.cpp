@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -15,6 +17,7 @@
 #include "data/cf_time.h"
 #include "data/netcdf_reader.h"
 #include "eval/forecast_fixture.h"
+#include "eval/forecast_checkpoint.h"
 #include "eval/predict.h"
 #include "io/map_render.h"
 
@@ -114,6 +117,37 @@ TEST(PredictTest, TimeNotInTheDataNamesItAndTheRange) {
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_NE(r.output.find("yesterday"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(out));
+  fs::remove_all(dir);
+}
+
+// A checkpoint without a stored climatology (as written before checkpoints held one): the
+// climatology is computed from the data's training period, with a note, to the same scores.
+TEST(PredictTest, CheckpointWithoutClimatologyTakesTheOldPathWithANote) {
+  const auto& f = ForecastFixture::get();
+  const auto dir = temp_dir("old_ckpt");
+  const auto ck = seqvit::eval::load_forecast_checkpoint(f.checkpoint);
+  const std::string old = (dir / "old.safetensors").string();
+  seqvit::model::ClimaX m(ck.model);
+  seqvit::eval::save_forecast_model(old, ck.model, ck.data, ck.norm, seqvit::eval::Climatology{},
+                                    m.params(), ck.params.data());
+  auto scores = [&](const std::string& checkpoint, const std::string& name) {
+    const Result r = run("predict --checkpoint " + checkpoint +
+                         " --time 1979-01-07T06:00:00Z --threads 2 --out " +
+                         (dir / (name + ".nc")).string());
+    EXPECT_EQ(r.status, 0) << r.output;
+    std::string lines;
+    std::istringstream in(r.output);
+    for (std::string l; std::getline(in, l);)
+      if (l.find(" RMSE ") != std::string::npos) lines += l + "\n";
+    return std::make_pair(lines, r.output);
+  };
+  const auto [now, now_out] = scores(f.checkpoint, "now");
+  const auto [before, before_out] = scores(old, "old");
+  EXPECT_EQ(now_out.find("holds no climatology"), std::string::npos) << now_out;
+  EXPECT_NE(before_out.find("note: " + old + " holds no climatology"), std::string::npos)
+      << before_out;
+  EXPECT_EQ(std::count(now.begin(), now.end(), '\n'), 3) << now_out;
+  EXPECT_EQ(before, now);
   fs::remove_all(dir);
 }
 

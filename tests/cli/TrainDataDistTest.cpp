@@ -107,7 +107,8 @@ class TrainDataDistTest : public ::testing::Test {
       ASSERT_EQ(a.size(), b.size()) << run;
       for (size_t i = 0; i < a.size(); ++i) {
         EXPECT_EQ(a[i].at("forecasts"), b[i].at("forecasts")) << run;
-        for (const char* s : {"rmse", "acc", "rmse_persistence", "rmse_climatology"})
+        for (const char* s : {"rmse_wb2", "rmse_mean_per_forecast", "acc", "rmse_wb2_persistence",
+                              "rmse_wb2_climatology", "rmse_mean_per_forecast_climatology"})
           EXPECT_PRED2(close, a[i].at(s).get<double>(), b[i].at(s).get<double>())
               << run << " " << s << " of " << b[i].at("variable");
       }
@@ -119,9 +120,9 @@ class TrainDataDistTest : public ::testing::Test {
     for (const auto& [s, dir] : eval::list_checkpoints((tmp_ / to).string()))
       if (s > step) fs::remove_all(dir);
   }
-  // The RMSE of the first score of the last validation of a run.
+  // The (WeatherBench2) RMSE of the first score of the last validation of a run.
   double first_rmse(const std::string& run) const {
-    return events(run, "validation").back().at("scores")[0].at("rmse").get<double>();
+    return events(run, "validation").back().at("scores")[0].at("rmse_wb2").get<double>();
   }
   std::string layout_of(const std::string& run, int step) const {
     io::SafetensorsReader r(
@@ -176,8 +177,8 @@ TEST_F(TrainDataDistTest, PerVariableRingAnd2dSequenceParallelMatchTheSingleProc
     const auto vp = events(run, "validation"), vo = events("one", "validation");
     ASSERT_EQ(vp.size(), 2u);
     for (size_t i = 0; i < vo[1].at("scores").size(); ++i)
-      EXPECT_PRED2(close, vp[1].at("scores")[i].at("rmse").get<double>(),
-                   vo[1].at("scores")[i].at("rmse").get<double>())
+      EXPECT_PRED2(close, vp[1].at("scores")[i].at("rmse_wb2").get<double>(),
+                   vo[1].at("scores")[i].at("rmse_wb2").get<double>())
           << run;
   }
 }

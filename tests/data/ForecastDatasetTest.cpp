@@ -287,6 +287,7 @@ TEST_F(ForecastDatasetTest, CoarseningExactOnKnownValues) {
   ASSERT_EQ(d.H(), 2);
   ASSERT_EQ(d.W(), 4);
   EXPECT_EQ(d.lat(), (std::vector<float>{45.0f, -45.0f}));
+  EXPECT_EQ(d.lon(), (std::vector<double>{22.5, 112.5, 202.5, 292.5}));  // block means
   const Batch b = d.load({0, 5});
   ASSERT_EQ(b.x.size(), static_cast<size_t>(2 * 3 * 8));
   for (int64_t s = 0; s < 2; ++s) {
@@ -463,6 +464,72 @@ TEST_F(ForecastDatasetTest, RequiredStatisticsCacheIsReadNeverWritten) {
   ForecastDataset other(c, Split::train);
   EXPECT_FALSE(other.stats_computed());
   EXPECT_EQ(other.stats("t2m").mean, first.stats("t2m").mean);
+}
+
+TEST_F(ForecastDatasetTest, GivenNormalisationAndClimatologyNeedNoTrainingPeriod) {
+  // Missing values in the test split (from step 28, 1979-01-08): t2m at step 30, z at step 33.
+  write_data(40, {{30, 1, 1}}, {{33, 0, 4}});
+  auto c = config();
+  c.cache_path = (tmp_ / "stats.safetensors").string();
+  const ForecastDataset ref(c, Split::test);  // statistics computed over the training period
+  EXPECT_EQ(ref.lon(), nctest::range(0, 45, kW));
+  EXPECT_EQ(ref.lat(), std::vector<float>(kLat.begin(), kLat.end()));
+  ASSERT_EQ(ref.skipped_samples(), 3);  // inputs at 30 and 33, target at 30
+
+  // A checkpoint's statistics, and a training period the data do not hold: nothing of it is
+  // needed. No cache matches (another file), none is written.
+  auto g = c;
+  for (const auto& n : {"t2m", "z_500", "lsm"})
+    g.normalisation[n] = {ref.stats(n).mean, ref.stats(n).std};
+  g.climatology["t2m"] = ref.climatology("t2m");
+  g.train = {"1970-01-01", "1970-02-01"};
+  g.cache_path = (tmp_ / "other_stats.safetensors").string();
+  const ForecastDataset given(g, Split::test);
+  EXPECT_TRUE(given.stats_given());
+  EXPECT_FALSE(given.stats_computed());
+  EXPECT_FALSE(fs::exists(g.cache_path));
+  EXPECT_EQ(given.climatology("t2m"), ref.climatology("t2m"));
+  EXPECT_EQ(given.skipped_samples(), ref.skipped_samples());
+  ASSERT_EQ(given.size(), ref.size());
+  std::vector<int64_t> ids(ref.size());
+  for (int64_t i = 0; i < ref.size(); ++i) {
+    ids[i] = i;
+    EXPECT_EQ(given.sample_time(i), ref.sample_time(i)) << i;
+  }
+  const Batch a = ref.load(ids), b = given.load(ids);
+  EXPECT_EQ(a.x, b.x);
+  EXPECT_EQ(a.y, b.y);
+  // With the training cache (same files, range and coarsening): its masks, the given statistics.
+  auto h = g;
+  h.train = c.train;
+  h.cache_path = c.cache_path;
+  h.normalisation["t2m"].first += 1.0;
+  const ForecastDataset cached(h, Split::test);
+  EXPECT_EQ(cached.skipped_samples(), 3);
+  EXPECT_EQ(cached.stats("t2m").mean, ref.stats("t2m").mean + 1.0);
+
+  auto message = [](const ForecastConfig& cfg) {
+    try {
+      ForecastDataset d(cfg, Split::test);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  auto bad = g;
+  bad.normalisation.clear();
+  EXPECT_NE(message(bad).find("without a normalisation"), std::string::npos) << message(bad);
+  bad = g;
+  bad.outputs = {"t2m", "z_500"};
+  EXPECT_NE(message(bad).find("no field for output 'z_500'"), std::string::npos) << message(bad);
+  bad = g;
+  bad.climatology["t2m"].pop_back();
+  EXPECT_NE(message(bad).find("'t2m' has 31 values, but the grid is 4x8 (32 values)"),
+            std::string::npos)
+      << message(bad);
+  bad = g;
+  bad.normalisation.erase("lsm");
+  EXPECT_NE(message(bad).find("no mean/std for 'lsm'"), std::string::npos) << message(bad);
 }
 
 TEST_F(ForecastDatasetTest, WorkerExceptionsReachTheCaller) {

@@ -1,6 +1,8 @@
-// Forecast scores (src/eval/metrics.h): MetricAccumulator against values worked out by hand, and
-// eval::evaluate on the synthetic fixture against persistence and climatology RMSE recomputed
-// here straight from the NetCDF files (NetcdfDataset + the same 2x2 area-mean coarsening).
+// Forecast scores (src/eval/metrics.h): MetricAccumulator against values worked out by hand
+// (both RMSE definitions), and eval::evaluate on the synthetic fixture against persistence and
+// climatology RMSEs recomputed here straight from the NetCDF files (NetcdfDataset + the same 2x2
+// area-mean coarsening; the climatology the training-period mean, which the fixture's
+// checkpoint stores).
 #include "eval/metrics.h"
 
 #include <gtest/gtest.h>
@@ -35,7 +37,8 @@ TEST(MetricsTest, LatitudeWeightsAreCosOverMeanCos) {
     std::vector<float> pred(6, 0.f);
     pred[row * 2] = pred[row * 2 + 1] = 2.f;
     m.add(pred.data(), truth.data(), clim.data());
-    EXPECT_NEAR(m.rmse(), std::sqrt(w[row] * 4 * 2 / 6), 1e-6) << "row " << row;
+    EXPECT_NEAR(m.rmse_wb2(), std::sqrt(w[row] * 4 * 2 / 6), 1e-6) << "row " << row;
+    EXPECT_EQ(m.rmse_mean_per_forecast(), m.rmse_wb2()) << "one forecast: the same number";
   }
 }
 
@@ -47,7 +50,7 @@ TEST(MetricsTest, HandComputedRmseAndAcc) {
     eval::MetricAccumulator m(lat, 2, 2);
     m.add(p, o, c);
     EXPECT_NEAR(m.acc(), 6.0 / std::sqrt(60.0), 1e-7);
-    EXPECT_NEAR(m.rmse(), std::sqrt((0 + 1 + 4 + 1) / 4.0), 1e-7);
+    EXPECT_NEAR(m.rmse_wb2(), std::sqrt((0 + 1 + 4 + 1) / 4.0), 1e-7);
   }
   {  // Unequal weights, 3x1: o = 1 0 0, p = 0 0 1, clim 0. Weighted means 1/4 each:
     // o' = .75 -.25 -.25, p' = -.25 -.25 .75; sum w p'o' = -3/16, sum w p'^2 = sum w o'^2 = 9/16.
@@ -55,7 +58,7 @@ TEST(MetricsTest, HandComputedRmseAndAcc) {
     eval::MetricAccumulator m(kLat3.data(), 3, 1);
     m.add(p, o, c);
     EXPECT_NEAR(m.acc(), -1.0 / 3.0, 1e-7);
-    EXPECT_NEAR(m.rmse(), std::sqrt(0.5), 1e-7);  // (0.75 * 1 + 0.75 * 1) / 3
+    EXPECT_NEAR(m.rmse_wb2(), std::sqrt(0.5), 1e-7);  // (0.75 * 1 + 0.75 * 1) / 3
   }
 }
 
@@ -82,7 +85,7 @@ TEST(MetricsTest, PerfectForecastOffsetAndAntiCorrelation) {
   auto score = [&](const std::vector<float>& pred) {
     eval::MetricAccumulator m(kLat3.data(), 3, 4);
     m.add(pred.data(), f.truth.data(), f.clim.data());
-    return std::make_pair(m.rmse(), m.acc());
+    return std::make_pair(m.rmse_wb2(), m.acc());
   };
   const auto perfect = score(f.truth);
   EXPECT_EQ(perfect.first, 0.0);
@@ -118,18 +121,41 @@ TEST(MetricsTest, ClimatologyForecastHasAccZero) {
   eval::MetricAccumulator s(kLat3.data(), 3, 4);
   s.add(shifted.data(), u_truth.data(), u_clim.data());
   EXPECT_EQ(s.acc(), 0.0);
-  EXPECT_GT(s.rmse(), 0.0);
+  EXPECT_GT(s.rmse_wb2(), 0.0);
 }
 
-TEST(MetricsTest, RmseIsTheMeanOfPerForecastRmse) {
-  const float lat[2] = {30.f, -30.f};
-  const float truth[4] = {0, 0, 0, 0}, c[4] = {0, 0, 0, 0};
-  const float p1[4] = {1, 1, 1, 1}, p3[4] = {3, 3, 3, 3};
-  eval::MetricAccumulator m(lat, 2, 2);
-  m.add(p1, truth, c);
-  m.add(p3, truth, c);
-  EXPECT_EQ(m.count(), 2);
-  EXPECT_NEAR(m.rmse(), 2.0, 1e-12);  // (1 + 3) / 2, not sqrt((1 + 9) / 2)
+TEST(MetricsTest, TwoForecastsWithDifferentErrorsGiveTwoDifferentRmses) {
+  {  // Equal weights: errors 1 and 3 everywhere, MSE_t = 1 and 9.
+    const float lat[2] = {30.f, -30.f};
+    const float truth[4] = {0, 0, 0, 0}, c[4] = {0, 0, 0, 0};
+    const float p1[4] = {1, 1, 1, 1}, p3[4] = {3, 3, 3, 3};
+    eval::MetricAccumulator m(lat, 2, 2);
+    m.add(p1, truth, c);
+    m.add(p3, truth, c);
+    EXPECT_EQ(m.count(), 2);
+    EXPECT_NEAR(m.rmse_mean_per_forecast(), 2.0, 1e-12);  // (1 + 3) / 2
+    EXPECT_NEAR(m.rmse_wb2(), std::sqrt(5.0), 1e-12);     // sqrt((1 + 9) / 2)
+  }
+  // Latitude weights 0.75, 1.5, 0.75 (3x1). Forecast A: error 2 in the northern row only,
+  // MSE_A = 0.75 * 4 / 3 = 1. Forecast B: error 2 everywhere, MSE_B = 4.
+  // Mean per forecast (1 + 2) / 2 = 1.5; WeatherBench2 sqrt((1 + 4) / 2) = sqrt(2.5).
+  const float truth[3] = {0, 0, 0}, c[3] = {0, 0, 0};
+  const float a[3] = {2, 0, 0}, b[3] = {2, 2, 2};
+  eval::MetricAccumulator m(kLat3.data(), 3, 1);
+  m.add(a, truth, c);
+  m.add(b, truth, c);
+  EXPECT_NEAR(m.rmse_mean_per_forecast(), 1.5, 1e-12);
+  EXPECT_NEAR(m.rmse_wb2(), std::sqrt(2.5), 1e-12);
+  // Two ranks that scored one forecast each: their summed sums give the same two numbers.
+  eval::MetricAccumulator ra(kLat3.data(), 3, 1), rb(kLat3.data(), 3, 1);
+  ra.add(a, truth, c);
+  rb.add(b, truth, c);
+  auto sum = ra.sums();
+  for (size_t k = 0; k < sum.size(); ++k) sum[k] += rb.sums()[k];
+  ra.set_sums(sum);
+  EXPECT_EQ(ra.count(), 2);
+  EXPECT_NEAR(ra.rmse_mean_per_forecast(), 1.5, 1e-12);
+  EXPECT_NEAR(ra.rmse_wb2(), std::sqrt(2.5), 1e-12);
 }
 
 TEST(MetricsTest, MissingPixelsAreLeftOutAndNaNPredictionsAreNot) {
@@ -138,12 +164,12 @@ TEST(MetricsTest, MissingPixelsAreLeftOutAndNaNPredictionsAreNot) {
   const float truth[3] = {0, kNaN, 0};
   eval::MetricAccumulator m(kLat3.data(), 3, 1);
   m.add(p, truth, c);
-  EXPECT_NEAR(m.rmse(), 2.0, 1e-6);
+  EXPECT_NEAR(m.rmse_wb2(), 2.0, 1e-6);
   // Same with the climatology missing there.
   const float t0[3] = {0, 0, 0}, cn[3] = {0, kNaN, 0};
   eval::MetricAccumulator mc(kLat3.data(), 3, 1);
   mc.add(p, t0, cn);
-  EXPECT_NEAR(mc.rmse(), 2.0, 1e-6);
+  EXPECT_NEAR(mc.rmse_wb2(), 2.0, 1e-6);
   // A forecast with no valid pixel is not counted.
   const float all_nan[3] = {kNaN, kNaN, kNaN};
   eval::MetricAccumulator e(kLat3.data(), 3, 1);
@@ -154,7 +180,8 @@ TEST(MetricsTest, MissingPixelsAreLeftOutAndNaNPredictionsAreNot) {
   eval::MetricAccumulator n(kLat3.data(), 3, 1);
   n.add(pn, t0, c);
   EXPECT_EQ(n.count(), 1);
-  EXPECT_TRUE(std::isnan(n.rmse()));
+  EXPECT_TRUE(std::isnan(n.rmse_wb2()));
+  EXPECT_TRUE(std::isnan(n.rmse_mean_per_forecast()));
   EXPECT_TRUE(std::isnan(n.acc()));
 }
 
@@ -164,17 +191,34 @@ TEST(MetricsTest, FormatsShowAbsentScoresAndQuoteCsvFields) {
   s.units = "kg m**-2, \"daily\"";
   s.lead_hours = 24;
   s.forecasts = 3;
-  s.rmse = 1.5, s.acc = 0.5, s.rmse_climatology = 2, s.acc_climatology = 0;
-  s.rmse_persistence = s.acc_persistence = std::numeric_limits<double>::quiet_NaN();
+  s.rmse_wb2 = 1.75, s.rmse_mean_per_forecast = 1.5, s.acc = 0.5;
+  s.rmse_wb2_climatology = 2.5, s.rmse_mean_per_forecast_climatology = 2, s.acc_climatology = 0;
+  s.rmse_wb2_persistence = s.rmse_mean_per_forecast_persistence = s.acc_persistence =
+      std::numeric_limits<double>::quiet_NaN();
   const std::string csv = eval::scores_to_csv({s});
-  EXPECT_NE(csv.find("\ntp,\"kg m**-2, \"\"daily\"\"\",24,3,1.5,0.5,nan,nan,2,0\n"),
-            std::string::npos)
-      << csv;
+  EXPECT_EQ(csv,
+            "variable,units,lead_hours,forecasts,rmse_wb2,rmse_mean_per_forecast,acc,"
+            "rmse_wb2_persistence,rmse_mean_per_forecast_persistence,acc_persistence,"
+            "rmse_wb2_climatology,rmse_mean_per_forecast_climatology,acc_climatology\n"
+            "tp,\"kg m**-2, \"\"daily\"\"\",24,3,1.75,1.5,0.5,nan,nan,nan,2.5,2,0\n");
   const auto j = nlohmann::json::parse(eval::scores_to_json({s}));
-  EXPECT_TRUE(j[0].at("rmse_persistence").is_null());
-  EXPECT_EQ(j[0].at("rmse").get<double>(), 1.5);
+  EXPECT_TRUE(j[0].at("rmse_wb2_persistence").is_null());
+  EXPECT_TRUE(j[0].at("rmse_mean_per_forecast_persistence").is_null());
+  EXPECT_EQ(j[0].at("rmse_wb2").get<double>(), 1.75);
+  EXPECT_EQ(j[0].at("rmse_mean_per_forecast").get<double>(), 1.5);
+  EXPECT_EQ(j[0].at("rmse_wb2_climatology").get<double>(), 2.5);
+  EXPECT_EQ(j[0].at("rmse_mean_per_forecast_climatology").get<double>(), 2.0);
+  EXPECT_EQ(j[0].size(), 4 + eval::score_keys().size());
+  EXPECT_FALSE(j[0].contains("rmse")) << "the ambiguous old key is gone";
   const std::string table = eval::format_scores_table({s});
   EXPECT_EQ(table.find("nan"), std::string::npos) << table;
+  // The header names both RMSEs as the JSON and CSV do; the row holds them in that order.
+  EXPECT_NE(table.find("rmse_wb2"), std::string::npos) << table;
+  EXPECT_NE(table.find("rmse_mean_per_forecast"), std::string::npos) << table;
+  EXPECT_LT(table.find("rmse_wb2"), table.find("rmse_mean_per_forecast")) << table;
+  const std::string row = table.substr(table.find("\ntp") + 1);
+  EXPECT_LT(row.find("1.75"), row.find("1.5 ")) << table;
+  EXPECT_LT(row.find("2.5"), row.find(" 2 ")) << table;
 }
 
 // ---------------------------------------------------------------- evaluate() on the fixture
@@ -236,14 +280,15 @@ const Reference& reference() {
   return r;
 }
 
-double rmse(const std::vector<double>& a, const std::vector<double>& b, const Reference& r) {
+// The latitude-weighted spatial MSE of one forecast.
+double mse(const std::vector<double>& a, const std::vector<double>& b, const Reference& r) {
   double s = 0;
   for (int64_t i = 0; i < r.h; ++i)
     for (int64_t j = 0; j < r.w; ++j) {
       const double d = a[i * r.w + j] - b[i * r.w + j];
       s += r.wlat[i] * d * d;
     }
-  return std::sqrt(s / static_cast<double>(r.h * r.w));
+  return s / static_cast<double>(r.h * r.w);
 }
 
 std::vector<eval::Scores> evaluate_fixture(const std::vector<double>& leads) {
@@ -251,7 +296,7 @@ std::vector<eval::Scores> evaluate_fixture(const std::vector<double>& leads) {
   const auto ck = eval::load_forecast_checkpoint(fx.checkpoint);
   data::ForecastConfig cfg = ck.data;
   cfg.lead_hours = leads;
-  cfg.normalisation = ck.norm;
+  eval::use_checkpoint_statistics(ck, cfg);
   cfg.batch_size = 4;
   cfg.shuffle = false;
   data::ForecastDataset ds(cfg, data::Split::test);
@@ -274,23 +319,31 @@ TEST(MetricsTest, EvaluateBaselinesMatchDirectReadsOfTheFiles) {
       const std::string& name = fx.data.outputs[o];
       EXPECT_EQ(s.variable, name);
       EXPECT_EQ(s.lead_hours, lead);
-      double pers = 0, clim = 0;
+      double pers = 0, clim = 0, pers_mse = 0, clim_mse = 0;  // sums of RMSE_t and MSE_t
       int n = 0;
       const auto& f = r.fields.at(name);
       for (size_t t = 0; t < r.times.size(); ++t) {
         if (r.times[t] < tb || r.times[t] + lead >= te) continue;
         const size_t tl = t + static_cast<size_t>(lead / 6);
         ASSERT_DOUBLE_EQ(r.times[tl], r.times[t] + lead);
-        pers += rmse(f[t], f[tl], r);
-        clim += rmse(r.clim.at(name), f[tl], r);
+        const double mp = mse(f[t], f[tl], r), mc = mse(r.clim.at(name), f[tl], r);
+        pers += std::sqrt(mp), pers_mse += mp;
+        clim += std::sqrt(mc), clim_mse += mc;
         ++n;
       }
       ASSERT_GT(n, 0);
       EXPECT_EQ(s.forecasts, n) << name << " lead " << lead;
-      EXPECT_NEAR(s.rmse_persistence, pers / n, 1e-5 * pers / n) << name << " lead " << lead;
-      EXPECT_NEAR(s.rmse_climatology, clim / n, 1e-5 * clim / n) << name << " lead " << lead;
+      const std::string what = name + " lead " + std::to_string(lead);
+      EXPECT_NEAR(s.rmse_mean_per_forecast_persistence, pers / n, 1e-5 * pers / n) << what;
+      EXPECT_NEAR(s.rmse_mean_per_forecast_climatology, clim / n, 1e-5 * clim / n) << what;
+      const double wp = std::sqrt(pers_mse / n), wc = std::sqrt(clim_mse / n);
+      EXPECT_NEAR(s.rmse_wb2_persistence, wp, 1e-5 * wp) << what;
+      EXPECT_NEAR(s.rmse_wb2_climatology, wc, 1e-5 * wc) << what;
+      // sqrt of a mean >= the mean of the square roots, strictly when the errors differ.
+      EXPECT_GT(s.rmse_wb2_persistence, s.rmse_mean_per_forecast_persistence) << what;
+      EXPECT_GT(s.rmse_wb2, s.rmse_mean_per_forecast) << what;
       EXPECT_EQ(s.acc_climatology, 0.0);
-      EXPECT_TRUE(std::isfinite(s.rmse) && s.rmse > 0) << name;
+      EXPECT_TRUE(std::isfinite(s.rmse_mean_per_forecast) && s.rmse_mean_per_forecast > 0) << name;
       EXPECT_TRUE(std::isfinite(s.acc) && std::abs(s.acc) <= 1) << name;
       EXPECT_TRUE(std::isfinite(s.acc_persistence) && s.acc_persistence > 0) << name;
       EXPECT_FALSE(s.units.empty()) << name;
@@ -308,7 +361,8 @@ TEST(MetricsTest, EvaluateScoresEveryOutputAtEveryLead) {
       EXPECT_EQ(scores[k].variable, name);
       EXPECT_EQ(scores[k].lead_hours, lead);
       EXPECT_GT(scores[k].forecasts, 0);
-      EXPECT_TRUE(std::isfinite(scores[k].rmse)) << name << " " << lead;
+      EXPECT_TRUE(std::isfinite(scores[k].rmse_wb2)) << name << " " << lead;
+      EXPECT_TRUE(std::isfinite(scores[k].rmse_mean_per_forecast)) << name << " " << lead;
       EXPECT_TRUE(std::isfinite(scores[k].acc)) << name << " " << lead;
       ++k;
     }

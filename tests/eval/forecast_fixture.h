@@ -72,7 +72,7 @@ struct ForecastFixture {
     data::ForecastDataset ds(f.data, data::Split::train);
     f.checkpoint = f.dir + "/fixture_model.safetensors";
     eval::save_forecast_model(f.checkpoint, f.model, f.data, eval::normalisation_of(ds),
-                               m.params(), params.data());
+                              eval::climatology_of(ds), m.params(), params.data());
     return f;
   }
 };

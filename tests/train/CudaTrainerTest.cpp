@@ -35,16 +35,16 @@ train::OptimConfig opt() {
   return o;
 }
 
-struct Run {
+struct TrainRun {
   std::vector<train::StepResult> steps;
   std::vector<float> params, m, v;
 };
 
-Run train_steps(backend::Device& dev, model::Precision prec, model::Tokenization tok, int n) {
+TrainRun train_steps(backend::Device& dev, model::Precision prec, model::Tokenization tok, int n) {
   const auto c = seqvit_test::tiny_config(tok);
   train::Trainer tr(c, opt(), 2, prec, 3, {}, dev);
   seqvit_test::SyntheticBatch d(c, 2);
-  Run r;
+  TrainRun r;
   for (int s = 0; s < n; ++s) r.steps.push_back(tr.step(d.batch(s)));
   r.params.resize(static_cast<size_t>(tr.model().params().total()));
   tr.read_params(r.params.data());
@@ -66,8 +66,8 @@ class CudaTrainer : public ::testing::Test {
 TEST_F(CudaTrainer, TenAdamWStepsFollowTheCpu) {
   for (auto tok : {model::Tokenization::Aggregate, model::Tokenization::PerVariable}) {
     auto gpu = backend::make_device("cuda");
-    const Run ref = train_steps(backend::cpu(), model::Precision::F32, tok, 10);
-    const Run got = train_steps(*gpu, model::Precision::F32, tok, 10);
+    const TrainRun ref = train_steps(backend::cpu(), model::Precision::F32, tok, 10);
+    const TrainRun got = train_steps(*gpu, model::Precision::F32, tok, 10);
     for (size_t s = 0; s < ref.steps.size(); ++s) {
       EXPECT_TRUE(close(got.steps[s].loss, ref.steps[s].loss, 1e-5))
           << "step " << s << ": loss " << got.steps[s].loss << " vs cpu " << ref.steps[s].loss;
@@ -88,7 +88,7 @@ TEST_F(CudaTrainer, CheckpointRoundTripGpuCpuGpu) {
   seqvit_test::SyntheticBatch d(c, 2);
   const fs::path dir = fs::temp_directory_path() / "seqvit_cuda_ckpt";
   fs::create_directories(dir);
-  const Run all_cpu = train_steps(backend::cpu(), model::Precision::F32,
+  const TrainRun all_cpu = train_steps(backend::cpu(), model::Precision::F32,
                                   model::Tokenization::Aggregate, 6);
   std::vector<double> losses;
   // `steps` steps on `dev` from the checkpoint `from` (none: a fresh model), saved to `to`

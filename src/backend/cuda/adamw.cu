@@ -7,7 +7,8 @@
 //   p += (-lr / (1 - b1^step)) m / (sqrt(v) / sqrt(1 - b2^step) + eps)
 // The scalars are computed on the host in double exactly as the CPU does; the element update
 // uses only correctly rounded fp32 operations in the CPU's order, written as _rn intrinsics so
-// that nvcc cannot contract them into FMAs: p, m, v and g are bit-identical to the CPU backend.
+// that nvcc cannot contract them into FMAs: p, m, v and g are bit-identical to the CPU's portable
+// path. (Its AVX-512 clone is FMA-contracted by GCC and differs by 1 ulp; docs/cuda.md.)
 //
 // One launch for every segment: a fixed grid walks the DEVICE segment table, and chunks of
 // kAdamChunk elements of the segments go round-robin to the blocks (launch.cuh

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "backend/cuda/attention.h"
@@ -19,10 +20,10 @@ int activate(const std::string& name, int ordinal) {
   int count = 0;
   const cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess)
-    fail("device '{}': no CUDA GPU can be used: {} ({})", name, cudaGetErrorString(e),
+    seqvit::fail("device '{}': no CUDA GPU can be used: {} ({})", name, cudaGetErrorString(e),
          cudaGetErrorName(e));
   if (ordinal < 0 || ordinal >= count)
-    fail("device '{}': this machine has {} CUDA GPU{} (cuda:0{})", name, count,
+    seqvit::fail("device '{}': this machine has {} CUDA GPU{} (cuda:0{})", name, count,
          count == 1 ? "" : "s", count > 1 ? fmt::format(" .. cuda:{}", count - 1) : "");
   SEQVIT_CUDA_CHECK(cudaSetDevice(ordinal), "cudaSetDevice", "ordinal", ordinal);
   return ordinal;
@@ -67,6 +68,9 @@ CudaDevice::CudaDevice(const std::string& name, int ordinal)
                     "cudaStreamCreateWithFlags", "ordinal", ordinal_);
   table_bytes_ = 64 << 10;
   table_ = device_alloc(table_bytes_, "host-table buffer");
+  // fp32 products are exact fp32 unless the user asks for TF32 tensor cores (docs/cuda.md)
+  if (const char* t = std::getenv("SEQVIT_CUDA_TF32"); t && std::string(t) == "1")
+    blas_.set_tf32(true);
 }
 
 CudaDevice::~CudaDevice() {
@@ -84,7 +88,7 @@ void* CudaDevice::device_alloc(size_t bytes, const char* what) {
     size_t free_b = 0, total_b = 0;
     cudaGetLastError();  // clear the sticky-free error state of a failed allocation
     cudaMemGetInfo(&free_b, &total_b);
-    fail("{}: cannot allocate {:.3f} GiB for {} ({}; {:.2f} of {:.2f} GiB free)", name_,
+    seqvit::fail("{}: cannot allocate {:.3f} GiB for {} ({}; {:.2f} of {:.2f} GiB free)", name_,
          n / double(1 << 30), what, cudaGetErrorString(e), free_b / double(1 << 30),
          total_b / double(1 << 30));
   }
@@ -121,7 +125,7 @@ std::unique_ptr<ParameterStore> CudaDevice::parameter_store(int64_t floats) {
 
 size_t CudaDevice::peak_allocated_bytes() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return peak_bytes_ + blas_.workspace_bytes();
+  return peak_bytes_ + Blas::kWorkspaceBytes;
 }
 
 bool CudaDevice::owns(const void* p, size_t bytes) const {
@@ -167,7 +171,7 @@ void CudaDevice::zero(void* dst, size_t bytes) {
 void CudaDevice::synchronize() {
   const cudaError_t e = cudaStreamSynchronize(stream_);
   if (e != cudaSuccess)
-    fail("{}: an op on the device's stream failed: {} ({}); the last op enqueued was {}", name_,
+    seqvit::fail("{}: an op on the device's stream failed: {} ({}); the last op enqueued was {}", name_,
          cudaGetErrorString(e), cudaGetErrorName(e), last_op_);
 }
 

@@ -124,8 +124,9 @@ void gemv_bias_backward(const float* dq_rows, int64_t n, const float* Wt, const 
                         cudaStream_t stream);
 
 // ------------------------------------------------------------------ optimizer (adamw.cu)
-// Multi-tensor AdamW, element for element the CPU's kernels/adamw.cpp (bit-identical: the same
-// fp32 operations, no FMA contraction). segments: DEVICE table. One launch for all segments.
+// Multi-tensor AdamW, element for element the CPU's kernels/adamw.cpp (the same fp32 operations
+// in the same order, never FMA-contracted: bit-identical to its portable path; its AVX-512 clone
+// is FMA-contracted by GCC, docs/cuda.md). segments: DEVICE table. One launch for all segments.
 void adamw(const AdamArgs& a, cudaStream_t stream);
 
 // ------------------------------------------------------------------ dropout (dropout.cu)
