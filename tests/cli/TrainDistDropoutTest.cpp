@@ -1,7 +1,7 @@
 // Dropout and drop-path under every parallel layout (docs/model.md "Dropout"): the masks are a
 // function of the seed, the optimizer step and each element's place in the single-process
 // tensors (global sample, token, column), so `mpirun seqvit train --dropout --drop-path` with
-// --dp, --sp, --tp, --pp and micro-batches draws the single process's masks: every step's loss
+// --dp, --sp, --tp, --pp and micro-batches, --zero 3 draws the single process's masks: every step's loss
 // and gradient norm and the final weights agree within 1e-5 (tests/cli/TrainDistTest.cpp's
 // comparison), and so does --device guarded.
 #include <gtest/gtest.h>
@@ -45,7 +45,8 @@ TEST_F(TrainDistDropoutTest, EveryLayoutDrawsTheSingleProcessMasks) {
        {std::pair<std::string, std::string>{"dp2", " --dp 2"},
         {"sp2", " --sp 2 --sp-mode ring"},
         {"tp2", " --tp 2"},
-        {"pp2", " --pp 2 --micro-batches 2"}}) {
+        {"pp2", " --pp 2 --micro-batches 2"},
+        {"zero3", " --dp 2 --zero 3"}}) {
     const auto r = run_seqvit_mpi(2, train_args(name) + extra);
     ASSERT_EQ(r.status, 0) << name << "\n" << r.output;
     expect_same_run(name, name, false);
