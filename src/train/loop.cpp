@@ -487,6 +487,8 @@ void train_loop(const TrainOptions& o, BatchSource& src, Distributed& dist,
            "files replaced?)",
            file);
     const io::SafetensorsReader r(file);
+    uint64_t ck_seed = 0;
+    double ck_drop = 0, ck_path = 0;  // files from before dropout existed: 0
     try {
       const auto j = json::parse(r.metadata().at("seqvit.train"));
       pos.step = j.at("step").get<int64_t>();
@@ -494,17 +496,18 @@ void train_loop(const TrainOptions& o, BatchSource& src, Distributed& dist,
       pos.batch_in_epoch = j.at("batch_in_epoch").get<int64_t>();
       loss_ema = j.at("loss_ema").get<double>();
       elapsed0 = j.value("elapsed_s", 0.0);
-      if (j.at("seed").get<uint64_t>() != o.seed)
-        fail("--resume: {} was trained with --seed {}, not {}", file,
-             j.at("seed").get<uint64_t>(), o.seed);
-      const double ck_drop = j.value("dropout", 0.0), ck_path = j.value("drop_path", 0.0);
-      if (ck_drop != o.dropout || ck_path != o.drop_path)
-        fail("--resume: {} was trained with --dropout {} --drop-path {}, not --dropout {} "
-             "--drop-path {} (the masks of the continued steps would differ)",
-             file, ck_drop, ck_path, o.dropout, o.drop_path);
+      ck_seed = j.at("seed").get<uint64_t>();
+      ck_drop = j.value("dropout", 0.0);
+      ck_path = j.value("drop_path", 0.0);
     } catch (const std::exception& e) {
       fail("--resume: {} has no usable training state (seqvit.train): {}", file, e.what());
     }
+    if (ck_seed != o.seed)
+      fail("--resume: {} was trained with --seed {}, not {}", file, ck_seed, o.seed);
+    if (ck_drop != o.dropout || ck_path != o.drop_path)
+      fail("--resume: {} was trained with --dropout {} --drop-path {}, not --dropout {} "
+           "--drop-path {} (the masks of the continued steps would differ)",
+           file, ck_drop, ck_path, o.dropout, o.drop_path);
     const auto lay = r.metadata().find("seqvit.layout");  // information only
     written_by = describe_layout(lay == r.metadata().end() ? "" : lay->second);
     const auto os = eval::read_optimizer(eval::optimizer_path(file), logical.params());
