@@ -12,6 +12,13 @@ module, perturbs every parameter with small noise, makes a structured random bat
   DIR/train_reference.json   AdamW + clipping + warm-up/cosine schedule: losses, grad norms and
                              learning rates of --steps steps on the same batch (float64)
   DIR/train_final.safetensors the parameters after those --steps updates (float64 -> float32)
+  DIR/dropout_reference.safetensors  as reference.safetensors, with dropout 0.1 and drop-path 0.2
+                             drawn by seqvit's hashed masks (seed 7, step 3) at ClimaX's places
+
+With --climax-layout it writes instead a ClimaX-layout PyTorch Lightning checkpoint
+(DIR/climax.ckpt, {"state_dict": {"net.<name>": ...}}, microsoft/ClimaX's module names with one
+token embedding and var_embed row per default variable) with random weights, a batch for a subset
+of the variables and that forward's prediction (climax_layout_main; tests/cli/ConvertClimaXTest).
 
 Run with Debian's interpreter:
   /usr/bin/python3 scripts/torch_reference.py --out /tmp/ref_agg --tokenization aggregate
@@ -491,6 +498,17 @@ def parse_args(argv=None):
     ap.add_argument("--noise", type=float, default=0.02,
                     help="std of the noise added to every parameter after initialisation")
     ap.add_argument("--check", action="store_true", help="run the self-checks (see module doc)")
+    ap.add_argument("--climax-layout", action="store_true",
+                    help="instead: a ClimaX-layout Lightning checkpoint and its forward (see "
+                         "climax_layout_main)")
+    ap.add_argument("--climax-variables",
+                    default="land_sea_mask,orography,2m_temperature,10m_u_component_of_wind,"
+                            "geopotential_500,temperature_850,u_component_of_wind_250",
+                    help="--climax-layout: the default variables (ClimaX names)")
+    ap.add_argument("--climax-inputs", default="geopotential_500,2m_temperature,land_sea_mask",
+                    help="--climax-layout: the forward's input variables (ClimaX names)")
+    ap.add_argument("--climax-outputs", default="2m_temperature,geopotential_500",
+                    help="--climax-layout: the forward's output variables")
     return ap.parse_args(argv)
 
 
@@ -529,6 +547,9 @@ def build(cfg, seed, noise):
 def main(argv=None):
     a = parse_args(argv)
     torch.set_num_threads(a.threads)
+    if a.climax_layout:
+        os.makedirs(a.out, exist_ok=True)
+        return climax_layout_main(a)
     cfg = config_from_args(a)
     os.makedirs(a.out, exist_ok=True)
     model, gen = build(cfg, a.seed, a.noise)
@@ -559,6 +580,11 @@ def main(argv=None):
     write_safetensors(os.path.join(a.out, "reference.safetensors"), ref,
                       {"seqvit.reference": "float64 forward/backward of model.safetensors on "
                                            "batch.safetensors, stored as float32"})
+
+    # The same forward/backward with dropout and drop-path (seqvit's masks at step 3).
+    drop = {"rate": 0.1, "path": 0.2, "seed": 7, "step": 3}
+    dloss = write_dropout_reference(a.out, cfg, params32, batch, drop)
+    print(f"dropout {drop}: loss {dloss:.10g}; wrote {a.out}/dropout_reference.safetensors")
 
     # Training reference.
     hp = hyper_params(a.steps)
@@ -695,6 +721,185 @@ def run_checks(a, cfg, params32, batch, ref, m64):
     print(f"  [info] steps whose gradient norm exceeds clip_grad_norm (clipped): {clipped} of "
           f"{len(tr['grad_norms_before_clip'])}")
     return ok
+
+
+# ----------------------------------------------------------------------------------------------
+# Dropout and drop-path with seqvit's hashed masks (docs/model.md "Dropout", backend/device.h
+# DropoutArgs), at ClimaX's places (timm Block / Mlp / Attention, ClimaX's pos_drop): the mask of
+# each element is drawn from (seed, step, site, the element's index), so this forward and
+# seqvit's drop the same elements, and their gradients must agree.
+
+_U64 = 0xFFFFFFFFFFFFFFFF
+
+
+def _mix_int(z):
+    z = (z + 0x9e3779b97f4a7c15) & _U64
+    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & _U64
+    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & _U64
+    return z ^ (z >> 31)
+
+
+def _mix_np(z):
+    with np.errstate(over="ignore"):
+        z = z + np.uint64(0x9e3779b97f4a7c15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xbf58476d1ce4e5b9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94d049bb133111eb)
+    return z ^ (z >> np.uint64(31))
+
+
+def dropout_mask(p, seed, step, site, B, N, C, per_sample=False):
+    """[B, N, C] float64 multipliers (0 or 1/(1-p)) of seqvit's mask with probability p (as
+    float32, as the backend receives it); per_sample: one draw per sample (drop-path)."""
+    p32 = float(np.float32(p))
+    if p32 <= 0:
+        return torch.ones(B, N, C, dtype=torch.float64)
+    key = _mix_int(_mix_int(_mix_int(seed) ^ step) ^ site)
+    thr = np.uint64(int(p32 * 16777216.0))
+    if per_sample:
+        ids = np.arange(B, dtype=np.uint64)[:, None, None] * np.ones((1, N, C), dtype=np.uint64)
+    else:
+        ids = np.arange(B * N * C, dtype=np.uint64).reshape(B, N, C)
+    keep = (_mix_np(np.uint64(key) ^ ids) >> np.uint64(40)) >= thr
+    return torch.from_numpy(keep.astype(np.float64) / (1.0 - p32))
+
+
+def forward_with_dropout(model, x, lt_hours, rate, path, seed, step):
+    """ClimaX.forward with dropout (pos_drop; per block proj_drop, the Mlp's two drops) and
+    drop-path (each residual branch, rate path * i / (depth - 1)) at their ClimaX places."""
+    t = model.embed(x)
+    t = t + model.lead_time_embed((lt_hours / 100.0).unsqueeze(-1)).unsqueeze(1)
+    B, N, D = t.shape
+    t = t * dropout_mask(rate, seed, step, 0, B, N, D)
+    depth = len(model.blocks)
+    for i, blk in enumerate(model.blocks):
+        dp = path * i / (depth - 1) if depth > 1 else 0.0
+        a = blk.attn(blk.norm1(t))
+        t = t + a * dropout_mask(rate, seed, step, 8 * i + 1, B, N, D) \
+            * dropout_mask(dp, seed, step, 8 * i + 2, B, N, D, per_sample=True)
+        h = blk.mlp.act(blk.mlp.fc1(blk.norm2(t)))
+        h = h * dropout_mask(rate, seed, step, 8 * i + 3, B, N, h.shape[-1])
+        m = blk.mlp.fc2(h)
+        t = t + m * dropout_mask(rate, seed, step, 8 * i + 4, B, N, D) \
+            * dropout_mask(dp, seed, step, 8 * i + 5, B, N, D, per_sample=True)
+    z = model.head(model.norm(t))
+    return model.unpatchify(z)[:, model.out_ids]
+
+
+def write_dropout_reference(out, cfg, params32, batch, drop):
+    m = ClimaX(cfg)
+    m.load_state_dict(params32)
+    m.double()
+    x, y = batch["x"].double(), batch["y"].double()
+    lt, lat = batch["lead_times"].double(), batch["lat"].double()
+    pred = forward_with_dropout(m, x, lt, drop["rate"], drop["path"], drop["seed"], drop["step"])
+    loss = lat_weighted_mse(pred, y, lat)
+    loss.backward()
+    ref = {"pred": pred.detach().float(), "loss": loss.detach().reshape(1).float()}
+    for n, p in m.named_parameters():
+        ref["grad." + n] = p.grad.detach().float()
+    write_safetensors(os.path.join(out, "dropout_reference.safetensors"), ref,
+                      {"seqvit.dropout": json.dumps(drop)})
+    return loss.item()
+
+
+# ----------------------------------------------------------------------------------------------
+# ClimaX's own layout (--climax-layout): the module of microsoft/ClimaX src/climax/arch.py, with a
+# list of default variables (ClimaX names), one token embedding and one var_embed row per default
+# variable and a head over all of them; a forward takes the input variables by name, uses their
+# embeddings (get_var_ids) and keeps the output variables of the unpatchified head. Its checkpoint
+# is a PyTorch Lightning one: {"state_dict": {"net.<name>": tensor}}. scripts/climax_checkpoint.py
+# converts it into a seqvit model for a variable subset, whose forward must match this one.
+
+class ClimaXArch(nn.Module):
+    def __init__(self, default_vars, img_size, patch_size, embed_dim, depth, decoder_depth,
+                 num_heads, mlp_ratio):
+        super().__init__()
+        self.default_vars = list(default_vars)
+        self.var_map = {v: i for i, v in enumerate(self.default_vars)}
+        self.img_size, self.patch_size = list(img_size), patch_size
+        H, W = img_size
+        p, D, Vd = patch_size, embed_dim, len(self.default_vars)
+        self.gh, self.gw = H // p, W // p
+        self.token_embeds = nn.ModuleList([PatchEmbed(p, D) for _ in range(Vd)])
+        self.var_embed = nn.Parameter(torch.zeros(1, Vd, D))
+        self.var_query = nn.Parameter(torch.zeros(1, 1, D))
+        self.var_agg = nn.MultiheadAttention(D, num_heads, batch_first=True)
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.gh * self.gw, D))
+        self.lead_time_embed = nn.Linear(1, D)
+        self.blocks = nn.ModuleList([Block(D, num_heads, mlp_ratio) for _ in range(depth)])
+        self.norm = nn.LayerNorm(D, eps=1e-5)
+        head = []
+        for _ in range(decoder_depth):
+            head += [nn.Linear(D, D), nn.GELU()]
+        head.append(nn.Linear(D, Vd * p * p))
+        self.head = nn.Sequential(*head)
+
+    def forward(self, x, lead_times_hours, variables, out_variables):
+        """x [B, len(variables), H, W] -> preds [B, len(out_variables), H, W] (eval: no dropout)."""
+        ids = [self.var_map[v] for v in variables]
+        e = torch.stack([self.token_embeds[i](x[:, k:k + 1]) for k, i in enumerate(ids)], dim=1)
+        e = e + self.var_embed[:, ids, :].unsqueeze(2)  # B, V, L, D
+        B, V, L, D = e.shape
+        kv = torch.einsum("bvld->blvd", e).flatten(0, 1)  # B*L, V, D
+        q = self.var_query.repeat_interleave(kv.shape[0], dim=0)
+        t, _ = self.var_agg(q, kv, kv, need_weights=False)
+        t = t.reshape(B, L, D) + self.pos_embed
+        t = t + self.lead_time_embed((lead_times_hours / 100.0).unsqueeze(-1)).unsqueeze(1)
+        for blk in self.blocks:
+            t = blk(t)
+        z = self.head(self.norm(t))  # B, L, Vd*p*p
+        p, c = self.patch_size, len(self.default_vars)
+        z = torch.einsum("nhwpqc->nchpwq", z.reshape(B, self.gh, self.gw, p, p, c))
+        imgs = z.reshape(B, c, self.gh * p, self.gw * p)
+        return imgs[:, [self.var_map[v] for v in out_variables]]
+
+
+def climax_layout_main(a):
+    """Writes DIR/climax.ckpt (random weights; DIR/climax_parallel.ckpt the same with the stacked
+    patch embeddings of parallel_patch_embed=True), DIR/climax_batch.safetensors for
+    --climax-inputs and DIR/climax_reference.safetensors (pred and loss in float64 from the
+    float32 weights)."""
+    default_vars = a.climax_variables.split(",")
+    inputs, outputs = a.climax_inputs.split(","), a.climax_outputs.split(",")
+    torch.manual_seed(a.seed)
+    net = ClimaXArch(default_vars, a.img, a.patch, a.embed_dim, a.depth, a.decoder_depth,
+                     a.num_heads, a.mlp_ratio)
+    gen = torch.Generator().manual_seed(a.seed + 17)
+    with torch.no_grad():  # random weights everywhere (no zero var_query / biases)
+        for _, prm in sorted(net.named_parameters()):
+            prm.copy_(0.05 * torch.randn(prm.shape, generator=gen))
+        for n, prm in net.named_parameters():
+            if n.endswith("norm1.weight") or n.endswith("norm2.weight") or n == "norm.weight":
+                prm.add_(1.0)
+    sd = {"net." + n: t.detach().clone().float() for n, t in net.state_dict().items()}
+    torch.save({"state_dict": sd, "epoch": 0, "global_step": 0}, os.path.join(a.out, "climax.ckpt"))
+    # the same weights as ClimaX's ParallelVarPatchEmbed stores them (parallel_patch_embed=True)
+    par = {n: t for n, t in sd.items() if not n.startswith("net.token_embeds.")}
+    Vd = len(default_vars)
+    par["net.token_embeds.proj_weights"] = torch.stack(
+        [sd[f"net.token_embeds.{i}.proj.weight"] for i in range(Vd)])
+    par["net.token_embeds.proj_biases"] = torch.stack(
+        [sd[f"net.token_embeds.{i}.proj.bias"] for i in range(Vd)])
+    torch.save({"state_dict": par}, os.path.join(a.out, "climax_parallel.ckpt"))
+    cfg = {"img_size": list(a.img), "variables": inputs, "out_variables": outputs}
+    batch = make_batch(cfg, a.batch, gen)
+    write_safetensors(os.path.join(a.out, "climax_batch.safetensors"), batch,
+                      {"climax.batch": json.dumps({"variables": inputs, "out_variables": outputs})})
+    m64 = ClimaXArch(default_vars, a.img, a.patch, a.embed_dim, a.depth, a.decoder_depth,
+                     a.num_heads, a.mlp_ratio)
+    m64.load_state_dict({n[4:]: t for n, t in sd.items()})
+    m64.double().eval()
+    with torch.no_grad():
+        pred = m64(batch["x"].double(), batch["lead_times"].double(), inputs, outputs)
+        loss = lat_weighted_mse(pred, batch["y"].double(), batch["lat"].double())
+    write_safetensors(os.path.join(a.out, "climax_reference.safetensors"),
+                      {"pred": pred.float(), "loss": loss.reshape(1).float()},
+                      {"climax.reference": "float64 ClimaX-layout forward of climax.ckpt on "
+                                           "climax_batch.safetensors, stored as float32"})
+    print(f"ClimaX layout: {len(default_vars)} default variables, inputs {inputs} -> {outputs}, "
+          f"loss {loss.item():.10g}; wrote {a.out}/climax.ckpt, climax_batch.safetensors, "
+          f"climax_reference.safetensors")
+    return 0
 
 
 if __name__ == "__main__":

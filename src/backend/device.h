@@ -101,6 +101,42 @@ struct AdamArgs {
   float grad_scale = 1.f;    // clipping: g *= grad_scale before the update (1: untouched)
 };
 
+// Dropout and drop-path (docs/model.md "Dropout"): y = x * keep / (1 - p), elementwise over
+// x[B, Nl, C] (y may be x). The keep decision is a counter-based hash, so any backend draws the
+// same mask and a backward recomputes it instead of storing it:
+//   key = mix(mix(mix(seed) ^ step) ^ site),  u = mix(key ^ id),  keep = (u >> 40) >= thr,
+//   thr = floor(p * 2^24),  mix(z) = splitmix64's finaliser of z + 0x9e3779b97f4a7c15,
+// with id = ((s0 + s) * N + n0 + j) * Ctot + c0 + c for element (s, j, c) (the element's place
+// in the single-process tensor [B_global, N, Ctot]: the mask does not depend on the layout), or
+// id = s0 + s with per_sample (drop-path: one draw per sample). Dropout is linear, so its
+// backward is the same call on dy.
+struct DropoutArgs {
+  const float* x = nullptr;
+  float* y = nullptr;
+  int64_t B = 0, Nl = 0, C = 0;
+  int64_t s0 = 0, N = 0, n0 = 0, Ctot = 0, c0 = 0;
+  bool per_sample = false;
+  float p = 0.f;  // drop probability, [0, 1)
+  uint64_t seed = 0, step = 0, site = 0;
+};
+// The keep mask's hash (DropoutArgs), for the backends and the tests; constexpr, so the CUDA
+// kernels call the same functions (nvcc --expt-relaxed-constexpr).
+constexpr uint64_t dropout_mix(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+constexpr uint64_t dropout_key(uint64_t seed, uint64_t step, uint64_t site) {
+  return dropout_mix(dropout_mix(dropout_mix(seed) ^ step) ^ site);
+}
+constexpr uint64_t dropout_threshold(float p) {
+  return static_cast<uint64_t>(static_cast<double>(p) * 16777216.0);
+}
+constexpr bool dropout_keep(uint64_t key, uint64_t id, uint64_t thr) {
+  return (dropout_mix(key ^ id) >> 40) >= thr;
+}
+
 // (o, lse) <- the attention over the union of two key ranges, for the rows (b, h, t) of
 // [b0, b0 + nb) x [h0, h0 + nh) x [i0, i0 + ni): lse' = log(e^lse + e^lse_in),
 // o' = e^(lse - lse') o + e^(lse_in - lse') o_in. o is strided ([b][t][h][d] by its strides);
@@ -234,6 +270,9 @@ class Device {
   virtual void gemv_bias_backward(const float* dq_rows, int64_t n, const float* Wt,
                                   const float* x, double* dq_sum, float* dW, float* db, float* dx,
                                   int64_t R, int64_t C) = 0;
+
+  // Dropout / drop-path with a hashed mask (DropoutArgs); forward and backward alike.
+  virtual void dropout(const DropoutArgs& a) = 0;
 
   // ------------------------------------------------------------------ optimizer
   virtual void adamw(const AdamArgs& a) = 0;

@@ -72,6 +72,17 @@ void add_train(CLI::App& app) {
       ->capture_default_str();
   c->add_option("--grad-clip", o->opt.grad_clip, "max gradient norm (0 = off)")
       ->capture_default_str();
+  c->add_option("--dropout", o->dropout,
+                "dropout rate as ClimaX (after the embeddings, the attention projection and in "
+                "the MLP; ClimaX trains with 0.1); training steps only")
+      ->capture_default_str();
+  c->add_option("--drop-path", o->drop_path,
+                "stochastic depth of the last block, 0 for the first, linear between (ClimaX: "
+                "0.1); training steps only")
+      ->capture_default_str();
+  c->add_option("--init-from", o->init_from,
+                "fine-tune: start from the weights of this model file or forecast checkpoint "
+                "(same variables and shapes; a new optimizer, step 0)");
   // data mode
   c->add_option("--data", o->data,
                 "NetCDF or GRIB files or directories (every *.nc or GRIB file below), or Zarr "

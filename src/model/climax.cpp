@@ -26,6 +26,17 @@ namespace {
 
 constexpr float kLnEps = 1e-5f;
 
+// Dropout call sites (DropoutArgs::site): pos_drop 0; block i: 8 i + kind.
+enum DropSite : uint64_t {
+  kPosDrop = 0,
+  kProjDrop = 1,   // after the attention projection
+  kAttnPath = 2,   // drop-path of the attention branch
+  kMlpDrop1 = 3,   // after the MLP's GELU
+  kMlpDrop2 = 4,   // after fc2
+  kMlpPath = 5,    // drop-path of the MLP branch
+};
+uint64_t block_site(int64_t block, DropSite kind) { return 8 * static_cast<uint64_t>(block) + kind; }
+
 // y[T,out] = x[T,in] W[out,in]^T (+ b[out]). With Wb (bf16 weights) the product runs in mixed
 // precision: x is staged to bf16 in `stage`.
 void linear_forward(backend::Device& dev, const float* x, const float* W, const bf16* Wb, const float* b, float* y,
@@ -189,6 +200,9 @@ struct ClimaX::Saved {
   DeviceArray<float> img;                              // [B,V,H,W]
   DeviceArray<float> dpred;                            // [B,Vo,H,W]
   DeviceArray<float> wlat;                             // [H]
+  // dropout of this slot's forward (its backward recomputes the same masks): the optimizer
+  // step (-1: no dropout) and the global index of the batch's first sample
+  int64_t drop_step = -1, sample0 = 0;
 };
 
 struct ClimaX::Act : ClimaX::Saved {
@@ -624,6 +638,48 @@ double ClimaX::forward_flops(int64_t B) const {
   return f * static_cast<double>(B);
 }
 
+// ------------------------------------------------------------------------ dropout
+void ClimaX::set_dropout(const Dropout& d) {
+  SEQVIT_CHECK(d.rate >= 0 && d.rate < 1, "dropout rate {} is outside [0, 1) (ClimaX trains with "
+               "0.1; 0 turns it off)", d.rate);
+  SEQVIT_CHECK(d.path >= 0 && d.path < 1, "drop-path rate {} is outside [0, 1) (ClimaX trains with "
+               "0.1; 0 turns it off)", d.path);
+  dropout_ = d;
+}
+
+double ClimaX::drop_path_rate(int64_t block) const {
+  // timm / ClimaX: dpr = torch.linspace(0, drop_path, depth), block i drops with dpr[i]
+  return cfg_.depth > 1 ? dropout_.path * static_cast<double>(block) /
+                              static_cast<double>(cfg_.depth - 1)
+                        : 0.0;
+}
+
+void ClimaX::drop(const float* x, float* y, int64_t C, int64_t Ctot, int64_t c0, uint64_t site,
+                  double p, bool per_sample) {
+  const Act& a = *act_;
+  if (a.drop_step < 0 || p <= 0) {
+    if (x != y) dev_.copy(y, x, sizeof(float) * static_cast<size_t>(B_ * n_local_ * C));
+    return;
+  }
+  backend::DropoutArgs d;
+  d.x = x;
+  d.y = y;
+  d.B = B_;
+  d.Nl = n_local_;
+  d.C = C;
+  d.s0 = a.sample0;
+  d.N = cfg_.N();
+  d.n0 = n_first_;
+  d.Ctot = Ctot;
+  d.c0 = c0;
+  d.per_sample = per_sample;
+  d.p = static_cast<float>(p);
+  d.seed = dropout_.seed;
+  d.step = static_cast<uint64_t>(a.drop_step);
+  d.site = site;
+  dev_.dropout(d);
+}
+
 // ------------------------------------------------------------------------ forward
 double ClimaX::forward(const float* P, const BatchView& b, float* pred) {
   SEQVIT_CHECK(act_, "ClimaX::forward before plan()");
@@ -631,6 +687,8 @@ double ClimaX::forward(const float* P, const BatchView& b, float* pred) {
                "at most {}", b.B, max_batch_);
   Act& a = *act_;
   B_ = b.B;
+  a.drop_step = dropout_.active() ? drop_step_ : -1;
+  a.sample0 = b.first_sample;
   const int head_unit = num_units() - 1;
   if (has_embed()) {  // else: stage_input() holds the previous stage's output
     if (hooks_) hooks_->forward_begin(0);
@@ -735,6 +793,8 @@ void ClimaX::embed_forward(const float* P, const BatchView& b) {
     dev_.add_position_time(a.xs[0].data(), P + table_[pos_embed_].offset,
                            P + table_[lt_w_].offset, P + table_[lt_b_].offset, b.lead_times,
                            a.tscaled.data(), B, tokens, D, Lp, n0);
+    // ClimaX's pos_drop, after the lead-time embedding
+    drop(a.xs[0].data(), a.xs[0].data(), D, D, 0, kPosDrop, dropout_.rate, false);
   };
   if (!agg) return add_pos_time(Nl);
   // variable aggregation: one attention per patch, query = var_query, keys/values = V tokens.
@@ -790,15 +850,27 @@ void ClimaX::block_forward(const float* P, int i) {
   linear_forward(dev_, a.attn_o[i].data(), p(bp.proj_w), WB(bp.proj_w),
                  bias_here ? p(bp.proj_b) : nullptr, a.x_mid[i].data(), T, Dt, D, st);
   tp_sum(a.x_mid[i].data(), T * D);
+  // ClimaX (timm Block): x + drop_path(proj_drop(proj(...))); in place, the whole D after the sum
+  drop(a.x_mid[i].data(), a.x_mid[i].data(), D, D, 0, block_site(i, kProjDrop), dropout_.rate,
+       false);
+  drop(a.x_mid[i].data(), a.x_mid[i].data(), D, D, 0, block_site(i, kAttnPath),
+       drop_path_rate(i), true);
   dev_.add_inplace(a.x_mid[i].data(), x, T * D);
   dev_.layernorm_forward(a.x_mid[i].data(), p(bp.norm2_w), p(bp.norm2_b), a.lnbuf.data(),
                              a.ln2_mean[i].data(), a.ln2_rstd[i].data(), T, D, kLnEps);
   linear_forward(dev_, a.lnbuf.data(), p(bp.fc1_w), WB(bp.fc1_w), p(bp.fc1_b), a.fc1_pre[i].data(), T,
                  D, Ft, st);
   dev_.gelu_forward(a.fc1_pre[i].data(), a.hbuf.data(), T * Ft);
+  // timm Mlp: fc2(drop(gelu(fc1))), then drop again; this rank's hidden columns [r Ft, +Ft)
+  drop(a.hbuf.data(), a.hbuf.data(), Ft, cfg_.hidden(), shard_.tp_rank * Ft,
+       block_site(i, kMlpDrop1), dropout_.rate, false);
   linear_forward(dev_, a.hbuf.data(), p(bp.fc2_w), WB(bp.fc2_w), bias_here ? p(bp.fc2_b) : nullptr,
                  a.xs[i + 1].data(), T, Ft, D, st);
   tp_sum(a.xs[i + 1].data(), T * D);
+  drop(a.xs[i + 1].data(), a.xs[i + 1].data(), D, D, 0, block_site(i, kMlpDrop2), dropout_.rate,
+       false);
+  drop(a.xs[i + 1].data(), a.xs[i + 1].data(), D, D, 0, block_site(i, kMlpPath),
+       drop_path_rate(i), true);
   dev_.add_inplace(a.xs[i + 1].data(), a.x_mid[i].data(), T * D);
 }
 
@@ -850,6 +922,9 @@ void ClimaX::backward(const float* P, float* G) {
   }
   if (has_embed()) {  // else: act_->dx (stage_input_grad()) goes to the previous stage
     if (hooks_) hooks_->backward_begin(0);
+    // pos_drop (see embed_forward): the embeddings' gradient is the masked dL/dxs[0]
+    drop(act_->dx.data(), act_->dx.data(), cfg_.embed_dim, cfg_.embed_dim, 0, kPosDrop,
+         dropout_.rate, false);
     embed_backward(P, G, act_->dx.data());
     if (hooks_) hooks_->backward_end(0);
   }
@@ -912,9 +987,24 @@ void ClimaX::block_backward(const float* P, float* G, int i) {
   bf16* sb = a.stage_b.data();
   float* dx = a.dx.data();  // in: dL/d xs[i+1]; out: dL/d xs[i]
   // MLP: xs[i+1] = x_mid + fc2(gelu(fc1(LN2(x_mid))))
+  // with dropout (see block_forward): the branch's gradient is the masked dx (in lnbuf, which
+  // is free until the LayerNorm recomputation below), fc2's input the masked GELU output, and
+  // the mask after the GELU applies to fc2's input gradient too (masks recomputed, not stored)
+  const bool dropping = a.drop_step >= 0;
   dev_.gelu_forward(a.fc1_pre[i].data(), a.hbuf.data(), T * Ft);
-  linear_backward(dev_, dx, a.hbuf.data(), p(bp.fc2_w), WB(bp.fc2_w), a.dh.data(), g(bp.fc2_w),
-                  g(bp.fc2_b), T, Ft, D, false, sa, sb);
+  drop(a.hbuf.data(), a.hbuf.data(), Ft, cfg_.hidden(), shard_.tp_rank * Ft,
+       block_site(i, kMlpDrop1), dropout_.rate, false);
+  const float* dbranch = dx;
+  if (dropping) {
+    drop(dx, a.lnbuf.data(), D, D, 0, block_site(i, kMlpDrop2), dropout_.rate, false);
+    drop(a.lnbuf.data(), a.lnbuf.data(), D, D, 0, block_site(i, kMlpPath), drop_path_rate(i),
+         true);
+    dbranch = a.lnbuf.data();
+  }
+  linear_backward(dev_, dbranch, a.hbuf.data(), p(bp.fc2_w), WB(bp.fc2_w), a.dh.data(),
+                  g(bp.fc2_w), g(bp.fc2_b), T, Ft, D, false, sa, sb);
+  drop(a.dh.data(), a.dh.data(), Ft, cfg_.hidden(), shard_.tp_rank * Ft,
+       block_site(i, kMlpDrop1), dropout_.rate, false);
   dev_.gelu_backward(a.fc1_pre[i].data(), a.dh.data(), a.dh.data(), T * Ft);
   dev_.layernorm_forward(a.x_mid[i].data(), p(bp.norm2_w), p(bp.norm2_b), a.lnbuf.data(),
                              a.ln2_mean[i].data(), a.ln2_rstd[i].data(), T, D, kLnEps);
@@ -925,7 +1015,14 @@ void ClimaX::block_backward(const float* P, float* G, int i) {
                               a.ln2_mean[i].data(), a.ln2_rstd[i].data(), dx, g(bp.norm2_w),
                               g(bp.norm2_b), T, D, true);
   // attention: x_mid = x + proj(attn(LN1(x)))
-  linear_backward(dev_, dx, a.attn_o[i].data(), p(bp.proj_w), WB(bp.proj_w), a.d_o.data(),
+  dbranch = dx;
+  if (dropping) {  // lnbuf is free again until LN1's recomputation
+    drop(dx, a.lnbuf.data(), D, D, 0, block_site(i, kProjDrop), dropout_.rate, false);
+    drop(a.lnbuf.data(), a.lnbuf.data(), D, D, 0, block_site(i, kAttnPath), drop_path_rate(i),
+         true);
+    dbranch = a.lnbuf.data();
+  }
+  linear_backward(dev_, dbranch, a.attn_o[i].data(), p(bp.proj_w), WB(bp.proj_w), a.d_o.data(),
                   g(bp.proj_w), g(bp.proj_b), T, Dt, D, false, sa, sb);
   float* dqkv = a.dqkv.data();
   const auto at = block_attention(B_, N, Ht, d, wb != nullptr, a.qkv[i].data(), a.attn_o[i].data(),

@@ -32,6 +32,21 @@ struct BatchView {
   const float* y = nullptr;
   const float* lead_times = nullptr;
   const float* lat = nullptr;
+  // The index of sample 0 in the step's global batch (data-parallel replicas, micro-batches):
+  // the dropout masks are a function of each sample's global index (DropoutArgs).
+  int64_t first_sample = 0;
+};
+
+// Dropout and drop-path as ClimaX trains with them (docs/model.md "Dropout"): `rate` after the
+// position/lead-time embedding (pos_drop), after each block's attention projection (proj_drop)
+// and in its MLP after the GELU and after fc2 (timm's Mlp drop); `path` is the stochastic-depth
+// rate of the last block, block i dropping each of its two residual branches per sample with
+// probability path * i / (depth - 1) (timm: linspace(0, path, depth)). The masks are hashed from
+// (seed, optimizer step, call site, element), so they need no memory and no random state.
+struct Dropout {
+  double rate = 0, path = 0;
+  uint64_t seed = 0;
+  bool active() const { return rate > 0 || path > 0; }
 };
 
 // A run of this rank's parameter buffer that is contiguous in the single-process ("logical")
@@ -144,6 +159,14 @@ class ClimaX {
   // state (except their inputs), workspace_bytes() grows by one block's (the shared slot), and
   // each backward runs each block's forward again (with SP: its collectives).
   void set_recompute(bool on) { recompute_ = on; }
+
+  // Dropout (see Dropout; validated: rates in [0, 1)). It applies only to the forwards between
+  // set_dropout_step(step >= 0) and set_dropout_step(-1) — the trainer's optimizer steps, with
+  // the number of steps already taken — so evaluation, prediction and `seqvit grad` never drop.
+  // A backward uses the masks of its slot's forward.
+  void set_dropout(const Dropout& d);
+  const Dropout& dropout() const { return dropout_; }
+  void set_dropout_step(int64_t step) { drop_step_ = step; }
   bool recompute() const { return recompute_; }
 
   // Units of the parameter buffer (see model/parameter_hooks.h): 0 embeddings, 1 + i block i,
@@ -193,6 +216,11 @@ class ClimaX {
   void head_forward(const float* P);
   void head_backward(const float* P, float* G);
   void shard_loss(const BatchView& b, float* pred, double count);  // under SP, see plan()
+  // y[B_, Nl, C] = dropout of x (columns [c0, c0 + C) of Ctot) at `site` with probability p,
+  // with the step and first sample of the selected slot's forward; nothing when p = 0.
+  void drop(const float* x, float* y, int64_t C, int64_t Ctot, int64_t c0, uint64_t site,
+            double p, bool per_sample);
+  double drop_path_rate(int64_t block) const;
   bool whole_model() const {  // no tensor or pipeline sharding
     return shard_.tp_size == 1 && shard_.first_block == 0 && shard_.last_block == cfg_.depth;
   }
@@ -227,6 +255,8 @@ class ClimaX {
   Precision precision_ = Precision::F32;
   Act* act_ = nullptr;
   bool recompute_ = false;
+  Dropout dropout_;
+  int64_t drop_step_ = -1;  // >= 0: the forwards drop (training steps), see set_dropout_step
   ParameterHooks* hooks_ = nullptr;
   int slots_ = 1, slot_ = 0;          // activation slots (plan), the selected one
   std::vector<int64_t> slot_batch_;  // [slots]: B_ of each slot's last forward

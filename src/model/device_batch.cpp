@@ -30,7 +30,8 @@ BatchView DeviceBatch::upload(const BatchView& host) {
     dev_.copy_to_device(lat_.data(), host.lat, sizeof(float) * h_);
   }
   return {host.B, host.x ? x_.data() : nullptr, host.y ? y_.data() : nullptr,
-          host.lead_times ? lead_.data() : nullptr, host.lat ? lat_.data() : nullptr};
+          host.lead_times ? lead_.data() : nullptr, host.lat ? lat_.data() : nullptr,
+          host.first_sample};
 }
 
 }  // namespace seqvit::model

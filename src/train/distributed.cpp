@@ -106,6 +106,7 @@ TrainerParallel Distributed::trainer_parallel() {
   p.shard.first_block = stage * (depth / S);
   p.shard.last_block = (stage + 1) * (depth / S);
   p.micro_batches = opts_.micro_batches;
+  p.first_sample = static_cast<int64_t>(dp_rank()) * local_batch();
   p.slots = pipeline_slots(parse_pipe_schedule(opts_.pp_schedule), S, stage,
                                  opts_.micro_batches);
   if (tp_model_) {

@@ -333,9 +333,10 @@ class JsonLog {
   std::ofstream f_;
 };
 
-json state_json(const Position& p, double loss_ema, double elapsed_s, uint64_t seed) {
-  return {{"step", p.step},         {"epoch", p.epoch}, {"batch_in_epoch", p.batch_in_epoch},
-          {"loss_ema", loss_ema},   {"seed", seed},     {"elapsed_s", elapsed_s}};
+json state_json(const Position& p, double loss_ema, double elapsed_s, const TrainOptions& o) {
+  return {{"step", p.step},         {"epoch", p.epoch},     {"batch_in_epoch", p.batch_in_epoch},
+          {"loss_ema", loss_ema},   {"seed", o.seed},       {"elapsed_s", elapsed_s},
+          {"dropout", o.dropout},   {"drop_path", o.drop_path}};
 }
 
 std::string scores_line(const std::vector<eval::Scores>& sc) {
@@ -446,9 +447,24 @@ void train_loop(const TrainOptions& o, BatchSource& src, Distributed& dist,
   TrainerParallel tpar = dist.trainer_parallel();
   tpar.recompute = o.par.recompute;
   Trainer tr(mc, o.opt, dist.local_batch(), prec, o.seed, tpar, dev);
+  tr.set_dropout({o.dropout, o.drop_path, o.seed});  // training steps only
   dist.attach(tr);  // gradient reducer; pipeline schedule (--pp, --micro-batches)
   const model::ClimaX logical(mc);  // the parameter table of the files
   const auto sharding = make_checkpoint_sharding(dist, o);
+  std::string init_file;
+  if (!o.init_from.empty()) {
+    // Fine-tuning: every rank reads the logical weights and keeps its part; the optimizer is
+    // fresh (zero moments, step 0), as is the data position.
+    std::vector<float> w(static_cast<size_t>(logical.params().total()), 0.f);
+    init_file = load_init_weights(o.init_from, mc, logical.params(), w.data());
+    const std::vector<float> zeros(w.size(), 0.f);
+    LogicalState ls;
+    ls.params = w.data();
+    ls.m = zeros.data();
+    ls.v = zeros.data();
+    ls.steps_done = 0;
+    sharding->scatter(ls, tr);
+  }
   Position pos;
   double loss_ema = 0, elapsed0 = 0, elapsed = 0;  // elapsed: of the whole run, resumed ones too
   std::string written_by;
@@ -471,6 +487,8 @@ void train_loop(const TrainOptions& o, BatchSource& src, Distributed& dist,
            "files replaced?)",
            file);
     const io::SafetensorsReader r(file);
+    uint64_t ck_seed = 0;
+    double ck_drop = 0, ck_path = 0;  // files from before dropout existed: 0
     try {
       const auto j = json::parse(r.metadata().at("seqvit.train"));
       pos.step = j.at("step").get<int64_t>();
@@ -478,12 +496,18 @@ void train_loop(const TrainOptions& o, BatchSource& src, Distributed& dist,
       pos.batch_in_epoch = j.at("batch_in_epoch").get<int64_t>();
       loss_ema = j.at("loss_ema").get<double>();
       elapsed0 = j.value("elapsed_s", 0.0);
-      if (j.at("seed").get<uint64_t>() != o.seed)
-        fail("--resume: {} was trained with --seed {}, not {}", file,
-             j.at("seed").get<uint64_t>(), o.seed);
+      ck_seed = j.at("seed").get<uint64_t>();
+      ck_drop = j.value("dropout", 0.0);
+      ck_path = j.value("drop_path", 0.0);
     } catch (const std::exception& e) {
       fail("--resume: {} has no usable training state (seqvit.train): {}", file, e.what());
     }
+    if (ck_seed != o.seed)
+      fail("--resume: {} was trained with --seed {}, not {}", file, ck_seed, o.seed);
+    if (ck_drop != o.dropout || ck_path != o.drop_path)
+      fail("--resume: {} was trained with --dropout {} --drop-path {}, not --dropout {} "
+           "--drop-path {} (the masks of the continued steps would differ)",
+           file, ck_drop, ck_path, o.dropout, o.drop_path);
     const auto lay = r.metadata().find("seqvit.layout");  // information only
     written_by = describe_layout(lay == r.metadata().end() ? "" : lay->second);
     const auto os = eval::read_optimizer(eval::optimizer_path(file), logical.params());
@@ -542,6 +566,12 @@ void train_loop(const TrainOptions& o, BatchSource& src, Distributed& dist,
                  tr.model().params().total(), p.zero >= 2 ? ", gradients" : "",
                  p.zero == 3 ? " and parameters (plus the unit in use)" : "");
     if (p.recompute) fmt::print("activation recomputation: only block inputs are kept\n");
+    if (o.dropout > 0 || o.drop_path > 0)
+      fmt::print("dropout {} and drop-path {} (block i: {} i / {}) in the training steps, masks "
+                 "from --seed {} and the step\n",
+                 o.dropout, o.drop_path, o.drop_path, std::max<int64_t>(mc.depth - 1, 1), o.seed);
+    if (!init_file.empty())
+      fmt::print("fine-tuning: weights from {}; a new optimizer from step 0\n", init_file);
     if (mc.attention == model::AttentionKernel::Dense)
       fmt::print("attention: dense (keeps the B*H*N*N probabilities of every block)\n");
     fmt::print("{}\n", memory_plan);
@@ -559,6 +589,9 @@ void train_loop(const TrainOptions& o, BatchSource& src, Distributed& dist,
                {"optim", json::parse(o.opt.to_json())},
                {"batch", B},
                {"bf16", o.bf16},
+               {"dropout", o.dropout},
+               {"drop_path", o.drop_path},
+               {"init_from", init_file},
                {"layout", json::parse(sharding->layout_json())},
                {"threads", omp_get_max_threads()}});
   std::unique_ptr<FILE, int (*)(FILE*)> loss_log(nullptr, &std::fclose);  // rank 0 only
@@ -592,7 +625,7 @@ void train_loop(const TrainOptions& o, BatchSource& src, Distributed& dist,
     fs::create_directories(tmp);
     eval::save_forecast_model((tmp / "model.safetensors").string(), mc, data->config(),
                               data->norm(), data->climatology(), logical.params(), s.params,
-                              state_json(pos, loss_ema, elapsed, o.seed).dump(),
+                              state_json(pos, loss_ema, elapsed, o).dump(),
                               {{"seqvit.layout", sharding->layout_json()}});
     save_optimizer((tmp / "model.optim.safetensors").string(), logical.params(), s.m, s.v,
                    s.steps_done, tr.optimizer().config());

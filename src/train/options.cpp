@@ -2,6 +2,7 @@
 #include "train/options.h"
 
 #include <fmt/core.h>
+#include <fmt/ranges.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +13,9 @@
 #include <sstream>
 
 #include "core/check.h"
+#include "eval/checkpoint.h"
+#include "eval/forecast_checkpoint.h"
+#include "io/safetensors.h"
 #include "parallel/grid.h"
 #include "train/pipeline.h"
 
@@ -124,8 +128,37 @@ model::ModelConfig model_config(const TrainOptions& o, int64_t h, int64_t w,
   return mc;
 }
 
+std::string load_init_weights(const std::string& init_from, const model::ModelConfig& mc,
+                              const TensorTable& table, float* params) {
+  const std::string file = eval::resolve_checkpoint(init_from);
+  const io::SafetensorsReader r(file);
+  const model::ModelConfig fc = eval::read_model_config(r);
+  auto list = [](const std::vector<std::string>& v) { return fmt::format("{}", fmt::join(v, ",")); };
+  if (fc.variables != mc.variables)
+    fail("--init-from {}: the model there has the input variables {}, but this run has {}; "
+         "give --variables {} (the order matters: token embeddings are per variable), or convert "
+         "a ClimaX checkpoint for these variables (scripts/climax_checkpoint.py import)",
+         file, list(fc.variables), list(mc.variables), list(fc.variables));
+  if (fc.tokenization != mc.tokenization)
+    fail("--init-from {}: the model there has {} tokenization, this run {}", file,
+         model::to_string(fc.tokenization), model::to_string(mc.tokenization));
+  try {
+    eval::load_parameters(r, table, params);
+  } catch (const Error& e) {
+    fail("--init-from: {} (the run's model: {})", e.what(), mc.to_json());
+  }
+  return file;
+}
+
 void check_step_options(TrainOptions& o) {
   if (o.steps < 1) fail("--steps must be >= 1, got {}", o.steps);
+  if (!(o.dropout >= 0 && o.dropout < 1))
+    fail("--dropout must be in [0, 1), got {} (ClimaX trains with 0.1)", o.dropout);
+  if (!(o.drop_path >= 0 && o.drop_path < 1))
+    fail("--drop-path must be in [0, 1), got {} (ClimaX trains with 0.1)", o.drop_path);
+  if (!o.init_from.empty() && o.resume)
+    fail("--init-from and --resume exclude each other: --resume continues the run directory's "
+         "own checkpoint (weights and optimizer); --init-from starts a new run from other weights");
   if (o.batch < 1) fail("--batch must be >= 1, got {}", o.batch);
   if (o.log_every < 1) fail("--log-every must be >= 1, got {}", o.log_every);
   o.opt.total_steps = o.steps;

@@ -52,6 +52,12 @@ struct TrainOptions {
   ParallelOptions par;
   std::string attention = "flash";  // block attention kernel: flash | dense
   OptimConfig opt;
+  // Dropout and drop-path rates as ClimaX has them (model::Dropout; ClimaX trains with 0.1
+  // each), the masks drawn from --seed and the optimizer step.
+  double dropout = 0, drop_path = 0;
+  // Fine-tuning: the weights of this model file or forecast checkpoint (file, step directory or
+  // run directory) replace the initialisation; the optimizer starts fresh at step 0.
+  std::string init_from;
 
   // Data mode.
   std::vector<std::string> data;
@@ -74,6 +80,11 @@ std::function<void(int64_t, int64_t)> stats_progress_printer();
 model::ModelConfig model_config(const TrainOptions& o, int64_t h, int64_t w,
                                 std::vector<std::string> variables,
                                 std::vector<std::string> out_variables);
+// The weights of --init-from for a run of model `mc`, in the layout of `table` (the logical
+// parameter table of mc): the file's variables must be the run's, and every tensor must be
+// present with the run's shape (an error names the tensor and both shapes). Returns the file read.
+std::string load_init_weights(const std::string& init_from, const model::ModelConfig& mc,
+                              const TensorTable& table, float* params);
 // Checks --steps, --batch and --log-every and validates the optimizer for --steps steps.
 void check_step_options(TrainOptions& o);
 // The number of ranks this process was launched among by mpirun (Open MPI, MPICH/PMI), or 1.

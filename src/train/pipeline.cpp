@@ -81,6 +81,7 @@ model::BatchView micro_batch(const model::BatchView& b, const model::ModelConfig
   v.y = b.y ? b.y + s0 * c.Vo() * HW : nullptr;
   v.lead_times = b.lead_times ? b.lead_times + s0 : nullptr;
   v.lat = b.lat;
+  v.first_sample = b.first_sample + s0;  // dropout masks follow the global sample index
   return v;
 }
 

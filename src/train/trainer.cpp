@@ -40,6 +40,7 @@ Trainer::Trainer(const model::ModelConfig& mcfg, const OptimConfig& ocfg, int64_
     dev_.synchronize();  // before `host` goes
   }
   model_.set_recompute(par.recompute);
+  first_sample_ = par.first_sample;
   SEQVIT_CHECK(par.micro_batches >= 1 && batch % par.micro_batches == 0,
                "the batch of {} cannot be split into {} micro-batches", batch, par.micro_batches);
   model_.set_tensor_parallel(par.tp);
@@ -72,7 +73,8 @@ double Trainer::loss_and_grad(const model::BatchView& host_batch, float* pred) {
     sharded_->zero_grads(grads());
   else
     dev_.zero(grads(), sizeof(float) * static_cast<size_t>(grads_->size()));
-  const model::BatchView b = batch_dev_.upload(host_batch);
+  model::BatchView b = batch_dev_.upload(host_batch);
+  b.first_sample = first_sample_;
   if (runner_) return runner_->forward_backward(params(), grads(), b);
   const double loss = model_.forward(params(), b, pred);
   model_.backward(params(), grads());
@@ -90,7 +92,15 @@ void Trainer::set_reducer(GradientReducer* r) {
 
 StepResult Trainer::step(const model::BatchView& b) {
   StepResult r;
+  // dropout in this step's forwards and backwards, with the masks of the step being taken (the
+  // optimizer's count, restored on resume); off again for anything else
+  struct DropoutScope {
+    model::ClimaX& m;
+    ~DropoutScope() { m.set_dropout_step(-1); }
+  } scope{model_};
+  model_.set_dropout_step(opt_.steps_done());
   r.loss = loss_and_grad(b);
+  model_.set_dropout_step(-1);
   // every rank gets the same global loss and gradients, so the checks and the update below
   // agree everywhere and the replicated weights stay identical
   if (sharded_)

@@ -41,6 +41,9 @@ struct TrainerParallel {
   ShardedOptimizer* sharded = nullptr;
   // Activation recomputation per block (ClimaX::set_recompute).
   bool recompute = false;
+  // The global index of this rank's first sample in the step's batch (data-parallel replica d:
+  // d times the local batch), which the dropout masks are drawn by (model::BatchView).
+  int64_t first_sample = 0;
   // With shard.tp_size > 1, this rank's tensor-parallel group (not owned). Under TP the
   // gradient norm that clipping uses is the global one (with ZeRO too).
   model::TensorParallel* tp = nullptr;
@@ -119,6 +122,11 @@ class Trainer {
   // Pipeline / accumulation: `r` (not owned, may be null) replaces forward + backward.
   void set_runner(StepRunner* r) { runner_ = r; }
 
+  // Dropout and drop-path in the training steps (model::Dropout; off by default): step() runs
+  // its forwards and backwards with the masks of the optimizer step it takes; loss_and_grad()
+  // alone (seqvit grad) and every evaluation forward do not drop.
+  void set_dropout(const model::Dropout& d) { model_.set_dropout(d); }
+
   // Call after changing params() by hand (e.g. loading a checkpoint).
   void params_changed() { model_.sync_weights(params_->data()); }
   // One optimizer step on a batch in HOST memory (uploaded to the device first). Throws
@@ -145,6 +153,7 @@ class Trainer {
   model::DeviceBatch batch_dev_;
   backend::Allocation sq_;  // [2] doubles: the TP-split and replicated sums of squares
   int64_t batch_;
+  int64_t first_sample_ = 0;  // TrainerParallel::first_sample
   GradientReducer* reducer_ = nullptr;
   ShardedOptimizer* sharded_ = nullptr;
   StepRunner* runner_ = nullptr;

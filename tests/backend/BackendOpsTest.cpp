@@ -340,6 +340,147 @@ TEST_F(BackendOps, ModelFusedOps) {
   });
 }
 
+// Dropout / drop-path: the same mask on every backend (bit-identical outputs), and what the
+// mask is: about p of the elements dropped, the rest scaled by 1/(1-p), a function of (seed,
+// step, site) and of each element's single-process index only, so a shard of the tensor (other
+// samples, tokens or columns) draws exactly the whole tensor's mask there; backward (the same
+// call on dy) zeroes the same elements.
+namespace {
+constexpr int64_t Bd = 3, Nd = 29, Cd = 45;  // the dropout test's [B, N, C]
+}  // namespace
+
+TEST_F(BackendOps, DropoutAndDropPath) {
+  const auto x = rnd(Bd * Nd * Cd, 40);
+  expect_same_everywhere("dropout", [&](Device& d, Bufs& b) {
+    DropoutArgs a;
+    a.x = b.up(x);
+    a.y = b.zeros(x.size());
+    a.B = Bd;
+    a.Nl = Nd;
+    a.C = Cd;
+    a.N = Nd;
+    a.Ctot = Cd;
+    a.p = 0.3f;
+    a.seed = 7;
+    a.step = 11;
+    a.site = 5;
+    d.dropout(a);
+    DropoutArgs path = a;
+    path.y = b.zeros(x.size());
+    path.per_sample = true;
+    path.p = 0.5f;
+    d.dropout(path);
+    float* inplace = b.up(x);
+    DropoutArgs ip = a;
+    ip.x = inplace;
+    ip.y = inplace;
+    d.dropout(ip);
+    return Outputs{b.down(a.y, x.size()), b.down(path.y, x.size()), b.down(inplace, x.size())};
+  });
+
+  Device& d = cpu();
+  auto run = [&](float p, uint64_t seed, uint64_t step, uint64_t site, int64_t s0 = 0,
+                 int64_t n0 = 0, int64_t nl = Nd, int64_t c0 = 0, int64_t c = Cd,
+                 bool per_sample = false) {
+    std::vector<float> in(static_cast<size_t>(Bd * nl * c));
+    for (int64_t s = 0; s < Bd; ++s)
+      for (int64_t j = 0; j < nl; ++j)
+        for (int64_t k = 0; k < c; ++k)
+          in[(s * nl + j) * c + k] = x[((s) * Nd + n0 + j) * Cd + c0 + k];
+    std::vector<float> out(in.size());
+    DropoutArgs a;
+    a.x = in.data();
+    a.y = out.data();
+    a.B = Bd;
+    a.Nl = nl;
+    a.C = c;
+    a.s0 = s0;
+    a.N = Nd;
+    a.n0 = n0;
+    a.Ctot = Cd;
+    a.c0 = c0;
+    a.per_sample = per_sample;
+    a.p = p;
+    a.seed = seed;
+    a.step = step;
+    a.site = site;
+    d.dropout(a);
+    return out;
+  };
+  const auto y = run(0.3f, 7, 11, 5);
+  int64_t dropped = 0;
+  const float scale = static_cast<float>(1.0 / (1.0 - 0.3));
+  for (size_t i = 0; i < y.size(); ++i) {
+    if (y[i] == 0.f) {
+      ++dropped;
+    } else {
+      EXPECT_EQ(y[i], x[i] * scale) << i;
+    }
+  }
+  const double frac = static_cast<double>(dropped) / static_cast<double>(y.size());
+  EXPECT_NEAR(frac, 0.3, 0.03) << "dropped fraction";  // 3915 draws: 4 standard deviations
+  EXPECT_EQ(run(0.3f, 7, 11, 5), y) << "deterministic";
+  EXPECT_NE(run(0.3f, 8, 11, 5), y) << "another seed";
+  EXPECT_NE(run(0.3f, 7, 12, 5), y) << "another step";
+  EXPECT_NE(run(0.3f, 7, 11, 6), y) << "another site";
+  EXPECT_EQ(run(0.f, 7, 11, 5), x) << "p = 0 is the identity";
+  // a shard (tokens [5, 17), columns [9, 30)) draws the whole tensor's mask at its elements
+  const auto part = run(0.3f, 7, 11, 5, 0, 5, 12, 9, 21);
+  for (int64_t s = 0; s < Bd; ++s)
+    for (int64_t j = 0; j < 12; ++j)
+      for (int64_t k = 0; k < 21; ++k)
+        ASSERT_EQ(part[(s * 12 + j) * 21 + k], y[(s * Nd + 5 + j) * Cd + 9 + k]);
+  // samples are numbered from s0: sample 1 of a batch starting at 1 is sample 2 of one at 0
+  const auto shifted = run(0.3f, 7, 11, 5, 1);
+  for (int64_t i = 0; i < Nd * Cd; ++i) {
+    const bool kept0 = shifted[i] != 0.f || x[i] == 0.f;
+    const bool kept1 = y[Nd * Cd + i] != 0.f || x[Nd * Cd + i] == 0.f;
+    ASSERT_EQ(kept0, kept1) << i;
+  }
+  // drop-path: each sample kept whole (scaled by 2) or zeroed whole, both seen over seeds
+  int whole_kept = 0, whole_dropped = 0;
+  for (uint64_t seed = 0; seed < 8; ++seed) {
+    const auto z = run(0.5f, seed, 3, 4, 0, 0, Nd, 0, Cd, true);
+    for (int64_t s = 0; s < Bd; ++s) {
+      const bool kept = z[s * Nd * Cd] != 0.f;
+      (kept ? whole_kept : whole_dropped)++;
+      for (int64_t i = 0; i < Nd * Cd; ++i)
+        ASSERT_EQ(z[s * Nd * Cd + i], kept ? x[s * Nd * Cd + i] * 2.f : 0.f);
+    }
+  }
+  EXPECT_GT(whole_kept, 4);
+  EXPECT_GT(whole_dropped, 4);
+}
+
+TEST_F(BackendOps, DropoutRejectsBadArguments) {
+  std::vector<float> v(12);
+  DropoutArgs a;
+  a.x = v.data();
+  a.y = v.data();
+  a.B = 1;
+  a.Nl = 3;
+  a.C = 4;
+  a.N = 3;
+  a.Ctot = 4;
+  a.p = 1.f;
+  try {
+    cpu().dropout(a);
+    FAIL() << "p = 1 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("drop probability 1 is outside [0, 1)"), std::string::npos)
+        << e.what();
+  }
+  a.p = 0.1f;
+  a.c0 = 2;
+  try {
+    cpu().dropout(a);
+    FAIL() << "columns past Ctot accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("columns [2, 6) of 4 do not fit"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST_F(BackendOps, MultiTensorAdamW) {
   expect_same_everywhere("adamw", [](Device& d, Bufs& b) {
     const int64_t n = 300;

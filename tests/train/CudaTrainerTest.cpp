@@ -1,7 +1,8 @@
 // The trainer, AdamW and checkpoints on the CUDA backend against the CPU backend (ctest label
 // gpu; skipped without a usable GPU, failed instead with SEQVIT_REQUIRE_GPU=1):
-//  - 10 AdamW steps (warmup, weight decay, clipping): every step's loss and gradient norm within
-//    1e-5 of the CPU run's, the final parameters and moments within 1e-4 (norm-wise);
+//  - 10 AdamW steps (warmup, weight decay, clipping; also with dropout and drop-path): every
+//    step's loss and gradient norm within 1e-5 of the CPU run's, the final parameters and
+//    moments within 1e-4 (norm-wise);
 //  - a checkpoint round trip GPU -> CPU -> GPU: 2 steps on the GPU, saved; 2 steps on the CPU
 //    from that file, saved; 2 more on the GPU from that file. The losses follow a run of all 6
 //    steps on the CPU within 1e-5, and the files are the same format on every device.
@@ -40,9 +41,11 @@ struct TrainRun {
   std::vector<float> params, m, v;
 };
 
-TrainRun train_steps(backend::Device& dev, model::Precision prec, model::Tokenization tok, int n) {
+TrainRun train_steps(backend::Device& dev, model::Precision prec, model::Tokenization tok, int n,
+                     const model::Dropout& drop = {}) {
   const auto c = seqvit_test::tiny_config(tok);
   train::Trainer tr(c, opt(), 2, prec, 3, {}, dev);
+  tr.set_dropout(drop);
   seqvit_test::SyntheticBatch d(c, 2);
   TrainRun r;
   for (int s = 0; s < n; ++s) r.steps.push_back(tr.step(d.batch(s)));
@@ -64,10 +67,13 @@ class CudaTrainer : public ::testing::Test {
 }  // namespace
 
 TEST_F(CudaTrainer, TenAdamWStepsFollowTheCpu) {
-  for (auto tok : {model::Tokenization::Aggregate, model::Tokenization::PerVariable}) {
+  // plain, and with dropout and drop-path (the same hashed masks on both devices)
+  for (auto [tok, drop] : {std::pair{model::Tokenization::Aggregate, model::Dropout{}},
+                           std::pair{model::Tokenization::PerVariable, model::Dropout{}},
+                           std::pair{model::Tokenization::Aggregate, model::Dropout{0.1, 0.2, 4}}}) {
     auto gpu = backend::make_device("cuda");
-    const TrainRun ref = train_steps(backend::cpu(), model::Precision::F32, tok, 10);
-    const TrainRun got = train_steps(*gpu, model::Precision::F32, tok, 10);
+    const TrainRun ref = train_steps(backend::cpu(), model::Precision::F32, tok, 10, drop);
+    const TrainRun got = train_steps(*gpu, model::Precision::F32, tok, 10, drop);
     for (size_t s = 0; s < ref.steps.size(); ++s) {
       EXPECT_TRUE(close(got.steps[s].loss, ref.steps[s].loss, 1e-5))
           << "step " << s << ": loss " << got.steps[s].loss << " vs cpu " << ref.steps[s].loss;

@@ -22,7 +22,8 @@ using namespace seqvit;
 
 namespace {
 void steps_without_allocation(model::Tokenization tok, model::Precision prec,
-                              bool recompute = false, bool dense = false) {
+                              bool recompute = false, bool dense = false,
+                              bool dropout = false) {
   auto c = seqvit_test::tiny_config(tok);
   if (dense) c.attention = model::AttentionKernel::Dense;
   train::OptimConfig o;
@@ -30,6 +31,7 @@ void steps_without_allocation(model::Tokenization tok, model::Precision prec,
   train::TrainerParallel par;
   par.recompute = recompute;
   train::Trainer tr(c, o, 2, prec, 0, par);
+  if (dropout) tr.set_dropout({0.1, 0.1, 3});
   seqvit_test::SyntheticBatch data(c, 2);
   const model::BatchView b = data.batch(0);
   tr.step(b);  // first step: per-thread scratch may grow once
@@ -86,6 +88,12 @@ TEST(StepAllocation, PerVariableBf16) {
 TEST(StepAllocation, DenseAttentionFp32AndBf16) {
   steps_without_allocation(model::Tokenization::Aggregate, model::Precision::F32, false, true);
   steps_without_allocation(model::Tokenization::PerVariable, model::Precision::BF16, true, true);
+}
+TEST(StepAllocation, DropoutAndDropPath) {  // the masks are hashed: nothing to allocate
+  steps_without_allocation(model::Tokenization::Aggregate, model::Precision::F32, false, false,
+                           true);
+  steps_without_allocation(model::Tokenization::PerVariable, model::Precision::BF16, true, false,
+                           true);
 }
 TEST(StepAllocation, AggregateFp32Recompute) {
   steps_without_allocation(model::Tokenization::Aggregate, model::Precision::F32, true);

@@ -61,6 +61,28 @@ TEST(Trainer, LossFallsOnSyntheticData) {
   EXPECT_LT(last, 0.6 * first);
 }
 
+// Dropout acts in step() only, with the masks of the step being taken: loss_and_grad (seqvit
+// grad) and a forward outside a step (evaluation) see the plain model; two trainers at the same
+// step with the same seed drop alike.
+TEST(Trainer, DropoutOnlyInsideSteps) {
+  const auto c = tiny_config();
+  SyntheticBatch d(c, 2);
+  train::Trainer plain(c, opt(), 2, model::Precision::F32, 0), drop(c, opt(), 2,
+                                                                     model::Precision::F32, 0);
+  drop.set_dropout({0.2, 0.2, 9});
+  EXPECT_EQ(drop.loss_and_grad(d.batch(0)), plain.loss_and_grad(d.batch(0))) << "grad";
+  const auto sp = plain.step(d.batch(0)), sd = drop.step(d.batch(0));
+  EXPECT_NE(sd.loss, sp.loss) << "a training step drops";
+  train::Trainer again(c, opt(), 2, model::Precision::F32, 0);
+  again.set_dropout({0.2, 0.2, 9});
+  EXPECT_EQ(again.step(d.batch(0)).loss, sd.loss) << "same seed, same step: same masks";
+  // after the step: off again (the weights differ now, so compare with a plain trainer at them)
+  std::vector<float> w(static_cast<size_t>(drop.model().params().total()));
+  drop.read_params(w.data());
+  plain.write_params(w.data());
+  EXPECT_EQ(drop.loss_and_grad(d.batch(1)), plain.loss_and_grad(d.batch(1)));
+}
+
 TEST(Trainer, NanLossStopsBeforeTheUpdate) {
   const auto c = tiny_config();
   train::Trainer tr(c, opt(), 2, model::Precision::F32, 0);

@@ -370,6 +370,11 @@ void CudaDevice::gemv_bias_backward(const float* dq_rows, int64_t n, const float
 
 // ------------------------------------------------------------------ optimizer
 
+void CudaDevice::dropout(const DropoutArgs& a) {
+  note("dropout");
+  cuda::dropout(a, stream_);
+}
+
 void CudaDevice::adamw(const AdamArgs& a) {
   note("adamw");
   AdamArgs d = a;

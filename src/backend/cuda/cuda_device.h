@@ -107,6 +107,7 @@ class CudaDevice final : public Device {
   void gemv_bias_backward(const float* dq_rows, int64_t n, const float* Wt, const float* x,
                           double* dq_sum, float* dW, float* db, float* dx, int64_t R,
                           int64_t C) override;
+  void dropout(const DropoutArgs& a) override;
   void adamw(const AdamArgs& a) override;
 
  private:

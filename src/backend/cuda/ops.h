@@ -129,4 +129,8 @@ void gemv_bias_backward(const float* dq_rows, int64_t n, const float* Wt, const 
 // is FMA-contracted by GCC, docs/cuda.md). segments: DEVICE table. One launch for all segments.
 void adamw(const AdamArgs& a, cudaStream_t stream);
 
+// ------------------------------------------------------------------ dropout (dropout.cu)
+// DropoutArgs (device.h): y = x * keep / (1 - p) with the hashed mask, the CPU's bit for bit.
+void dropout(const DropoutArgs& a, cudaStream_t stream);
+
 }  // namespace seqvit::backend::cuda
