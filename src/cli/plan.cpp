@@ -116,7 +116,7 @@ void add_plan(CLI::App& app) {
       ->required();
   c->add_option("--devices", o->devices, "number of devices (ranks)")->required();
   c->add_option("--machine", o->machine,
-                "preset (frontier, local) or a machine JSON file (docs/planner.md)")
+                "preset (frontier, h100, dgx-h100, local) or a machine JSON file (docs/planner.md)")
       ->default_str("local");
   c->add_option("--embed-dim", o->embed_dim, "explicit model: embedding dimension D");
   c->add_option("--depth", o->depth, "explicit model: blocks");

@@ -48,7 +48,7 @@ void Machine::validate() const {
   }
 }
 
-std::vector<std::string> machine_presets() { return {"frontier", "local"}; }
+std::vector<std::string> machine_presets() { return {"frontier", "h100", "dgx-h100", "local"}; }
 
 Machine machine_preset(const std::string& name) {
   Machine m;
@@ -75,6 +75,29 @@ Machine machine_preset(const std::string& name) {
     m.package = {200, 5};
     m.node = {50, 8};
     m.network = {12.5, 15};
+  } else if (name == "h100" || name == "dgx-h100") {
+    // One device = one NVIDIA H100 SXM5 (vendor figures: 80 GB HBM3 at 3.35 TB/s, 989 TFLOP/s
+    // bf16 dense, 67 TFLOP/s fp32 without tensor cores, the table's exact fp32). A DGX H100
+    // node: 8 GPUs on NVSwitch, NVLink 900 GB/s per GPU (450 GB/s each way), 8 x 400 Gb/s
+    // InfiniBand per node (50 GB/s per GPU). The efficiencies are ASSUMPTIONS until the CUDA
+    // backend has been measured on a card (docs/cuda.md, docs/benchmarks.md "GPU"): they are
+    // to be replaced by the measured fractions of peak, as the local preset's are.
+    const bool node = name == "dgx-h100";
+    m.description = node ? "DGX H100: 8 H100 SXM 80 GB per node, NVLink 900 GB/s per GPU, "
+                           "8 x 400 Gb/s InfiniBand; efficiencies assumed, not yet measured"
+                         : "one H100 SXM 80 GB; efficiencies assumed, not yet measured";
+    m.devices_per_package = node ? 8 : 1;  // NVSwitch: every pair of GPUs at full NVLink rate
+    m.devices_per_node = node ? 8 : 1;
+    m.memory_gib = 80 * 1e9 / 1073741824.0;
+    m.reserved_gib = 2;  // CUDA context, cuBLASLt workspace, MPI
+    m.peak_tflops_fp32 = 67;
+    m.peak_tflops_bf16 = 989;
+    m.matmul_efficiency = 0.7;
+    m.attention_efficiency = 0.4;
+    m.memory_gbytes_per_s = 3000;
+    m.package = {450, 3};
+    m.node = {450, 3};
+    m.network = {50, 5};
   } else if (name == "local") {
     // The development machine seqvit's CPU figures were measured on: 2 Zen 4 cores, 24 GiB; one device = one MPI rank pinned to one
     // core (more ranks than cores share them: the planner divides the rates). Rates measured by

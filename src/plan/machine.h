@@ -36,8 +36,9 @@ struct Machine {
   void validate() const;
 };
 
-// "frontier" (one device = one MI250X GCD), "local" (one device = one MPI rank of this 2-core
-// machine). Throws listing the presets for an unknown name.
+// "frontier" (one device = one MI250X GCD), "h100" (one H100 SXM), "dgx-h100" (8 H100 per
+// node), "local" (one device = one MPI rank of the 2-core development machine). Throws listing
+// the presets for an unknown name.
 Machine machine_preset(const std::string& name);
 std::vector<std::string> machine_presets();
 // A JSON file (docs/planner.md); unknown keys are errors naming the file and the key.

@@ -299,3 +299,23 @@ TEST(CostModelTest, MachineFilesAreCheckedKeyByKey) {
 }
 
 }  // namespace
+
+// The H100 presets (efficiencies assumed until the CUDA backend is measured: docs/planner.md):
+// they validate, a DGX node is 8 GPUs, and the ClimaX model at the reference paper's 188,416
+// tokens is planned onto one node with every fitting layout inside 80 GB.
+TEST(CostModelTest, H100PresetsPlanClimaXOnOneNode) {
+  for (const std::string name : {"h100", "dgx-h100"}) {
+    const auto m = plan::machine_preset(name);
+    EXPECT_NO_THROW(m.validate()) << name;
+    EXPECT_DOUBLE_EQ(m.peak_tflops_bf16, 989) << name;
+  }
+  EXPECT_EQ(plan::machine_preset("dgx-h100").devices_per_node, 8);
+  plan::PlanRequest r;
+  r.model = plan::model_preset("climax");
+  r.model.tokens = 188416;
+  r.machine = plan::machine_preset("dgx-h100");
+  r.devices = 8;
+  const auto res = plan::plan(r);
+  ASSERT_FALSE(res.fitting.empty());
+  for (const auto& e : res.fitting) EXPECT_LE(e.memory.total(), r.machine.usable_bytes());
+}
