@@ -247,11 +247,10 @@ class DatasetSource final : public BatchSource {
       fail("the data grid {}x{} ({}) is not divisible by --patch {}; valid patch sizes divide "
            "both {} and {}{}",
            gh, gw, grid_origin(), o.patch, gh, gw,
-           dc_.grid.empty() && gh >= o.patch && gw >= o.patch
-               ? fmt::format(", or read the data onto such a grid with --grid HxW (e.g. --grid "
-                             "{}x{}; docs/data.md \"Regridding\")",
-                             gh / o.patch * o.patch, gw / o.patch * o.patch)
-               : "");
+           dc_.grid.empty() ? ", or read the data onto such a grid with --grid HxW (e.g. --grid "
+                              "32x64, the 5.625-degree grid, or 128x256; docs/data.md "
+                              "\"Regridding\")"
+                            : "");
     mc_ = model_config(o, gh, gw, dc_.inputs, dc_.outputs);
   }
   const model::ModelConfig& model() const override { return mc_; }
