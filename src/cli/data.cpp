@@ -3,6 +3,7 @@
 // Each subcommand is one add_data_* function registered on the `data` group, so `data synth`
 // can be added beside `stats` without touching this file's other parts.
 #include <fmt/core.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -72,7 +73,8 @@ void run_stats(const StatsOptions& o) {
     ro.method = data::parse_regrid_method(o.regrid_method.empty() ? "conservative"
                                                                   : o.regrid_method);
     auto inner = data::open_grid_source(o.paths);
-    const std::string dir = data::cache_dir_beside(o.paths, *inner);
+    std::string dir = data::cache_dir_beside(o.paths, *inner);
+    if (::access(dir.c_str(), W_OK) != 0) dir.clear();  // read-only data: no weights cache
     source = std::make_unique<data::RegriddedSource>(std::move(inner), target, ro, dir);
   }
   const data::GridSource& ds = *source;
@@ -179,7 +181,7 @@ void add_data_stats(CLI::App& data) {
   c->add_flag("--json", opts->json, "one JSON object per line per field");
   c->add_option("--grid", opts->grid,
                 "HxW: the fields regridded onto the equiangular HxW grid, as `train --grid` "
-                "reads them (weights cached beside the data)");
+                "reads them (weights cached beside the data when it is writable)");
   c->add_option("--regrid-method", opts->regrid_method,
                 "with --grid: conservative (default) or bilinear");
   c->callback([opts] { run_stats(*opts); });

@@ -4,6 +4,7 @@
 
 #include <dlfcn.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -147,6 +148,7 @@ std::unique_ptr<GridSource> open_forecast_source(const ForecastConfig& cfg) {
   } else {
     dir = cache_dir_beside(cfg.paths, *inner);
   }
+  if (::access(dir.c_str(), W_OK) != 0) dir.clear();  // read-only data: no weights cache
   RegridOptions ro;
   ro.method = cfg.regrid_method;
   return std::make_unique<RegriddedSource>(std::move(inner), target, ro, dir);

@@ -1,6 +1,7 @@
 // Forecast training samples from ERA5-like NetCDF (docs/data.md, "Forecast dataset"):
 // (x at t, y at t + lead) pairs, normalised per variable with training-period statistics, on an
-// optionally area-mean-coarsened or regridded grid, in batches loaded by a background prefetch thread.
+// optionally area-mean-coarsened or regridded grid, in batches loaded by a background prefetch
+// thread.
 //
 //  - times: the times present in EVERY time-dependent field (inputs and outputs); a sample at t
 //    exists only if t + lead is one of them too (gaps never produce a sample);
@@ -51,7 +52,8 @@ struct ForecastConfig {
   // When not empty: "HxW", the data are read through a RegriddedSource onto the equiangular HxW
   // grid (data/regrid.h; docs/data.md "Regridding"), with `regrid_method`. Excludes coarsen > 1
   // (regrid straight onto the coarser grid instead). The weights are cached beside the
-  // statistics cache when `cache_path` is given, else beside the data.
+  // statistics cache when `cache_path` is given, else beside the data; not at all where that
+  // directory is not writable (they take milliseconds to compute).
   std::string grid;
   RegridMethod regrid_method = RegridMethod::conservative;
   MissingPolicy missing = MissingPolicy::skip;
