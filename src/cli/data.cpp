@@ -3,6 +3,7 @@
 // Each subcommand is one add_data_* function registered on the `data` group, so `data synth`
 // can be added beside `stats` without touching this file's other parts.
 #include <fmt/core.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -14,6 +15,7 @@
 #include "core/check.h"
 #include "data/cf_time.h"
 #include "data/grid_source.h"
+#include "data/regridded_source.h"
 
 namespace seqvit::cli {
 
@@ -23,6 +25,7 @@ struct StatsOptions {
   std::vector<std::string> paths;
   std::vector<std::string> vars;
   bool json = false;
+  std::string grid, regrid_method;  // --grid HxW: the fields regridded onto it (docs/data.md)
 };
 
 // Running statistics over non-missing values in double; each time step is reduced on its own
@@ -59,8 +62,26 @@ struct Moments {
 nlohmann::json num(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(); }
 
 void run_stats(const StatsOptions& o) {
-  const std::unique_ptr<data::GridSource> source = data::open_grid_source(o.paths);
+  std::unique_ptr<data::GridSource> source;
+  if (o.grid.empty()) {
+    if (!o.regrid_method.empty())
+      fail("--regrid-method {} needs --grid HxW (the grid to regrid onto)", o.regrid_method);
+    source = data::open_grid_source(o.paths);
+  } else {  // the fields as `train --grid` reads them
+    const data::LatLonGrid target = data::parse_grid(o.grid);  // flags before reading
+    data::RegridOptions ro;
+    ro.method = data::parse_regrid_method(o.regrid_method.empty() ? "conservative"
+                                                                  : o.regrid_method);
+    auto inner = data::open_grid_source(o.paths);
+    std::string dir = data::cache_dir_beside(o.paths, *inner);
+    if (::access(dir.c_str(), W_OK) != 0) dir.clear();  // read-only data: no weights cache
+    source = std::make_unique<data::RegriddedSource>(std::move(inner), target, ro, dir);
+  }
   const data::GridSource& ds = *source;
+  const auto* regridded = dynamic_cast<const data::RegriddedSource*>(&ds);
+  const data::GridSource& inner = regridded ? regridded->source() : ds;
+  const int64_t target_h = regridded ? regridded->target().H() : 0;
+  const int64_t target_w = regridded ? regridded->target().W() : 0;
   std::vector<data::FieldRef> fields;
   if (o.vars.empty()) {
     fields = ds.fields();
@@ -135,9 +156,13 @@ void run_stats(const StatsOptions& o) {
   line(head);
   for (const auto& r : rows) line(r);
   fmt::print(
-      "{} {} {}; latitude north to south, longitude in [0, 360); statistics over "
+      "{} {} {}{}; latitude north to south, longitude in [0, 360); statistics over "
       "non-missing values after decoding\n",
-      ds.files().size(), ds.format(), ds.format() == "Zarr" ? "store(s)" : "file(s)");
+      ds.files().size(), inner.format(),
+      inner.format() == "Zarr" ? "store(s)" : "file(s)",
+      o.grid.empty() ? "" : fmt::format(" regridded onto {}x{} ({})", target_h, target_w,
+                                        o.regrid_method.empty() ? "conservative"
+                                                                : o.regrid_method));
 }
 
 }  // namespace
@@ -154,6 +179,11 @@ void add_data_stats(CLI::App& data) {
                 "only these fields: a variable ('t2m', 'z' = all its levels) or a level 'z_500'")
       ->allow_extra_args(false);  // one name per --var; repeat it for more
   c->add_flag("--json", opts->json, "one JSON object per line per field");
+  c->add_option("--grid", opts->grid,
+                "HxW: the fields regridded onto the equiangular HxW grid, as `train --grid` "
+                "reads them (weights cached beside the data when it is writable)");
+  c->add_option("--regrid-method", opts->regrid_method,
+                "with --grid: conservative (default) or bilinear");
   c->callback([opts] { run_stats(*opts); });
 }
 

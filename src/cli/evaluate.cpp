@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/grid_flag.h"
 #include "cli/parallel_flags.h"
 #include "train/options.h"
 #include "core/check.h"
@@ -45,6 +46,7 @@ struct EvaluateOptions {
   int64_t batch = 8, max_batches = 0;
   std::string json, csv;
   std::string stats_cache;  // empty: beside the data (docs/data.md)
+  std::string grid, regrid_method;  // empty: the checkpoint's (given: must equal it)
   int threads = 0;
   std::string device = "cpu";
 };
@@ -68,7 +70,7 @@ void check_data(const eval::ForecastCheckpoint& ck, const data::ForecastConfig& 
   const std::string where = fmt::format("{}", fmt::join(cfg.paths, ", "));
   std::unique_ptr<data::GridSource> opened;
   try {
-    opened = data::open_grid_source(cfg.paths);
+    opened = data::open_forecast_source(cfg);  // through the regridding of --grid
   } catch (const Error& e) {
     if (!paths_from_checkpoint) throw;
     fail("{} (the data paths stored in {}; give --data to read the data from elsewhere)",
@@ -153,6 +155,7 @@ void run_evaluate(const EvaluateOptions& o) {
       fail("{} {}: directory '{}' does not exist", flag, path, parent.string());
   }
   const eval::ForecastCheckpoint ck = eval::load_forecast_checkpoint(o.checkpoint);
+  check_checkpoint_grid(ck.data, ck.path, o.grid, o.regrid_method);
   const std::vector<double> leads =
       o.lead_hours.empty() ? ck.data.lead_hours : train::parse_lead_hours(o.lead_hours);
 
@@ -171,8 +174,11 @@ void run_evaluate(const EvaluateOptions& o) {
              model::to_string(ck.model.tokenization), ck.model.img_h, ck.model.img_w,
              ck.model.patch_size, ck.model.embed_dim, ck.model.depth,
              fmt::join(ck.model.variables, ","), fmt::join(ck.model.out_variables, ","));
-  fmt::print("data: {}{}\n", fmt::join(cfg.paths, ", "),
-             o.data.empty() ? " (from the checkpoint)" : "");
+  fmt::print("data: {}{}{}\n", fmt::join(cfg.paths, ", "),
+             o.data.empty() ? " (from the checkpoint)" : "",
+             cfg.grid.empty() ? ""
+                              : fmt::format(", regridded onto {} ({})", cfg.grid,
+                                            data::regrid_method_name(cfg.regrid_method)));
   fmt::print("split: {} [{}, {}), lead(s) {} h, batch {}{}, {} threads\n", o.split, range.begin,
              range.end, fmt::join(leads, ", "), o.batch,
              o.max_batches > 0 ? fmt::format(", at most {} batches per lead", o.max_batches) : "",
@@ -302,6 +308,11 @@ void add_evaluate(CLI::App& app) {
       ->required();
   c->add_option("--data", o->data,
                 "NetCDF or GRIB files or directories, or Zarr stores (default: the checkpoint's)");
+  c->add_option("--grid", o->grid,
+                "HxW: the equiangular grid the model was trained on (default: the checkpoint's "
+                "--grid; given, it must equal it)");
+  c->add_option("--regrid-method", o->regrid_method,
+                "conservative or bilinear (default: the checkpoint's; given, it must equal it)");
   c->add_option("--split", o->split, "test, val or train (ranges from the checkpoint)")
       ->capture_default_str();
   c->add_option("--lead-hours", o->lead_hours,

@@ -17,4 +17,31 @@ std::pair<int64_t, int64_t> parse_grid_flag(const std::string& value, const std:
   return {h, w};
 }
 
+void check_checkpoint_grid(const data::ForecastConfig& data, const std::string& checkpoint,
+                           const std::string& grid, const std::string& regrid_method) {
+  if (!grid.empty()) {
+    const data::LatLonGrid g = data::parse_grid(grid);  // a bad text: the error naming it
+    if (data.grid.empty())
+      fail("--grid {}: the model in {} was trained on the data's own grid (without --grid); "
+           "leave --grid out",
+           grid, checkpoint);
+    const data::LatLonGrid t = data::parse_grid(data.grid);
+    if (g.H() != t.H() || g.W() != t.W())
+      fail("--grid {} differs from the grid {} that the model in {} was trained on; leave "
+           "--grid out (the checkpoint's is used) or give --grid {}",
+           grid, data.grid, checkpoint, data.grid);
+  }
+  if (!regrid_method.empty()) {
+    const data::RegridMethod m = data::parse_regrid_method(regrid_method);
+    if (data.grid.empty())
+      fail("--regrid-method {}: the model in {} was trained on the data's own grid (without "
+           "--grid); leave --regrid-method out",
+           regrid_method, checkpoint);
+    if (m != data.regrid_method)
+      fail("--regrid-method {} differs from the method '{}' of the model in {} (--grid {}); "
+           "leave --regrid-method out (the checkpoint's is used)",
+           regrid_method, data::regrid_method_name(data.regrid_method), checkpoint, data.grid);
+  }
+}
+
 }  // namespace seqvit::cli

@@ -1,5 +1,6 @@
 // seqvit predict: one forecast from a trained checkpoint at a given input time, written as a CF
-// NetCDF file on the input's grid and orientation (docs/forecasts.md), with optional maps of
+// NetCDF file on the input's grid and orientation, or on the equiangular grid of the checkpoint's
+// --grid when it was trained on regridded data (docs/forecasts.md), with optional maps of
 // the forecast, the truth at the valid time and their difference.
 #include "eval/predict.h"
 
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/grid_flag.h"
 #include "cli/parallel_flags.h"
 #include "core/check.h"
 #include "data/cf_time.h"
@@ -33,6 +35,7 @@ namespace fs = std::filesystem;
 struct PredictOptions {
   std::string checkpoint, time, out, png_dir;
   std::vector<std::string> data;
+  std::string grid, regrid_method;  // empty: the checkpoint's (given: must equal it)
   double lead_hours = 0;  // 0: the checkpoint's first lead
   int threads = 0;
   std::string device = "cpu";
@@ -106,6 +109,7 @@ void run_predict(const PredictOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
 
   const auto ckpt = eval::load_forecast_checkpoint(o.checkpoint);
+  check_checkpoint_grid(ckpt.data, ckpt.path, o.grid, o.regrid_method);
   if (ckpt.climatology.empty())
     fmt::print(stderr,
                "note: {} holds no climatology (written before checkpoints stored it): it is "
@@ -172,6 +176,11 @@ void add_predict(CLI::App& app) {
       ->required();
   c->add_option("--data", o->data,
                 "NetCDF or GRIB files or directories, or Zarr stores (default: the training data)");
+  c->add_option("--grid", o->grid,
+                "HxW: the equiangular grid the model was trained on (default: the checkpoint's "
+                "--grid; given, it must equal it)");
+  c->add_option("--regrid-method", o->regrid_method,
+                "conservative or bilinear (default: the checkpoint's; given, it must equal it)");
   c->add_option("--time", o->time, "input time, ISO 8601 (e.g. 1979-01-07T00:00:00Z)")->required();
   c->add_option("--out", o->out, "output NetCDF file")->required();
   c->add_option("--png", o->png_dir,

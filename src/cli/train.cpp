@@ -92,6 +92,13 @@ void add_train(CLI::App& app) {
   c->add_option("--test-range", o->test_range, "test period BEGIN/END (kept for evaluate)");
   c->add_option("--coarsen", o->coarsen, "area-mean c x c cells onto a coarser grid")
       ->capture_default_str();
+  c->add_option("--grid", o->grid,
+                "HxW: read the data through conservative (or bilinear) regridding onto the "
+                "equiangular HxW grid, e.g. 32x64 or 128x256 from 0.25-degree 721x1440 "
+                "(docs/data.md \"Regridding\"; not with --coarsen)");
+  c->add_option("--regrid-method", o->regrid_method,
+                "with --grid: conservative (area-weighted) or bilinear")
+      ->capture_default_str();
   c->add_option("--missing", o->missing, "missing values: skip (the sample) | fill (mean)")
       ->capture_default_str();
   c->add_option("--stats-cache", o->stats_cache,

@@ -4,6 +4,7 @@
 
 #include <dlfcn.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -15,6 +16,7 @@
 #include "core/check.h"
 #include "core/rng.h"
 #include "data/cf_time.h"
+#include "data/regridded_source.h"
 #include "data/zarr_store.h"
 #include "io/safetensors.h"
 
@@ -78,6 +80,10 @@ std::string forecast_config_to_json(const ForecastConfig& c) {
          {"missing", missing_policy_name(c.missing)},
          {"seed", c.seed},
          {"shuffle", c.shuffle}};
+  if (!c.grid.empty()) {
+    j["grid"] = c.grid;
+    j["regrid_method"] = regrid_method_name(c.regrid_method);
+  }
   return j.dump();
 }
 
@@ -89,7 +95,8 @@ ForecastConfig forecast_config_from_json(const std::string& text, const std::str
     if (!j.is_object()) fail("{}: dataset configuration is not a JSON object", where);
     static const std::set<std::string> known = {"paths", "inputs", "outputs", "lead_hours",
                                                 "train", "val", "test", "coarsen",
-                                                "missing", "seed", "shuffle"};
+                                                "missing", "seed", "shuffle", "grid",
+                                                "regrid_method"};
     for (const auto& [k, v] : j.items())
       if (!known.count(k)) fail("{}: unknown dataset configuration key '{}'", where, k);
     auto range = [&](const char* k) {
@@ -114,10 +121,37 @@ ForecastConfig forecast_config_from_json(const std::string& text, const std::str
     c.missing = parse_missing_policy(j.value("missing", std::string("skip")));
     c.seed = j.value("seed", uint64_t{0});
     c.shuffle = j.value("shuffle", true);
+    c.grid = j.value("grid", std::string());
+    c.regrid_method =
+        parse_regrid_method(j.value("regrid_method", std::string("conservative")));
   } catch (const json::exception& e) {
     fail("{}: bad dataset configuration: {}", where, e.what());
   }
   return c;
+}
+
+std::unique_ptr<GridSource> open_forecast_source(const ForecastConfig& cfg) {
+  if (cfg.grid.empty()) return open_grid_source(cfg.paths);
+  const LatLonGrid target = parse_grid(cfg.grid);  // a bad text: the error naming it
+  if (cfg.coarsen != 1)
+    fail("--grid {} and --coarsen {} cannot be combined: regrid straight onto the grid you want "
+         "(e.g. --grid {}x{}) instead of coarsening the regridded fields",
+         cfg.grid, cfg.coarsen, target.H() / std::max(cfg.coarsen, 1),
+         target.W() / std::max(cfg.coarsen, 1));
+  auto inner = open_grid_source(cfg.paths);
+  // The weights go where the statistics cache goes: beside --stats-cache when given (data
+  // that are read-only), else beside the data.
+  std::string dir;
+  if (!cfg.cache_path.empty()) {
+    dir = std::filesystem::path(cfg.cache_path).parent_path().string();
+    if (dir.empty()) dir = ".";
+  } else {
+    dir = cache_dir_beside(cfg.paths, *inner);
+  }
+  if (::access(dir.c_str(), W_OK) != 0) dir.clear();  // read-only data: no weights cache
+  RegridOptions ro;
+  ro.method = cfg.regrid_method;
+  return std::make_unique<RegriddedSource>(std::move(inner), target, ro, dir);
 }
 
 ForecastDataset::ForecastDataset(const ForecastConfig& cfg, Split split)
@@ -129,7 +163,7 @@ ForecastDataset::ForecastDataset(const ForecastConfig& cfg, Split split)
     if (!(l > 0)) fail("forecast dataset: lead time {} h must be positive", l);
   if (cfg_.coarsen < 1) fail("forecast dataset: coarsening factor {} must be >= 1", cfg_.coarsen);
   if (cfg_.batch_size < 1) fail("forecast dataset: batch size {} must be >= 1", cfg_.batch_size);
-  ds_ = open_grid_source(cfg_.paths);
+  ds_ = open_forecast_source(cfg_);
 
   // Fields, their grid and the common times.
   auto make = [&](const std::string& name) {
@@ -210,6 +244,8 @@ ForecastDataset::ForecastDataset(const ForecastConfig& cfg, Split split)
   for (const auto& n : cfg_.inputs) fp += "in:" + n + "\n";
   for (const auto& n : cfg_.outputs) fp += "out:" + n + "\n";
   fp += fmt::format("train:{}..{}\ncoarsen:{}\n", cfg_.train.begin, cfg_.train.end, cfg_.coarsen);
+  if (!cfg_.grid.empty())  // only then: the caches of runs on the data's own grid stay valid
+    fp += fmt::format("grid:{}x{} {}\n", H_, W_, regrid_method_name(cfg_.regrid_method));
   fingerprint_ = fmt::format("{:016x}", fnv1a(fp));
   cache_path_ = cfg_.cache_path;
   if (cache_path_.empty()) {  // beside the data: in the first directory given, or the first file's

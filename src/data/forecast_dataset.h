@@ -1,6 +1,7 @@
 // Forecast training samples from ERA5-like NetCDF (docs/data.md, "Forecast dataset"):
 // (x at t, y at t + lead) pairs, normalised per variable with training-period statistics, on an
-// optionally area-mean-coarsened grid, in batches loaded by a background prefetch thread.
+// optionally area-mean-coarsened or regridded grid, in batches loaded by a background prefetch
+// thread.
 //
 //  - times: the times present in EVERY time-dependent field (inputs and outputs); a sample at t
 //    exists only if t + lead is one of them too (gaps never produce a sample);
@@ -8,7 +9,8 @@
 //  - lead: one of `lead_hours`, picked deterministically from the time index (index % count);
 //  - statistics (mean, std per field; per-pixel climatology per output; NaN masks per time)
 //    over the training range, accumulated in double, cached in a safetensors file keyed by a
-//    fingerprint of (files with sizes and mtimes, variables, training range, coarsening);
+//    fingerprint of (files with sizes and mtimes, variables, training range, coarsening, the
+//    --grid and its method when regridding);
 //  - missing values: `skip` drops samples with any NaN in x or y, `fill` replaces NaN by 0 after
 //    normalisation (the training mean); both are counted (skipped_samples, filled_values).
 // Not thread-safe; while an epoch is being iterated with prefetch only the worker thread reads
@@ -28,6 +30,7 @@
 #include <vector>
 
 #include "data/grid_source.h"
+#include "data/regrid.h"
 #include "model/climax.h"
 
 namespace seqvit::data {
@@ -46,6 +49,13 @@ struct ForecastConfig {
   std::vector<double> lead_hours = {6};
   TimeRange train, val, test;
   int coarsen = 1;                   // area-mean c x c blocks; H and W must be multiples of c
+  // When not empty: "HxW", the data are read through a RegriddedSource onto the equiangular HxW
+  // grid (data/regrid.h; docs/data.md "Regridding"), with `regrid_method`. Excludes coarsen > 1
+  // (regrid straight onto the coarser grid instead). The weights are cached beside the
+  // statistics cache when `cache_path` is given, else beside the data; not at all where that
+  // directory is not writable (they take milliseconds to compute).
+  std::string grid;
+  RegridMethod regrid_method = RegridMethod::conservative;
   MissingPolicy missing = MissingPolicy::skip;
   std::string cache_path;  // empty: seqvit_stats.safetensors in paths[0] if a directory, else
                            // beside the first file
@@ -74,11 +84,16 @@ struct ForecastConfig {
 };
 
 // The dataset part of a forecast checkpoint (__metadata__["seqvit.data"]): every field of
-// ForecastConfig except cache_path, prefetch and batch_size. from_json rejects unknown keys and
-// names `where` in its errors.
+// ForecastConfig except cache_path, prefetch and batch_size (grid and regrid_method only when
+// grid is set, so the settings of a run on the data's own grid read as before). from_json
+// rejects unknown keys and names `where` in its errors.
 std::string forecast_config_to_json(const ForecastConfig& cfg);
 ForecastConfig forecast_config_from_json(const std::string& json, const std::string& where);
 MissingPolicy parse_missing_policy(const std::string& s);  // "skip" | "fill"
+// The source a forecast dataset reads: open_grid_source(cfg.paths), seen through a
+// RegriddedSource on cfg.grid when that is set. Checks cfg.grid ("HxW") and that it is not
+// combined with coarsen > 1; errors name the flags (--grid, --coarsen).
+std::unique_ptr<GridSource> open_forecast_source(const ForecastConfig& cfg);
 const char* missing_policy_name(MissingPolicy p);
 
 struct FieldStats {

@@ -167,7 +167,8 @@ data::TimeRange parse_range_flag(const std::string& s, const char* flag) {
   return r;
 }
 
-// The model grid (after --coarsen) from the files' metadata: the model, and so the rank grid,
+// The model grid (after --coarsen, or --grid: `nc` is then the regridded source) from the files'
+// metadata: the model, and so the rank grid,
 // is known before the datasets (whose statistics rank 0 computes first) are built.
 std::pair<int64_t, int64_t> data_grid(const data::GridSource& nc,
                                       const data::ForecastConfig& dc) {
@@ -203,7 +204,17 @@ class DatasetSource final : public BatchSource {
     dc_.paths = o.data;
     dc_.inputs = split_list(o.variables.empty() ? "t2m,u10,v10,z_500,t_850,lsm,orography"
                                                 : o.variables);
-    const std::unique_ptr<data::GridSource> source = data::open_grid_source(dc_.paths);
+    dc_.coarsen = o.coarsen;
+    dc_.cache_path = o.stats_cache;
+    if (!o.grid.empty()) {  // canonical "HxW" in the checkpoint; a bad text: the error naming it
+      const data::LatLonGrid g = data::parse_grid(o.grid);
+      dc_.grid = fmt::format("{}x{}", g.H(), g.W());
+      dc_.regrid_method = data::parse_regrid_method(o.regrid_method);
+    } else if (o.regrid_method != "conservative") {
+      fail("--regrid-method {} needs --grid HxW (the grid to regrid onto)", o.regrid_method);
+    }
+    if (o.coarsen < 1) fail("--coarsen must be >= 1, got {}", o.coarsen);
+    const std::unique_ptr<data::GridSource> source = data::open_forecast_source(dc_);
     const data::GridSource& nc = *source;
     if (!o.out_variables.empty()) {
       dc_.outputs = split_list(o.out_variables);
@@ -217,9 +228,7 @@ class DatasetSource final : public BatchSource {
     dc_.train = parse_range_flag(o.train_range, "--train-range");
     if (!o.val_range.empty()) dc_.val = parse_range_flag(o.val_range, "--val-range");
     if (!o.test_range.empty()) dc_.test = parse_range_flag(o.test_range, "--test-range");
-    dc_.coarsen = o.coarsen;
     dc_.missing = data::parse_missing_policy(o.missing);
-    dc_.cache_path = o.stats_cache;
     dc_.batch_size = static_cast<int>(o.batch);
     dc_.seed = o.seed;
     if (dc_.inputs.empty()) fail("--variables is empty");
@@ -231,14 +240,17 @@ class DatasetSource final : public BatchSource {
       if (!(ss >> h >> x >> w) || x != 'x' || !ss.eof())
         fail("--img must look like HxW (e.g. 32x64), got '{}'", o.img);
       if (h != gh || w != gw)
-        fail("--img {} does not match the data grid {}x{} (after --coarsen {}); leave --img out "
-             "with --data",
-             o.img, gh, gw, o.coarsen);
+        fail("--img {} does not match the data grid {}x{} ({}); leave --img out with --data",
+             o.img, gh, gw, grid_origin());
     }
     if (gh % o.patch || gw % o.patch)
-      fail("the data grid {}x{} (after --coarsen {}) is not divisible by --patch {}; valid patch "
-           "sizes divide both {} and {}",
-           gh, gw, o.coarsen, o.patch, gh, gw);
+      fail("the data grid {}x{} ({}) is not divisible by --patch {}; valid patch sizes divide "
+           "both {} and {}{}",
+           gh, gw, grid_origin(), o.patch, gh, gw,
+           dc_.grid.empty() ? ", or read the data onto such a grid with --grid HxW (e.g. --grid "
+                              "32x64, the 5.625-degree grid, or 128x256; docs/data.md "
+                              "\"Regridding\")"
+                            : "");
     mc_ = model_config(o, gh, gw, dc_.inputs, dc_.outputs);
   }
   const model::ModelConfig& model() const override { return mc_; }
@@ -297,6 +309,12 @@ class DatasetSource final : public BatchSource {
     return b_.view();
   }
   const data::ForecastConfig& config() const { return dc_; }
+  // How the model grid came about, for messages: "after --coarsen 2", "--grid 32x64 ...".
+  std::string grid_origin() const {
+    return dc_.grid.empty()
+               ? fmt::format("after --coarsen {}", dc_.coarsen)
+               : fmt::format("--grid {}, {}", dc_.grid, data::regrid_method_name(dc_.regrid_method));
+  }
   const eval::Normalisation& norm() const { return norm_; }
   // The training period's climatology, stored in every checkpoint (docs/checkpoints.md).
   const eval::Climatology& climatology() const { return clim_; }
@@ -539,7 +557,11 @@ void train_loop(const TrainOptions& o, BatchSource& src, Distributed& dist,
     fmt::print("seqvit train: ClimaX {} tokenization, {}x{} grid{}, patch {}, {} tokens/sample, "
                "D={}, {} heads, depth {}, {} variables -> {}, batch {}, {}, {} threads{}\n",
                o.tokenization, mc.img_h, mc.img_w,
-               data ? fmt::format(" (coarsen {})", o.coarsen) : "", o.patch, N, mc.embed_dim,
+               !data ? ""
+               : data->config().grid.empty()
+                   ? fmt::format(" (coarsen {})", o.coarsen)
+                   : fmt::format(" (regridded, {})", data->grid_origin()),
+               o.patch, N, mc.embed_dim,
                mc.num_heads, mc.depth, mc.V(), mc.Vo(), B,
                o.bf16 ? "bf16 mixed precision" : "fp32", omp_get_max_threads(),
                dev.name() == "cpu" ? "" : fmt::format(", device {}", dev.name()));

@@ -63,6 +63,8 @@ struct TrainOptions {
   std::vector<std::string> data;
   std::string train_range, val_range, test_range;  // "BEGIN/END", ISO dates, end exclusive
   int coarsen = 1;
+  std::string grid;                           // "HxW": regrid the data onto it (empty: as stored)
+  std::string regrid_method = "conservative";  // with grid: conservative | bilinear
   std::string missing = "skip";
   std::string stats_cache;
   std::string run_dir = "seqvit_run";
