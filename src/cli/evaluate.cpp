@@ -68,7 +68,7 @@ void check_data(const eval::ForecastCheckpoint& ck, const data::ForecastConfig& 
   const std::string where = fmt::format("{}", fmt::join(cfg.paths, ", "));
   std::unique_ptr<data::GridSource> opened;
   try {
-    opened = data::open_grid_source(cfg.paths);
+    opened = data::open_grid_source(cfg.paths, data::SourceOptions{cfg.time_origin});
   } catch (const Error& e) {
     if (!paths_from_checkpoint) throw;
     fail("{} (the data paths stored in {}; give --data to read the data from elsewhere)",

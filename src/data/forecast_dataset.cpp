@@ -64,6 +64,14 @@ const char* missing_policy_name(MissingPolicy p) {
   return p == MissingPolicy::skip ? "skip" : "fill";
 }
 
+std::string time_origin_needed(const std::string& field, const GridVariable& v) {
+  return fmt::format(
+      "field '{}': the time axis '{}' has units '{}' without an epoch (not 'UNITS since "
+      "DATE'); give the date its values count from with --time-origin DATE (an ISO date, "
+      "e.g. --time-origin 1979-01-01: '{} since 1979-01-01')",
+      field, v.time_axis, v.time_units, v.time_units.empty() ? "hours" : v.time_units);
+}
+
 std::string forecast_config_to_json(const ForecastConfig& c) {
   using nlohmann::json;
   auto range = [](const TimeRange& r) { return json::array({r.begin, r.end}); };
@@ -78,6 +86,7 @@ std::string forecast_config_to_json(const ForecastConfig& c) {
          {"missing", missing_policy_name(c.missing)},
          {"seed", c.seed},
          {"shuffle", c.shuffle}};
+  if (!c.time_origin.empty()) j["time_origin"] = c.time_origin;
   return j.dump();
 }
 
@@ -89,7 +98,8 @@ ForecastConfig forecast_config_from_json(const std::string& text, const std::str
     if (!j.is_object()) fail("{}: dataset configuration is not a JSON object", where);
     static const std::set<std::string> known = {"paths", "inputs", "outputs", "lead_hours",
                                                 "train", "val", "test", "coarsen",
-                                                "missing", "seed", "shuffle"};
+                                                "missing", "seed", "shuffle",
+                                                "time_origin"};
     for (const auto& [k, v] : j.items())
       if (!known.count(k)) fail("{}: unknown dataset configuration key '{}'", where, k);
     auto range = [&](const char* k) {
@@ -114,6 +124,7 @@ ForecastConfig forecast_config_from_json(const std::string& text, const std::str
     c.missing = parse_missing_policy(j.value("missing", std::string("skip")));
     c.seed = j.value("seed", uint64_t{0});
     c.shuffle = j.value("shuffle", true);
+    c.time_origin = j.value("time_origin", std::string());
   } catch (const json::exception& e) {
     fail("{}: bad dataset configuration: {}", where, e.what());
   }
@@ -129,7 +140,14 @@ ForecastDataset::ForecastDataset(const ForecastConfig& cfg, Split split)
     if (!(l > 0)) fail("forecast dataset: lead time {} h must be positive", l);
   if (cfg_.coarsen < 1) fail("forecast dataset: coarsening factor {} must be >= 1", cfg_.coarsen);
   if (cfg_.batch_size < 1) fail("forecast dataset: batch size {} must be >= 1", cfg_.batch_size);
-  ds_ = open_grid_source(cfg_.paths);
+  if (!cfg_.time_origin.empty()) {
+    try {
+      parse_iso_datetime(cfg_.time_origin);
+    } catch (const Error& e) {
+      fail("forecast dataset: time origin: {}", e.what());
+    }
+  }
+  ds_ = open_grid_source(cfg_.paths, SourceOptions{cfg_.time_origin});
 
   // Fields, their grid and the common times.
   auto make = [&](const std::string& name) {
@@ -142,6 +160,7 @@ ForecastDataset::ForecastDataset(const ForecastConfig& cfg, Split split)
     }
     const GridVariable& v = ds_->variable(f.ref.variable);
     f.constant = !v.has_time;
+    if (v.has_time && !v.time_has_epoch) fail("forecast dataset: {}", time_origin_needed(name, v));
     if (Hf_ == 0) {
       Hf_ = v.H(), Wf_ = v.W();
       if (Hf_ % cfg_.coarsen || Wf_ % cfg_.coarsen)

@@ -45,6 +45,10 @@ struct ForecastConfig {
   std::vector<std::string> outputs;  // time-dependent fields only
   std::vector<double> lead_hours = {6};
   TimeRange train, val, test;
+  // ISO date: a time axis whose units name no epoch ("days") counts from it (SourceOptions,
+  // docs/data.md "Unusual files"); empty: such an axis is an error naming it. Kept in the
+  // checkpoint so that evaluate and predict read the data the same way.
+  std::string time_origin;
   int coarsen = 1;                   // area-mean c x c blocks; H and W must be multiples of c
   MissingPolicy missing = MissingPolicy::skip;
   std::string cache_path;  // empty: seqvit_stats.safetensors in paths[0] if a directory, else
@@ -79,6 +83,10 @@ struct ForecastConfig {
 std::string forecast_config_to_json(const ForecastConfig& cfg);
 ForecastConfig forecast_config_from_json(const std::string& json, const std::string& where);
 MissingPolicy parse_missing_policy(const std::string& s);  // "skip" | "fill"
+// Why a field whose time axis has no epoch (GridVariable::time_has_epoch false) cannot be used
+// for forecasting without a time origin: names the field, the axis and its units, and asks for
+// --time-origin DATE.
+std::string time_origin_needed(const std::string& field, const GridVariable& v);
 const char* missing_policy_name(MissingPolicy p);
 
 struct FieldStats {

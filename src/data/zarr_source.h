@@ -33,6 +33,7 @@ struct ZarrVariable : GridVariable {
     CfDecode decode;
     bool lat_flip = false;         // this store holds latitude south to north
     std::vector<int64_t> lon_src;  // [W] this store's column for canonical column j
+    std::string roles;  // [ndim] 't', 'l', 'y', 'x' or '1' (dropped axis), as NcVariable's
   };
   std::vector<Segment> segments;  // in time order
 };
@@ -40,7 +41,7 @@ struct ZarrVariable : GridVariable {
 class ZarrDataset : public GridSource {
  public:
   // Opens every store (metadata and coordinates only) and checks that they agree.
-  explicit ZarrDataset(const std::vector<std::string>& stores);
+  explicit ZarrDataset(const std::vector<std::string>& stores, const SourceOptions& options = {});
 
   std::string format() const override { return "Zarr"; }
   const std::vector<std::string>& files() const override { return paths_; }

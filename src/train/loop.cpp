@@ -203,7 +203,16 @@ class DatasetSource final : public BatchSource {
     dc_.paths = o.data;
     dc_.inputs = split_list(o.variables.empty() ? "t2m,u10,v10,z_500,t_850,lsm,orography"
                                                 : o.variables);
-    const std::unique_ptr<data::GridSource> source = data::open_grid_source(dc_.paths);
+    if (!o.time_origin.empty()) {
+      try {
+        data::parse_iso_datetime(o.time_origin);
+      } catch (const Error& e) {
+        fail("--time-origin: {}", e.what());
+      }
+    }
+    dc_.time_origin = o.time_origin;
+    const std::unique_ptr<data::GridSource> source =
+        data::open_grid_source(dc_.paths, data::SourceOptions{dc_.time_origin});
     const data::GridSource& nc = *source;
     if (!o.out_variables.empty()) {
       dc_.outputs = split_list(o.out_variables);
