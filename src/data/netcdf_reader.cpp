@@ -94,6 +94,11 @@ Coord read_coord(int nc, const std::string& dim, size_t len, const std::string& 
         "{} values in a variable of that name",
         file, for_var, dim, dim);
   nc_check(nc_inq_varndims(nc, varid, &nd), file, dim, "nc_inq_varndims");
+  nc_type type;
+  nc_check(nc_inq_vartype(nc, varid, &type), file, dim, "nc_inq_vartype");
+  if (type == NC_CHAR || type == NC_STRING || type > NC_MAX_ATOMIC_TYPE)
+    fail("{}: variable '{}': the coordinate variable '{}' holds {}; expected numbers", file,
+         for_var, dim, type > NC_MAX_ATOMIC_TYPE ? "a user-defined type" : "text");
   if (nd != 1)
     fail("{}: variable '{}': the coordinate variable '{}' has {} dims; expected 1 (the values "
          "along dimension '{}')",
@@ -204,6 +209,12 @@ FileVar scan_variable(int nc, int file_index, const std::string& file, int varid
   if (const std::string why = cf_grid_layout(ax, len, dn, &lay); !why.empty()) return reject(why);
   const int tdim = lay.tdim, ldim = lay.ldim, ydim = lay.ydim, xdim = lay.xdim;
   if (type == NC_STRING || type == NC_CHAR) return reject("it holds text, not numbers");
+  if (type > NC_MAX_ATOMIC_TYPE)
+    return reject("it holds a user-defined type (compound, vlen, enum or opaque), not numbers");
+  if (tdim >= 0 && dl[tdim] == 0)
+    return reject(fmt::format("its time axis '{}' is empty (no time steps)", dn[tdim]));
+  if (ldim >= 0 && dl[ldim] == 0)
+    return reject(fmt::format("its level axis '{}' is empty", dn[ldim]));
   v.units = att_text(nc, varid, "units", file, v.name);
   v.long_name = att_text(nc, varid, "long_name", file, v.name);
 

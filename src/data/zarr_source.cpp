@@ -108,6 +108,10 @@ StoreVar scan_array(const ZarrStore& s, int store_index, const ZarrArray& a,
   if (const std::string why = cf_grid_layout(ax, a.shape, a.dims, &lay); !why.empty())
     return reject(why);
   const int tdim = lay.tdim, ldim = lay.ldim, ydim = lay.ydim, xdim = lay.xdim;
+  if (tdim >= 0 && a.shape[tdim] == 0)
+    return reject(fmt::format("its time axis '{}' is empty (no time steps)", a.dims[tdim]));
+  if (ldim >= 0 && a.shape[ldim] == 0)
+    return reject(fmt::format("its level axis '{}' is empty", a.dims[ldim]));
   if (!a.unsupported.empty()) fail("{}", a.unsupported);  // a grid variable seqvit cannot decode
   v.units = a.text_attr("units");
   v.long_name = a.text_attr("long_name");

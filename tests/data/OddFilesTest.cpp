@@ -260,3 +260,47 @@ TEST_F(OddFiles, CurvilinearAndRotatedGridsAreRefused) {
   EXPECT_HAS(r, "variable 'pr' has dims (time, rlat, rlon)");
   EXPECT_HAS(r, "its grid_mapping is 'rotated_latitude_longitude'");
 }
+
+TEST_F(OddFiles, OtherUndecodableInputsAreOneClearError) {
+  // An empty (unlimited, no records) time axis.
+  const Coord none{"time", {}, "hours since 1979-01-01", "", true};
+  nctest::write(path("empty.nc"), NC_CLOBBER, {none, lat4(), lon6()},
+                {fvar("t2m", {"time", "lat", "lon"}), fvar("lsm", {"lat", "lon"})});
+  NetcdfDataset empty({path("empty.nc")});
+  EXPECT_EQ(empty.variables(), std::vector<std::string>{"lsm"});
+  EXPECT_HAS(error_of([&] { empty.resolve("t2m"); }),
+             "variable 't2m' has dims (time, lat, lon); its time axis 'time' is empty (no time "
+             "steps)");
+  // A coordinate variable with two dims.
+  Var time2{"time", NC_DOUBLE, {"time", "nv"}, "hours since 1979-01-01", {}, {},
+            [](const std::vector<size_t>& i) { return 6.0 * i[0] + i[1]; }};
+  nctest::write(path("time2.nc"), NC_CLOBBER, {lat4(), lon6()},
+                {time2, fvar("t2m", {"time", "lat", "lon"})});
+  EXPECT_HAS(error_of([&] { NetcdfDataset d({path("time2.nc")}); }),
+             "time2.nc: variable 't2m': the coordinate variable 'time' has 2 dims; expected 1");
+  // A coordinate variable of text.
+  {
+    int nc, dt, dy, dx, vt, vy, vx, vv;
+    const std::string p = path("text.nc");
+    ASSERT_EQ(nc_create(p.c_str(), NC_CLOBBER, &nc), NC_NOERR);
+    nc_def_dim(nc, "time", 2, &dt);
+    nc_def_dim(nc, "lat", 1, &dy);
+    nc_def_dim(nc, "lon", 1, &dx);
+    nc_def_var(nc, "time", NC_CHAR, 1, &dt, &vt);
+    nc_def_var(nc, "lat", NC_DOUBLE, 1, &dy, &vy);
+    nc_def_var(nc, "lon", NC_DOUBLE, 1, &dx, &vx);
+    const int dims[3] = {dt, dy, dx};
+    nc_def_var(nc, "t2m", NC_FLOAT, 3, dims, &vv);
+    nc_enddef(nc);
+    const double zero = 0;
+    const float v[2] = {1, 2};
+    nc_put_var_text(nc, vt, "ab");
+    nc_put_var_double(nc, vy, &zero);
+    nc_put_var_double(nc, vx, &zero);
+    nc_put_var_float(nc, vv, v);
+    ASSERT_EQ(nc_close(nc), NC_NOERR);
+  }
+  EXPECT_HAS(error_of([&] { NetcdfDataset d({path("text.nc")}); }),
+             "text.nc: variable 't2m': the coordinate variable 'time' holds text; expected "
+             "numbers");
+}
