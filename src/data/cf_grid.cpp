@@ -110,14 +110,30 @@ std::vector<double> levels_in_hpa(const std::vector<double>& values, const std::
   return r;
 }
 
-std::vector<std::string> scalar_level_names(const std::string& coords) {
-  std::vector<std::string> names{"level", "plev", "isobaricInhPa", "pressure_level", "lev"};
+namespace {
+
+// The names of a `coordinates` attribute ("lat lon level") first, then `usual` (once each).
+std::vector<std::string> coordinate_names(const std::string& coords,
+                                          std::vector<std::string> usual) {
+  std::vector<std::string> names;
   for (size_t a = 0; a < coords.size();) {
     const size_t b = std::min(coords.find(' ', a), coords.size());
-    if (b > a) names.insert(names.begin(), coords.substr(a, b - a));
+    if (b > a) names.push_back(coords.substr(a, b - a));
     a = b + 1;
   }
+  for (auto& n : usual)
+    if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(std::move(n));
   return names;
+}
+
+}  // namespace
+
+std::vector<std::string> scalar_level_names(const std::string& coords) {
+  return coordinate_names(coords, {"level", "plev", "isobaricInhPa", "pressure_level", "lev"});
+}
+
+std::vector<std::string> latlon_coordinate_names(const std::string& coords) {
+  return coordinate_names(coords, {"lat", "latitude", "nav_lat", "lon", "longitude", "nav_lon"});
 }
 
 void set_canonical_lat(GridVariable& v, std::vector<double> lat, const std::string& where,

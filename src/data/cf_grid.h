@@ -44,6 +44,10 @@ std::vector<double> levels_in_hpa(const std::vector<double>& values, const std::
 // of its `coordinates` attribute first, then the usual level names.
 std::vector<std::string> scalar_level_names(const std::string& coordinates_attribute);
 
+// Names under which a variable's latitude and longitude coordinates may be stored (to find 2-D
+// ones, cf_grid_refusal): those of its `coordinates` attribute, then the usual names.
+std::vector<std::string> latlon_coordinate_names(const std::string& coordinates_attribute);
+
 // Sets v.lat and v.lat_ascending_in_file from the latitudes as stored (strictly monotonic,
 // within [-90, 90]; flipped to north to south).
 void set_canonical_lat(GridVariable& v, std::vector<double> lat, const std::string& where,

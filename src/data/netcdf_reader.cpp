@@ -134,17 +134,8 @@ double scalar_level_hpa(int nc, int varid, const std::string& file, const std::s
 // cf_grid_refusal): 2-D latitude / longitude coordinates (named in its `coordinates`
 // attribute, or the usual names), or a grid_mapping other than latitude_longitude. "" if none.
 std::string grid_refusal(int nc, int varid, const std::string& file, const std::string& var) {
-  std::vector<std::string> names;
-  const std::string coords = att_text(nc, varid, "coordinates", file, var);
-  for (size_t a = 0; a < coords.size();) {
-    const size_t b = std::min(coords.find(' ', a), coords.size());
-    if (b > a) names.push_back(coords.substr(a, b - a));
-    a = b + 1;
-  }
-  for (const char* n : {"lat", "latitude", "nav_lat", "lon", "longitude", "nav_lon"})
-    if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
   std::vector<std::string> two_d;
-  for (const auto& n : names) {
+  for (const auto& n : latlon_coordinate_names(att_text(nc, varid, "coordinates", file, var))) {
     int id, nd, dims[NC_MAX_VAR_DIMS];
     if (!find_var(nc, n, &id, file)) continue;
     nc_check(nc_inq_varndims(nc, id, &nd), file, n, "nc_inq_varndims");

@@ -59,17 +59,8 @@ struct StoreVar {
 // Why `a` is on a grid seqvit cannot read (cf_grid.h cf_grid_refusal): 2-D latitude or
 // longitude coordinates, or a grid_mapping other than latitude_longitude; "" if none.
 std::string grid_refusal(const ZarrStore& s, const ZarrArray& a) {
-  std::vector<std::string> names;
-  const std::string coords = a.text_attr("coordinates");
-  for (size_t i = 0; i < coords.size();) {
-    const size_t j = std::min(coords.find(' ', i), coords.size());
-    if (j > i) names.push_back(coords.substr(i, j - i));
-    i = j + 1;
-  }
-  for (const char* n : {"lat", "latitude", "nav_lat", "lon", "longitude", "nav_lon"})
-    if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
   std::vector<std::string> two_d;
-  for (const auto& n : names) {
+  for (const auto& n : latlon_coordinate_names(a.text_attr("coordinates"))) {
     const ZarrArray* c = s.find(n);
     if (!c || c->ndim() != 2) continue;
     const CfAxis ax = cf_axis_of(n, c->text_attr("units"));
