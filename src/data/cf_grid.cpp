@@ -238,7 +238,7 @@ std::string cf_grid_refusal(const std::vector<std::string>& coordinates_2d,
     return fmt::format(
         "its latitudes and longitudes are 2-D ({}): a curvilinear grid; seqvit reads regular "
         "latitude-longitude grids only: regrid it first, e.g. `cdo remapbil,r64x32 in.nc "
-        "out.nc` (then `seqvit data regrid` for other grids)",
+        "out.nc`",
         fmt::join(coordinates_2d, ", "));
   if (!grid_mapping.empty() && cf_lower(grid_mapping) != "latitude_longitude")
     return fmt::format(

@@ -364,6 +364,12 @@ NetcdfDataset::NetcdfDataset(const std::vector<std::string>& paths, const Source
           nc_check(nc_inq_dimname(nc, dimid, dname), file, name, "nc_inq_dimname");
           if (std::string(dname) == name) continue;
         }
+        // 2-D latitudes and longitudes are coordinates too (of a curvilinear grid, which the
+        // variables on it report).
+        if (ndims == 2) {
+          const CfAxis a = cf_axis_of(name, att_text(nc, id, "units", file, name));
+          if (a == CfAxis::Lat || a == CfAxis::Lon) continue;
+        }
         auto fv = scan_variable(nc, fi, file, id, options);
         if (!fv.problem.empty()) {
           if (first_problem.empty()) first_problem = fv.problem;

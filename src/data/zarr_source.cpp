@@ -171,6 +171,10 @@ ZarrDataset::ZarrDataset(const std::vector<std::string>& stores, const SourceOpt
     for (const auto& a : s.arrays()) {
       // Coordinates (1-D, named like their dimension) and scalars are not grid variables.
       if (a.ndim() == 0 || (a.ndim() == 1 && a.dims.size() == 1 && a.dims[0] == a.name)) continue;
+      // 2-D latitudes and longitudes are coordinates too (of a curvilinear grid, which the
+      // arrays on it report).
+      const CfAxis axis = cf_axis_of(a.name, a.text_attr("units"));
+      if (a.ndim() == 2 && (axis == CfAxis::Lat || axis == CfAxis::Lon)) continue;
       auto sv = scan_array(s, si, a, options);
       if (!sv.problem.empty()) {
         if (first_problem.empty()) first_problem = sv.problem;

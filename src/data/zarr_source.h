@@ -1,6 +1,7 @@
 // Zarr v2 stores as a GridSource (docs/data.md "Zarr stores"): the arrays of one or more
 // stores (zarr_store.h) read with the same CF rules as the NetCDF reader (cf_grid.h): dims by
-// name or coordinate units (time / level / latitude / longitude and their aliases), xarray's
+// name or coordinate units (time / level / latitude / longitude and their aliases; extra axes of
+// length 1 dropped, docs/data.md "Unusual files"), xarray's
 // CF time encoding (int64 or float "hours since ..." with a calendar), scale_factor /
 // add_offset / _FillValue / missing_value in .zattrs, the array's fill_value treated as
 // _FillValue (as xarray reads it: xarray writes _FillValue there), NaN missing, levels in hPa,

@@ -349,3 +349,14 @@ TEST_F(Zarr, ATimeAxisWithoutAnEpoch) {
   EXPECT_EQ(dated.read(dated.resolve("t2m"), 3, out.data()), 0);
   EXPECT_EQ(out[2 * w.W() + 5], static_cast<float>(f(3, w.lat[2], w.lon[5])));
 }
+
+TEST_F(Zarr, ACurvilinearGridIsRefused) {
+  const std::string e = error_of([&] { ZarrDataset({store("odd_curvilinear.zarr")}); });
+  EXPECT_HAS(e, "odd_curvilinear.zarr: no array with dims (time, [level], lat, lon)");
+  EXPECT_HAS(e, "variable 'tas' has dims (time, y, x)");
+  EXPECT_HAS(e, "its latitudes and longitudes are 2-D (");  // in the coordinates attribute's order
+  EXPECT_HAS(e, "lat (y, x)");
+  EXPECT_HAS(e, "lon (y, x)");
+  EXPECT_HAS(e, "): a curvilinear grid; seqvit reads regular latitude-longitude grids only");
+  EXPECT_HAS(e, "cdo remapbil,r64x32");
+}
