@@ -306,7 +306,7 @@ TEST_F(Zarr, BadChunksAreErrorsNamingTheChunk) {
              "the file holds 92 bytes");
 }
 
-// docs/data.md "Unusual files": the CF rules of cf_grid.h on Zarr as on NetCDF (OddFilesTest).
+// docs/data.md "Unusual files": the CF rules of cf_grid.h on Zarr as on NetCDF (NetcdfReaderTest).
 TEST_F(Zarr, ExtraAxesOfLengthOneAreDropped) {
   // t2m (number, time, latitude, longitude); z (number, time, level, zlev, latitude, longitude).
   ZarrDataset ds({store("odd_axes.zarr")});
