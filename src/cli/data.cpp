@@ -4,6 +4,7 @@
 // can be added beside `stats` without touching this file's other parts.
 #include <fmt/core.h>
 #include <unistd.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cmath>
@@ -13,6 +14,7 @@
 
 #include "cli/commands.h"
 #include "core/check.h"
+#include "data/cf_grid.h"
 #include "data/cf_time.h"
 #include "data/grid_source.h"
 #include "data/regridded_source.h"
@@ -95,6 +97,22 @@ void run_stats(const StatsOptions& o) {
       }
     }
   }
+  // Variables read in an unusual way (docs/data.md "Unusual files"): said once per variable.
+  std::vector<std::string> dropped_notes;
+  for (int64_t i = 0; i < ds.num_variables(); ++i) {
+    const auto& v = ds.variable_at(i);
+    if (std::none_of(fields.begin(), fields.end(),
+                     [&](const data::FieldRef& f) { return f.variable == v.name; }))
+      continue;
+    if (v.has_time && !v.time_has_epoch)
+      fmt::print(stderr,
+                 "seqvit: warning: variable '{}': the time axis '{}' has units '{}' without an "
+                 "epoch (not 'UNITS since DATE'); its times are shown as stored; training needs "
+                 "--time-origin DATE\n",
+                 v.name, v.time_axis, v.time_units);
+    if (!v.dropped_axes.empty())
+      dropped_notes.push_back(fmt::format("{} ({})", v.name, fmt::join(v.dropped_axes, ", ")));
+  }
   std::vector<std::vector<std::string>> rows;
   for (const auto& f : fields) {
     const auto& v = ds.variable(f.variable);
@@ -105,8 +123,8 @@ void run_stats(const StatsOptions& o) {
       m.missing += ds.read(f, t, buf.data());
       m.add_step(buf.data(), H * W);
     }
-    const std::string t0 = v.has_time ? data::iso8601(v.times.front()) : "";
-    const std::string t1 = v.has_time ? data::iso8601(v.times.back()) : "";
+    const std::string t0 = v.has_time ? data::cf_time_text(v, v.times.front()) : "";
+    const std::string t1 = v.has_time ? data::cf_time_text(v, v.times.back()) : "";
     if (o.json) {
       nlohmann::json j;
       j["name"] = f.name;
@@ -121,8 +139,15 @@ void run_stats(const StatsOptions& o) {
       j["lat_first"] = v.lat.front(), j["lat_last"] = v.lat.back();
       j["lat_in_file"] = v.lat_ascending_in_file ? "ascending" : "descending";
       j["lon_first"] = v.lon.front(), j["lon_last"] = v.lon.back();
-      j["time_first"] = v.has_time ? nlohmann::json(t0) : nlohmann::json();
-      j["time_last"] = v.has_time ? nlohmann::json(t1) : nlohmann::json();
+      if (v.has_time && !v.time_has_epoch) {  // the stored values, in time_units
+        j["time_first"] = v.times.front(), j["time_last"] = v.times.back();
+        j["time_units"] = v.time_units;
+      } else {
+        j["time_first"] = v.has_time ? nlohmann::json(t0) : nlohmann::json();
+        j["time_last"] = v.has_time ? nlohmann::json(t1) : nlohmann::json();
+      }
+      if (v.has_time) j["time_has_epoch"] = v.time_has_epoch;
+      j["dropped_axes"] = v.dropped_axes;
       fmt::print("{}\n", j.dump());
     } else {
       auto g = [](double x) { return std::isfinite(x) ? fmt::format("{:.6g}", x) : "-"; };
@@ -163,6 +188,9 @@ void run_stats(const StatsOptions& o) {
       o.grid.empty() ? "" : fmt::format(" regridded onto {}x{} ({})", target_h, target_w,
                                         o.regrid_method.empty() ? "conservative"
                                                                 : o.regrid_method));
+  if (!dropped_notes.empty())
+    fmt::print("extra axes of length 1 dropped (read at index 0): {}\n",
+               fmt::join(dropped_notes, "; "));
 }
 
 }  // namespace

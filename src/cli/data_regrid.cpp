@@ -82,6 +82,12 @@ void run_regrid(const RegridOptions& o) {
   const data::GridVariable* timed = nullptr;
   for (const auto& out : outs) {
     if (!out.var->has_time) continue;
+    if (!out.var->time_has_epoch)
+      fail("--var '{}': the time axis '{}' has units '{}' without an epoch (not 'UNITS since "
+           "DATE'); the output file needs real times: give the axis an epoch first, e.g. "
+           "`ncatted -a units,{},o,c,'{} since 1979-01-01' in.nc`",
+           out.name, out.var->time_axis, out.var->time_units, out.var->time_axis,
+           out.var->time_units);
     if (!timed) {
       timed = out.var;
     } else if (out.var->times != timed->times) {

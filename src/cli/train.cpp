@@ -103,6 +103,8 @@ void add_train(CLI::App& app) {
       ->capture_default_str();
   c->add_option("--stats-cache", o->stats_cache,
                 "statistics cache file (default: seqvit_stats.safetensors beside the data)");
+  c->add_option("--time-origin", o->time_origin,
+                "ISO date that a time axis without an epoch ('days', 'hours') counts from");
   c->add_option("--run-dir", o->run_dir, "checkpoints and log.jsonl go here")
       ->capture_default_str();
   c->add_option("--val-every", o->val_every, "validate every k steps (0: only at the end)")

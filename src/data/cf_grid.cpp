@@ -6,6 +6,8 @@
 #include <cmath>
 #include <numeric>
 
+#include <fmt/ranges.h>
+
 #include "core/check.h"
 #include "data/cf_time.h"
 
@@ -53,22 +55,43 @@ CfAxis cf_axis_of(const std::string& dim, const std::string& units) {
   return CfAxis::Other;
 }
 
-std::string cf_grid_layout(const std::vector<CfAxis>& ax, int* tdim, int* ldim) {
+std::string cf_grid_layout(const std::vector<CfAxis>& ax, const std::vector<int64_t>& len,
+                           const std::vector<std::string>& names, CfLayout* out) {
+  *out = {};
   const int n = static_cast<int>(ax.size());
-  *tdim = *ldim = -1;
-  if (n < 2 || ax[n - 2] != CfAxis::Lat || ax[n - 1] != CfAxis::Lon)
+  std::vector<int> kept;  // the dims that are not extra axes of length 1
+  for (int i = 0; i < n; ++i) {
+    int* slot = ax[i] == CfAxis::Time    ? &out->tdim
+                : ax[i] == CfAxis::Level ? &out->ldim
+                : ax[i] == CfAxis::Lat   ? &out->ydim
+                : ax[i] == CfAxis::Lon   ? &out->xdim
+                                         : nullptr;
+    if (!slot) continue;
+    if (*slot >= 0)
+      return fmt::format("'{}' and '{}' are both {} axes; expected one", names[*slot], names[i],
+                         ax[i] == CfAxis::Time    ? "time"
+                         : ax[i] == CfAxis::Level ? "pressure-level"
+                         : ax[i] == CfAxis::Lat   ? "latitude"
+                                                  : "longitude");
+    *slot = i;
+    kept.push_back(i);
+  }
+  if (out->ydim < 0 || out->xdim < 0)
     return "expected (time, [level], lat, lon) with latitude and longitude last";
-  if (n > 4) return "expected at most (time, level, lat, lon)";
-  if (n == 4) {
-    if (ax[0] != CfAxis::Time || ax[1] != CfAxis::Level) return "expected (time, level, lat, lon)";
-    *tdim = 0, *ldim = 1;
-  } else if (n == 3) {
-    if (ax[0] == CfAxis::Time)
-      *tdim = 0;
-    else if (ax[0] == CfAxis::Level)
-      *ldim = 0;
-    else
-      return "the first dim is neither time nor a pressure level";
+  // The kept dims in the order time, level, lat, lon.
+  std::vector<int> want;
+  for (int d : {out->tdim, out->ldim, out->ydim, out->xdim})
+    if (d >= 0) want.push_back(d);
+  if (kept != want) return "expected the order (time, [level], lat, lon)";
+  for (int i = 0; i < n; ++i) {
+    if (ax[i] != CfAxis::Other) continue;
+    if (len[i] != 1)
+      return fmt::format(
+          "its axis '{}' has length {}; expected (time, [level], lat, lon) and extra axes of "
+          "length 1 only (those are dropped): select one '{}' first, e.g. `ncks -d {},0 in.nc "
+          "out.nc`, `cdo sellevidx,1` for a vertical axis, or xarray's .isel({}=0)",
+          names[i], len[i], names[i], names[i], names[i]);
+    out->dropped.push_back(i);
   }
   return "";
 }
@@ -87,14 +110,30 @@ std::vector<double> levels_in_hpa(const std::vector<double>& values, const std::
   return r;
 }
 
-std::vector<std::string> scalar_level_names(const std::string& coords) {
-  std::vector<std::string> names{"level", "plev", "isobaricInhPa", "pressure_level", "lev"};
+namespace {
+
+// The names of a `coordinates` attribute ("lat lon level") first, then `usual` (once each).
+std::vector<std::string> coordinate_names(const std::string& coords,
+                                          std::vector<std::string> usual) {
+  std::vector<std::string> names;
   for (size_t a = 0; a < coords.size();) {
     const size_t b = std::min(coords.find(' ', a), coords.size());
-    if (b > a) names.insert(names.begin(), coords.substr(a, b - a));
+    if (b > a) names.push_back(coords.substr(a, b - a));
     a = b + 1;
   }
+  for (auto& n : usual)
+    if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(std::move(n));
   return names;
+}
+
+}  // namespace
+
+std::vector<std::string> scalar_level_names(const std::string& coords) {
+  return coordinate_names(coords, {"level", "plev", "isobaricInhPa", "pressure_level", "lev"});
+}
+
+std::vector<std::string> latlon_coordinate_names(const std::string& coords) {
+  return coordinate_names(coords, {"lat", "latitude", "nav_lat", "lon", "longitude", "nav_lon"});
 }
 
 void set_canonical_lat(GridVariable& v, std::vector<double> lat, const std::string& where,
@@ -139,14 +178,43 @@ void set_canonical_lon(GridVariable& v, std::vector<double> lon, const std::stri
 
 std::vector<double> cf_times(const std::vector<double>& values, const std::string& units,
                              const std::string& calendar_in, const std::string& where,
-                             const std::string& dim) {
+                             const std::string& dim, const std::string& time_origin,
+                             bool* has_epoch) {
   const std::string calendar = cf_lower(calendar_in);
+  const std::string u = cf_lower(units);
+  // Units without an epoch: one word ("days", "Month") or none. Anything else without
+  // " since " is a malformed CF time and an error below.
+  const bool no_epoch = u.find(" since ") == std::string::npos &&
+                        u.find_first_of(" \t") == std::string::npos;
+  *has_epoch = !no_epoch || !time_origin.empty();
+  if (!*has_epoch) {  // as stored, for `data stats`; training asks for --time-origin
+    for (size_t i = 1; i < values.size(); ++i)
+      if (!(values[i] > values[i - 1]))
+        fail("{}: time '{}' is not increasing ({:g} then {:g} {})", where, dim, values[i - 1],
+             values[i], units);
+    return values;
+  }
   if (!calendar.empty() && !in(calendar, {"standard", "gregorian", "proleptic_gregorian"}))
     fail("{}: time '{}' uses calendar '{}'; supported: standard, gregorian, proleptic_gregorian",
          where, dim, calendar);
+  std::string full = units;
+  if (no_epoch) {
+    if (in(u, {"months", "month", "mon", "years", "year", "yr", "common_years"}))
+      fail(
+          "{}: time '{}' has units '{}': months and years have no fixed length, so seqvit "
+          "cannot place them on a timeline even with --time-origin; give the file an axis in "
+          "days or hours, e.g. `cdo settaxis,1979-01-01,00:00:00,1mon in.nc out.nc`",
+          where, dim, units);
+    try {
+      parse_iso_datetime(time_origin);
+    } catch (const Error& e) {
+      fail("--time-origin '{}': {}", time_origin, e.what());
+    }
+    full = units + " since " + time_origin;
+  }
   CfTimeUnits tu;
   try {
-    tu = parse_cf_time_units(units);
+    tu = parse_cf_time_units(full);
   } catch (const Error& e) {
     fail("{}: time '{}': {}", where, dim, e.what());
   }
@@ -157,6 +225,28 @@ std::vector<double> cf_times(const std::vector<double>& values, const std::strin
       fail("{}: time '{}' is not increasing ({} then {})", where, dim, iso8601(times[i - 1]),
            iso8601(times[i]));
   return times;
+}
+
+std::string cf_time_text(const GridVariable& v, double t) {
+  if (v.time_has_epoch) return iso8601(t);
+  return fmt::format("{:g} {} (no epoch)", t, v.time_units.empty() ? "(no units)" : v.time_units);
+}
+
+std::string cf_grid_refusal(const std::vector<std::string>& coordinates_2d,
+                            const std::string& grid_mapping) {
+  if (!coordinates_2d.empty())
+    return fmt::format(
+        "its latitudes and longitudes are 2-D ({}): a curvilinear grid; seqvit reads regular "
+        "latitude-longitude grids only: regrid it first, e.g. `cdo remapbil,r64x32 in.nc "
+        "out.nc`",
+        fmt::join(coordinates_2d, ", "));
+  if (!grid_mapping.empty() && cf_lower(grid_mapping) != "latitude_longitude")
+    return fmt::format(
+        "its grid_mapping is '{}', not a regular latitude-longitude grid; seqvit reads "
+        "regular latitude-longitude grids only: regrid it first, e.g. `cdo remapbil,r64x32 "
+        "in.nc out.nc`",
+        grid_mapping);
+  return "";
 }
 
 int64_t decode_to_canonical(const double* raw, int64_t H, int64_t W, const CfDecode& d,
@@ -217,6 +307,12 @@ CfConcatenation concatenate_in_time(const std::string& name,
     if (p.has_time != v.has_time)
       fail("variable '{}' has a time axis in {} but not in {}", name, v.has_time ? f0 : f,
            v.has_time ? f : f0);
+    if (p.has_time && (p.time_has_epoch != v.time_has_epoch || p.time_units != v.time_units) &&
+        (!p.time_has_epoch || !v.time_has_epoch))
+      fail(
+          "variable '{}': time units '{}' in {} but '{}' in {}; files of one variable need "
+          "one time axis (give --time-origin for units without an epoch)",
+          name, v.time_units, f0, p.time_units, f);
     if (!v.has_time && ps.size() > 1)
       fail(
           "variable '{}' has no time axis but appears in {} and {}; a constant must be in "
@@ -226,7 +322,8 @@ CfConcatenation concatenate_in_time(const std::string& name,
       fail(
           "variable '{}': the times of {} ({} .. {}) overlap those of an earlier file ending "
           "at {}",
-          name, f, iso8601(p.times.front()), iso8601(p.times.back()), iso8601(c.times.back()));
+          name, f, cf_time_text(v, p.times.front()), cf_time_text(v, p.times.back()),
+          cf_time_text(v, c.times.back()));
     c.t0.push_back(static_cast<int64_t>(c.times.size()));
     c.times.insert(c.times.end(), p.times.begin(), p.times.end());
   }
@@ -248,11 +345,12 @@ CfConcatenation concatenate_in_time(const std::string& name,
         const auto n_missing = std::llround((times[i] - times[i - 1]) / step) - 1;
         const std::string a = source_of(i - 1), b = source_of(i);
         fail(
-            "variable '{}': time step {} is missing{}: the data are every {:g} h, but {} is "
+            "variable '{}': time step {} is missing{}: the data are every {:g} {}, but {} is "
             "followed by {} ({})",
-            name, iso8601(times[i - 1] + step),
+            name, cf_time_text(v, times[i - 1] + step),
             n_missing > 1 ? fmt::format(" (and {} more)", n_missing - 1) : "", step,
-            iso8601(times[i - 1]), iso8601(times[i]),
+            v.time_has_epoch ? "h" : v.time_units, cf_time_text(v, times[i - 1]),
+            cf_time_text(v, times[i]),
             a == b ? "in " + a : "the first in " + a + ", the next in " + b);
       }
   }

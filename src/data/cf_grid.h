@@ -23,10 +23,18 @@ enum class CfAxis { Time, Level, Lat, Lon, Other };
 // (docs/data.md "Grid variables").
 CfAxis cf_axis_of(const std::string& dim, const std::string& units);
 
-// Where time and level are among a variable's dims, classified as `ax`: a grid variable has
-// (time, [level], lat, lon), time and level optional. Sets *tdim / *ldim (-1: absent) and returns
-// "", or why the dims are not those of a grid variable.
-std::string cf_grid_layout(const std::vector<CfAxis>& ax, int* tdim, int* ldim);
+// The roles of a variable's dims (docs/data.md "Grid variables", "Unusual files"): a grid
+// variable has (time, [level], lat, lon) in that order, time and level optional, plus any
+// number of extra axes of length 1 anywhere (a depth `zlev`, an ensemble `number`, `expver`),
+// which are dropped (read at index 0).
+struct CfLayout {
+  int tdim = -1, ldim = -1, ydim = -1, xdim = -1;  // -1: absent
+  std::vector<int> dropped;                         // the extra axes of length 1
+};
+// Fills *out from the dims' axes, lengths and names and returns "", or why the dims are not
+// those of a grid variable (an extra axis longer than 1 is named with its length).
+std::string cf_grid_layout(const std::vector<CfAxis>& ax, const std::vector<int64_t>& len,
+                           const std::vector<std::string>& names, CfLayout* out);
 
 // Pressure levels in hPa, by the units, else by magnitude: levels in hPa end at 1000 (1100 at
 // most), so a largest level above 2000 must be in Pa.
@@ -35,6 +43,10 @@ std::vector<double> levels_in_hpa(const std::vector<double>& values, const std::
 // Names under which a scalar (0-d) pressure-level coordinate of a variable may be stored: those
 // of its `coordinates` attribute first, then the usual level names.
 std::vector<std::string> scalar_level_names(const std::string& coordinates_attribute);
+
+// Names under which a variable's latitude and longitude coordinates may be stored (to find 2-D
+// ones, cf_grid_refusal): those of its `coordinates` attribute, then the usual names.
+std::vector<std::string> latlon_coordinate_names(const std::string& coordinates_attribute);
 
 // Sets v.lat and v.lat_ascending_in_file from the latitudes as stored (strictly monotonic,
 // within [-90, 90]; flipped to north to south).
@@ -46,10 +58,25 @@ void set_canonical_lon(GridVariable& v, std::vector<double> lon, const std::stri
                        const std::string& dim);
 
 // Hours since 1970-01-01 of stored time values with CF `units` ("hours since ...") and
-// `calendar` (standard, gregorian, proleptic_gregorian or empty); strictly increasing.
+// `calendar` (standard, gregorian, proleptic_gregorian or empty); strictly increasing. Units
+// without an epoch ("days") are read as "units since time_origin" when time_origin (an ISO date)
+// is given (days, hours, minutes, seconds; months and years are refused), else the values are
+// returned as stored and *has_epoch is set to false (docs/data.md "Unusual files").
 std::vector<double> cf_times(const std::vector<double>& values, const std::string& units,
                              const std::string& calendar, const std::string& where,
-                             const std::string& dim);
+                             const std::string& dim, const std::string& time_origin,
+                             bool* has_epoch);
+
+// A time value for messages: ISO 8601, or the raw value with its units for a time axis without
+// an epoch ("12 days (no epoch)").
+std::string cf_time_text(const GridVariable& v, double t);
+
+// Checks the attributes a reader finds beside a variable's dims that say its grid is not a
+// regular latitude-longitude one: `coordinates_2d` lists its 2-D coordinate variables that are
+// latitudes or longitudes (name and dims, "lat (y, x)"), `grid_mapping` the grid_mapping_name of
+// its grid_mapping variable (empty if none). Returns "" or why the variable cannot be read.
+std::string cf_grid_refusal(const std::vector<std::string>& coordinates_2d,
+                            const std::string& grid_mapping);
 
 // How a variable's stored (raw) values become physical values (docs/data.md "Decoding rules").
 struct CfDecode {

@@ -66,6 +66,14 @@ const char* missing_policy_name(MissingPolicy p) {
   return p == MissingPolicy::skip ? "skip" : "fill";
 }
 
+std::string time_origin_needed(const std::string& field, const GridVariable& v) {
+  return fmt::format(
+      "field '{}': the time axis '{}' has units '{}' without an epoch (not 'UNITS since "
+      "DATE'); give the date its values count from with --time-origin DATE (an ISO date, "
+      "e.g. --time-origin 1979-01-01: '{} since 1979-01-01')",
+      field, v.time_axis, v.time_units, v.time_units.empty() ? "hours" : v.time_units);
+}
+
 std::string forecast_config_to_json(const ForecastConfig& c) {
   using nlohmann::json;
   auto range = [](const TimeRange& r) { return json::array({r.begin, r.end}); };
@@ -84,6 +92,7 @@ std::string forecast_config_to_json(const ForecastConfig& c) {
     j["grid"] = c.grid;
     j["regrid_method"] = regrid_method_name(c.regrid_method);
   }
+  if (!c.time_origin.empty()) j["time_origin"] = c.time_origin;
   return j.dump();
 }
 
@@ -96,7 +105,7 @@ ForecastConfig forecast_config_from_json(const std::string& text, const std::str
     static const std::set<std::string> known = {"paths", "inputs", "outputs", "lead_hours",
                                                 "train", "val", "test", "coarsen",
                                                 "missing", "seed", "shuffle", "grid",
-                                                "regrid_method"};
+                                                "regrid_method", "time_origin"};
     for (const auto& [k, v] : j.items())
       if (!known.count(k)) fail("{}: unknown dataset configuration key '{}'", where, k);
     auto range = [&](const char* k) {
@@ -124,6 +133,7 @@ ForecastConfig forecast_config_from_json(const std::string& text, const std::str
     c.grid = j.value("grid", std::string());
     c.regrid_method =
         parse_regrid_method(j.value("regrid_method", std::string("conservative")));
+    c.time_origin = j.value("time_origin", std::string());
   } catch (const json::exception& e) {
     fail("{}: bad dataset configuration: {}", where, e.what());
   }
@@ -131,14 +141,14 @@ ForecastConfig forecast_config_from_json(const std::string& text, const std::str
 }
 
 std::unique_ptr<GridSource> open_forecast_source(const ForecastConfig& cfg) {
-  if (cfg.grid.empty()) return open_grid_source(cfg.paths);
+  if (cfg.grid.empty()) return open_grid_source(cfg.paths, SourceOptions{cfg.time_origin});
   const LatLonGrid target = parse_grid(cfg.grid);  // a bad text: the error naming it
   if (cfg.coarsen != 1)
     fail("--grid {} and --coarsen {} cannot be combined: regrid straight onto the grid you want "
          "(e.g. --grid {}x{}) instead of coarsening the regridded fields",
          cfg.grid, cfg.coarsen, target.H() / std::max(cfg.coarsen, 1),
          target.W() / std::max(cfg.coarsen, 1));
-  auto inner = open_grid_source(cfg.paths);
+  auto inner = open_grid_source(cfg.paths, SourceOptions{cfg.time_origin});
   // The weights go where the statistics cache goes: beside --stats-cache when given (data
   // that are read-only), else beside the data.
   std::string dir;
@@ -163,6 +173,13 @@ ForecastDataset::ForecastDataset(const ForecastConfig& cfg, Split split)
     if (!(l > 0)) fail("forecast dataset: lead time {} h must be positive", l);
   if (cfg_.coarsen < 1) fail("forecast dataset: coarsening factor {} must be >= 1", cfg_.coarsen);
   if (cfg_.batch_size < 1) fail("forecast dataset: batch size {} must be >= 1", cfg_.batch_size);
+  if (!cfg_.time_origin.empty()) {
+    try {
+      parse_iso_datetime(cfg_.time_origin);
+    } catch (const Error& e) {
+      fail("forecast dataset: time origin: {}", e.what());
+    }
+  }
   ds_ = open_forecast_source(cfg_);
 
   // Fields, their grid and the common times.
@@ -176,6 +193,7 @@ ForecastDataset::ForecastDataset(const ForecastConfig& cfg, Split split)
     }
     const GridVariable& v = ds_->variable(f.ref.variable);
     f.constant = !v.has_time;
+    if (v.has_time && !v.time_has_epoch) fail("forecast dataset: {}", time_origin_needed(name, v));
     if (Hf_ == 0) {
       Hf_ = v.H(), Wf_ = v.W();
       if (Hf_ % cfg_.coarsen || Wf_ % cfg_.coarsen)

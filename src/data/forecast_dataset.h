@@ -48,6 +48,10 @@ struct ForecastConfig {
   std::vector<std::string> outputs;  // time-dependent fields only
   std::vector<double> lead_hours = {6};
   TimeRange train, val, test;
+  // ISO date: a time axis whose units name no epoch ("days") counts from it (SourceOptions,
+  // docs/data.md "Unusual files"); empty: such an axis is an error naming it. Kept in the
+  // checkpoint so that evaluate and predict read the data the same way.
+  std::string time_origin;
   int coarsen = 1;                   // area-mean c x c blocks; H and W must be multiples of c
   // When not empty: "HxW", the data are read through a RegriddedSource onto the equiangular HxW
   // grid (data/regrid.h; docs/data.md "Regridding"), with `regrid_method`. Excludes coarsen > 1
@@ -94,6 +98,11 @@ MissingPolicy parse_missing_policy(const std::string& s);  // "skip" | "fill"
 // RegriddedSource on cfg.grid when that is set. Checks cfg.grid ("HxW") and that it is not
 // combined with coarsen > 1; errors name the flags (--grid, --coarsen).
 std::unique_ptr<GridSource> open_forecast_source(const ForecastConfig& cfg);
+
+// Why a field whose time axis has no epoch (GridVariable::time_has_epoch false) cannot be used
+// for forecasting without a time origin: names the field, the axis and its units, and asks for
+// --time-origin DATE.
+std::string time_origin_needed(const std::string& field, const GridVariable& v);
 const char* missing_policy_name(MissingPolicy p);
 
 struct FieldStats {

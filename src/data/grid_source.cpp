@@ -190,7 +190,8 @@ std::vector<FieldRef> GridSource::fields() const {
   return r;
 }
 
-std::unique_ptr<GridSource> open_grid_source(const std::vector<std::string>& paths) {
+std::unique_ptr<GridSource> open_grid_source(const std::vector<std::string>& paths,
+                                             const SourceOptions& options) {
   // A directory holding .zmetadata or .zgroup is a Zarr store; the rest GRIB or NetCDF files.
   std::string zarr, other;  // the first path of each kind
   for (const auto& p : paths) {
@@ -200,7 +201,7 @@ std::unique_ptr<GridSource> open_grid_source(const std::vector<std::string>& pat
   if (!zarr.empty() && !other.empty())
     fail("the data mix a Zarr store ({}) and NetCDF or GRIB input ({}); give one kind of source",
          zarr, other);
-  if (!zarr.empty()) return std::make_unique<ZarrDataset>(paths);
+  if (!zarr.empty()) return std::make_unique<ZarrDataset>(paths, options);
   // GRIB by extension or the "GRIB" magic (a directory by the files below it), else NetCDF;
   // one source is one format.
   std::string grib, netcdf;  // the first path of each format
@@ -228,7 +229,7 @@ std::unique_ptr<GridSource> open_grid_source(const std::vector<std::string>& pat
         "(convert with e.g. cdo -f nc copy)",
         grib, netcdf);
   if (!grib.empty()) return std::make_unique<GribDataset>(paths);
-  return std::make_unique<NetcdfDataset>(paths);
+  return std::make_unique<NetcdfDataset>(paths, options);
 }
 
 }  // namespace seqvit::data

@@ -28,6 +28,13 @@ struct GridVariable {
   std::vector<double> lon_in_file;     // [W] as stored
   std::vector<int64_t> lon_src;        // [W] canonical column j is stored column lon_src[j]
   std::vector<double> times;           // [T] hours since 1970-01-01; empty without time
+  // A time axis whose units name no epoch ("days", "hours": no "since DATE", docs/data.md
+  // "Unusual files"): time_has_epoch is false and `times` holds the values as stored, in
+  // time_units. Only `data stats` reads such a variable; training asks for --time-origin.
+  bool time_has_epoch = true;
+  std::string time_axis, time_units;  // the time dimension's name and units as stored
+  // Extra axes of length 1 that were dropped (read at index 0): "zlev", "number", ...
+  std::vector<std::string> dropped_axes;
   // GRIB only (empty elsewhere): the messages' shortName and typeOfLevel, by which the names
   // table (data/names.h) finds e.g. the surface "z" that the source calls z_surface.
   std::string grib_short_name, grib_type_of_level;
@@ -83,7 +90,15 @@ class GridSource {
   const GridVariable& checked_read(const FieldRef& f, int64_t t0, int64_t count) const;
 };
 
+// How a source decodes what its files leave open (docs/data.md "Unusual files").
+struct SourceOptions {
+  // ISO date: a time axis whose units have no epoch ("days") is read as "days since
+  // time_origin". Empty: such an axis keeps its raw values (time_has_epoch false).
+  std::string time_origin;
+};
+
 // Opens the source `paths` name (files or directories, see docs/data.md "Sources").
-std::unique_ptr<GridSource> open_grid_source(const std::vector<std::string>& paths);
+std::unique_ptr<GridSource> open_grid_source(const std::vector<std::string>& paths,
+                                             const SourceOptions& options = {});
 
 }  // namespace seqvit::data

@@ -87,12 +87,22 @@ struct Coord {
 // A 1-D coordinate variable, with its own packing applied. Missing -> error naming the dim.
 Coord read_coord(int nc, const std::string& dim, size_t len, const std::string& file,
                  const std::string& for_var) {
-  int varid;
+  int varid, nd;
   if (!find_var(nc, dim, &varid, file))
     fail(
         "{}: variable '{}': dimension '{}' has no coordinate variable; a CF file stores the "
         "{} values in a variable of that name",
         file, for_var, dim, dim);
+  nc_check(nc_inq_varndims(nc, varid, &nd), file, dim, "nc_inq_varndims");
+  nc_type type;
+  nc_check(nc_inq_vartype(nc, varid, &type), file, dim, "nc_inq_vartype");
+  if (type == NC_CHAR || type == NC_STRING || type > NC_MAX_ATOMIC_TYPE)
+    fail("{}: variable '{}': the coordinate variable '{}' holds {}; expected numbers", file,
+         for_var, dim, type > NC_MAX_ATOMIC_TYPE ? "a user-defined type" : "text");
+  if (nd != 1)
+    fail("{}: variable '{}': the coordinate variable '{}' has {} dims; expected 1 (the values "
+         "along dimension '{}')",
+         file, for_var, dim, nd, dim);
   Coord c;
   c.values.resize(len);
   if (len) nc_check(nc_get_var_double(nc, varid, c.values.data()), file, dim, "reading coordinate");
@@ -120,13 +130,43 @@ double scalar_level_hpa(int nc, int varid, const std::string& file, const std::s
   return NAN;
 }
 
+// Why `varid` is on a grid seqvit cannot read although its dims may look regular (cf_grid.h
+// cf_grid_refusal): 2-D latitude / longitude coordinates (named in its `coordinates`
+// attribute, or the usual names), or a grid_mapping other than latitude_longitude. "" if none.
+std::string grid_refusal(int nc, int varid, const std::string& file, const std::string& var) {
+  std::vector<std::string> two_d;
+  for (const auto& n : latlon_coordinate_names(att_text(nc, varid, "coordinates", file, var))) {
+    int id, nd, dims[NC_MAX_VAR_DIMS];
+    if (!find_var(nc, n, &id, file)) continue;
+    nc_check(nc_inq_varndims(nc, id, &nd), file, n, "nc_inq_varndims");
+    if (nd != 2) continue;
+    const CfAxis a = cf_axis_of(n, att_text(nc, id, "units", file, n));
+    if (a != CfAxis::Lat && a != CfAxis::Lon) continue;
+    nc_check(nc_inq_vardimid(nc, id, dims), file, n, "nc_inq_vardimid");
+    char d0[NC_MAX_NAME + 1], d1[NC_MAX_NAME + 1];
+    nc_check(nc_inq_dimname(nc, dims[0], d0), file, n, "nc_inq_dimname");
+    nc_check(nc_inq_dimname(nc, dims[1], d1), file, n, "nc_inq_dimname");
+    two_d.push_back(fmt::format("{} ({}, {})", n, d0, d1));
+  }
+  std::string mapping;
+  if (const std::string gm = att_text(nc, varid, "grid_mapping", file, var); !gm.empty()) {
+    int id;
+    mapping = gm;  // a grid_mapping attribute naming no variable: report its text
+    if (find_var(nc, gm, &id, file))
+      if (const std::string n = att_text(nc, id, "grid_mapping_name", file, gm); !n.empty())
+        mapping = n;
+  }
+  return cf_grid_refusal(two_d, mapping);
+}
+
 // A variable as found in one file, before concatenation.
 struct FileVar {
   NcVariable v;         // with a single segment and the file's own times
   std::string problem;  // non-empty: not a grid variable, and why
 };
 
-FileVar scan_variable(int nc, int file_index, const std::string& file, int varid) {
+FileVar scan_variable(int nc, int file_index, const std::string& file, int varid,
+                      const SourceOptions& options) {
   FileVar fv;
   NcVariable& v = fv.v;
   char name[NC_MAX_NAME + 1];
@@ -153,29 +193,46 @@ FileVar scan_variable(int nc, int file_index, const std::string& file, int varid
     fv.problem = fmt::format("{}: variable '{}' has dims ({}); {}", file, v.name, dims_text, why);
     return fv;
   };
-  int tdim = -1, ldim = -1;
-  if (const std::string why = cf_grid_layout(ax, &tdim, &ldim); !why.empty()) return reject(why);
+  if (const std::string why = grid_refusal(nc, varid, file, v.name); !why.empty())
+    return reject(why);
+  CfLayout lay;
+  const std::vector<int64_t> len(dl.begin(), dl.end());
+  if (const std::string why = cf_grid_layout(ax, len, dn, &lay); !why.empty()) return reject(why);
+  const int tdim = lay.tdim, ldim = lay.ldim, ydim = lay.ydim, xdim = lay.xdim;
   if (type == NC_STRING || type == NC_CHAR) return reject("it holds text, not numbers");
+  if (type > NC_MAX_ATOMIC_TYPE)
+    return reject("it holds a user-defined type (compound, vlen, enum or opaque), not numbers");
+  if (tdim >= 0 && dl[tdim] == 0)
+    return reject(fmt::format("its time axis '{}' is empty (no time steps)", dn[tdim]));
+  if (ldim >= 0 && dl[ldim] == 0)
+    return reject(fmt::format("its level axis '{}' is empty", dn[ldim]));
   v.units = att_text(nc, varid, "units", file, v.name);
   v.long_name = att_text(nc, varid, "long_name", file, v.name);
 
   // Canonical grid (cf_grid.h): latitude north to south, longitude [0, 360) ascending.
-  auto lat = read_coord(nc, dn[ndims - 2], dl[ndims - 2], file, v.name).values;
+  auto lat = read_coord(nc, dn[ydim], dl[ydim], file, v.name).values;
   if (lat.empty()) return reject("the latitude axis is empty");
-  set_canonical_lat(v, std::move(lat), file, dn[ndims - 2]);
-  auto lon = read_coord(nc, dn[ndims - 1], dl[ndims - 1], file, v.name).values;
+  set_canonical_lat(v, std::move(lat), file, dn[ydim]);
+  auto lon = read_coord(nc, dn[xdim], dl[xdim], file, v.name).values;
   if (lon.empty()) return reject("the longitude axis is empty");
-  set_canonical_lon(v, std::move(lon), file, dn[ndims - 1]);
+  set_canonical_lon(v, std::move(lon), file, dn[xdim]);
 
   NcVariable::Segment seg;
   seg.file = file_index;
   seg.varid = varid;
   seg.lat_flip = v.lat_ascending_in_file;
   seg.lon_src = v.lon_src;
+  seg.roles.assign(static_cast<size_t>(ndims), '1');
+  for (const auto& [d, r] : {std::pair{tdim, 't'}, {ldim, 'l'}, {ydim, 'y'}, {xdim, 'x'}})
+    if (d >= 0) seg.roles[static_cast<size_t>(d)] = r;
+  for (int d : lay.dropped) v.dropped_axes.push_back(dn[d]);
   if (tdim >= 0) {
     v.has_time = true;
     auto c = read_coord(nc, dn[tdim], dl[tdim], file, v.name);
-    v.times = cf_times(c.values, c.units, c.calendar, file, dn[tdim]);
+    v.time_axis = dn[tdim];
+    v.time_units = c.units;
+    v.times = cf_times(c.values, c.units, c.calendar, file, dn[tdim], options.time_origin,
+                       &v.time_has_epoch);
     seg.nt = static_cast<int64_t>(v.times.size());
   }
   if (ldim >= 0) {
@@ -274,7 +331,7 @@ std::recursive_mutex& netcdf_library_mutex() {
   return m;
 }
 
-NetcdfDataset::NetcdfDataset(const std::vector<std::string>& paths)
+NetcdfDataset::NetcdfDataset(const std::vector<std::string>& paths, const SourceOptions& options)
     : files_(expand_netcdf_paths(paths)) {
   std::lock_guard<std::recursive_mutex> lock(netcdf_library_mutex());
   CfVariableSet<NcVariable> found;  // every piece of every variable
@@ -307,7 +364,13 @@ NetcdfDataset::NetcdfDataset(const std::vector<std::string>& paths)
           nc_check(nc_inq_dimname(nc, dimid, dname), file, name, "nc_inq_dimname");
           if (std::string(dname) == name) continue;
         }
-        auto fv = scan_variable(nc, fi, file, id);
+        // 2-D latitudes and longitudes are coordinates too (of a curvilinear grid, which the
+        // variables on it report).
+        if (ndims == 2) {
+          const CfAxis a = cf_axis_of(name, att_text(nc, id, "units", file, name));
+          if (a == CfAxis::Lat || a == CfAxis::Lon) continue;
+        }
+        auto fv = scan_variable(nc, fi, file, id, options);
         if (!fv.problem.empty()) {
           if (first_problem.empty()) first_problem = fv.problem;
           found.reject(fv.v.name, fv.problem);
@@ -378,15 +441,17 @@ int64_t NetcdfDataset::read_step(const FieldRef& f, int64_t t, float* out) const
   const std::string& file = files_[seg->file];
   const int nc = open_file(seg->file);
   const int64_t H = v.H(), W = v.W();
-  size_t start[4], count[4];
-  int nd = 0;
-  if (v.has_time) start[nd] = static_cast<size_t>(t - seg->t0), count[nd++] = 1;
-  if (v.has_level) start[nd] = static_cast<size_t>(f.level), count[nd++] = 1;
-  start[nd] = 0, count[nd++] = static_cast<size_t>(H);
-  start[nd] = 0, count[nd++] = static_cast<size_t>(W);
+  std::vector<size_t> start, count;  // [ndims] of this file's variable
+  for (const char r : seg->roles) {
+    start.push_back(r == 't' ? static_cast<size_t>(t - seg->t0)
+                    : r == 'l' ? static_cast<size_t>(f.level)
+                               : 0);
+    count.push_back(r == 'y' ? static_cast<size_t>(H) : r == 'x' ? static_cast<size_t>(W) : 1);
+  }
   raw_.resize(static_cast<size_t>(H * W));  // [H*W] file orientation
-  nc_check(nc_get_vara_double(nc, seg->varid, start, count, raw_.data()), file, v.name,
-           v.has_time ? fmt::format("reading time {}", iso8601(v.times[t])).c_str()
+  nc_check(nc_get_vara_double(nc, seg->varid, start.data(), count.data(), raw_.data()), file,
+           v.name,
+           v.has_time ? fmt::format("reading time {}", cf_time_text(v, v.times[t])).c_str()
                       : "reading the field");
   return decode_to_canonical(raw_.data(), H, W, seg->decode, seg->lat_flip, seg->lon_src, out);
 }

@@ -5,13 +5,15 @@
 //
 // Decoding rules (docs/data.md has the full list):
 //  - a grid variable has dims (time, [level], lat, lon), time and level optional (constants
-//    such as lsm have (lat, lon)); other variables (time_bnds ...) are listed but not readable;
+//    such as lsm have (lat, lon)), plus any extra axes of length 1 (dropped); other variables
+//    (time_bnds ...) are listed but not readable;
 //  - packed integers: raw == _FillValue or raw in missing_value (compared on the RAW packed
 //    value) -> NaN, else raw * scale_factor + add_offset (in double, then stored as float);
 //    NaN raw values are missing too; every missing value is counted;
 //  - canonical grid: latitude north to south (like ERA5), longitude rolled onto [0, 360)
 //    ascending; unequal (Gaussian) latitude spacing is kept as given;
-//  - time: hours since 1970-01-01 UTC (double), from "UNITS since DATE" in any epoch;
+//  - time: hours since 1970-01-01 UTC (double), from "UNITS since DATE" in any epoch; units
+//    without an epoch keep their raw values unless SourceOptions::time_origin gives one;
 //  - levels: hPa, whether the file stores hPa or Pa (units attribute, else magnitude > 2000);
 //  - files of one variable are concatenated in time order; their grids and levels must agree,
 //    times must not overlap and no time step may be missing (judged by the smallest spacing).
@@ -51,6 +53,9 @@ struct NcVariable : GridVariable {
     NcDecode decode;
     bool lat_flip = false;         // this file stores latitude south to north
     std::vector<int64_t> lon_src;  // [W] this file's column for canonical column j
+    // [ndims] the role of each dim in this file: 't'ime, 'l'evel, 'y' (lat), 'x' (lon) or
+    // '1', an extra axis of length 1 (read at index 0).
+    std::string roles;
   };
   std::vector<Segment> segments;  // in time order
 };
@@ -58,7 +63,8 @@ struct NcVariable : GridVariable {
 class NetcdfDataset : public GridSource {
  public:
   // Opens every file (headers and coordinates only) and checks that they agree.
-  explicit NetcdfDataset(const std::vector<std::string>& paths);
+  explicit NetcdfDataset(const std::vector<std::string>& paths,
+                         const SourceOptions& options = {});
   ~NetcdfDataset() override;
   NetcdfDataset(const NetcdfDataset&) = delete;
   NetcdfDataset& operator=(const NetcdfDataset&) = delete;

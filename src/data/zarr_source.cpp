@@ -56,7 +56,26 @@ struct StoreVar {
   std::string problem;
 };
 
-StoreVar scan_array(const ZarrStore& s, int store_index, const ZarrArray& a) {
+// Why `a` is on a grid seqvit cannot read (cf_grid.h cf_grid_refusal): 2-D latitude or
+// longitude coordinates, or a grid_mapping other than latitude_longitude; "" if none.
+std::string grid_refusal(const ZarrStore& s, const ZarrArray& a) {
+  std::vector<std::string> two_d;
+  for (const auto& n : latlon_coordinate_names(a.text_attr("coordinates"))) {
+    const ZarrArray* c = s.find(n);
+    if (!c || c->ndim() != 2) continue;
+    const CfAxis ax = cf_axis_of(n, c->text_attr("units"));
+    if (ax != CfAxis::Lat && ax != CfAxis::Lon) continue;
+    two_d.push_back(c->dims.size() == 2 ? fmt::format("{} ({}, {})", n, c->dims[0], c->dims[1])
+                                        : n);
+  }
+  std::string mapping = a.text_attr("grid_mapping");
+  if (const ZarrArray* m = mapping.empty() ? nullptr : s.find(mapping))
+    if (const std::string gm = m->text_attr("grid_mapping_name"); !gm.empty()) mapping = gm;
+  return cf_grid_refusal(two_d, mapping);
+}
+
+StoreVar scan_array(const ZarrStore& s, int store_index, const ZarrArray& a,
+                    const SourceOptions& options) {
   StoreVar sv;
   ZarrVariable& v = sv.v;
   v.name = a.name;
@@ -75,29 +94,42 @@ StoreVar scan_array(const ZarrStore& s, int store_index, const ZarrArray& a) {
     const ZarrArray* c = s.find(d);
     ax.push_back(cf_axis_of(d, c ? c->text_attr("units") : ""));
   }
-  int tdim = -1, ldim = -1;
-  if (const std::string why = cf_grid_layout(ax, &tdim, &ldim); !why.empty()) return reject(why);
+  if (const std::string why = grid_refusal(s, a); !why.empty()) return reject(why);
+  CfLayout lay;
+  if (const std::string why = cf_grid_layout(ax, a.shape, a.dims, &lay); !why.empty())
+    return reject(why);
+  const int tdim = lay.tdim, ldim = lay.ldim, ydim = lay.ydim, xdim = lay.xdim;
+  if (tdim >= 0 && a.shape[tdim] == 0)
+    return reject(fmt::format("its time axis '{}' is empty (no time steps)", a.dims[tdim]));
+  if (ldim >= 0 && a.shape[ldim] == 0)
+    return reject(fmt::format("its level axis '{}' is empty", a.dims[ldim]));
   if (!a.unsupported.empty()) fail("{}", a.unsupported);  // a grid variable seqvit cannot decode
   v.units = a.text_attr("units");
   v.long_name = a.text_attr("long_name");
 
-  const int64_t nd = a.ndim();
-  auto lat = read_coord(s, a.dims[nd - 2], a.shape[nd - 2], a).values;
+  auto lat = read_coord(s, a.dims[ydim], a.shape[ydim], a).values;
   if (lat.empty()) return reject("the latitude axis is empty");
-  set_canonical_lat(v, std::move(lat), at, a.dims[nd - 2]);
-  auto lon = read_coord(s, a.dims[nd - 1], a.shape[nd - 1], a).values;
+  set_canonical_lat(v, std::move(lat), at, a.dims[ydim]);
+  auto lon = read_coord(s, a.dims[xdim], a.shape[xdim], a).values;
   if (lon.empty()) return reject("the longitude axis is empty");
-  set_canonical_lon(v, std::move(lon), at, a.dims[nd - 1]);
+  set_canonical_lon(v, std::move(lon), at, a.dims[xdim]);
 
   ZarrVariable::Segment seg;
   seg.store = store_index;
   seg.array = &a;
   seg.lat_flip = v.lat_ascending_in_file;
   seg.lon_src = v.lon_src;
+  seg.roles.assign(a.dims.size(), '1');
+  for (const auto& [d, r] : {std::pair{tdim, 't'}, {ldim, 'l'}, {ydim, 'y'}, {xdim, 'x'}})
+    if (d >= 0) seg.roles[static_cast<size_t>(d)] = r;
+  for (int d : lay.dropped) v.dropped_axes.push_back(a.dims[d]);
   if (tdim >= 0) {
     v.has_time = true;
     const auto c = read_coord(s, a.dims[tdim], a.shape[tdim], a);
-    v.times = cf_times(c.values, c.units, c.calendar, s.path(), a.dims[tdim]);
+    v.time_axis = a.dims[tdim];
+    v.time_units = c.units;
+    v.times = cf_times(c.values, c.units, c.calendar, s.path(), a.dims[tdim],
+                       options.time_origin, &v.time_has_epoch);
     seg.nt = static_cast<int64_t>(v.times.size());
   }
   if (ldim >= 0) {
@@ -125,7 +157,8 @@ StoreVar scan_array(const ZarrStore& s, int store_index, const ZarrArray& a) {
 
 }  // namespace
 
-ZarrDataset::ZarrDataset(const std::vector<std::string>& stores) : paths_(stores) {
+ZarrDataset::ZarrDataset(const std::vector<std::string>& stores, const SourceOptions& options)
+    : paths_(stores) {
   if (paths_.empty()) fail("no Zarr stores given");
   CfVariableSet<ZarrVariable> found;  // every piece of every variable
   for (int si = 0; si < static_cast<int>(paths_.size()); ++si) {
@@ -138,7 +171,11 @@ ZarrDataset::ZarrDataset(const std::vector<std::string>& stores) : paths_(stores
     for (const auto& a : s.arrays()) {
       // Coordinates (1-D, named like their dimension) and scalars are not grid variables.
       if (a.ndim() == 0 || (a.ndim() == 1 && a.dims.size() == 1 && a.dims[0] == a.name)) continue;
-      auto sv = scan_array(s, si, a);
+      // 2-D latitudes and longitudes are coordinates too (of a curvilinear grid, which the
+      // arrays on it report).
+      const CfAxis axis = cf_axis_of(a.name, a.text_attr("units"));
+      if (a.ndim() == 2 && (axis == CfAxis::Lat || axis == CfAxis::Lon)) continue;
+      auto sv = scan_array(s, si, a, options);
       if (!sv.problem.empty()) {
         if (first_problem.empty()) first_problem = sv.problem;
         found.reject(sv.v.name, sv.problem);
@@ -178,11 +215,11 @@ int64_t ZarrDataset::read(const FieldRef& f, int64_t t0, int64_t count, float* o
         std::upper_bound(v.segments.begin(), v.segments.end(), t,
                          [](int64_t x, const ZarrVariable::Segment& s) { return x < s.t0; }) -
         1;
-    std::vector<int64_t> start, cnt;
-    if (v.has_time) start.push_back(t - seg->t0), cnt.push_back(1);
-    if (v.has_level) start.push_back(f.level), cnt.push_back(1);
-    start.insert(start.end(), {0, 0});
-    cnt.insert(cnt.end(), {H, W});
+    std::vector<int64_t> start, cnt;  // [ndim] of this store's array
+    for (const char r : seg->roles) {
+      start.push_back(r == 't' ? t - seg->t0 : r == 'l' ? f.level : 0);
+      cnt.push_back(r == 'y' ? H : r == 'x' ? W : 1);
+    }
     stores_[seg->store]->read(*seg->array, start, cnt, raw_.data());
     missing += decode_to_canonical(raw_.data(), H, W, seg->decode, seg->lat_flip, seg->lon_src,
                                    out + (t - t0) * H * W);

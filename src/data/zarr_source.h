@@ -1,6 +1,7 @@
 // Zarr v2 stores as a GridSource (docs/data.md "Zarr stores"): the arrays of one or more
 // stores (zarr_store.h) read with the same CF rules as the NetCDF reader (cf_grid.h): dims by
-// name or coordinate units (time / level / latitude / longitude and their aliases), xarray's
+// name or coordinate units (time / level / latitude / longitude and their aliases; extra axes of
+// length 1 dropped, docs/data.md "Unusual files"), xarray's
 // CF time encoding (int64 or float "hours since ..." with a calendar), scale_factor /
 // add_offset / _FillValue / missing_value in .zattrs, the array's fill_value treated as
 // _FillValue (as xarray reads it: xarray writes _FillValue there), NaN missing, levels in hPa,
@@ -33,6 +34,7 @@ struct ZarrVariable : GridVariable {
     CfDecode decode;
     bool lat_flip = false;         // this store holds latitude south to north
     std::vector<int64_t> lon_src;  // [W] this store's column for canonical column j
+    std::string roles;  // [ndim] 't', 'l', 'y', 'x' or '1' (dropped axis), as NcVariable's
   };
   std::vector<Segment> segments;  // in time order
 };
@@ -40,7 +42,7 @@ struct ZarrVariable : GridVariable {
 class ZarrDataset : public GridSource {
  public:
   // Opens every store (metadata and coordinates only) and checks that they agree.
-  explicit ZarrDataset(const std::vector<std::string>& stores);
+  explicit ZarrDataset(const std::vector<std::string>& stores, const SourceOptions& options = {});
 
   std::string format() const override { return "Zarr"; }
   const std::vector<std::string>& files() const override { return paths_; }

@@ -214,6 +214,14 @@ class DatasetSource final : public BatchSource {
       fail("--regrid-method {} needs --grid HxW (the grid to regrid onto)", o.regrid_method);
     }
     if (o.coarsen < 1) fail("--coarsen must be >= 1, got {}", o.coarsen);
+    if (!o.time_origin.empty()) {
+      try {
+        data::parse_iso_datetime(o.time_origin);
+      } catch (const Error& e) {
+        fail("--time-origin: {}", e.what());
+      }
+    }
+    dc_.time_origin = o.time_origin;
     const std::unique_ptr<data::GridSource> source = data::open_forecast_source(dc_);
     const data::GridSource& nc = *source;
     if (!o.out_variables.empty()) {

@@ -67,6 +67,7 @@ struct TrainOptions {
   std::string regrid_method = "conservative";  // with grid: conservative | bilinear
   std::string missing = "skip";
   std::string stats_cache;
+  std::string time_origin;  // ISO date for time axes without an epoch (docs/data.md)
   std::string run_dir = "seqvit_run";
   int64_t val_every = 100, val_batches = 0, checkpoint_every = 100, keep = 3;
   bool resume = false;

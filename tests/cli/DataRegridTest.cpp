@@ -141,3 +141,22 @@ TEST_F(DataRegrid, BadFlagsAreNamed) {
   err(d + " --grid 32x64 --var z", "--out is required");
   err(d + " --var z" + o, "--grid is required");
 }
+
+// A time axis without an epoch (docs/data.md "Unusual files") cannot be written as real times.
+TEST_F(DataRegrid, ATimeAxisWithoutAnEpochIsRefused) {
+  nctest::Coord time{"time", {0, 1}, "days", ""};
+  nctest::Coord lat{"lat", {45, -45}, "degrees_north", ""};
+  nctest::Coord lon{"lon", {0, 180}, "degrees_east", ""};
+  nctest::Var tp{"tp", NC_FLOAT, {"time", "lat", "lon"}, "m", {}, {}, [](auto&) { return 1.0; }};
+  fs::create_directories(tmp_ / "days");
+  nctest::write(path("days/tp.nc"), NC_CLOBBER, {time, lat, lon}, {tp});
+  const auto r = run("data regrid " + path("days") + " --grid 2x2 --var tp --out " + path("o.nc"));
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("--var 'tp': the time axis 'time' has units 'days' without an epoch"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("`ncatted -a units,time,o,c,'days since 1979-01-01' in.nc`"),
+            std::string::npos)
+      << r.output;
+  EXPECT_FALSE(fs::exists(path("o.nc")));
+}

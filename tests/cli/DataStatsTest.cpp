@@ -175,3 +175,54 @@ TEST_F(DataStats, BadInputIsOneClearError) {
   fs::create_directories(tmp_ / "empty");
   expect_error(run("data stats " + (tmp_ / "empty").string()), "holds no *.nc files");
 }
+
+// docs/data.md "Unusual files": dropped axes are named; a time axis without an epoch is shown
+// as stored, with a warning; a longer extra axis is one clear error.
+TEST_F(DataStats, UnusualFiles) {
+  Coord time{"time", {0, 1, 2}, "days", ""};
+  Coord zlev{"zlev", {2}, "m", ""};
+  Coord lat{"lat", {30, -30}, "degrees_north", ""};
+  Coord lon{"lon", {0, 90, 180, 270}, "degrees_east", ""};
+  Var sst{"sst", NC_FLOAT, {"time", "zlev", "lat", "lon"}, "K", {}, {}, nullptr};
+  sst.raw = [](const std::vector<size_t>& i) { return 270.0 + i[0] * 8 + i[2] * 4 + i[3]; };
+  const std::string f = (tmp_ / "odd.nc").string();
+  nctest::write(f, NC_CLOBBER, {time, zlev, lat, lon}, {sst});
+  auto r = seqvit_test::run_seqvit("data stats " + f + " --json", false);  // stdout only
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto lines = json_lines(r.output);
+  ASSERT_EQ(lines.size(), 1u) << r.output;
+  const auto& j = lines[0];
+  EXPECT_EQ(j["name"], "sst");
+  EXPECT_EQ(j["shape"], nlohmann::json({3, 2, 4}));
+  EXPECT_EQ(j["min"], 270.0);
+  EXPECT_EQ(j["max"], 270.0 + 2 * 8 + 4 + 3);
+  EXPECT_EQ(j["mean"], 270.0 + 8 + 2 + 1.5);
+  EXPECT_EQ(j["time_first"], 0.0);  // raw values, in time_units
+  EXPECT_EQ(j["time_last"], 2.0);
+  EXPECT_EQ(j["time_units"], "days");
+  EXPECT_EQ(j["time_has_epoch"], false);
+  EXPECT_EQ(j["dropped_axes"], nlohmann::json({"zlev"}));
+  r = run("data stats " + f);  // the table, with stderr
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("seqvit: warning: variable 'sst': the time axis 'time' has units 'days' "
+                          "without an epoch (not 'UNITS since DATE'); its times are shown as "
+                          "stored; training needs --time-origin DATE"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("0 days (no epoch) .. 2 days (no epoch)"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("extra axes of length 1 dropped (read at index 0): sst (zlev)"),
+            std::string::npos)
+      << r.output;
+  // An ensemble of three members: the error names the axis, its length and what to do.
+  Coord number{"number", {0, 1, 2}, "", ""};
+  Var ens{"t2m", NC_FLOAT, {"number", "lat", "lon"}, "K", {}, {}, [](auto&) { return 1.0; }};
+  nctest::write((tmp_ / "ens.nc").string(), NC_CLOBBER, {number, lat, lon}, {ens});
+  r = run("data stats " + (tmp_ / "ens.nc").string());
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("seqvit: error:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("its axis 'number' has length 3; expected (time, [level], lat, lon) "
+                          "and extra axes of length 1 only"),
+            std::string::npos)
+      << r.output;
+}

@@ -305,3 +305,58 @@ TEST_F(Zarr, BadChunksAreErrorsNamingTheChunk) {
              "bad_none.zarr/t2m/1.0.1: corrupt chunk of array 't2m': none decoding failed: "
              "the file holds 92 bytes");
 }
+
+// docs/data.md "Unusual files": the CF rules of cf_grid.h on Zarr as on NetCDF (NetcdfReaderTest).
+TEST_F(Zarr, ExtraAxesOfLengthOneAreDropped) {
+  // t2m (number, time, latitude, longitude); z (number, time, level, zlev, latitude, longitude).
+  ZarrDataset ds({store("odd_axes.zarr")});
+  EXPECT_EQ(ds.variables(), (std::vector<std::string>{"t2m", "z"}));
+  EXPECT_EQ(ds.variable("t2m").dropped_axes, std::vector<std::string>{"number"});
+  EXPECT_EQ(ds.variable("z").dropped_axes, (std::vector<std::string>{"number", "zlev"}));
+  EXPECT_EQ(ds.variable("z").levels_hpa, (std::vector<double>{500, 850}));
+  for (const auto& [name, lev] : std::vector<std::pair<std::string, double>>{
+           {"t2m", 0}, {"z_500", 500}, {"z_850", 850}}) {
+    const auto ref = ds.resolve(name);
+    const auto& v = ds.variable(ref.variable);
+    ASSERT_EQ(v.T(), 3);
+    std::vector<float> out(3 * v.H() * v.W());
+    EXPECT_EQ(ds.read(ref, 0, 3, out.data()), 0);
+    for (int64_t t = 0; t < 3; ++t)
+      for (int64_t i = 0; i < v.H(); ++i)
+        for (int64_t j = 0; j < v.W(); ++j)
+          ASSERT_EQ(out[(t * v.H() + i) * v.W() + j],
+                    static_cast<float>(f(t, v.lat[i], v.lon[j], lev)))
+              << name << " " << t << " " << i << " " << j;
+  }
+  const std::string e = error_of([&] { ZarrDataset({store("odd_members.zarr")}); });
+  EXPECT_HAS(e, "odd_members.zarr: no array with dims (time, [level], lat, lon)");
+  EXPECT_HAS(e, "variable 't2m' has dims (number, time, latitude, longitude)");
+  EXPECT_HAS(e, "its axis 'number' has length 3");
+  EXPECT_HAS(e, ".isel(number=0)");
+}
+
+TEST_F(Zarr, ATimeAxisWithoutAnEpoch) {
+  ZarrDataset raw({store("odd_days.zarr")});
+  const auto& v = raw.variable("t2m");
+  EXPECT_FALSE(v.time_has_epoch);
+  EXPECT_EQ(v.time_units, "days");
+  EXPECT_EQ(v.times, (std::vector<double>{0, 1, 2, 3}));
+  ZarrDataset dated({store("odd_days.zarr")}, SourceOptions{"1979-01-01"});
+  const auto& w = dated.variable("t2m");
+  EXPECT_TRUE(w.time_has_epoch);
+  EXPECT_EQ(iso8601(w.times[3]), "1979-01-04T00:00:00Z");
+  std::vector<float> out(w.H() * w.W());
+  EXPECT_EQ(dated.read(dated.resolve("t2m"), 3, out.data()), 0);
+  EXPECT_EQ(out[2 * w.W() + 5], static_cast<float>(f(3, w.lat[2], w.lon[5])));
+}
+
+TEST_F(Zarr, ACurvilinearGridIsRefused) {
+  const std::string e = error_of([&] { ZarrDataset({store("odd_curvilinear.zarr")}); });
+  EXPECT_HAS(e, "odd_curvilinear.zarr: no array with dims (time, [level], lat, lon)");
+  EXPECT_HAS(e, "variable 'tas' has dims (time, y, x)");
+  EXPECT_HAS(e, "its latitudes and longitudes are 2-D (");  // in the coordinates attribute's order
+  EXPECT_HAS(e, "lat (y, x)");
+  EXPECT_HAS(e, "lon (y, x)");
+  EXPECT_HAS(e, "): a curvilinear grid; seqvit reads regular latitude-longitude grids only");
+  EXPECT_HAS(e, "cdo remapbil,r64x32");
+}

@@ -35,6 +35,7 @@ struct Var {
   std::map<std::string, std::vector<double>> atts;         // numeric, written in `type`
   std::map<std::string, std::vector<double>> double_atts;  // written as double (scale/offset)
   std::function<double(const std::vector<size_t>&)> raw;   // raw stored value at file index
+  std::map<std::string, std::string> text_atts;            // e.g. coordinates, grid_mapping
 };
 
 // cmode: NC_CLOBBER (classic), NC_CLOBBER | NC_64BIT_OFFSET, NC_CLOBBER | NC_NETCDF4.
@@ -77,6 +78,8 @@ inline void write(const std::string& path, int cmode, const std::vector<Coord>& 
       ok(nc_put_att_double(nc, id, a.c_str(), v.type, x.size(), x.data()), "att " + a);
     for (const auto& [a, x] : v.double_atts)
       ok(nc_put_att_double(nc, id, a.c_str(), NC_DOUBLE, x.size(), x.data()), "att " + a);
+    for (const auto& [a, x] : v.text_atts)
+      ok(nc_put_att_text(nc, id, a.c_str(), x.size(), x.c_str()), "att " + a);
     vid.push_back(id);
   }
   ok(nc_enddef(nc), "enddef");

@@ -194,6 +194,29 @@ b.to_zarr(os.path.join(OUT, "part2.zarr"), consolidated=True)
 gap = dataset(lat_desc, lon_0_360, nt=2, start="2000-01-03")
 gap.to_zarr(os.path.join(OUT, "part4.zarr"), consolidated=True)
 
+# ---- Unusual stores (docs/data.md "Unusual files") -------------------------------------------
+# An ensemble axis `number` of length 1 before time, and a depth `zlev` of length 1 between the
+# level and the grid: both dropped. (The values are those of dataset(), f of k, lat, lon, level.)
+odd = dataset(lat_desc, lon_0_360).expand_dims(number=[0])
+odd["z"] = odd["z"].expand_dims(zlev=[10.0], axis=3)
+odd["zlev"].attrs["units"] = "m"
+odd.to_zarr(os.path.join(OUT, "odd_axes.zarr"), consolidated=True,
+            encoding={"t2m": {"chunks": (1, 2, 3, 4)}})
+# Three members: not a grid variable; its error names the axis and its length.
+dataset(lat_desc, lon_0_360).drop_vars("z").expand_dims(number=[0, 1, 2]).to_zarr(
+    os.path.join(OUT, "odd_members.zarr"), consolidated=True)
+# A time axis in plain "days" (no epoch), as some climate files store it.
+raw = dataset(lat_desc, lon_0_360, nt=4).drop_vars("z")
+raw = raw.assign_coords(time=("time", np.array([0.0, 1.0, 2.0, 3.0]), {"units": "days"}))
+raw.to_zarr(os.path.join(OUT, "odd_days.zarr"), consolidated=True)
+# A curvilinear grid: 2-D latitude and longitude over (y, x).
+yy, xx = np.meshgrid(np.arange(3.0), np.arange(4.0), indexing="ij")
+xr.Dataset({"tas": (("time", "y", "x"), np.zeros((2, 3, 4), "f4"), {"units": "K"})},
+           coords={"time": pd.date_range("2000-01-01", periods=2, freq="6H"),
+                   "lat": (("y", "x"), 10.0 * yy + xx, {"units": "degrees_north"}),
+                   "lon": (("y", "x"), 20.0 * xx + yy, {"units": "degrees_east"})}).to_zarr(
+    os.path.join(OUT, "odd_curvilinear.zarr"), consolidated=True)
+
 # ---- Bad stores, one defect each --------------------------------------------------------------
 def bad(name, comp=numcodecs.Zlib(level=1), **kw):
     path = os.path.join(OUT, name)
