@@ -138,6 +138,7 @@ void run_stats(const StatsOptions& o) {
       j["missing"] = m.missing;
       j["lat_first"] = v.lat.front(), j["lat_last"] = v.lat.back();
       j["lat_in_file"] = v.lat_ascending_in_file ? "ascending" : "descending";
+      j["horizontal_in_file"] = v.lon_first_in_file ? "lon, lat" : "lat, lon";
       j["lon_first"] = v.lon.front(), j["lon_last"] = v.lon.back();
       if (v.has_time && !v.time_has_epoch) {  // the stored values, in time_units
         j["time_first"] = v.times.front(), j["time_last"] = v.times.back();

@@ -77,12 +77,16 @@ std::string cf_grid_layout(const std::vector<CfAxis>& ax, const std::vector<int6
     kept.push_back(i);
   }
   if (out->ydim < 0 || out->xdim < 0)
-    return "expected (time, [level], lat, lon) with latitude and longitude last";
-  // The kept dims in the order time, level, lat, lon.
+    return "expected (time, [level], lat, lon) with latitude and longitude last (in either "
+           "order)";
+  // The kept dims in the order time, level, then lat and lon in the order stored.
+  out->lon_first = out->xdim < out->ydim;
   std::vector<int> want;
-  for (int d : {out->tdim, out->ldim, out->ydim, out->xdim})
+  for (int d : {out->tdim, out->ldim, std::min(out->ydim, out->xdim),
+                std::max(out->ydim, out->xdim)})
     if (d >= 0) want.push_back(d);
-  if (kept != want) return "expected the order (time, [level], lat, lon)";
+  if (kept != want)
+    return "expected the order (time, [level], lat, lon) or (time, [level], lon, lat)";
   for (int i = 0; i < n; ++i) {
     if (ax[i] != CfAxis::Other) continue;
     if (len[i] != 1)
@@ -250,13 +254,16 @@ std::string cf_grid_refusal(const std::vector<std::string>& coordinates_2d,
 }
 
 int64_t decode_to_canonical(const double* raw, int64_t H, int64_t W, const CfDecode& d,
-                            bool lat_flip, const std::vector<int64_t>& lon_src, float* out) {
+                            bool lat_flip, const std::vector<int64_t>& lon_src, bool lon_first,
+                            float* out) {
+  // Stored element (row y, column x): raw[y * W + x], or raw[x * H + y] when lon_first.
+  const int64_t row_stride = lon_first ? 1 : W, col_stride = lon_first ? H : 1;
   int64_t missing = 0;
   for (int64_t i = 0; i < H; ++i) {
     const int64_t src_row = lat_flip ? H - 1 - i : i;
-    const double* row = raw + src_row * W;
+    const double* row = raw + src_row * row_stride;
     for (int64_t j = 0; j < W; ++j) {
-      double r = row[lon_src[j]];
+      double r = row[lon_src[j] * col_stride];
       if (d.unsigned_bytes && r < 0) r += 256;
       bool miss = std::isnan(r);
       for (double m : d.missing) miss |= (r == m);

@@ -24,11 +24,13 @@ enum class CfAxis { Time, Level, Lat, Lon, Other };
 CfAxis cf_axis_of(const std::string& dim, const std::string& units);
 
 // The roles of a variable's dims (docs/data.md "Grid variables", "Unusual files"): a grid
-// variable has (time, [level], lat, lon) in that order, time and level optional, plus any
-// number of extra axes of length 1 anywhere (a depth `zlev`, an ensemble `number`, `expver`),
-// which are dropped (read at index 0).
+// variable has (time, [level], lat, lon) or (time, [level], lon, lat) in that order, time and
+// level optional (the two horizontal axes last, in either order: WeatherBench2 stores lon
+// first), plus any number of extra axes of length 1 anywhere (a depth `zlev`, an ensemble
+// `number`, `expver`), which are dropped (read at index 0).
 struct CfLayout {
   int tdim = -1, ldim = -1, ydim = -1, xdim = -1;  // -1: absent
+  bool lon_first = false;                           // stored (..., lon, lat)
   std::vector<int> dropped;                         // the extra axes of length 1
 };
 // Fills *out from the dims' axes, lengths and names and returns "", or why the dims are not
@@ -85,11 +87,13 @@ struct CfDecode {
   bool unsigned_bytes = false;  // NetCDF-3 "_Unsigned = true" byte data
 };
 
-// One stored H x W slice, raw[H*W] in the stored orientation, decoded into out[H*W] in the
-// canonical one (rows flipped when lat_flip; canonical column j is stored column lon_src[j]).
+// One stored slice, raw[H*W] in the stored orientation: [H, W] row-major, or [W, H] when
+// lon_first (a variable stored (..., lon, lat)), decoded into out[H*W] in the canonical one
+// ([H, W]; rows flipped when lat_flip; canonical column j is stored column lon_src[j]).
 // Missing values become NaN; returns how many there were.
 int64_t decode_to_canonical(const double* raw, int64_t H, int64_t W, const CfDecode& d,
-                            bool lat_flip, const std::vector<int64_t>& lon_src, float* out);
+                            bool lat_flip, const std::vector<int64_t>& lon_src, bool lon_first,
+                            float* out);
 
 // One variable found in several pieces (files, stores), each described by its GridVariable with
 // its own times, and where it lives (`sources[k]`, for messages). Checks that the pieces share

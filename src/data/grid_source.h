@@ -27,6 +27,9 @@ struct GridVariable {
   bool lat_ascending_in_file = false;  // the source stores south to north (rows are flipped)
   std::vector<double> lon_in_file;     // [W] as stored
   std::vector<int64_t> lon_src;        // [W] canonical column j is stored column lon_src[j]
+  // The source stores (..., lon, lat), as WeatherBench2 does: each slice is transposed when
+  // read. Writers (forecast_writer.h, `data regrid`) still write (..., lat, lon).
+  bool lon_first_in_file = false;
   std::vector<double> times;           // [T] hours since 1970-01-01; empty without time
   // A time axis whose units name no epoch ("days", "hours": no "since DATE", docs/data.md
   // "Unusual files"): time_has_epoch is false and `times` holds the values as stored, in

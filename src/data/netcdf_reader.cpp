@@ -222,6 +222,7 @@ FileVar scan_variable(int nc, int file_index, const std::string& file, int varid
   seg.varid = varid;
   seg.lat_flip = v.lat_ascending_in_file;
   seg.lon_src = v.lon_src;
+  v.lon_first_in_file = seg.lon_first = lay.lon_first;
   seg.roles.assign(static_cast<size_t>(ndims), '1');
   for (const auto& [d, r] : {std::pair{tdim, 't'}, {ldim, 'l'}, {ydim, 'y'}, {xdim, 'x'}})
     if (d >= 0) seg.roles[static_cast<size_t>(d)] = r;
@@ -453,7 +454,8 @@ int64_t NetcdfDataset::read_step(const FieldRef& f, int64_t t, float* out) const
            v.name,
            v.has_time ? fmt::format("reading time {}", cf_time_text(v, v.times[t])).c_str()
                       : "reading the field");
-  return decode_to_canonical(raw_.data(), H, W, seg->decode, seg->lat_flip, seg->lon_src, out);
+  return decode_to_canonical(raw_.data(), H, W, seg->decode, seg->lat_flip, seg->lon_src,
+                             seg->lon_first, out);
 }
 
 }  // namespace seqvit::data

@@ -53,6 +53,7 @@ struct NcVariable : GridVariable {
     NcDecode decode;
     bool lat_flip = false;         // this file stores latitude south to north
     std::vector<int64_t> lon_src;  // [W] this file's column for canonical column j
+    bool lon_first = false;        // this file stores (..., lon, lat): slices are [W, H]
     // [ndims] the role of each dim in this file: 't'ime, 'l'evel, 'y' (lat), 'x' (lon) or
     // '1', an extra axis of length 1 (read at index 0).
     std::string roles;

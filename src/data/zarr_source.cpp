@@ -119,6 +119,7 @@ StoreVar scan_array(const ZarrStore& s, int store_index, const ZarrArray& a,
   seg.array = &a;
   seg.lat_flip = v.lat_ascending_in_file;
   seg.lon_src = v.lon_src;
+  v.lon_first_in_file = seg.lon_first = lay.lon_first;
   seg.roles.assign(a.dims.size(), '1');
   for (const auto& [d, r] : {std::pair{tdim, 't'}, {ldim, 'l'}, {ydim, 'y'}, {xdim, 'x'}})
     if (d >= 0) seg.roles[static_cast<size_t>(d)] = r;
@@ -222,7 +223,7 @@ int64_t ZarrDataset::read(const FieldRef& f, int64_t t0, int64_t count, float* o
     }
     stores_[seg->store]->read(*seg->array, start, cnt, raw_.data());
     missing += decode_to_canonical(raw_.data(), H, W, seg->decode, seg->lat_flip, seg->lon_src,
-                                   out + (t - t0) * H * W);
+                                   seg->lon_first, out + (t - t0) * H * W);
   }
   return missing;
 }

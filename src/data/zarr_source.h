@@ -34,6 +34,7 @@ struct ZarrVariable : GridVariable {
     CfDecode decode;
     bool lat_flip = false;         // this store holds latitude south to north
     std::vector<int64_t> lon_src;  // [W] this store's column for canonical column j
+    bool lon_first = false;        // this store holds (..., lon, lat): slices are [W, H]
     std::string roles;  // [ndim] 't', 'l', 'y', 'x' or '1' (dropped axis), as NcVariable's
   };
   std::vector<Segment> segments;  // in time order

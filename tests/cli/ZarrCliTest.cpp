@@ -101,6 +101,25 @@ TEST_F(ZarrCli, DataStatsJsonOnAWeatherBench2Store) {
   expect_stats(lines[2], reference(dir_, "wb2.zarr", "geopotential_500"));
 }
 
+// WeatherBench2 as published stores (time, [level], longitude, latitude): the same statistics
+// as the values xarray decodes, and `horizontal_in_file` says how it was stored.
+TEST_F(ZarrCli, DataStatsOnAStoreWithLongitudeBeforeLatitude) {
+  const auto r = run_seqvit("data stats " + store("wb2_lonlat.zarr") + " --json");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto lines = json_lines(r.output);
+  ASSERT_EQ(lines.size(), 4u) << r.output;
+  EXPECT_EQ(lines[0]["name"], "2m_temperature");
+  EXPECT_EQ(lines[0]["shape"], nlohmann::json({12, 16, 32}));
+  EXPECT_EQ(lines[0]["horizontal_in_file"], "lon, lat");
+  EXPECT_EQ(lines[0]["lat_first"], 84.375);
+  expect_stats(lines[0], reference(dir_, "wb2_lonlat.zarr", "2m_temperature"));
+  EXPECT_EQ(lines[3]["name"], "geopotential_850");
+  expect_stats(lines[3], reference(dir_, "wb2_lonlat.zarr", "geopotential_850"));
+  const auto w = run_seqvit("data stats " + store("wb2.zarr") + " --var 2m_temperature --json");
+  ASSERT_EQ(w.status, 0) << w.output;
+  EXPECT_EQ(json_lines(w.output).at(0)["horizontal_in_file"], "lat, lon");
+}
+
 TEST_F(ZarrCli, DataStatsCountsMissingValuesOfPackedData) {
   const auto r = run_seqvit("data stats " + store("packed.zarr") + " --var t2m --var sst --json");
   ASSERT_EQ(r.status, 0) << r.output;
@@ -167,6 +186,32 @@ TEST_F(ZarrCli, TrainsOnAStore) {
   EXPECT_EQ(validations, 1);
   EXPECT_TRUE(fs::exists(tmp_ / "stats.safetensors"));
   EXPECT_FALSE(fs::exists(store("wb2.zarr") + "/seqvit_stats.safetensors"));
+}
+
+// The same training on the (time, longitude, latitude) copy of the store: the reader hands out
+// the same fields, so the losses are those of the (latitude, longitude) store.
+TEST_F(ZarrCli, TrainsOnAStoreWithLongitudeBeforeLatitude) {
+  auto losses = [&](const std::string& name) {
+    const auto run = tmp_ / name;
+    const auto r = run_seqvit(train_args(store(name), 3) + " --stats-cache " +
+                              (run / "stats.safetensors").string() + " --run-dir " +
+                              (run / "run").string());
+    EXPECT_EQ(r.status, 0) << r.output;
+    std::vector<double> l;
+    std::ifstream log(run / "run" / "log.jsonl");
+    for (std::string line; std::getline(log, line);) {
+      const auto j = nlohmann::json::parse(line);
+      if (j.at("event") == "step") l.push_back(j.at("loss").get<double>());
+    }
+    return l;
+  };
+  const auto lonlat = losses("wb2_lonlat.zarr"), latlon = losses("wb2.zarr");
+  ASSERT_EQ(lonlat.size(), 3u);
+  ASSERT_EQ(latlon.size(), 3u);
+  for (size_t k = 0; k < 3; ++k) {
+    EXPECT_TRUE(std::isfinite(lonlat[k]));
+    EXPECT_NEAR(lonlat[k], latlon[k], 1e-6 * std::fabs(latlon[k])) << "step " << k;
+  }
 }
 
 // Without --stats-cache the statistics go into the store directory (the first path given);

@@ -604,6 +604,63 @@ TEST_F(NetcdfReader, AnExtraAxisLongerThanOneIsAnErrorNamingIt) {
   EXPECT_HAS(error_of([&] { two.resolve("b"); }), "expected the order (time, [level], lat, lon)");
 }
 
+// WeatherBench2 stores (time, lon, lat): the slice is transposed into the canonical [H, W].
+// Here with latitude ascending and longitude -180..120 as well, so the transpose, the row flip
+// and the column roll all act at once; every value is checked, for NetCDF-3 and NetCDF-4.
+TEST_F(NetcdfReader, LongitudeBeforeLatitudeIsTransposed) {
+  const Coord lat{"lat", {-60, -20, 20, 60}, "degrees_north", ""};
+  const Coord lon{"lon", nctest::range(-180, 60, 6), "degrees_east", ""};
+  const Coord plev{"plev", {500, 850}, "hPa", ""}, zlev{"zlev", {10}, "m", ""};
+  // f of the time index, lat, lon and level, whatever the order of the dims.
+  auto var = [&](const std::string& name, const std::vector<std::string>& dims) {
+    Var v{name, NC_FLOAT, dims, "K", {}, {}, nullptr};
+    v.raw = [=](const std::vector<size_t>& i) {
+      double k = 0, y = 0, x = 0, lev = 0;
+      for (size_t d = 0; d < dims.size(); ++d) {
+        if (dims[d] == "time") k = static_cast<double>(i[d]);
+        if (dims[d] == "lat") y = lat.values[i[d]];
+        if (dims[d] == "lon") x = lon.values[i[d]];
+        if (dims[d] == "plev") lev = plev.values[i[d]];
+      }
+      return static_cast<double>(static_cast<float>(f(k, y, x, lev)));
+    };
+    return v;
+  };
+  for (int cmode : {NC_CLOBBER, NC_CLOBBER | NC_NETCDF4}) {
+    nctest::write(path("lonlat.nc"), cmode, {time6h(3), plev, zlev, lat, lon},
+                  {var("t2m", {"time", "lon", "lat"}), var("z", {"time", "plev", "lon", "lat"}),
+                   var("sst", {"time", "lon", "zlev", "lat"}), var("lsm", {"lon", "lat"}),
+                   var("u10", {"time", "lat", "lon"})});
+    NetcdfDataset ds({path("lonlat.nc")});
+    const auto& t2m = ds.variable("t2m");
+    EXPECT_TRUE(t2m.lon_first_in_file);
+    EXPECT_TRUE(t2m.lat_ascending_in_file);
+    EXPECT_EQ(t2m.lat, (std::vector<double>{60, 20, -20, -60}));
+    EXPECT_EQ(t2m.lon, (std::vector<double>{0, 60, 120, 180, 240, 300}));
+    EXPECT_EQ(t2m.lon_in_file, lon.values);
+    EXPECT_TRUE(ds.variable("z").lon_first_in_file);
+    EXPECT_EQ(ds.variable("sst").dropped_axes, std::vector<std::string>{"zlev"});
+    EXPECT_FALSE(ds.variable("u10").lon_first_in_file);
+    expect_f(ds, "t2m");
+    expect_f(ds, "z_500", 500);
+    expect_f(ds, "z_850", 850);
+    expect_f(ds, "sst");
+    expect_f(ds, "lsm");
+    expect_f(ds, "u10");
+    // One value by hand: canonical row 0 (60N), column 1 (60E) of time 2.
+    std::vector<float> out(4 * 6);
+    ds.read(ds.resolve("t2m"), 2, out.data());
+    EXPECT_EQ(out[0 * 6 + 1], static_cast<float>(f(2, 60, 60)));
+  }
+  // The horizontal axes must still be the last two kept dims.
+  nctest::write(path("lonmid.nc"), NC_CLOBBER, {time6h(2), lat, lon},
+                {var("a", {"lon", "time", "lat"}), var("b", {"time", "lat", "lon"})});
+  NetcdfDataset mid({path("lonmid.nc")});
+  EXPECT_HAS(error_of([&] { mid.resolve("a"); }),
+             "has dims (lon, time, lat); expected the order (time, [level], lat, lon) or (time, "
+             "[level], lon, lat)");
+}
+
 TEST_F(NetcdfReader, ATimeAxisWithoutAnEpochKeepsItsRawValues) {
   const Coord days{"time", {0, 1, 2}, "days", ""};
   nctest::write(path("days.nc"), NC_CLOBBER, {days, lat4(), lon6()},

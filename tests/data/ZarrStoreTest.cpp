@@ -1,11 +1,13 @@
 // The Zarr v2 reader (data/zarr_store.h, data/zarr_source.h) on stores written at test time by
 // Debian's python3-zarr / xarray / numcodecs (tests/data/zarr_fixtures.py): every compressor,
 // f4 / f8 / packed i2, NaN and fill values, both latitude orders, -180..180 longitudes, partial
-// edge chunks, the "/" separator, unconsolidated stores, a WeatherBench2-like store and a
-// variable spread over two stores. Every decoded value is checked against what xarray decodes
-// from the same store; each bad store gives one error naming the defect.
+// edge chunks, the "/" separator, unconsolidated stores, WeatherBench2-like stores (latitude or
+// longitude first) and a variable spread over two stores. Every decoded value is checked
+// against what xarray decodes from the same store; each bad store gives one error naming the
+// defect.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -190,6 +192,45 @@ TEST_F(Zarr, WeatherBench2Store) {
   EXPECT_HAS(error_of([&] { src->resolve("geopotential_700"); }),
              "available levels (hPa): 50, 500, 850");
   EXPECT_HAS(error_of([&] { src->resolve("q"); }), "2m_temperature, geopotential");
+}
+
+// WeatherBench2 as published: (time, longitude, latitude) and (time, level, longitude, latitude),
+// latitude ascending, chunks splitting both horizontal axes. Read transposed into the canonical
+// [H, W], it gives exactly what the (latitude, longitude) copy wb2.zarr gives, field by field and
+// step by step (EveryStoreDecodesWhatXarrayDecodes checks it against xarray too).
+TEST_F(Zarr, WeatherBench2StoreWithLongitudeBeforeLatitude) {
+  const auto src = open_grid_source({store("wb2_lonlat.zarr")});
+  const auto ref = open_grid_source({store("wb2.zarr")});
+  EXPECT_EQ(src->variables(), (std::vector<std::string>{"2m_temperature", "geopotential"}));
+  for (const std::string name : {"2m_temperature", "geopotential"}) {
+    const auto& v = src->variable(name);
+    EXPECT_TRUE(v.lon_first_in_file) << name;
+    EXPECT_FALSE(ref->variable(name).lon_first_in_file) << name;
+    EXPECT_TRUE(v.lat_ascending_in_file) << name;
+    EXPECT_EQ(v.lat, ref->variable(name).lat) << name;
+    EXPECT_EQ(v.lon, ref->variable(name).lon) << name;
+    EXPECT_EQ(v.times, ref->variable(name).times) << name;
+  }
+  EXPECT_EQ(src->variable("geopotential").levels_hpa, (std::vector<double>{50, 500, 850}));
+  std::vector<float> a(16 * 32), b(16 * 32);
+  for (const std::string field :
+       {"2m_temperature", "geopotential_50", "geopotential_500", "geopotential_850"})
+    for (int64_t t = 0; t < 12; ++t) {
+      EXPECT_EQ(src->read(src->resolve(field), t, a.data()), 0);
+      ref->read(ref->resolve(field), t, b.data());
+      ASSERT_EQ(a, b) << field << " t=" << t;
+    }
+  // Values by hand: north-west and south-east corners of geopotential at 500 hPa, step 3.
+  src->read(src->resolve("geopotential_500"), 3, a.data());
+  EXPECT_EQ(a[0], static_cast<float>(1000.0 * f(3, 84.375, 0, 500)));
+  EXPECT_EQ(a[1], static_cast<float>(1000.0 * f(3, 84.375, 11.25, 500)));
+  EXPECT_EQ(a[32], static_cast<float>(1000.0 * f(3, 73.125, 0, 500)));
+  EXPECT_EQ(a[16 * 32 - 1], static_cast<float>(1000.0 * f(3, -84.375, 31 * 11.25, 500)));
+  // Several steps in one read.
+  std::vector<float> many(3 * 16 * 32);
+  src->read(src->resolve("2m_temperature"), 4, 3, many.data());
+  ref->read(ref->resolve("2m_temperature"), 5, b.data());
+  EXPECT_TRUE(std::equal(b.begin(), b.end(), many.begin() + 16 * 32));
 }
 
 TEST_F(Zarr, ScalarLevelCoordinateNamesTheField) {

@@ -64,6 +64,8 @@ def record(name, consolidated=True):
         lon = [d for d in dims if d in ("longitude", "lon")][0]
         da = da.assign_coords({lon: np.mod(da[lon].values.astype(float), 360.0)})
         da = da.sortby(lon).sortby(lat, ascending=False)
+        # Canonical dims: a store laid out (..., longitude, latitude) is transposed.
+        da = da.transpose(*[d for d in dims if d not in (lat, lon)], lat, lon)
         levels = [None]
         if "level" in dims:
             levels = list(da["level"].values)
@@ -181,6 +183,16 @@ wb.to_zarr(os.path.join(OUT, "wb2.zarr"), consolidated=True,
                      "2m_temperature": {"chunks": (1, 16, 32)},
                      "geopotential": {"chunks": (1, 3, 16, 32)}})
 record("wb2.zarr")
+
+# ---- WeatherBench2 as published: (time, longitude, latitude), (time, level, longitude, latitude)
+# The same values as wb2.zarr, stored with longitude before latitude; chunks that split both
+# horizontal axes (partial edge chunks) so the transposed hyperslab crosses chunks.
+wb.transpose("time", "level", "longitude", "latitude").to_zarr(
+    os.path.join(OUT, "wb2_lonlat.zarr"), consolidated=True,
+    encoding={"time": {"units": "hours since 1959-01-01", "dtype": "i8"},
+              "2m_temperature": {"chunks": (1, 12, 10)},
+              "geopotential": {"chunks": (1, 3, 32, 16)}})
+record("wb2_lonlat.zarr")
 
 # ---- WeatherBench 1: one level per variable, a scalar level coordinate -> z_500 --------------
 wb1 = dataset(lat_desc, lon_0_360, levels=(500,)).isel(level=0).drop_vars("t2m")
