@@ -193,6 +193,7 @@ TEST_F(ZarrCli, TrainsOnAStore) {
 TEST_F(ZarrCli, TrainsOnAStoreWithLongitudeBeforeLatitude) {
   auto losses = [&](const std::string& name) {
     const auto run = tmp_ / name;
+    fs::create_directories(run);
     const auto r = run_seqvit(train_args(store(name), 3) + " --stats-cache " +
                               (run / "stats.safetensors").string() + " --run-dir " +
                               (run / "run").string());
