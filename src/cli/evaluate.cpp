@@ -301,18 +301,14 @@ void run_evaluate(const EvaluateOptions& o) {
 void add_evaluate(CLI::App& app) {
   auto o = std::make_shared<EvaluateOptions>();
   auto* c = app.add_subcommand(
-      "evaluate", "Score a forecast checkpoint on NetCDF data: RMSE and ACC per variable and "
+      "evaluate", "Score a forecast checkpoint on gridded data: RMSE and ACC per variable and "
                   "lead, beside persistence and climatology");
   c->add_option("--checkpoint", o->checkpoint,
                 "model file, checkpoint step directory or run directory (its latest checkpoint)")
       ->required();
   c->add_option("--data", o->data,
                 "NetCDF or GRIB files or directories, or Zarr stores (default: the checkpoint's)");
-  c->add_option("--grid", o->grid,
-                "HxW: the equiangular grid the model was trained on (default: the checkpoint's "
-                "--grid; given, it must equal it)");
-  c->add_option("--regrid-method", o->regrid_method,
-                "conservative or bilinear (default: the checkpoint's; given, it must equal it)");
+  add_checkpoint_grid_flags(c, &o->grid, &o->regrid_method);
   c->add_option("--split", o->split, "test, val or train (ranges from the checkpoint)")
       ->capture_default_str();
   c->add_option("--lead-hours", o->lead_hours,

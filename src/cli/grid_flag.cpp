@@ -44,4 +44,13 @@ void check_checkpoint_grid(const data::ForecastConfig& data, const std::string& 
   }
 }
 
+void add_checkpoint_grid_flags(CLI::App* command, std::string* grid, std::string* regrid_method) {
+  command->add_option("--grid", *grid,
+                      "HxW: the equiangular grid the model was trained on (default: the "
+                      "checkpoint's --grid; given, it must equal it)");
+  command->add_option("--regrid-method", *regrid_method,
+                      "conservative or bilinear (default: the checkpoint's; given, it must "
+                      "equal it)");
+}
+
 }  // namespace seqvit::cli

@@ -5,6 +5,8 @@
 #include <string>
 #include <utility>
 
+#include <CLI/CLI.hpp>
+
 #include "data/forecast_dataset.h"
 
 namespace seqvit::cli {
@@ -18,5 +20,8 @@ std::pair<int64_t, int64_t> parse_grid_flag(const std::string& value, const std:
 // equal it (the model was trained on that grid); otherwise an error naming both.
 void check_checkpoint_grid(const data::ForecastConfig& data, const std::string& checkpoint,
                            const std::string& grid, const std::string& regrid_method);
+
+// Declares those two flags on `evaluate` or `predict`, checked by check_checkpoint_grid.
+void add_checkpoint_grid_flags(CLI::App* command, std::string* grid, std::string* regrid_method);
 
 }  // namespace seqvit::cli

@@ -176,11 +176,7 @@ void add_predict(CLI::App& app) {
       ->required();
   c->add_option("--data", o->data,
                 "NetCDF or GRIB files or directories, or Zarr stores (default: the training data)");
-  c->add_option("--grid", o->grid,
-                "HxW: the equiangular grid the model was trained on (default: the checkpoint's "
-                "--grid; given, it must equal it)");
-  c->add_option("--regrid-method", o->regrid_method,
-                "conservative or bilinear (default: the checkpoint's; given, it must equal it)");
+  add_checkpoint_grid_flags(c, &o->grid, &o->regrid_method);
   c->add_option("--time", o->time, "input time, ISO 8601 (e.g. 1979-01-07T00:00:00Z)")->required();
   c->add_option("--out", o->out, "output NetCDF file")->required();
   c->add_option("--png", o->png_dir,

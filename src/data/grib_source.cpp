@@ -153,27 +153,7 @@ bool is_grib_file(const std::string& path) {
 }
 
 std::vector<std::string> expand_grib_paths(const std::vector<std::string>& paths) {
-  std::vector<std::string> out;
-  for (const auto& p : paths) {
-    std::error_code ec;
-    if (fs::is_directory(p, ec)) {
-      std::vector<std::string> in_dir;
-      for (const auto& e : fs::recursive_directory_iterator(p, ec))
-        if (e.is_regular_file() && is_grib_file(e.path().string()))
-          in_dir.push_back(e.path().string());
-      if (ec) fail("{}: cannot list the directory: {}", p, ec.message());
-      if (in_dir.empty())
-        fail("{}: the directory (and its sub-directories) holds no GRIB files", p);
-      std::sort(in_dir.begin(), in_dir.end());
-      out.insert(out.end(), in_dir.begin(), in_dir.end());
-    } else if (fs::exists(p, ec)) {
-      out.push_back(p);
-    } else {
-      fail("{}: no such file or directory", p);
-    }
-  }
-  if (out.empty()) fail("no GRIB files given");
-  return out;
+  return expand_paths(paths, is_grib_file, "GRIB");
 }
 
 std::string GribDataset::where(int64_t message) const {

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -188,6 +189,32 @@ std::vector<FieldRef> GridSource::fields() const {
       r.push_back({fmt::format("{}_{:g}", v.name, v.levels_hpa[i]), v.name, static_cast<int>(i)});
   }
   return r;
+}
+
+std::vector<std::string> expand_paths(const std::vector<std::string>& paths,
+                                      bool (*accept)(const std::string& file),
+                                      const std::string& kind) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> out;
+  for (const auto& p : paths) {
+    std::error_code ec;
+    if (fs::is_directory(p, ec)) {
+      std::vector<std::string> in_dir;
+      for (const auto& e : fs::recursive_directory_iterator(p, ec))
+        if (e.is_regular_file() && accept(e.path().string())) in_dir.push_back(e.path().string());
+      if (ec) fail("{}: cannot list the directory: {}", p, ec.message());
+      if (in_dir.empty())
+        fail("{}: the directory (and its sub-directories) holds no {} files", p, kind);
+      std::sort(in_dir.begin(), in_dir.end());
+      out.insert(out.end(), in_dir.begin(), in_dir.end());
+    } else if (fs::exists(p, ec)) {
+      out.push_back(p);
+    } else {
+      fail("{}: no such file or directory", p);
+    }
+  }
+  if (out.empty()) fail("no {} files given", kind);
+  return out;
 }
 
 std::unique_ptr<GridSource> open_grid_source(const std::vector<std::string>& paths,

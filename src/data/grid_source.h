@@ -100,6 +100,14 @@ struct SourceOptions {
   std::string time_origin;
 };
 
+// The files `paths` names: files as given, directories expanded to the files below them
+// (recursively: the ERA5 / WeatherBench layout keeps one sub-directory per variable) that
+// `accept` takes, sorted. A missing path, a directory without such files or no file at all is an
+// error naming it and `kind` ("*.nc", "GRIB").
+std::vector<std::string> expand_paths(const std::vector<std::string>& paths,
+                                      bool (*accept)(const std::string& file),
+                                      const std::string& kind);
+
 // Opens the source `paths` name (files or directories, see docs/data.md "Sources").
 std::unique_ptr<GridSource> open_grid_source(const std::vector<std::string>& paths,
                                              const SourceOptions& options = {});

@@ -304,27 +304,8 @@ void check_nc3_size(int nc, const std::string& file) {
 }  // namespace
 
 std::vector<std::string> expand_netcdf_paths(const std::vector<std::string>& paths) {
-  std::vector<std::string> out;
-  for (const auto& p : paths) {
-    std::error_code ec;
-    if (fs::is_directory(p, ec)) {
-      std::vector<std::string> in_dir;
-      // recursive: the ERA5 / WeatherBench layout keeps one sub-directory per variable
-      for (const auto& e : fs::recursive_directory_iterator(p, ec))
-        if (e.is_regular_file() && e.path().extension() == ".nc")
-          in_dir.push_back(e.path().string());
-      if (ec) fail("{}: cannot list the directory: {}", p, ec.message());
-      if (in_dir.empty()) fail("{}: the directory (and its sub-directories) holds no *.nc files", p);
-      std::sort(in_dir.begin(), in_dir.end());
-      out.insert(out.end(), in_dir.begin(), in_dir.end());
-    } else if (fs::exists(p, ec)) {
-      out.push_back(p);
-    } else {
-      fail("{}: no such file or directory", p);
-    }
-  }
-  if (out.empty()) fail("no NetCDF files given");
-  return out;
+  return expand_paths(
+      paths, [](const std::string& f) { return fs::path(f).extension() == ".nc"; }, "*.nc");
 }
 
 std::recursive_mutex& netcdf_library_mutex() {

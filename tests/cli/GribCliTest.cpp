@@ -13,34 +13,16 @@
 #include <sstream>
 
 #include "cli/run_seqvit.h"
+#include "data/grib_fixture.h"
 
 namespace fs = std::filesystem;
 using seqvit_test::run_seqvit;
 
 namespace {
 
-class GribCli : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    dir_ = fs::temp_directory_path() / ("seqvit_grib_cli_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    const std::string cmd = std::string("/usr/bin/python3 ") + SEQVIT_SOURCE_DIR +
-                            "/tests/data/grib_fixtures.py " + dir_.string();
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  }
-  static void TearDownTestSuite() { fs::remove_all(dir_); }
-  static std::string path(const std::string& n) { return (dir_ / n).string(); }
-  static fs::path dir_;
-};
-fs::path GribCli::dir_;
-
-std::vector<nlohmann::json> json_lines(const std::string& s) {
-  std::vector<nlohmann::json> r;
-  std::istringstream in(s);
-  for (std::string line; std::getline(in, line);) r.push_back(nlohmann::json::parse(line));
-  return r;
-}
+constexpr char kGribCliDir[] = "seqvit_grib_cli_";
+using GribCli = seqvit_test::GribFixtureTest<kGribCliDir>;
+using seqvit_test::json_lines;
 
 }  // namespace
 

@@ -14,6 +14,7 @@
 
 #include "core/check.h"
 #include "data/cf_time.h"
+#include "data/grib_fixture.h"
 #include "data/grib_source.h"
 #include "data/names.h"
 #include "data/netcdf_reader.h"
@@ -25,21 +26,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class GribReader : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    dir_ = fs::temp_directory_path() / ("seqvit_grib_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    const std::string cmd = std::string("/usr/bin/python3 ") + SEQVIT_SOURCE_DIR +
-                            "/tests/data/grib_fixtures.py " + dir_.string();
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  }
-  static void TearDownTestSuite() { fs::remove_all(dir_); }
-  static std::string path(const std::string& n) { return (dir_ / n).string(); }
-  static fs::path dir_;
-};
-fs::path GribReader::dir_;
+constexpr char kGribDir[] = "seqvit_grib_";
+using GribReader = seqvit_test::GribFixtureTest<kGribDir>;
 
 double f(double k, double lat, double lon, double lev = 0) {
   double x = std::fmod(lon, 360.0);

@@ -9,37 +9,16 @@
 #include "core/check.h"
 #include "core/rng.h"
 #include "model/climax.h"
+#include "model/finite_difference.h"
 
 using namespace seqvit;
 using namespace seqvit::model;
 
 namespace {
 
-struct Fixture {
-  ModelConfig cfg;
-  int64_t B = 2;
-  std::vector<float> x, y, lt, lat;
-  explicit Fixture(Tokenization tok) {
-    cfg.img_h = 4;
-    cfg.img_w = 6;
-    cfg.patch_size = 2;
-    cfg.embed_dim = 32;
-    cfg.num_heads = 2;
-    cfg.depth = 2;
-    cfg.decoder_depth = 1;
-    cfg.variables = {"t2m", "z_500", "u10"};
-    cfg.out_variables = {"z_500", "t2m"};
-    cfg.tokenization = tok;
-    Rng rng(42);
-    const int64_t HW = cfg.img_h * cfg.img_w;
-    x.resize(B * cfg.V() * HW);
-    y.resize(B * cfg.Vo() * HW);
-    for (auto& v : x) v = static_cast<float>(rng.normal());
-    for (auto& v : y) v = static_cast<float>(rng.normal());
-    lt = {6.f, 72.f};
-    lat = {60.f, 20.f, -15.f, -70.f};
-  }
-  BatchView view() const { return {B, x.data(), y.data(), lt.data(), lat.data()}; }
+// 2 samples, 2 blocks
+struct Fixture : seqvit_test::GradFixture {
+  explicit Fixture(Tokenization tok) : GradFixture(tok, 2, 2) {}
 };
 
 void check_gradients(Tokenization tok) {
@@ -55,26 +34,8 @@ void check_gradients(Tokenization tok) {
   m.sync_weights(P.data());
   m.forward(P.data(), f.view());
   m.backward(P.data(), G.data());
-  int checked = 0;
-  for (const auto& e : m.params().entries()) {
-    double max_err = 0;
-    for (int probe = 0; probe < 4; ++probe) {
-      const int64_t i = e.offset + static_cast<int64_t>(rng.uniform() * e.numel) % e.numel;
-      const float saved = P[i];
-      const float h = 1e-2f * std::max(1.0f, std::fabs(saved));
-      P[i] = saved + h;
-      const double lp = m.forward(P.data(), f.view());
-      P[i] = saved - h;
-      const double lm = m.forward(P.data(), f.view());
-      P[i] = saved;
-      // central difference with the actual (rounded) step; O(h^2) truncation error
-      const double fd = (lp - lm) / (2.0 * h);
-      const double err = std::fabs(fd - G[i]) / (1e-4 + std::fabs(fd));
-      max_err = std::max(max_err, err);
-      ++checked;
-    }
-    EXPECT_LT(max_err, 2e-2) << e.name;
-  }
+  const int checked =
+      seqvit_test::expect_gradients_match_finite_differences(m, P, G, f.view(), rng);
   EXPECT_GT(checked, 40);
 }
 

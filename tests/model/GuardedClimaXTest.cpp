@@ -14,6 +14,7 @@
 #include "core/check.h"
 #include "model/climax.h"
 #include "model/device_batch.h"
+#include "model/device_run.h"
 #include "model/model_batch.h"
 
 using namespace seqvit;
@@ -21,44 +22,15 @@ using namespace seqvit::model;
 
 namespace {
 
-struct Result {
-  double loss = 0;
-  std::vector<float> pred, grads;
-};
-
-Result run(backend::Device& dev, const ModelConfig& c, Precision prec, bool recompute) {
-  ClimaX m(c, {}, dev);
-  m.set_recompute(recompute);
-  const int64_t B = 2, n = m.params().total();
-  const int64_t pred_n = B * c.Vo() * c.img_h * c.img_w;
-  std::vector<float> host(n);
-  m.init(host.data(), 5);
-  backend::Allocation P(dev, sizeof(float) * n), G(dev, sizeof(float) * n),
-      pred(dev, sizeof(float) * pred_n);
-  dev.copy_to_device(P.get(), host.data(), sizeof(float) * n);
-  m.plan(B, prec);
-  m.sync_weights(P.as<float>());
-  seqvit_test::RandomBatch data(c, B);
-  DeviceBatch batch(dev, c, B);
-  Result r;
-  for (int step = 0; step < 2; ++step) {  // twice: state left by a step must not matter
-    dev.zero(G.get(), G.bytes());
-    r.loss = m.forward(P.as<float>(), batch.upload(data.batch(7)), pred.as<float>());
-    m.backward(P.as<float>(), G.as<float>());
-  }
-  r.pred.resize(pred_n);
-  r.grads.resize(n);
-  dev.copy_to_host(r.pred.data(), pred.get(), pred.bytes());
-  dev.copy_to_host(r.grads.data(), G.get(), G.bytes());
-  return r;
-}
+using Result = seqvit_test::DeviceRun;
+using seqvit_test::run_on_device;
 
 void expect_same(Tokenization tok, Precision prec, bool recompute, AttentionKernel attn) {
   ModelConfig c = seqvit_test::tiny_config(tok);
   c.attention = attn;
-  const Result cpu = run(backend::cpu(), c, prec, recompute);
+  const Result cpu = run_on_device(backend::cpu(), c, prec, recompute);
   backend::GuardedDevice guarded;
-  const Result g = run(guarded, c, prec, recompute);
+  const Result g = run_on_device(guarded, c, prec, recompute);
   EXPECT_EQ(guarded.live_allocations(), 0u) << "the model and batch must free their memory";
   EXPECT_EQ(cpu.loss, g.loss);
   EXPECT_EQ(cpu.pred, g.pred);

@@ -18,6 +18,7 @@
 #include "rel_err.h"
 #include "train/checkpoint.h"
 #include "train/synthetic_batch.h"
+#include "train/trainer_steps.h"
 #include "train/trainer.h"
 
 using namespace seqvit;
@@ -26,36 +27,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-train::OptimConfig opt() {
-  train::OptimConfig o;
-  o.lr = 2e-3;
-  o.warmup_steps = 3;
-  o.total_steps = 12;
-  o.weight_decay = 0.05;
-  o.grad_clip = 0.5;  // small enough to clip
-  return o;
-}
+using seqvit_test::train_steps;
+using seqvit_test::TrainRun;
 
-struct TrainRun {
-  std::vector<train::StepResult> steps;
-  std::vector<float> params, m, v;
-};
-
-TrainRun train_steps(backend::Device& dev, model::Precision prec, model::Tokenization tok, int n,
-                     const model::Dropout& drop = {}) {
-  const auto c = seqvit_test::tiny_config(tok);
-  train::Trainer tr(c, opt(), 2, prec, 3, {}, dev);
-  tr.set_dropout(drop);
-  seqvit_test::SyntheticBatch d(c, 2);
-  TrainRun r;
-  for (int s = 0; s < n; ++s) r.steps.push_back(tr.step(d.batch(s)));
-  r.params.resize(static_cast<size_t>(tr.model().params().total()));
-  tr.read_params(r.params.data());
-  r.m.resize(r.params.size());
-  r.v.resize(r.params.size());
-  tr.optimizer().read_moments(r.m.data(), r.v.data());
-  return r;
-}
+train::OptimConfig opt() { return seqvit_test::clipping_optim(3, 12); }
 
 bool close(double a, double ref, double tol) { return std::fabs(a - ref) <= tol * std::fabs(ref); }
 
@@ -72,8 +47,8 @@ TEST_F(CudaTrainer, TenAdamWStepsFollowTheCpu) {
                            std::pair{model::Tokenization::PerVariable, model::Dropout{}},
                            std::pair{model::Tokenization::Aggregate, model::Dropout{0.1, 0.2, 4}}}) {
     auto gpu = backend::make_device("cuda");
-    const TrainRun ref = train_steps(backend::cpu(), model::Precision::F32, tok, 10, drop);
-    const TrainRun got = train_steps(*gpu, model::Precision::F32, tok, 10, drop);
+    const TrainRun ref = train_steps(backend::cpu(), opt(), model::Precision::F32, tok, 10, drop);
+    const TrainRun got = train_steps(*gpu, opt(), model::Precision::F32, tok, 10, drop);
     for (size_t s = 0; s < ref.steps.size(); ++s) {
       EXPECT_TRUE(close(got.steps[s].loss, ref.steps[s].loss, 1e-5))
           << "step " << s << ": loss " << got.steps[s].loss << " vs cpu " << ref.steps[s].loss;
@@ -94,7 +69,7 @@ TEST_F(CudaTrainer, CheckpointRoundTripGpuCpuGpu) {
   seqvit_test::SyntheticBatch d(c, 2);
   const fs::path dir = fs::temp_directory_path() / "seqvit_cuda_ckpt";
   fs::create_directories(dir);
-  const TrainRun all_cpu = train_steps(backend::cpu(), model::Precision::F32,
+  const TrainRun all_cpu = train_steps(backend::cpu(), opt(), model::Precision::F32,
                                   model::Tokenization::Aggregate, 6);
   std::vector<double> losses;
   // `steps` steps on `dev` from the checkpoint `from` (none: a fresh model), saved to `to`

@@ -12,6 +12,7 @@
 #include "eval/checkpoint.h"
 #include "train/checkpoint.h"
 #include "train/synthetic_batch.h"
+#include "train/trainer_steps.h"
 #include "train/trainer.h"
 
 using namespace seqvit;
@@ -19,34 +20,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-train::OptimConfig opt() {
-  train::OptimConfig o;
-  o.lr = 2e-3;
-  o.warmup_steps = 2;
-  o.total_steps = 8;
-  o.weight_decay = 0.05;
-  o.grad_clip = 0.5;  // small enough to clip
-  return o;
-}
+using seqvit_test::train_steps;
+using Run = seqvit_test::TrainRun;
 
-struct Run {
-  std::vector<train::StepResult> steps;
-  std::vector<float> params, m, v;
-};
-
-Run train_steps(backend::Device& dev, model::Precision prec, model::Tokenization tok, int n) {
-  const auto c = seqvit_test::tiny_config(tok);
-  train::Trainer tr(c, opt(), 2, prec, 3, {}, dev);
-  seqvit_test::SyntheticBatch d(c, 2);
-  Run r;
-  for (int s = 0; s < n; ++s) r.steps.push_back(tr.step(d.batch(s)));
-  r.params.resize(static_cast<size_t>(tr.model().params().total()));
-  tr.read_params(r.params.data());
-  r.m.resize(r.params.size());
-  r.v.resize(r.params.size());
-  tr.optimizer().read_moments(r.m.data(), r.v.data());
-  return r;
-}
+train::OptimConfig opt() { return seqvit_test::clipping_optim(2, 8); }
 
 void expect_same(const Run& a, const Run& b) {
   ASSERT_EQ(a.steps.size(), b.steps.size());
@@ -64,16 +41,16 @@ void expect_same(const Run& a, const Run& b) {
 
 TEST(GuardedTrainer, StepsMatchCpuFp32) {
   backend::GuardedDevice g;
-  expect_same(train_steps(backend::cpu(), model::Precision::F32, model::Tokenization::Aggregate, 3),
-              train_steps(g, model::Precision::F32, model::Tokenization::Aggregate, 3));
+  expect_same(train_steps(backend::cpu(), opt(), model::Precision::F32, model::Tokenization::Aggregate, 3),
+              train_steps(g, opt(), model::Precision::F32, model::Tokenization::Aggregate, 3));
   EXPECT_EQ(g.live_allocations(), 0u);
 }
 
 TEST(GuardedTrainer, StepsMatchCpuBf16PerVariable) {
   backend::GuardedDevice g;
   expect_same(
-      train_steps(backend::cpu(), model::Precision::BF16, model::Tokenization::PerVariable, 3),
-      train_steps(g, model::Precision::BF16, model::Tokenization::PerVariable, 3));
+      train_steps(backend::cpu(), opt(), model::Precision::BF16, model::Tokenization::PerVariable, 3),
+      train_steps(g, opt(), model::Precision::BF16, model::Tokenization::PerVariable, 3));
 }
 
 TEST(GuardedTrainer, CheckpointResumesBitIdentically) {

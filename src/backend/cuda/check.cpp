@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "backend/cuda/require.h"
 #include "core/check.h"
 
 namespace seqvit::backend::cuda {
@@ -17,22 +18,6 @@ std::string current_device() {
   cudaDeviceProp p{};
   if (cudaGetDeviceProperties(&p, dev) != cudaSuccess) return fmt::format("cuda:{}", dev);
   return fmt::format("cuda:{} ({})", dev, p.name);
-}
-
-// "op(T=4096, D=1024)" from "T,D" and {4096, 1024}.
-std::string call(const char* op, const char* names, std::initializer_list<int64_t> values) {
-  std::string s = std::string(op) + "(";
-  const std::string n = names ? names : "";
-  size_t at = 0;
-  bool first = true;
-  for (int64_t v : values) {
-    const size_t comma = n.find(',', at);
-    const std::string name = n.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
-    at = comma == std::string::npos ? n.size() : comma + 1;
-    s += fmt::format("{}{}={}", first ? "" : ", ", name, v);
-    first = false;
-  }
-  return s + ")";
 }
 
 // cuBLAS status names (cublasGetStatusString lives in libcublas, which the plugin does not link).
@@ -55,14 +40,14 @@ const char* status_name(cublasStatus_t s) {
 }  // namespace
 
 void fail(cudaError_t e, const char* op, const char* names, std::initializer_list<int64_t> values) {
-  throw Error(fmt::format("{}: {}: {} ({})", current_device(), call(op, names, values),
+  throw Error(fmt::format("{}: {}: {} ({})", current_device(), describe_call(op, names, values),
                           cudaGetErrorString(e), cudaGetErrorName(e)));
 }
 
 void fail(cublasStatus_t s, const char* op, const char* names,
           std::initializer_list<int64_t> values) {
   throw Error(fmt::format("{}: {}: cuBLASLt failed with {} ({})", current_device(),
-                          call(op, names, values), status_name(s), static_cast<int>(s)));
+                          describe_call(op, names, values), status_name(s), static_cast<int>(s)));
 }
 
 }  // namespace seqvit::backend::cuda

@@ -8,9 +8,8 @@
 
 namespace seqvit::backend::cuda {
 
-void bad_arguments(const char* op, const char* what, const char* names,
-                   std::initializer_list<int64_t> values) {
-  // "op(T=8, D=0): what" from "T,D" and {8, 0}
+std::string describe_call(const char* op, const char* names,
+                          std::initializer_list<int64_t> values) {
   std::string s = std::string(op) + "(";
   const std::string n = names ? names : "";
   size_t at = 0;
@@ -22,7 +21,12 @@ void bad_arguments(const char* op, const char* what, const char* names,
     s += fmt::format("{}{}={}", first ? "" : ", ", name, v);
     first = false;
   }
-  throw Error(s + "): " + what);
+  return s + ")";
+}
+
+void bad_arguments(const char* op, const char* what, const char* names,
+                   std::initializer_list<int64_t> values) {
+  throw Error(describe_call(op, names, values) + ": " + what);
 }
 
 }  // namespace seqvit::backend::cuda

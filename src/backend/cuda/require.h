@@ -7,8 +7,12 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <string>
 
 namespace seqvit::backend::cuda {
+
+// "op(T=8, D=0)" from "T,D" and {8, 0}: how every error of the plugin names a call.
+std::string describe_call(const char* op, const char* names, std::initializer_list<int64_t> values);
 
 [[noreturn]] void bad_arguments(const char* op, const char* what, const char* names,
                                 std::initializer_list<int64_t> values);
